@@ -1,0 +1,283 @@
+//! What a case is (a declarative description) and what its body works with.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::config::Probe;
+use crate::model::KernelFeatures;
+use crate::sys::clone::{clone3, flags::CLONE_PIDFD, Clone3Request, Program, Spawned};
+use crate::sys::wait::{wait, Event, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
+use crate::sys::{pidfd, Errno};
+
+/// What a case needs before it can run; checked up front, a missing need is
+/// a skip with the reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// the kernel implements CLONE_WAIT_PID at the configured bit
+    Feature,
+    /// effective uid 0
+    Root,
+    /// a kernel at least this new
+    MinKernel(u32, u32),
+    /// a writable cgroup2 hierarchy at /sys/fs/cgroup
+    Cgroup2,
+}
+
+/// Where a row's expectation comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// a sentence of the seed patch
+    Seed(&'static str),
+    /// a man page or kernel source statement
+    Man(&'static str),
+    /// a question the seed leaves open, with the rationale for the answer
+    Design(&'static str),
+    /// the model in model.rs (kernel/fork.c's rules)
+    Model(&'static str),
+    /// a fuzzing finding
+    Regression(String),
+    /// a switchable self-test of the harness
+    SelfTest(&'static str),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Seed(s) => write!(f, "seed: {s}"),
+            Source::Man(s) => write!(f, "man/kernel: {s}"),
+            Source::Design(s) => write!(f, "design: {s}"),
+            Source::Model(s) => write!(f, "model: {s}"),
+            Source::Regression(s) => write!(f, "regression: {s}"),
+            Source::SelfTest(s) => write!(f, "self-test: {s}"),
+        }
+    }
+}
+
+/// Which child a row is about: one made with CLONE_WAIT_PID, or the control.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    Hidden,
+    Plain,
+}
+
+impl Subject {
+    pub const BOTH: [Subject; 2] = [Subject::Hidden, Subject::Plain];
+    pub fn variant(self) -> &'static str {
+        match self {
+            Subject::Hidden => "hidden",
+            Subject::Plain => "plain",
+        }
+    }
+    pub fn hidden(self) -> bool {
+        self == Subject::Hidden
+    }
+}
+
+/// Why a body stopped early.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stop {
+    Fail(String),
+    Skip(String),
+    Broken(String),
+}
+
+pub type Check = Result<(), Stop>;
+
+/// Shorthands for turning errors into stops.
+pub fn fail<T>(msg: impl Into<String>) -> Result<T, Stop> {
+    Err(Stop::Fail(msg.into()))
+}
+pub fn broken<T>(msg: impl Into<String>) -> Result<T, Stop> {
+    Err(Stop::Broken(msg.into()))
+}
+
+pub type Body = Arc<dyn Fn(&mut Ctx) -> Check + Send + Sync>;
+
+/// One declarative case.
+#[derive(Clone)]
+pub struct Case {
+    /// `group::call::situation[::variant]`
+    pub name: String,
+    pub needs: Vec<Need>,
+    pub source: Source,
+    pub timeout: Duration,
+    pub body: Body,
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Case {
+    pub fn new(name: impl Into<String>, source: Source, body: impl Fn(&mut Ctx) -> Check + Send + Sync + 'static) -> Self {
+        Case { name: name.into(), needs: Vec::new(), source, timeout: DEFAULT_TIMEOUT, body: Arc::new(body) }
+    }
+    pub fn need(mut self, n: Need) -> Self {
+        if !self.needs.contains(&n) {
+            self.needs.push(n);
+        }
+        self
+    }
+    /// Needs the feature when the subject is the hidden child.
+    pub fn for_subject(self, s: Subject) -> Self {
+        if s.hidden() { self.need(Need::Feature) } else { self }
+    }
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+}
+
+/// What a body works with, inside its own case process.
+pub struct Ctx {
+    pub probe: Probe,
+    pub features: KernelFeatures,
+    /// the case process's own pid and process group
+    pub pid: i32,
+    pub pgid: i32,
+}
+
+impl Ctx {
+    pub fn new(probe: Probe) -> Self {
+        let features = probe.features();
+        Ctx { probe, features, pid: std::process::id() as i32, pgid: rustix::process::getpgrp().as_raw_nonzero().get() }
+    }
+
+    /// The CLONE_WAIT_PID bit under test.
+    pub fn bit(&self) -> u64 {
+        self.probe.bit
+    }
+
+    /// clone3 flags for a child of this subject: CLONE_PIDFD, plus the bit
+    /// for the hidden one.
+    pub fn flags_for(&self, s: Subject) -> u64 {
+        CLONE_PIDFD | if s.hidden() { self.bit() } else { 0 }
+    }
+
+    /// clone3 a child of this subject with exit_signal SIGCHLD.
+    pub fn spawn(&self, s: Subject, program: Program) -> Result<Kid, Stop> {
+        self.spawn_with(Clone3Request::new(self.flags_for(s), libc::SIGCHLD as u64), program)
+    }
+
+    /// clone3 with a caller-built request (must set CLONE_PIDFD).
+    pub fn spawn_with(&self, req: Clone3Request, program: Program) -> Result<Kid, Stop> {
+        let flags = req.args.flags;
+        match clone3(&req, program) {
+            Ok(sp) => Kid::from_spawned(sp),
+            Err(e) => broken(format!("setup: clone3(flags {flags:#x}) failed with {e}")),
+        }
+    }
+
+    /// A child that exits with `code` at once; returns after it has exited
+    /// (its pidfd polled readable), still unreaped.
+    pub fn spawn_exited(&self, s: Subject, code: i32) -> Result<Kid, Stop> {
+        let k = self.spawn(s, Program::Exit(code))?;
+        k.await_exit()?;
+        Ok(k)
+    }
+
+    /// A child that stays alive until released (`Kid::release`), then exits
+    /// with `code`.
+    pub fn spawn_live(&self, s: Subject, code: i32) -> Result<Kid, Stop> {
+        let (r, w) = crate::sys::clone::pipe();
+        let mut k = self.spawn(s, Program::AwaitThenExit { fd: r.as_raw_fd(), code })?;
+        drop(r);
+        k.release = Some(w);
+        Ok(k)
+    }
+
+    /// Make one wait call about `kid`.
+    pub fn wait(&self, call: WaitCall, kid: &Kid, opts: u32) -> WaitOutcome {
+        wait(call, kid.target(self.pgid), WaitOpts(opts))
+    }
+
+    /// The same with a raw target.
+    pub fn wait_on(&self, call: WaitCall, target: WaitTarget, opts: u32) -> WaitOutcome {
+        wait(call, target, WaitOpts(opts))
+    }
+}
+
+/// A child of the case process, known by pidfd.
+pub struct Kid {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    release: Option<OwnedFd>,
+    _spawned: Option<Spawned>,
+}
+
+impl Kid {
+    fn from_spawned(mut sp: Spawned) -> Result<Kid, Stop> {
+        let pidfd = match sp.pidfd.take() {
+            Some(fd) => fd,
+            None => pidfd::open(sp.pid, false).or_else(|e| broken(format!("setup: pidfd_open: {e}")))?,
+        };
+        Ok(Kid { pid: sp.pid, pidfd, release: None, _spawned: Some(sp) })
+    }
+
+    /// Adopt a process by pid (pidfd_open), e.g. a reparented grandchild.
+    pub fn adopt(pid: i32) -> Result<Kid, Stop> {
+        let pidfd = pidfd::open(pid, false).or_else(|e| broken(format!("setup: pidfd_open({pid}): {e}")))?;
+        Ok(Kid { pid, pidfd, release: None, _spawned: None })
+    }
+
+    /// Attach the write end that keeps an `AwaitThenExit` child alive.
+    pub fn with_release(mut self, w: OwnedFd) -> Kid {
+        self.release = Some(w);
+        self
+    }
+
+    pub fn target(&self, pgid: i32) -> WaitTarget {
+        WaitTarget { pid: self.pid, pidfd: self.pidfd.as_raw_fd(), pgid }
+    }
+
+    /// Let a live child exit: one byte on its pipe (children share copies
+    /// of each other's pipe ends, so closing ours would not be EOF).
+    pub fn release(&mut self) {
+        if let Some(w) = self.release.take() {
+            let _ = rustix::io::write(&w, b"x");
+        }
+    }
+
+    /// Block until the child has exited (pidfd readable).
+    pub fn await_exit(&self) -> Check {
+        pidfd::poll_exit(self.pidfd.as_fd(), None).map(|_| ()).or_else(|e| broken(format!("poll(pidfd): {e}")))
+    }
+
+    pub fn signal(&self, sig: i32) -> Check {
+        pidfd::send_signal(&self.pidfd, sig).or_else(|e| broken(format!("pidfd_send_signal({sig}): {e}")))
+    }
+
+    /// Whether a focused `waitid(P_PIDFD, WEXITED|WNOHANG|WNOWAIT)` sees it
+    /// as an exited, unreaped child (what the rows call "still a zombie").
+    pub fn peek_exited(&self) -> WaitOutcome {
+        wait(WaitCall::WaitidPidfd, self.target(0), WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG | WaitOpts::WNOWAIT))
+    }
+
+    /// Reap with a focused `waitid(P_PIDFD, WEXITED | extra)`; the child
+    /// must be reported.
+    pub fn reap_with(self, extra: u32) -> Result<Event, Stop> {
+        let mut me = self;
+        me.release();
+        match wait(WaitCall::WaitidPidfd, me.target(0), WaitOpts(WaitOpts::WEXITED | extra)) {
+            WaitOutcome::Reported { pid, event } if pid == me.pid => Ok(event),
+            other => fail(format!("focused reap of pid {}: waitid(P_PIDFD) gave {other}", me.pid)),
+        }
+    }
+
+    pub fn reap(self) -> Result<Event, Stop> {
+        self.reap_with(0)
+    }
+}
+
+/// Compare a wait outcome with the expectation; `what` names the call.
+pub fn expect(what: &str, got: WaitOutcome, want: WaitOutcome) -> Check {
+    if got == want { Ok(()) } else { fail(format!("{what}: want {want}, got {got}")) }
+}
+
+/// The outcome `Reported { pid, event }`.
+pub fn reported(pid: i32, event: Event) -> WaitOutcome {
+    WaitOutcome::Reported { pid, event }
+}
+
+pub fn errno(e: Errno) -> WaitOutcome {
+    WaitOutcome::Failed(e)
+}

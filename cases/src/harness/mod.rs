@@ -1,0 +1,8 @@
+//! The engine: runs each case in its own process, with timeouts, leak checks
+//! and LTP-style outcomes.
+
+pub mod config;
+pub mod case;
+pub mod engine;
+
+pub use case::*;

@@ -1,0 +1,474 @@
+//! The model of the semantics: what a kernel with a given feature set must
+//! answer to a clone3 argument block, and which children a wait call may
+//! report. The case table's validation rows and the fuzz targets both ask
+//! this module; it is the one statement of the rules, written from
+//! kernel/fork.c (copy_clone_args_from_user, clone3_args_valid,
+//! copy_process, alloc_pid), kernel/exit.c (do_wait, eligible_child) and the
+//! seed patch.
+
+use crate::sys::clone::{flags::*, CLONE_ARGS_SIZE_VER0, CLONE_ARGS_SIZE_VER2};
+use crate::sys::wait::{Event, WaitCall, WaitOpts, WaitOutcome};
+use crate::sys::Errno;
+
+/// clone3-only bits mainline gave a meaning, and since when.
+pub const MAINLINE_CLONE3_BITS: &[(u64, &str, (u32, u32))] = &[
+    (CLONE_CLEAR_SIGHAND, "CLONE_CLEAR_SIGHAND", (5, 5)),
+    (CLONE_INTO_CGROUP, "CLONE_INTO_CGROUP", (5, 7)),
+    (CLONE_AUTOREAP, "CLONE_AUTOREAP", (7, 1)),
+    (CLONE_NNP, "CLONE_NNP", (7, 1)),
+    (CLONE_PIDFD_AUTOKILL, "CLONE_PIDFD_AUTOKILL", (7, 1)),
+    (CLONE_EMPTY_MNTNS, "CLONE_EMPTY_MNTNS", (7, 3)),
+];
+
+/// The mainline name of a clone3 bit on a kernel of this version, if any.
+pub fn mainline_bit_name(bit: u64, version: (u32, u32)) -> Option<(&'static str, (u32, u32))> {
+    MAINLINE_CLONE3_BITS.iter().find(|(b, _, since)| *b == bit && version >= *since).map(|(_, n, s)| (*n, *s))
+}
+
+/// What the kernel under test implements, as far as the rules below care.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelFeatures {
+    pub version: (u32, u32),
+    /// The CLONE_WAIT_PID bit, when the probe found the feature working.
+    pub wait_pid_bit: Option<u64>,
+}
+
+impl KernelFeatures {
+    pub fn new(version: (u32, u32), wait_pid_bit: Option<u64>) -> Self {
+        KernelFeatures { version, wait_pid_bit }
+    }
+
+    /// sizeof(struct clone_args) the kernel knows.
+    pub fn clone_args_size(&self) -> usize {
+        if self.version >= (5, 7) {
+            CLONE_ARGS_SIZE_VER2
+        } else if self.version >= (5, 5) {
+            crate::sys::clone::CLONE_ARGS_SIZE_VER1
+        } else {
+            CLONE_ARGS_SIZE_VER0
+        }
+    }
+
+    /// Every clone3 flag bit this kernel accepts.
+    pub fn known_flags(&self) -> u64 {
+        let mut known = CLONE_LEGACY_FLAGS;
+        for (bit, _, since) in MAINLINE_CLONE3_BITS {
+            if self.version >= *since {
+                known |= bit;
+            }
+        }
+        known | self.wait_pid_bit.unwrap_or(0)
+    }
+
+    /// Bits the model has rules for. A known bit outside this set (7.1's
+    /// AUTOREAP/NNP/AUTOKILL, EMPTY_MNTNS) makes the model answer Unknown
+    /// rather than guess.
+    fn modelled_flags(&self) -> u64 {
+        CLONE_LEGACY_FLAGS | CLONE_CLEAR_SIGHAND | CLONE_INTO_CGROUP | self.wait_pid_bit.unwrap_or(0)
+    }
+
+    /// CLONE_NEWTIME (one of the CSIGNAL bits) is accepted by clone3 (5.6+).
+    fn newtime(&self) -> bool {
+        self.version >= (5, 6)
+    }
+
+    /// CLONE_PIDFD may be combined with CLONE_THREAD (PIDFD_THREAD, 6.9+).
+    fn pidfd_thread(&self) -> bool {
+        self.version >= (6, 9)
+    }
+}
+
+/// Where the stack points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackDesc {
+    /// stack = 0, stack_size = 0 (the engine supplies one under CLONE_VM)
+    None,
+    /// a valid user mapping and its size
+    Valid,
+    /// stack = 0 but stack_size > 0
+    SizeWithoutStack,
+    /// stack != 0 but stack_size = 0
+    StackWithoutSize,
+    /// a kernel address (access_ok fails)
+    KernelAddress,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetTidDesc {
+    None,
+    /// set_tid = NULL, set_tid_size = n
+    NullWithSize(u64),
+    /// set_tid = &array, set_tid_size = 0
+    PointerWithoutSize,
+    /// set_tid_size = n entries, each naming a pid already in use
+    InUse(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgroupDesc {
+    /// cgroup = 0 (stdin's fd number; only read under CLONE_INTO_CGROUP)
+    Zero,
+    /// a number above INT_MAX
+    Huge,
+    /// an fd that is not open
+    Closed,
+    /// an open fd of a cgroup2 directory
+    Valid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PidfdDesc {
+    /// a valid pointer (filled in by the engine)
+    Valid,
+    /// an unmapped address
+    Bad,
+    /// the same address as parent_tid, with CLONE_PARENT_SETTID
+    SameAsParentTid,
+}
+
+/// Who calls clone3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub root: bool,
+    /// init of its pid namespace (SIGNAL_UNKILLABLE)
+    pub ns_init: bool,
+    /// depth of its pid namespace (0 = initial)
+    pub ns_level: u64,
+}
+
+/// A clone3 argument block, described rather than laid out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Clone3Desc {
+    pub flags: u64,
+    pub size: usize,
+    /// some byte beyond the kernel's struct (within `size`) is nonzero
+    pub tail_nonzero: bool,
+    pub exit_signal: u64,
+    pub stack: StackDesc,
+    pub set_tid: SetTidDesc,
+    pub cgroup: CgroupDesc,
+    pub pidfd: PidfdDesc,
+}
+
+impl Clone3Desc {
+    pub fn new(flags: u64, exit_signal: u64) -> Self {
+        Clone3Desc {
+            flags,
+            size: CLONE_ARGS_SIZE_VER2,
+            tail_nonzero: false,
+            exit_signal,
+            stack: StackDesc::None,
+            set_tid: SetTidDesc::None,
+            cgroup: CgroupDesc::Zero,
+            pidfd: PidfdDesc::Valid,
+        }
+    }
+}
+
+/// The model's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// a child is created
+    Created,
+    /// the call fails with this errno, no child
+    Fails(Errno),
+    /// the model has no rule for this input
+    Unknown(String),
+}
+
+/// What clone3 must answer. Checks follow the kernel's order, so that the
+/// first failing check decides the errno.
+pub fn clone3_verdict(d: &Clone3Desc, k: &KernelFeatures, c: &Caller) -> Verdict {
+    use Verdict::*;
+    const PAGE_SIZE: usize = 4096;
+    const MAX_PID_NS_LEVEL: u64 = 32;
+    // copy_clone_args_from_user
+    if d.size > PAGE_SIZE {
+        return Fails(Errno::E2BIG);
+    }
+    if d.size < CLONE_ARGS_SIZE_VER0 {
+        return Fails(Errno::EINVAL);
+    }
+    if d.size > k.clone_args_size() && d.tail_nonzero {
+        return Fails(Errno::E2BIG);
+    }
+    // Fields past `size` read as zero.
+    let seen = |offset: usize| d.size >= offset + 8;
+    let set_tid = if seen(64) && seen(72) { d.set_tid } else { SetTidDesc::None };
+    let cgroup_seen = seen(80);
+    let (set_tid_ptr, set_tid_size) = match set_tid {
+        SetTidDesc::None => (false, 0),
+        SetTidDesc::NullWithSize(n) => (false, n),
+        SetTidDesc::PointerWithoutSize => (true, 0),
+        SetTidDesc::InUse(n) => (true, n),
+    };
+    if set_tid_size > MAX_PID_NS_LEVEL {
+        return Fails(Errno::EINVAL);
+    }
+    if !set_tid_ptr && set_tid_size > 0 {
+        return Fails(Errno::EINVAL);
+    }
+    if set_tid_ptr && set_tid_size == 0 {
+        return Fails(Errno::EINVAL);
+    }
+    if d.exit_signal & !0xff != 0 || d.exit_signal > 64 {
+        return Fails(Errno::EINVAL);
+    }
+    let f = d.flags;
+    if f & CLONE_INTO_CGROUP != 0
+        && k.known_flags() & CLONE_INTO_CGROUP != 0
+        && ((cgroup_seen && d.cgroup == CgroupDesc::Huge) || d.size < CLONE_ARGS_SIZE_VER2)
+    {
+        return Fails(Errno::EINVAL);
+    }
+    // clone3_args_valid
+    if f & !k.known_flags() != 0 {
+        return Fails(Errno::EINVAL);
+    }
+    let unmodelled = f & !k.modelled_flags();
+    if unmodelled != 0 {
+        let names: Vec<&str> = MAINLINE_CLONE3_BITS.iter().filter(|(b, _, _)| unmodelled & b != 0).map(|(_, n, _)| *n).collect();
+        return Unknown(format!("no rule yet for {}", names.join("|")));
+    }
+    if let Some(bit) = k.wait_pid_bit {
+        // The seed: "Currently only allow CLONE_WAIT_PID for processes
+        // created as pidfds".
+        if f & bit != 0 && f & CLONE_PIDFD == 0 {
+            return Fails(Errno::EINVAL);
+        }
+    }
+    let csignal = if k.newtime() { CSIGNAL & !CLONE_NEWTIME } else { CSIGNAL };
+    if f & (CLONE_DETACHED | csignal) != 0 {
+        return Fails(Errno::EINVAL);
+    }
+    if f & (CLONE_SIGHAND | CLONE_CLEAR_SIGHAND) == (CLONE_SIGHAND | CLONE_CLEAR_SIGHAND) {
+        return Fails(Errno::EINVAL);
+    }
+    if f & (CLONE_THREAD | CLONE_PARENT) != 0 && d.exit_signal != 0 {
+        return Fails(Errno::EINVAL);
+    }
+    match d.stack {
+        StackDesc::SizeWithoutStack | StackDesc::StackWithoutSize | StackDesc::KernelAddress => {
+            return Fails(Errno::EINVAL)
+        }
+        StackDesc::None | StackDesc::Valid => {}
+    }
+    // kernel_clone
+    if f & CLONE_PIDFD != 0 && f & CLONE_PARENT_SETTID != 0 && d.pidfd == PidfdDesc::SameAsParentTid {
+        return Fails(Errno::EINVAL);
+    }
+    // copy_process
+    if f & (CLONE_NEWNS | CLONE_FS) == (CLONE_NEWNS | CLONE_FS) {
+        return Fails(Errno::EINVAL);
+    }
+    if f & (CLONE_NEWUSER | CLONE_FS) == (CLONE_NEWUSER | CLONE_FS) {
+        return Fails(Errno::EINVAL);
+    }
+    if f & CLONE_THREAD != 0 && f & CLONE_SIGHAND == 0 {
+        return Fails(Errno::EINVAL);
+    }
+    if f & CLONE_SIGHAND != 0 && f & CLONE_VM == 0 {
+        return Fails(Errno::EINVAL);
+    }
+    if f & CLONE_PARENT != 0 && c.ns_init {
+        return Fails(Errno::EINVAL);
+    }
+    if f & CLONE_THREAD != 0 && f & (CLONE_NEWUSER | CLONE_NEWPID) != 0 {
+        return Fails(Errno::EINVAL);
+    }
+    if f & CLONE_PIDFD != 0 && f & CLONE_THREAD != 0 && !k.pidfd_thread() {
+        return Fails(Errno::EINVAL);
+    }
+    let needs_admin = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP | CLONE_NEWTIME;
+    if f & needs_admin != 0 && !c.root && f & CLONE_NEWUSER == 0 {
+        return Fails(Errno::EPERM);
+    }
+    // alloc_pid: one set_tid entry per namespace level at most, each free.
+    if set_tid_size > 0 {
+        let levels = c.ns_level + 1 + u64::from(f & CLONE_NEWPID != 0);
+        if set_tid_size > levels {
+            return Fails(Errno::EINVAL);
+        }
+        if !c.root {
+            return Fails(Errno::EPERM);
+        }
+        return Fails(Errno::EEXIST);
+    }
+    if f & CLONE_INTO_CGROUP != 0 {
+        match d.cgroup {
+            CgroupDesc::Closed | CgroupDesc::Zero => return Fails(Errno::EBADF),
+            CgroupDesc::Huge => return Fails(Errno::EINVAL),
+            CgroupDesc::Valid => {}
+        }
+    }
+    if f & CLONE_PIDFD != 0 && d.pidfd == PidfdDesc::Bad {
+        return Fails(Errno::EFAULT);
+    }
+    Created
+}
+
+/// What the model knows of one child, for wait predictions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChildView {
+    pub pid: i32,
+    pub pgid: i32,
+    pub hidden: bool,
+    /// exit_signal is SIGCHLD (a "clone child" otherwise, see __WCLONE)
+    pub sigchld: bool,
+    pub state: ChildState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildState {
+    Running,
+    /// a zombie that will report this event
+    Zombie(Event),
+    /// stopped by this signal, not yet reported
+    Stopped(i32),
+    /// stopped, already reported
+    StoppedReported,
+    /// continued, not yet reported
+    Continued,
+}
+
+/// Which child the call selects by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selector {
+    pub call: WaitCall,
+    pub pid: i32,
+    pub pgid: i32,
+    /// the caller's own process group
+    pub own_pgid: i32,
+}
+
+/// What a wait call may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prediction {
+    /// one of these outcomes
+    OneOf(Vec<WaitOutcome>),
+    /// the call blocks (nothing ready, no WNOHANG)
+    Blocks,
+}
+
+/// The seed's rule (eligible_child): a hidden child is considered only by a
+/// focused wait.
+pub fn considers(call: WaitCall, child_hidden: bool) -> bool {
+    !child_hidden || call.is_focused()
+}
+
+/// Predict one wait call against the caller's children. The caller holds a
+/// valid pidfd for `sel.pid`.
+pub fn predict_wait(sel: Selector, opts: WaitOpts, children: &[ChildView]) -> Prediction {
+    let call = sel.call;
+    let o = opts;
+    let legacy_allowed = WaitOpts::WNOHANG | WaitOpts::WUNTRACED | WaitOpts::WCONTINUED | WaitOpts::WNOTHREAD | WaitOpts::WCLONE | WaitOpts::WALL;
+    let waitid_allowed = legacy_allowed | WaitOpts::WEXITED | WaitOpts::WNOWAIT;
+    if call.is_waitid() {
+        if o.0 & !waitid_allowed != 0 || o.0 & (WaitOpts::WEXITED | WaitOpts::WSTOPPED | WaitOpts::WCONTINUED) == 0 {
+            return Prediction::OneOf(vec![WaitOutcome::Failed(Errno::EINVAL)]);
+        }
+    } else if (o.0 & !WaitOpts::WEXITED) & !legacy_allowed != 0 {
+        return Prediction::OneOf(vec![WaitOutcome::Failed(Errno::EINVAL)]);
+    }
+    let wants_exit = !call.is_waitid() || o.has(WaitOpts::WEXITED);
+    let selected = |ch: &ChildView| match call {
+        WaitCall::Wait4Any | WaitCall::WaitpidAny | WaitCall::Wait | WaitCall::WaitidAll => true,
+        WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid => ch.pgid == sel.pgid,
+        WaitCall::WaitidPgidZero | WaitCall::WaitpidZero => ch.pgid == sel.own_pgid,
+        WaitCall::WaitpidPid | WaitCall::Wait4Pid | WaitCall::WaitidPid | WaitCall::WaitidPidfd => ch.pid == sel.pid,
+    };
+    let clone_ok = |ch: &ChildView| o.has(WaitOpts::WALL) || (ch.sigchld != o.has(WaitOpts::WCLONE));
+    let eligible: Vec<&ChildView> =
+        children.iter().filter(|c| selected(c) && considers(call, c.hidden) && clone_ok(c)).collect();
+    if eligible.is_empty() {
+        return Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)]);
+    }
+    let mut ready = Vec::new();
+    for ch in eligible {
+        let ev = match ch.state {
+            ChildState::Zombie(ev) if wants_exit => Some(ev),
+            ChildState::Stopped(sig) if o.has(WaitOpts::WSTOPPED) => Some(Event::Stopped(sig)),
+            ChildState::Continued if o.has(WaitOpts::WCONTINUED) => Some(Event::Continued),
+            _ => None,
+        };
+        if let Some(event) = ev {
+            ready.push(WaitOutcome::Reported { pid: ch.pid, event });
+        }
+    }
+    if !ready.is_empty() {
+        Prediction::OneOf(ready)
+    } else if o.has(WaitOpts::WNOHANG) {
+        Prediction::OneOf(vec![WaitOutcome::NothingReady])
+    } else {
+        Prediction::Blocks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k612() -> KernelFeatures {
+        KernelFeatures::new((6, 12), Some(1 << 40))
+    }
+    const ROOT: Caller = Caller { root: true, ns_init: false, ns_level: 0 };
+
+    #[test]
+    fn wait_pid_needs_pidfd() {
+        let d = Clone3Desc::new(1 << 40, 17);
+        assert_eq!(clone3_verdict(&d, &k612(), &ROOT), Verdict::Fails(Errno::EINVAL));
+        let d = Clone3Desc::new((1 << 40) | CLONE_PIDFD, 17);
+        assert_eq!(clone3_verdict(&d, &k612(), &ROOT), Verdict::Created);
+    }
+
+    #[test]
+    fn unknown_bit_without_feature() {
+        let k = KernelFeatures::new((6, 12), None);
+        let d = Clone3Desc::new((1 << 40) | CLONE_PIDFD, 17);
+        assert_eq!(clone3_verdict(&d, &k, &ROOT), Verdict::Fails(Errno::EINVAL));
+    }
+
+    #[test]
+    fn sizes() {
+        let k = k612();
+        let mut d = Clone3Desc::new(0, 17);
+        d.size = 63;
+        assert_eq!(clone3_verdict(&d, &k, &ROOT), Verdict::Fails(Errno::EINVAL));
+        d.size = 4097;
+        assert_eq!(clone3_verdict(&d, &k, &ROOT), Verdict::Fails(Errno::E2BIG));
+        d.size = 96;
+        d.tail_nonzero = true;
+        assert_eq!(clone3_verdict(&d, &k, &ROOT), Verdict::Fails(Errno::E2BIG));
+        d.tail_nonzero = false;
+        assert_eq!(clone3_verdict(&d, &k, &ROOT), Verdict::Created);
+    }
+
+    #[test]
+    fn autoreap_is_unknown_on_71_and_einval_before() {
+        let d = Clone3Desc::new(CLONE_AUTOREAP, 17);
+        assert!(matches!(clone3_verdict(&d, &KernelFeatures::new((7, 2), None), &ROOT), Verdict::Unknown(_)));
+        assert_eq!(clone3_verdict(&d, &KernelFeatures::new((6, 18), None), &ROOT), Verdict::Fails(Errno::EINVAL));
+    }
+
+    #[test]
+    fn generic_wait_skips_hidden() {
+        let hidden = ChildView { pid: 10, pgid: 5, hidden: true, sigchld: true, state: ChildState::Zombie(Event::Exited(3)) };
+        let plain = ChildView { pid: 11, hidden: false, ..hidden };
+        let sel = |call| Selector { call, pid: 10, pgid: 5, own_pgid: 5 };
+        for call in WaitCall::GENERIC {
+            let opts = WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG);
+            assert_eq!(predict_wait(sel(call), opts, &[hidden]), Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)]));
+            assert_eq!(
+                predict_wait(sel(call), opts, &[hidden, plain]),
+                Prediction::OneOf(vec![WaitOutcome::Reported { pid: 11, event: Event::Exited(3) }])
+            );
+        }
+        for call in WaitCall::FOCUSED {
+            let opts = WaitOpts(WaitOpts::WEXITED);
+            assert_eq!(
+                predict_wait(sel(call), opts, &[hidden, plain]),
+                Prediction::OneOf(vec![WaitOutcome::Reported { pid: 10, event: Event::Exited(3) }])
+            );
+        }
+    }
+}

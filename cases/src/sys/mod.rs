@@ -1,0 +1,11 @@
+//! The syscall layer: small typed wrappers, nothing above it touches raw
+//! numbers. clone3 has no wrapper in rustix or nix; the wait family and
+//! pidfds use them where they cover the call.
+
+pub mod clone;
+pub mod errno;
+pub mod pidfd;
+pub mod proc;
+pub mod wait;
+
+pub use errno::Errno;

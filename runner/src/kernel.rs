@@ -1,0 +1,415 @@
+//! Getting a profile's kernel: build it from a Debian source package (cached by a content
+//! hash), unpack a prebuilt Debian image package, or use the host's.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::paths::Paths;
+use crate::profile::{Kind, Profile, SourceSpec};
+use crate::progress;
+
+/// Bump when the way the runner drives the recipe changes in a way that changes the output.
+pub const RECIPE_VERSION: &str = "1";
+pub const RECIPE: &str = "recipes/build-kernel.sh";
+
+#[derive(Debug, Clone)]
+pub struct KernelArtifact {
+    /// Kernel image to boot; None for the host profile.
+    pub image: Option<PathBuf>,
+    /// Release string if known before boot.
+    pub release: Option<String>,
+    /// Human description of where it came from (package and version).
+    pub source: String,
+    pub cache_hit: bool,
+    pub seconds: f64,
+}
+
+pub struct AcquireOpts {
+    pub jobs: u32,
+    pub refresh_apt: bool,
+}
+
+pub fn acquire(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Result<KernelArtifact> {
+    let started = Instant::now();
+    let mut art = match profile.kind {
+        Kind::Host => KernelArtifact {
+            image: None,
+            release: Some(rustix::system::uname().release().to_string_lossy().into_owned()),
+            source: "running host kernel".into(),
+            cache_hit: true,
+            seconds: 0.0,
+        },
+        Kind::Source => build_from_source(profile, paths, opts)?,
+        Kind::DebianPrebuilt => fetch_prebuilt(profile, paths, opts)?,
+    };
+    art.seconds = started.elapsed().as_secs_f64();
+    Ok(art)
+}
+
+/// The build cache key: everything that defines the built kernel, hashed.
+pub fn source_cache_key(profile: &Profile, vm_images: &Path) -> Result<String> {
+    let spec = profile.source.as_ref().ok_or_else(|| anyhow!("not a source profile"))?;
+    let mut h = Sha256::new();
+    let mut feed = |label: &str, bytes: &[u8]| {
+        h.update(label.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    feed("recipe-version", RECIPE_VERSION.as_bytes());
+    feed("recipe", &std::fs::read(vm_images.join(RECIPE)).context("reading the build recipe")?);
+    feed("package", spec.package.as_bytes());
+    feed("version", spec.version.as_bytes());
+    feed("localversion", spec.localversion.as_deref().unwrap_or("").as_bytes());
+    for rel in &spec.patches {
+        feed("patch", &std::fs::read(vm_images.join(rel)).with_context(|| rel.clone())?);
+    }
+    for rel in spec.config_fragments.iter().chain(&spec.extra_config_fragments) {
+        feed("fragment", &std::fs::read(vm_images.join(rel)).with_context(|| rel.clone())?);
+    }
+    let digest = h.finalize();
+    Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+fn build_from_source(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Result<KernelArtifact> {
+    let spec: &SourceSpec = profile.source.as_ref().expect("validated");
+    let key = source_cache_key(profile, &paths.vm_images)?;
+    let dir = paths.kernels().join(format!("{}-{key}", profile.name));
+    let image = dir.join("bzImage");
+    let source = format!("{} {} (cache key {key})", spec.package, spec.version);
+    std::fs::create_dir_all(paths.kernels())?;
+    let _lock = lock_file(&paths.kernels().join(format!("{}-{key}.lock", profile.name)))?;
+    if image.is_file() {
+        progress!("kernel {}: cache hit {}", profile.name, dir.display());
+        return Ok(KernelArtifact {
+            image: Some(image),
+            release: read_trimmed(&dir.join("kernel.release")),
+            source,
+            cache_hit: true,
+            seconds: 0.0,
+        });
+    }
+    progress!("kernel {}: cache miss (key {key}), building into {}", profile.name, dir.display());
+    let apt = Apt::new(paths, spec.apt_sources.as_deref(), opts.refresh_apt)?;
+    let deb = apt.download(&spec.package, &spec.version, &paths.downloads())?;
+    let log_path = paths.kernels().join(format!("{}-{key}.build.log", profile.name));
+    let mut cmd = Command::new("bash");
+    cmd.arg(paths.vm_images.join(RECIPE)).arg("--deb").arg(&deb).arg("--out").arg(&dir);
+    for rel in &spec.patches {
+        cmd.arg("--patch").arg(paths.vm_images.join(rel));
+    }
+    for rel in spec.config_fragments.iter().chain(&spec.extra_config_fragments) {
+        cmd.arg("--fragment").arg(paths.vm_images.join(rel));
+    }
+    if let Some(lv) = &spec.localversion {
+        cmd.arg("--localversion").arg(lv);
+    }
+    cmd.arg("--jobs").arg(opts.jobs.to_string());
+    let started = Instant::now();
+    run_logged(cmd, &log_path)
+        .with_context(|| format!("kernel build failed; log: {}", log_path.display()))?;
+    progress!(
+        "kernel {}: built in {:.0} s (log {})",
+        profile.name,
+        started.elapsed().as_secs_f64(),
+        log_path.display()
+    );
+    if !image.is_file() {
+        bail!("the recipe finished but {} is missing", image.display());
+    }
+    Ok(KernelArtifact {
+        image: Some(image),
+        release: read_trimmed(&dir.join("kernel.release")),
+        source,
+        cache_hit: false,
+        seconds: 0.0,
+    })
+}
+
+fn fetch_prebuilt(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Result<KernelArtifact> {
+    let spec = profile.prebuilt.as_ref().expect("validated");
+    let apt = Apt::new(paths, spec.apt_sources.as_deref(), opts.refresh_apt)?;
+    let package = apt.resolve_image_package(&spec.package)?;
+    let version = match &spec.version {
+        Some(v) if package == spec.package => v.clone(),
+        _ => apt.candidate(&package)?,
+    };
+    let mut h = Sha256::new();
+    h.update(format!("{package}\0{version}\0{}", spec.apt_sources.as_deref().unwrap_or("")));
+    let key: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let dir = paths.kernels().join(format!("{}-{key}", profile.name));
+    let root = dir.join("root");
+    let source = format!("{package} {version}");
+    std::fs::create_dir_all(paths.kernels())?;
+    let _lock = lock_file(&paths.kernels().join(format!("{}-{key}.lock", profile.name)))?;
+    let cache_hit = root.is_dir();
+    if cache_hit {
+        progress!("kernel {}: cache hit {} ({source})", profile.name, dir.display());
+    } else {
+        progress!("kernel {}: fetching {source}", profile.name);
+        let deb = apt.download(&package, &version, &paths.downloads())?;
+        let partial = dir.join("root.partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        std::fs::create_dir_all(&partial)?;
+        run_checked(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial))?;
+        std::fs::rename(&partial, &root)?;
+    }
+    let boot = root.join("boot");
+    let image = std::fs::read_dir(&boot)
+        .with_context(|| format!("{} has no boot/", source))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-")))
+        .ok_or_else(|| anyhow!("no boot/vmlinuz-* in {source}"))?;
+    let release = image
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .map(str::to_owned);
+    Ok(KernelArtifact { image: Some(image), release, source, cache_hit, seconds: 0.0 })
+}
+
+/// apt, either the system's configuration or a private one (own source list, lists and
+/// cache directories under the runner's cache) so the system's sources are never touched.
+pub struct Apt {
+    options: Vec<String>,
+}
+
+impl Apt {
+    pub fn new(paths: &Paths, sources: Option<&str>, refresh: bool) -> Result<Apt> {
+        let Some(rel) = sources else {
+            let apt = Apt { options: Vec::new() };
+            if refresh {
+                apt.update()?;
+            }
+            return Ok(apt);
+        };
+        let list = paths.vm_images.join(rel);
+        let name = Path::new(rel).file_stem().and_then(|s| s.to_str()).unwrap_or("private");
+        let state = paths.apt_state(name);
+        for sub in ["parts", "lists/partial", "cache/archives/partial"] {
+            std::fs::create_dir_all(state.join(sub))?;
+        }
+        let opt = |k: &str, v: &Path| format!("{k}={}", v.display());
+        let apt = Apt {
+            options: vec![
+                opt("Dir::Etc::SourceParts", &state.join("parts")),
+                opt("Dir::Etc::SourceList", &list),
+                opt("Dir::State::Lists", &state.join("lists")),
+                opt("Dir::Cache", &state.join("cache")),
+            ],
+        };
+        let stamp = state.join("updated");
+        let stale = std::fs::metadata(&stamp)
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().map(|e| e.as_secs() > 24 * 3600).unwrap_or(true))
+            .unwrap_or(true);
+        if refresh || stale {
+            apt.update()?;
+            std::fs::write(&stamp, b"")?;
+        }
+        Ok(apt)
+    }
+
+    fn cmd(&self, tool: &str) -> Command {
+        let mut c = Command::new(tool);
+        for o in &self.options {
+            c.arg("-o").arg(o);
+        }
+        c
+    }
+
+    pub fn update(&self) -> Result<()> {
+        progress!("apt-get update{}", if self.options.is_empty() { "" } else { " (private sources)" });
+        run_checked(self.cmd("apt-get").args(["-q", "update"]))
+    }
+
+    pub fn candidate(&self, package: &str) -> Result<String> {
+        let out = capture(self.cmd("apt-cache").args(["policy", package]))?;
+        parse_candidate(&out).ok_or_else(|| {
+            anyhow!("apt knows no candidate for {package} (run apt-get update, or check the sources)")
+        })
+    }
+
+    /// `linux-image-amd64` -> `linux-image-7.2.13+deb14-amd64`; an image package is itself.
+    pub fn resolve_image_package(&self, package: &str) -> Result<String> {
+        if is_versioned_image(package) {
+            return Ok(package.to_owned());
+        }
+        let out = capture(self.cmd("apt-cache").args(["depends", package]))?;
+        out.lines()
+            .filter_map(|l| l.trim().strip_prefix("Depends:"))
+            .map(str::trim)
+            .find(|d| is_versioned_image(d))
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("{package} depends on no linux-image-<version> package"))
+    }
+
+    pub fn download(&self, package: &str, version: &str, into: &Path) -> Result<PathBuf> {
+        std::fs::create_dir_all(into)?;
+        let prefix = format!("{package}_{}_", version.replace(':', "%3a"));
+        let find = || -> Option<PathBuf> {
+            std::fs::read_dir(into).ok()?.filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
+            })
+        };
+        if let Some(p) = find() {
+            return Ok(p);
+        }
+        progress!("downloading {package}={version}");
+        let mut c = self.cmd("apt-get");
+        c.args(["-q", "download", &format!("{package}={version}")]).current_dir(into);
+        run_checked(&mut c)?;
+        find().ok_or_else(|| anyhow!("apt-get download left no {prefix}*.deb in {}", into.display()))
+    }
+}
+
+fn is_versioned_image(name: &str) -> bool {
+    name.strip_prefix("linux-image-")
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()) && !rest.ends_with("-dbg"))
+}
+
+pub fn parse_candidate(policy: &str) -> Option<String> {
+    policy
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Candidate:"))
+        .map(str::trim)
+        .find(|v| !v.is_empty() && *v != "(none)")
+        .map(str::to_owned)
+}
+
+fn read_trimmed(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// Holds an exclusive flock for as long as it lives, so two runners never build one key twice.
+pub struct FileLock(#[allow(dead_code)] std::fs::File);
+
+pub fn lock_file(path: &Path) -> Result<FileLock> {
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        progress!("waiting for another runner holding {}", path.display());
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
+    }
+    Ok(FileLock(f))
+}
+
+pub fn run_checked(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+pub fn capture(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a long command with its output going to `log`, printing the recipe's step lines and a
+/// heartbeat with the number of compiled objects every 30 s.
+fn run_logged(mut cmd: Command, log: &Path) -> Result<()> {
+    let mut file = std::fs::File::create(log)?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let tx2 = tx.clone();
+    let err_thread = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx2.send(line);
+        }
+    });
+    let stdout = child.stdout.take().expect("piped");
+    let out_thread = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = Instant::now();
+    let mut last_beat = Instant::now();
+    let mut objects = 0usize;
+    let mut tail: Vec<String> = Vec::new();
+    for line in rx {
+        writeln!(file, "{line}")?;
+        if line.starts_with("[recipe") {
+            progress!("{line}");
+        } else if line.trim_start().starts_with("CC ") || line.trim_start().starts_with("AS ") {
+            objects += 1;
+        }
+        tail.push(line);
+        if tail.len() > 15 {
+            tail.remove(0);
+        }
+        if last_beat.elapsed().as_secs() >= 30 {
+            progress!("  building: {objects} objects compiled, {:.0} s", started.elapsed().as_secs_f64());
+            last_beat = Instant::now();
+        }
+    }
+    let _ = out_thread.join();
+    let _ = err_thread.join();
+    let status = child.wait()?;
+    if !status.success() {
+        for l in &tail {
+            eprintln!("  | {l}");
+        }
+        bail!("{status}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::ProfileSet;
+
+    #[test]
+    fn candidate_parsing() {
+        let policy = "linux-image-amd64:\n  Installed: (none)\n  Candidate: 7.2.13-1\n  Version table:\n";
+        assert_eq!(parse_candidate(policy).as_deref(), Some("7.2.13-1"));
+        assert_eq!(parse_candidate("x:\n  Candidate: (none)\n"), None);
+    }
+
+    #[test]
+    fn image_package_names() {
+        assert!(is_versioned_image("linux-image-6.1.0-56-amd64"));
+        assert!(is_versioned_image("linux-image-7.2.13+deb14-amd64"));
+        assert!(!is_versioned_image("linux-image-amd64"));
+        assert!(!is_versioned_image("linux-image-6.1.0-56-amd64-dbg"));
+    }
+
+    #[test]
+    fn cache_key_tracks_inputs() {
+        let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm-images");
+        let tmp = tempfile::tempdir().unwrap();
+        // Copy the tree the key depends on, then change one input at a time.
+        for rel in [RECIPE, "patches/0001-pidfd-add-CLONE_WAIT_PID-6.12.patch", "config/base-virtme.config"] {
+            let to = tmp.path().join(rel);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(real.join(rel), &to).unwrap();
+        }
+        let set = ProfileSet::load(&real).unwrap();
+        let mut p = set.get("wait-pid-6.12").unwrap().clone();
+        let base = source_cache_key(&p, tmp.path()).unwrap();
+        assert_eq!(base, source_cache_key(&p, tmp.path()).unwrap(), "stable");
+        assert_eq!(base, source_cache_key(&p, &real).unwrap(), "same contents, same key");
+        let frag = tmp.path().join("config/base-virtme.config");
+        let mut text = std::fs::read_to_string(&frag).unwrap();
+        text.push_str("CONFIG_KCOV=y\n");
+        std::fs::write(&frag, text).unwrap();
+        let changed = source_cache_key(&p, tmp.path()).unwrap();
+        assert_ne!(base, changed, "fragment contents");
+        p.source.as_mut().unwrap().version = "6.12.118-1".into();
+        assert_ne!(changed, source_cache_key(&p, tmp.path()).unwrap(), "package version");
+    }
+}

@@ -1,0 +1,268 @@
+//! One virtme-ng VM: start it, stream the kernel console and the guest script's output to
+//! files, enforce the boot and whole-VM watchdogs, and tell how it ended.
+//!
+//! The guest script prints [`START_MARKER`] first and [`END_MARKER`] last on its stdout (a
+//! virtio-serial port that vng connects to its own stdout), so the runner knows when the guest
+//! reached userspace and whether the script ran to its end, independently of vng's exit code.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::accel::Accel;
+
+pub const START_MARKER: &str = "WAITCONF-GUEST-START";
+pub const END_MARKER: &str = "WAITCONF-GUEST-END";
+
+/// virtme-ng invocation shared by every VM the runner starts.
+#[derive(Debug, Clone)]
+pub struct VngConfig {
+    pub vng: PathBuf,
+    pub image: PathBuf,
+    pub accel: Accel,
+    pub memory: String,
+    pub cpus: u32,
+}
+
+impl VngConfig {
+    /// The vng command line for `guest_command`, with the console on stderr (`--verbose`) and
+    /// `rwdir` writable in the guest.
+    pub fn command(&self, guest_command: &str, rwdir: Option<&Path>) -> Command {
+        let mut c = Command::new(&self.vng);
+        // vng runs `virtme-run` from PATH: put the venv's bin first.
+        if let Some(bin) = self.vng.parent() {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut dirs = vec![bin.to_path_buf()];
+            dirs.extend(std::env::split_paths(&path));
+            if let Ok(joined) = std::env::join_paths(dirs) {
+                c.env("PATH", joined);
+            }
+        }
+        c.arg("--run").arg(&self.image);
+        // 9p needs no virtiofsd on the host and is built into our minimal kernels (and a module
+        // in Debian's, which virtme-ng puts into its initramfs).
+        c.arg("--force-9p");
+        c.arg("--verbose");
+        c.args(["--memory", &self.memory, "--cpus", &self.cpus.to_string()]);
+        if self.accel == Accel::Tcg {
+            c.arg("--disable-kvm");
+        }
+        if let Some(dir) = rwdir {
+            c.arg("--rwdir").arg(dir);
+        }
+        c.arg("--exec").arg(guest_command);
+        c
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmEnd {
+    /// The guest script printed its end marker and the VM exited.
+    Completed,
+    /// No start marker within the boot watchdog.
+    BootTimeout,
+    /// Booted, but the whole-VM watchdog fired.
+    Watchdog,
+    /// The VM exited before the guest script finished (panic, QEMU error, ...).
+    Exited,
+}
+
+impl VmEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmEnd::Completed => "completed",
+            VmEnd::BootTimeout => "boot-timeout",
+            VmEnd::Watchdog => "watchdog",
+            VmEnd::Exited => "exited",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct VmRun {
+    pub end: VmEnd,
+    /// Host seconds from spawn to the guest's start marker.
+    pub boot_seconds: Option<f64>,
+    pub wall_seconds: f64,
+    pub vng_status: Option<i32>,
+    pub console: String,
+}
+
+pub struct Watchdogs {
+    pub boot: Duration,
+    pub total: Duration,
+}
+
+enum Line {
+    Out(String),
+    Console(String),
+}
+
+/// Runs one VM to its end. `console_log` gets the kernel console (and vng's own messages),
+/// `stdout_log` the guest script's output; both are appended as lines arrive, so they survive a
+/// watchdog kill. With `echo`, guest output is also echoed to stderr as progress.
+pub fn run_vm(
+    mut cmd: Command,
+    wd: &Watchdogs,
+    console_log: &Path,
+    stdout_log: &Path,
+    echo: bool,
+) -> Result<VmRun> {
+    use std::os::unix::process::CommandExt;
+    let mut console_file = std::fs::OpenOptions::new().create(true).append(true).open(console_log)?;
+    let mut stdout_file = std::fs::OpenOptions::new().create(true).append(true).open(stdout_log)?;
+    writeln!(console_file, "# {cmd:?}")?;
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+    let (tx, rx) = channel::<Line>();
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    let tx2 = tx.clone();
+    let t1 = std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(Line::Out(l));
+        }
+    });
+    let t2 = std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx2.send(Line::Console(l));
+        }
+    });
+    let mut console = String::new();
+    let mut boot_seconds = None;
+    let mut saw_end = false;
+    let mut killed: Option<VmEnd> = None;
+    loop {
+        let deadline = if boot_seconds.is_none() { wd.boot } else { wd.total };
+        let left = deadline.saturating_sub(started.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(Line::Console(l)) => {
+                writeln!(console_file, "{l}")?;
+                console.push_str(&l);
+                console.push('\n');
+            }
+            Ok(Line::Out(l)) => {
+                writeln!(stdout_file, "{l}")?;
+                if l.trim() == START_MARKER && boot_seconds.is_none() {
+                    boot_seconds = Some(started.elapsed().as_secs_f64());
+                } else if l.trim() == END_MARKER {
+                    saw_end = true;
+                } else if echo {
+                    eprintln!("  guest| {l}");
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let end = if boot_seconds.is_none() { VmEnd::BootTimeout } else { VmEnd::Watchdog };
+                writeln!(
+                    console_file,
+                    "# runner: {} after {:.1} s, killing the VM",
+                    end.as_str(),
+                    started.elapsed().as_secs_f64()
+                )?;
+                kill_group(&child);
+                killed = Some(end);
+                // Drain what is left; the pipes close once QEMU is gone.
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if killed.is_some() {
+            // After a kill, keep reading until both pipes close but stop enforcing deadlines.
+            for line in rx.iter() {
+                if let Line::Console(l) = line {
+                    writeln!(console_file, "{l}")?;
+                    console.push_str(&l);
+                    console.push('\n');
+                }
+            }
+            break;
+        }
+    }
+    let _ = t1.join();
+    let _ = t2.join();
+    let status = child.wait()?;
+    let end = match killed {
+        Some(e) => e,
+        None if saw_end => VmEnd::Completed,
+        None => VmEnd::Exited,
+    };
+    Ok(VmRun {
+        end,
+        boot_seconds,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        vng_status: status.code(),
+        console,
+    })
+}
+
+fn kill_group(child: &std::process::Child) {
+    // The VM was started in its own process group (vng, QEMU and helpers); kill all of it.
+    let pid = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(script);
+        c
+    }
+
+    fn run(script: &str, boot: u64, total: u64) -> (VmRun, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, o) = (dir.path().join("console"), dir.path().join("out"));
+        let wd = Watchdogs { boot: Duration::from_secs(boot), total: Duration::from_secs(total) };
+        let r = run_vm(sh(script), &wd, &c, &o, false).unwrap();
+        (r, std::fs::read_to_string(o).unwrap())
+    }
+
+    #[test]
+    fn completed_run_records_boot_and_output() {
+        let (r, out) = run(
+            &format!("echo 'Linux version x' >&2; echo {START_MARKER}; echo case; echo {END_MARKER}"),
+            30,
+            30,
+        );
+        assert_eq!(r.end, VmEnd::Completed);
+        assert!(r.boot_seconds.is_some());
+        assert!(r.console.contains("Linux version"));
+        assert!(out.contains("case"));
+        assert_eq!(r.vng_status, Some(0));
+    }
+
+    #[test]
+    fn exit_without_end_marker_is_exited() {
+        let (r, _) = run(&format!("echo {START_MARKER}; echo 'Kernel panic - not syncing' >&2; exit 1"), 30, 30);
+        assert_eq!(r.end, VmEnd::Exited);
+        assert!(r.console.contains("Kernel panic"));
+    }
+
+    // The watchdog tests wait for a deadline of one second on purpose: that is the behaviour
+    // under test, not synchronisation.
+    #[test]
+    fn boot_watchdog_kills_the_process_group() {
+        let (r, _) = run("sleep 600 & sleep 600", 1, 30);
+        assert_eq!(r.end, VmEnd::BootTimeout);
+        assert!(r.boot_seconds.is_none());
+        assert!(r.wall_seconds < 30.0);
+    }
+
+    #[test]
+    fn total_watchdog_after_boot() {
+        let (r, _) = run(&format!("echo {START_MARKER}; sleep 600"), 30, 1);
+        assert_eq!(r.end, VmEnd::Watchdog);
+        assert!(r.boot_seconds.is_some());
+    }
+}
