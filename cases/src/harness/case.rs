@@ -213,6 +213,11 @@ impl Kid {
         Ok(Kid { pid: sp.pid, pidfd, release: None, _spawned: Some(sp) })
     }
 
+    /// Wrap a child made directly with `sys::clone::clone3`.
+    pub fn adopt_spawned(sp: Spawned) -> Result<Kid, Stop> {
+        Kid::from_spawned(sp)
+    }
+
     /// Adopt a process by pid (pidfd_open), e.g. a reparented grandchild.
     pub fn adopt(pid: i32) -> Result<Kid, Stop> {
         let pidfd = pidfd::open(pid, false).or_else(|e| broken(format!("setup: pidfd_open({pid}): {e}")))?;
@@ -280,4 +285,65 @@ pub fn reported(pid: i32, event: Event) -> WaitOutcome {
 
 pub fn errno(e: Errno) -> WaitOutcome {
     WaitOutcome::Failed(e)
+}
+
+/// A child that runs Rust code and reports a verdict of its own: `Ok` or a
+/// message, written to a pipe the case process reads after reaping it.
+pub struct Job {
+    pub kid: Kid,
+    report: OwnedFd,
+}
+
+impl Ctx {
+    /// Run `f` in a child of this subject (clone3, no CLONE_VM).
+    pub fn spawn_job(&self, s: Subject, f: impl FnOnce() -> Result<(), String> + 'static) -> Result<Job, Stop> {
+        self.spawn_job_with(Clone3Request::new(self.flags_for(s), libc::SIGCHLD as u64), f)
+    }
+
+    /// The same with a caller-built request (must include CLONE_PIDFD).
+    pub fn spawn_job_with(&self, req: Clone3Request, f: impl FnOnce() -> Result<(), String> + 'static) -> Result<Job, Stop> {
+        let (r, w) = crate::sys::clone::pipe();
+        let kid = self.spawn_with(
+            req,
+            Program::Run(Box::new(move || match f() {
+                Ok(()) => 0,
+                Err(msg) => {
+                    let _ = rustix::io::write(&w, msg.as_bytes());
+                    1
+                }
+            })),
+        )?;
+        Ok(Job { kid, report: r })
+    }
+}
+
+impl Job {
+    /// Reap the job (focused) and return its verdict.
+    pub fn finish(self) -> Check {
+        let Job { kid, report } = self;
+        let ev = kid.reap()?;
+        let mut msg = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Every writer has exited (the job, and anything it made that
+        // inherited the pipe is the job's business to have reaped); read
+        // what is ready without blocking on a lingering copy.
+        while fd_ready(&report) {
+            match rustix::io::read(&report, &mut buf) {
+                Ok(n) if n > 0 => msg.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        let msg = String::from_utf8_lossy(&msg).into_owned();
+        match ev {
+            Event::Exited(0) => Ok(()),
+            Event::Exited(1) if !msg.is_empty() => fail(msg),
+            other => broken(format!("job ended with {other:?} {msg}")),
+        }
+    }
+}
+
+fn fd_ready(fd: &OwnedFd) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
 }

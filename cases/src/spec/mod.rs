@@ -3,14 +3,21 @@
 
 use crate::harness::Case;
 
+pub mod clone3;
 pub mod focused;
 pub mod generic;
+pub mod open;
+pub mod reparent;
+pub mod util;
 pub mod selftest;
 
 pub fn all() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(generic::cases());
     v.extend(focused::cases());
+    v.extend(clone3::cases());
+    v.extend(reparent::cases());
+    v.extend(open::cases());
     v.extend(selftest::cases());
     v
 }

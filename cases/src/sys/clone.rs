@@ -190,6 +190,8 @@ pub fn clone3(req: &Clone3Request, program: Program) -> Result<Spawned, Errno> {
     if ret < 0 {
         return Err(Errno(-ret as i32));
     }
+    let mut task = task;
+    drop_parent_copy(&mut task);
     let pidfd = if req.auto_pidfd && args.flags & flags::CLONE_PIDFD != 0 && req.args.pidfd == 0 {
         // SAFETY: the kernel stored a fresh pidfd that nothing else owns.
         Some(unsafe { OwnedFd::from_raw_fd(pidfd_slot) })
@@ -216,7 +218,17 @@ pub fn clone_legacy(flags_word: u64, program: Program) -> Result<Spawned, Errno>
     if ret < 0 {
         return Err(Errno::last());
     }
+    let mut task = task;
+    drop_parent_copy(&mut task);
     Ok(Spawned { pid: ret as i32, pidfd: None, _task: task, _stack: None })
+}
+
+/// A `Program::Run` closure was copied into the child with its memory; the
+/// parent's copy (and whatever fds it captured) is dropped at once.
+fn drop_parent_copy(task: &mut ChildTask) {
+    if matches!(task.program, Some(Program::Run(_))) {
+        task.program = None;
+    }
 }
 
 /// The first Rust frame of every child.

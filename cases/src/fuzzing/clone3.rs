@@ -1,0 +1,675 @@
+//! `clone3_flags`: one arbitrary clone3 call, the child exits at once, then
+//! three wait steps (a focused WNOWAIT sync, one generic wait, one focused
+//! reap). The oracle is `model::clone3_verdict` for the call and
+//! `model::predict_wait` for every wait step; [`check`] replays the steps the
+//! executor recorded through the same [`WaitDriver`] the executor used.
+//!
+//! Containment (the executor runs in a process that has no other children:
+//! the fuzz worker or a regression row's isolated process):
+//! - `CLONE_PARENT`, and an `exit_signal` of SIGKILL or SIGSTOP (sent to
+//!   the caller when the child exits), go through a disposable caller `P`
+//!   forked for this one call; the child then ends up ours (its real parent,
+//!   or reparented to us, a subreaper) and is checked here.
+//! - every other signal is blocked while executing, and drained afterwards;
+//! - `CLONE_SETTLS` children get the caller's own TLS base, `CLONE_VM`
+//!   children a private stack (sys::clone), `CLONE_THREAD` children are
+//!   awaited through `CLONE_CHILD_CLEARTID` + futex;
+//! - a SIGCHLD action left at SIG_IGN is detected, compared with the model
+//!   ([`Expected::sigchld_ignored`]) and restored.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::common::{apply_outcome, call_id, describe_prediction, matches, predict, Out};
+use super::isolate;
+use crate::model::{
+    clone3_verdict, Caller, CgroupDesc, ChildState, ChildView, Clone3Desc, KernelFeatures, PidfdDesc, Prediction, Selector,
+    SetTidDesc, StackDesc, Verdict,
+};
+use crate::sys::clone::{clone3, flags::*, Clone3Request, Program, CLONE_ARGS_SIZE_VER2};
+use crate::sys::wait::{wait, Event, WaitCall, WaitOpts, WaitTarget};
+use crate::sys::{pidfd, Errno};
+
+/// Environment variable that allows, on the host, executions that create
+/// namespaces or `CLONE_VM` children. Without it such flag words are only
+/// executed when the model says the kernel rejects them.
+pub const RISKY_ENV: &str = "WAIT_FUZZ_RISKY";
+
+/// Bits whose successful use creates namespaces or shares our memory.
+pub const RISKY_BITS: u64 =
+    CLONE_VM | CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWTIME;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stack {
+    None,
+    Valid,
+    SizeWithoutStack,
+    StackWithoutSize,
+    KernelAddress,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetTid {
+    None,
+    NullWithSize(u64),
+    PointerWithoutSize,
+    /// n entries, each pid 1 (in use in every pid namespace we are in)
+    InUse(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cgroup {
+    Zero,
+    Huge,
+    Closed,
+    /// our own cgroup2 directory
+    Valid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pidfd {
+    Valid,
+    Bad,
+    SameAsParentTid,
+}
+
+/// One fuzz input, decoded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clone3Case {
+    pub flags: u64,
+    pub size: usize,
+    /// (offset after the VER2 struct, byte) written into the tail
+    pub tail_byte: Option<(usize, u8)>,
+    pub exit_signal: u64,
+    pub stack: Stack,
+    pub set_tid: SetTid,
+    pub cgroup: Cgroup,
+    pub pidfd: Pidfd,
+    pub exit_code: u8,
+    #[serde(with = "call_id")]
+    pub generic: WaitCall,
+    /// extra option bits of the generic wait (__WALL/__WCLONE)
+    pub generic_opts: u32,
+    #[serde(with = "call_id")]
+    pub focused: WaitCall,
+    pub focused_opts: u32,
+}
+
+/// What the executor needs to know about where it runs.
+#[derive(Clone, Debug)]
+pub struct Env {
+    pub features: KernelFeatures,
+    pub caller: Caller,
+    pub allow_risky: bool,
+    /// an open fd of our cgroup2 directory, if there is one
+    pub cgroup_fd: Option<RawFd>,
+}
+
+impl Env {
+    /// Look around: caller privileges and namespace depth, the opt-in, our
+    /// cgroup. The cgroup fd, when opened, stays open for the process life.
+    pub fn detect(features: KernelFeatures) -> Env {
+        let caller = Caller {
+            root: rustix::process::geteuid().is_root(),
+            ns_init: rustix::process::getpid().is_init(),
+            ns_level: crate::sys::proc::pid_ns_level() as u64,
+        };
+        let allow_risky = std::env::var(RISKY_ENV).map(|v| v == "1").unwrap_or(false);
+        Env { features, caller, allow_risky, cgroup_fd: open_own_cgroup() }
+    }
+}
+
+fn open_own_cgroup() -> Option<RawFd> {
+    let s = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = s.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let dir = format!("/sys/fs/cgroup{}", path.trim());
+    let f = std::fs::File::open(dir).ok()?;
+    Some(std::os::fd::IntoRawFd::into_raw_fd(f))
+}
+
+impl Clone3Case {
+    /// The model's description of this argument block.
+    pub fn desc(&self) -> Clone3Desc {
+        let tail_nonzero = match self.tail_byte {
+            Some((off, b)) => b != 0 && CLONE_ARGS_SIZE_VER2 + off < self.size,
+            None => false,
+        };
+        Clone3Desc {
+            flags: self.flags,
+            size: self.size,
+            tail_nonzero,
+            exit_signal: self.exit_signal,
+            stack: match self.stack {
+                Stack::None => StackDesc::None,
+                Stack::Valid => StackDesc::Valid,
+                Stack::SizeWithoutStack => StackDesc::SizeWithoutStack,
+                Stack::StackWithoutSize => StackDesc::StackWithoutSize,
+                Stack::KernelAddress => StackDesc::KernelAddress,
+            },
+            set_tid: match self.set_tid {
+                SetTid::None => SetTidDesc::None,
+                SetTid::NullWithSize(n) => SetTidDesc::NullWithSize(n),
+                SetTid::PointerWithoutSize => SetTidDesc::PointerWithoutSize,
+                SetTid::InUse(n) => SetTidDesc::InUse(n),
+            },
+            cgroup: match self.cgroup {
+                Cgroup::Zero => CgroupDesc::Zero,
+                Cgroup::Huge => CgroupDesc::Huge,
+                Cgroup::Closed => CgroupDesc::Closed,
+                Cgroup::Valid => CgroupDesc::Valid,
+            },
+            pidfd: match self.pidfd {
+                Pidfd::Valid => PidfdDesc::Valid,
+                Pidfd::Bad => PidfdDesc::Bad,
+                Pidfd::SameAsParentTid => PidfdDesc::SameAsParentTid,
+            },
+        }
+    }
+
+    /// Make the case executable here, deterministically: a cgroup fd we do
+    /// not have becomes a closed one; on the host without the opt-in, risky
+    /// bits are cleared from flag words the model says the kernel accepts.
+    /// The fuzz targets normalise before anything else, so what is printed
+    /// and saved is what ran.
+    pub fn normalise(&mut self, env: &Env) {
+        if self.cgroup == Cgroup::Valid && env.cgroup_fd.is_none() {
+            self.cgroup = Cgroup::Closed;
+        }
+        if !env.allow_risky && self.flags & RISKY_BITS != 0 {
+            if !matches!(clone3_verdict(&self.desc(), &env.features, &env.caller), Verdict::Fails(_)) {
+                self.flags &= !RISKY_BITS;
+            }
+        }
+    }
+
+    /// Whether executing may create a namespace or CLONE_VM child.
+    pub fn risky(&self, env: &Env) -> bool {
+        self.flags & RISKY_BITS != 0 && !matches!(clone3_verdict(&self.desc(), &env.features, &env.caller), Verdict::Fails(_))
+    }
+
+    fn via_disposable_caller(&self) -> bool {
+        self.flags & CLONE_PARENT != 0 || self.exit_signal == libc::SIGKILL as u64 || self.exit_signal == libc::SIGSTOP as u64
+    }
+
+    fn thread(&self) -> bool {
+        self.flags & CLONE_THREAD != 0
+    }
+}
+
+impl std::fmt::Display for Clone3Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "clone3(flags = {}, size = {}, exit_signal = {}, stack = {:?}, set_tid = {:?}, cgroup = {:?}, pidfd = {:?}{})",
+            flag_names(self.flags), self.size, self.exit_signal, self.stack, self.set_tid, self.cgroup, self.pidfd,
+            match self.tail_byte { Some((o, b)) => format!(", tail[{o}] = {b:#x}"), None => String::new() })?;
+        writeln!(f, "child: _exit({})", self.exit_code)?;
+        for (label, call, opts) in plan(self) {
+            writeln!(f, "{label}: {}", call.spell(opts))?;
+        }
+        Ok(())
+    }
+}
+
+/// `CLONE_PIDFD|CLONE_VM|0x10000000000`-style spelling of a flag word.
+pub fn flag_names(f: u64) -> String {
+    const NAMES: &[(u64, &str)] = &[
+        (CLONE_VM, "CLONE_VM"), (CLONE_FS, "CLONE_FS"), (CLONE_FILES, "CLONE_FILES"), (CLONE_SIGHAND, "CLONE_SIGHAND"),
+        (CLONE_PIDFD, "CLONE_PIDFD"), (CLONE_PTRACE, "CLONE_PTRACE"), (CLONE_VFORK, "CLONE_VFORK"), (CLONE_PARENT, "CLONE_PARENT"),
+        (CLONE_THREAD, "CLONE_THREAD"), (CLONE_NEWNS, "CLONE_NEWNS"), (CLONE_SYSVSEM, "CLONE_SYSVSEM"), (CLONE_SETTLS, "CLONE_SETTLS"),
+        (CLONE_PARENT_SETTID, "CLONE_PARENT_SETTID"), (CLONE_CHILD_CLEARTID, "CLONE_CHILD_CLEARTID"), (CLONE_DETACHED, "CLONE_DETACHED"),
+        (CLONE_UNTRACED, "CLONE_UNTRACED"), (CLONE_CHILD_SETTID, "CLONE_CHILD_SETTID"), (CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
+        (CLONE_NEWUTS, "CLONE_NEWUTS"), (CLONE_NEWIPC, "CLONE_NEWIPC"), (CLONE_NEWUSER, "CLONE_NEWUSER"), (CLONE_NEWPID, "CLONE_NEWPID"),
+        (CLONE_NEWNET, "CLONE_NEWNET"), (CLONE_IO, "CLONE_IO"), (CLONE_NEWTIME, "CLONE_NEWTIME"),
+        (CLONE_CLEAR_SIGHAND, "CLONE_CLEAR_SIGHAND"), (CLONE_INTO_CGROUP, "CLONE_INTO_CGROUP"),
+    ];
+    let mut rest = f;
+    let mut parts = Vec::new();
+    for (b, n) in NAMES {
+        if rest & b != 0 {
+            parts.push(n.to_string());
+            rest &= !b;
+        }
+    }
+    if rest != 0 {
+        parts.push(format!("{rest:#x}"));
+    }
+    if parts.is_empty() { "0".into() } else { parts.join("|") }
+}
+
+/// The three wait steps, in order: (label, call, options).
+pub fn plan(case: &Clone3Case) -> [(&'static str, WaitCall, WaitOpts); 3] {
+    let extra = |o: u32| o & (WaitOpts::WALL | WaitOpts::WCLONE);
+    let g = case.generic;
+    let mut gopts = WaitOpts::WNOHANG | extra(case.generic_opts);
+    if g.is_waitid() {
+        gopts |= WaitOpts::WEXITED;
+    }
+    let mut fopts = extra(case.focused_opts);
+    if case.focused.is_waitid() {
+        fopts |= WaitOpts::WEXITED;
+    }
+    [
+        ("sync", WaitCall::WaitidPid, WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOWAIT | WaitOpts::WALL)),
+        ("generic", g, WaitOpts(gopts)),
+        ("focused", case.focused, WaitOpts(fopts)),
+    ]
+}
+
+/// What the model (plus the engine rules above) expects.
+#[derive(Clone, Debug)]
+pub struct Expected {
+    pub verdict: Verdict,
+    /// an exiting pid-namespace init shares our sighand (CLONE_NEWPID with
+    /// CLONE_SIGHAND, called by us): SIGCHLD is left at SIG_IGN and, with
+    /// exit_signal SIGCHLD, the child is reaped automatically.
+    pub sigchld_ignored: bool,
+    pub autoreap: bool,
+    /// how the disposable caller ends, if one is used
+    pub caller_fate: Option<Ev2>,
+}
+
+/// The disposable caller's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ev2 {
+    Exited0,
+    Killed9,
+    Stopped,
+}
+
+pub fn expected(case: &Clone3Case, env: &Env) -> Expected {
+    let verdict = clone3_verdict(&case.desc(), &env.features, &env.caller);
+    let created = matches!(verdict, Verdict::Created | Verdict::Unknown(_));
+    let pidns_init_shares = case.flags & CLONE_NEWPID != 0 && case.flags & CLONE_SIGHAND != 0;
+    let direct = !case.via_disposable_caller();
+    let sigchld_ignored = created && direct && pidns_init_shares;
+    let autoreap = sigchld_ignored && case.exit_signal == libc::SIGCHLD as u64;
+    let caller_fate = if !direct {
+        Some(if !created || case.flags & CLONE_PARENT != 0 || case.thread() {
+            Ev2::Exited0
+        } else if case.exit_signal == libc::SIGKILL as u64 {
+            Ev2::Killed9
+        } else {
+            Ev2::Stopped
+        })
+    } else {
+        None
+    };
+    Expected { verdict, sigchld_ignored, autoreap, caller_fate }
+}
+
+/// The caller's children as the model sees them right after the child
+/// exited. `pid` is the child clone3 returned.
+pub fn initial_children(case: &Clone3Case, env: &Env, exp: &Expected, pid: i32, own_pgid: i32) -> Vec<ChildView> {
+    if case.thread() || exp.autoreap {
+        return Vec::new();
+    }
+    let hidden = env.features.wait_pid_bit.is_some_and(|b| case.flags & b != 0);
+    // Through the disposable caller the child is ours with SIGCHLD: with
+    // CLONE_PARENT it takes P's exit_signal, reparented it is reset to
+    // SIGCHLD (kernel/exit.c, reparent_leader).
+    let sigchld = case.via_disposable_caller() || case.exit_signal == libc::SIGCHLD as u64;
+    vec![ChildView { pid, pgid: own_pgid, hidden, sigchld, state: ChildState::Zombie(Event::Exited(case.exit_code as i32)) }]
+}
+
+/// The model side of the wait steps: the children it believes we have.
+pub struct WaitDriver {
+    pub children: Vec<ChildView>,
+    pub pid: i32,
+    pub own_pgid: i32,
+}
+
+impl WaitDriver {
+    pub fn prediction(&self, call: WaitCall, opts: WaitOpts) -> Prediction {
+        predict(Selector { call, pid: self.pid, pgid: self.own_pgid, own_pgid: self.own_pgid }, opts, &self.children)
+    }
+    pub fn observe(&mut self, opts: WaitOpts, out: Out) {
+        apply_outcome(&mut self.children, opts, out)
+    }
+}
+
+/// One executed (or skipped) wait step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepObs {
+    pub label: String,
+    /// the call made (`WaitCall::id`): the plan's, or waitid_pid when a
+    /// P_PIDFD step had no pidfd (the child was already gone)
+    pub call: String,
+    /// None: not executed (the model said it would block)
+    pub out: Option<Out>,
+}
+
+/// Everything one execution observed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clone3Obs {
+    /// Some(Ok(pid)) / Some(Err(errno)); None: the disposable caller died
+    /// before it could report
+    pub result: Option<Result<i32, i32>>,
+    pub own_pgid: i32,
+    pub caller_fate: Option<Ev2>,
+    pub steps: Vec<StepObs>,
+    /// children left after the steps (reaped by the executor)
+    pub leftovers: Vec<i32>,
+    pub sigchld_ignored: bool,
+    /// signals that arrived (blocked) during the execution
+    pub signals: Vec<i32>,
+    /// the execution was refused (risky on the host)
+    pub refused: Option<String>,
+}
+
+/// The request plus the memory it points into, kept alive until the child
+/// is gone.
+struct Built {
+    req: Clone3Request,
+    _stack: Option<Vec<u8>>,
+    _set_tid: Vec<i32>,
+    slot: Box<i32>,
+    futex: Box<AtomicU32>,
+}
+
+fn build(case: &Clone3Case, env: &Env) -> Built {
+    let mut req = Clone3Request::new(case.flags, case.exit_signal);
+    req.size = case.size;
+    if case.size > CLONE_ARGS_SIZE_VER2 {
+        let mut tail = vec![0u8; (case.size - CLONE_ARGS_SIZE_VER2).min(8192)];
+        if let Some((off, b)) = case.tail_byte {
+            if let Some(s) = tail.get_mut(off) {
+                *s = b;
+            }
+        }
+        req.tail = tail;
+    }
+    let mut stack = None;
+    match case.stack {
+        Stack::None => {}
+        Stack::Valid => {
+            let mut s = vec![0u8; 64 * 1024];
+            req.args.stack = s.as_mut_ptr() as u64;
+            req.args.stack_size = s.len() as u64;
+            stack = Some(s);
+        }
+        Stack::SizeWithoutStack => req.args.stack_size = 4096,
+        Stack::StackWithoutSize => {
+            let mut s = vec![0u8; 4096];
+            req.args.stack = s.as_mut_ptr() as u64;
+            stack = Some(s);
+        }
+        Stack::KernelAddress => {
+            req.args.stack = 0xffff_8000_0000_0000;
+            req.args.stack_size = 4096;
+        }
+    }
+    let mut set_tid = Vec::new();
+    match case.set_tid {
+        SetTid::None => {}
+        SetTid::NullWithSize(n) => req.args.set_tid_size = n,
+        SetTid::PointerWithoutSize => {
+            set_tid = vec![1];
+            req.args.set_tid = set_tid.as_ptr() as u64;
+        }
+        SetTid::InUse(n) => {
+            set_tid = vec![1; (n as usize).clamp(1, 64)];
+            req.args.set_tid = set_tid.as_ptr() as u64;
+            req.args.set_tid_size = n;
+        }
+    }
+    req.args.cgroup = match case.cgroup {
+        Cgroup::Zero => 0,
+        Cgroup::Huge => 1 << 40,
+        Cgroup::Closed => 1_000_000,
+        Cgroup::Valid => env.cgroup_fd.map(|f| f as u64).unwrap_or(1_000_000),
+    };
+    let mut slot = Box::new(-1i32);
+    match case.pidfd {
+        Pidfd::Valid => {}
+        Pidfd::Bad => {
+            req.auto_pidfd = false;
+            req.args.pidfd = 8;
+        }
+        Pidfd::SameAsParentTid => {
+            req.auto_pidfd = false;
+            req.args.pidfd = &mut *slot as *mut i32 as u64;
+            req.args.parent_tid = req.args.pidfd;
+        }
+    }
+    if case.flags & CLONE_SETTLS != 0 {
+        req.args.tls = isolate::current_tls();
+    }
+    let futex = Box::new(AtomicU32::new(1));
+    if case.thread() {
+        // The engine's own addition: the kernel clears this word and wakes
+        // it when the thread is gone (mm_release), so we know when its stack
+        // is free.
+        req.args.flags |= CLONE_CHILD_CLEARTID;
+        req.args.child_tid = &*futex as *const AtomicU32 as u64;
+    }
+    Built { req, _stack: stack, _set_tid: set_tid, slot, futex }
+}
+
+fn await_thread(word: &AtomicU32) {
+    loop {
+        let v = word.load(Ordering::SeqCst);
+        if v == 0 {
+            return;
+        }
+        // SAFETY: FUTEX_WAIT on a live, aligned u32 we own; returns at once
+        // if the value already changed.
+        unsafe {
+            libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, v, std::ptr::null::<libc::timespec>());
+        }
+    }
+}
+
+/// Run the case in this process. The caller must have no other children
+/// and SIGCHLD at SIG_DFL. Every child created is reaped before returning.
+pub fn execute(case: &Clone3Case, env: &Env) -> Clone3Obs {
+    // SAFETY: getpgrp has no arguments and cannot fail.
+    let own_pgid = unsafe { libc::getpgrp() };
+    let mut obs = Clone3Obs {
+        result: None,
+        own_pgid,
+        caller_fate: None,
+        steps: Vec::new(),
+        leftovers: Vec::new(),
+        sigchld_ignored: false,
+        signals: Vec::new(),
+        refused: None,
+    };
+    if !env.allow_risky && case.risky(env) {
+        obs.refused = Some(format!("creates a namespace or CLONE_VM child: set {RISKY_ENV}=1 to allow"));
+        return obs;
+    }
+    let exp = expected(case, env);
+    let mask = isolate::block_all_signals();
+    // The child's pidfd, and memory the child may still use.
+    let mut keep: Option<(Option<OwnedFd>, Built, Option<crate::sys::clone::Spawned>)> = None;
+    if case.via_disposable_caller() {
+        exec_disposable(case, env, &mut obs);
+    } else {
+        let built = build(case, env);
+        match clone3(&built.req, Program::Exit(case.exit_code as i32)) {
+            Err(e) => obs.result = Some(Err(e.0)),
+            Ok(sp) => {
+                obs.result = Some(Ok(sp.pid));
+                if case.thread() {
+                    await_thread(&built.futex);
+                }
+                let mut fd = None;
+                if case.flags & CLONE_PIDFD != 0 && case.pidfd == Pidfd::SameAsParentTid && *built.slot >= 0 {
+                    // SAFETY: the kernel stored a fresh pidfd in our slot
+                    // (auto_pidfd was off) that nothing else owns.
+                    fd = Some(unsafe { OwnedFd::from_raw_fd(*built.slot) });
+                }
+                keep = Some((fd, built, Some(sp)));
+            }
+        }
+    }
+    if let Some(Ok(pid)) = obs.result {
+        let mut d = WaitDriver { children: initial_children(case, env, &exp, pid, own_pgid), pid, own_pgid };
+        // A pidfd for P_PIDFD: clone3's, else one opened now (ESRCH when the
+        // child is already reaped).
+        let own_fd: Option<OwnedFd> = if case.thread() { None } else { pidfd::open(pid, false).ok() };
+        let fd = keep
+            .as_ref()
+            .and_then(|(slotfd, _, sp)| slotfd.as_ref().map(|f| f.as_raw_fd()).or_else(|| sp.as_ref().and_then(|s| s.pidfd.as_ref().map(|f| f.as_raw_fd()))))
+            .filter(|_| !case.thread())
+            .or_else(|| own_fd.as_ref().map(|f| f.as_raw_fd()))
+            .unwrap_or(-1);
+        for (label, call, opts) in plan(case) {
+            let call = if call == WaitCall::WaitidPidfd && fd < 0 { WaitCall::WaitidPid } else { call };
+            let pred = d.prediction(call, opts);
+            if pred == Prediction::Blocks {
+                obs.steps.push(StepObs { label: label.into(), call: call.id().into(), out: None });
+                continue;
+            }
+            let out: Out = wait(call, WaitTarget { pid, pidfd: fd, pgid: own_pgid }, opts).into();
+            d.observe(opts, out);
+            obs.steps.push(StepObs { label: label.into(), call: call.id().into(), out: Some(out) });
+        }
+    }
+    obs.leftovers = isolate::reap_all_children();
+    drop(keep);
+    obs.sigchld_ignored = isolate::sigchld_ignored();
+    if obs.sigchld_ignored {
+        isolate::restore_sigchld_default();
+    }
+    obs.signals = isolate::drain_pending_signals();
+    isolate::restore_mask(mask);
+    obs
+}
+
+/// CLONE_PARENT, or an exit_signal that would kill or stop us: a disposable
+/// caller P makes the call and reports; the child ends up ours.
+fn exec_disposable(case: &Clone3Case, env: &Env, obs: &mut Clone3Obs) {
+    let (rep_r, rep_w) = crate::sys::clone::pipe();
+    let rep_w_raw = rep_w.as_raw_fd();
+    let c = case.clone();
+    let e = env.clone();
+    let p = clone3(
+        &Clone3Request::new(0, libc::SIGCHLD as u64),
+        Program::Run(Box::new(move || {
+            // SAFETY: our private copy of the report pipe's write end.
+            let rep_w = unsafe { OwnedFd::from_raw_fd(rep_w_raw) };
+            let built = build(&c, &e);
+            let (rel_r, rel_w) = crate::sys::clone::pipe();
+            let prog = if c.flags & CLONE_VFORK != 0 {
+                Program::Exit(c.exit_code as i32)
+            } else {
+                Program::AwaitThenExit { fd: rel_r.as_raw_fd(), code: c.exit_code as i32 }
+            };
+            let r = clone3(&built.req, prog);
+            let val: i64 = match &r {
+                Ok(sp) => sp.pid as i64,
+                Err(e) => -(e.0 as i64),
+            };
+            isolate::write_all(&rep_w, &val.to_le_bytes());
+            if let Ok(sp) = r {
+                isolate::write_all(&rel_w, &[1]);
+                if c.flags & (CLONE_PARENT | CLONE_THREAD) == 0 {
+                    // Wait (without reaping) until the child is a zombie:
+                    // its exit_signal reaches us before we exit.
+                    let t = WaitTarget { pid: sp.pid, pidfd: -1, pgid: 0 };
+                    let _ = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOWAIT | WaitOpts::WALL));
+                }
+                std::mem::forget(sp);
+            }
+            0
+        })),
+    );
+    drop(rep_w);
+    let p = match p {
+        Ok(p) => p,
+        Err(e) => {
+            obs.refused = Some(format!("could not fork the disposable caller: {e}"));
+            return;
+        }
+    };
+    let t = WaitTarget { pid: p.pid, pidfd: -1, pgid: 0 };
+    let fate = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED | WaitOpts::WSTOPPED));
+    obs.caller_fate = Some(match fate {
+        crate::sys::wait::WaitOutcome::Reported { event: Event::Exited(0), .. } => Ev2::Exited0,
+        crate::sys::wait::WaitOutcome::Reported { event: Event::Killed(9), .. } => Ev2::Killed9,
+        crate::sys::wait::WaitOutcome::Reported { event: Event::Stopped(_), .. } => {
+            // SAFETY: kill() on our stopped, unreaped child.
+            unsafe {
+                libc::kill(p.pid, libc::SIGKILL);
+            }
+            let _ = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED));
+            Ev2::Stopped
+        }
+        other => {
+            obs.refused = Some(format!("disposable caller ended unexpectedly: {other}"));
+            Ev2::Exited0
+        }
+    });
+    let mut buf = [0u8; 8];
+    if isolate::readable_within(&rep_r, 0) && isolate::read_exact(&rep_r, &mut buf) {
+        let v = i64::from_le_bytes(buf);
+        obs.result = Some(if v >= 0 { Ok(v as i32) } else { Err((-v) as i32) });
+    }
+}
+
+/// The oracle: does this observation agree with the model? Err(detail).
+pub fn check(case: &Clone3Case, env: &Env, obs: &Clone3Obs) -> Result<(), String> {
+    if let Some(r) = &obs.refused {
+        return if r.starts_with("creates") { Ok(()) } else { Err(format!("harness: {r}")) };
+    }
+    let exp = expected(case, env);
+    let mut problems = Vec::new();
+    let verdict_str = format!("{:?}", exp.verdict);
+    match (&exp.verdict, obs.result) {
+        (Verdict::Created, Some(Ok(_))) | (Verdict::Unknown(_), _) => {}
+        (Verdict::Fails(e), Some(Err(got))) if e.0 == got => {}
+        (Verdict::Created, None) if exp.caller_fate == Some(Ev2::Killed9) && case.flags & CLONE_VFORK != 0 => {}
+        (_, got) => problems.push(format!(
+            "clone3: model says {verdict_str}, kernel {}",
+            match got {
+                Some(Ok(pid)) => format!("created pid {pid}"),
+                Some(Err(e)) => format!("failed with {}", Errno(e)),
+                None => "result unknown (the caller died before reporting)".into(),
+            }
+        )),
+    }
+    if exp.caller_fate.is_some() && obs.caller_fate != exp.caller_fate && obs.result.is_some() {
+        problems.push(format!("disposable caller: expected {:?}, got {:?}", exp.caller_fate, obs.caller_fate));
+    }
+    let mut expected_left: Vec<i32> = Vec::new();
+    if let Some(Ok(pid)) = obs.result {
+        let mut d = WaitDriver { children: initial_children(case, env, &exp, pid, obs.own_pgid), pid, own_pgid: obs.own_pgid };
+        for (i, (label, call, opts)) in plan(case).into_iter().enumerate() {
+            let Some(step) = obs.steps.get(i) else {
+                problems.push(format!("{label}: not executed"));
+                break;
+            };
+            // The executor's one substitution: P_PIDFD without a pidfd.
+            let call = if call == WaitCall::WaitidPidfd && step.call == WaitCall::WaitidPid.id() { WaitCall::WaitidPid } else { call };
+            if step.call != call.id() {
+                problems.push(format!("{label}: executor made {} instead of {}", step.call, call.id()));
+                break;
+            }
+            let pred = d.prediction(call, opts);
+            match step.out {
+                None if pred == Prediction::Blocks => {}
+                None => problems.push(format!("{label}: {} skipped, but the model predicts {}", call.spell(opts), describe_prediction(&pred))),
+                Some(out) => {
+                    if !matches(&pred, out) {
+                        problems.push(format!("{label}: {} returned {out}, model predicts {}", call.spell(opts), describe_prediction(&pred)));
+                    }
+                    d.observe(opts, out);
+                }
+            }
+        }
+        expected_left = d.children.iter().map(|c| c.pid).collect();
+    }
+    let mut left = obs.leftovers.clone();
+    left.sort_unstable();
+    expected_left.sort_unstable();
+    let unknown_ok = obs.result.is_none() && left.len() <= 1;
+    if left != expected_left && !unknown_ok {
+        problems.push(format!("children left after the waits: {left:?}, model expects {expected_left:?}"));
+    }
+    if obs.sigchld_ignored != exp.sigchld_ignored {
+        problems.push(format!("SIGCHLD action SIG_IGN afterwards: {}, model expects {}", obs.sigchld_ignored, exp.sigchld_ignored));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) }
+}

@@ -1,0 +1,151 @@
+//! Small pieces both fuzz oracles share: serialisable mirrors of the wait
+//! outcome, wait-call names, and how a reported event changes the model's
+//! view of a child (the state step on top of `model::predict_wait`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{predict_wait, ChildState, ChildView, Prediction, Selector};
+use crate::sys::wait::{Event, WaitCall, WaitOpts, WaitOutcome};
+use crate::sys::Errno;
+
+/// [`Event`], serialisable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ev {
+    Exited(i32),
+    Killed(i32),
+    Dumped(i32),
+    Stopped(i32),
+    Trapped(i32),
+    Continued,
+}
+
+/// [`WaitOutcome`], serialisable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Out {
+    Reported { pid: i32, event: Ev },
+    NothingReady,
+    Failed(i32),
+}
+
+impl From<Event> for Ev {
+    fn from(e: Event) -> Ev {
+        match e {
+            Event::Exited(c) => Ev::Exited(c),
+            Event::Killed(s) => Ev::Killed(s),
+            Event::Dumped(s) => Ev::Dumped(s),
+            Event::Stopped(s) => Ev::Stopped(s),
+            Event::Trapped(s) => Ev::Trapped(s),
+            Event::Continued => Ev::Continued,
+        }
+    }
+}
+
+impl From<Ev> for Event {
+    fn from(e: Ev) -> Event {
+        match e {
+            Ev::Exited(c) => Event::Exited(c),
+            Ev::Killed(s) => Event::Killed(s),
+            Ev::Dumped(s) => Event::Dumped(s),
+            Ev::Stopped(s) => Event::Stopped(s),
+            Ev::Trapped(s) => Event::Trapped(s),
+            Ev::Continued => Event::Continued,
+        }
+    }
+}
+
+impl From<WaitOutcome> for Out {
+    fn from(o: WaitOutcome) -> Out {
+        match o {
+            WaitOutcome::Reported { pid, event } => Out::Reported { pid, event: event.into() },
+            WaitOutcome::NothingReady => Out::NothingReady,
+            WaitOutcome::Failed(e) => Out::Failed(e.0),
+        }
+    }
+}
+
+impl From<Out> for WaitOutcome {
+    fn from(o: Out) -> WaitOutcome {
+        match o {
+            Out::Reported { pid, event } => WaitOutcome::Reported { pid, event: event.into() },
+            Out::NothingReady => WaitOutcome::NothingReady,
+            Out::Failed(e) => WaitOutcome::Failed(Errno(e)),
+        }
+    }
+}
+
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&WaitOutcome::from(*self), f)
+    }
+}
+
+/// Every wait call, generic ones first (index order is part of the input
+/// encoding: do not reorder).
+pub fn all_calls() -> [WaitCall; 13] {
+    let mut v = [WaitCall::Wait; 13];
+    for (i, c) in WaitCall::GENERIC.iter().chain(WaitCall::FOCUSED.iter()).enumerate() {
+        v[i] = *c;
+    }
+    v
+}
+
+/// A call from its stable id (`WaitCall::id`).
+pub fn call_from_id(id: &str) -> Option<WaitCall> {
+    all_calls().into_iter().find(|c| c.id() == id)
+}
+
+/// serde helper: a WaitCall travels as its id.
+pub mod call_id {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(c: &WaitCall, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.id())
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<WaitCall, D::Error> {
+        let s = String::deserialize(d)?;
+        call_from_id(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown wait call {s:?}")))
+    }
+}
+
+/// The options a call really passes: `wait()` takes none.
+pub fn effective_opts(call: WaitCall, opts: WaitOpts) -> WaitOpts {
+    if call.takes_options() { opts } else { WaitOpts(0) }
+}
+
+/// Whether `observed` is one of the predicted outcomes. `Blocks` is never
+/// executed, so an observation against it is a mismatch.
+pub fn matches(pred: &Prediction, observed: Out) -> bool {
+    match pred {
+        Prediction::OneOf(v) => v.contains(&WaitOutcome::from(observed)),
+        Prediction::Blocks => false,
+    }
+}
+
+pub fn describe_prediction(p: &Prediction) -> String {
+    match p {
+        Prediction::Blocks => "blocks".into(),
+        Prediction::OneOf(v) => v.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(" or "),
+    }
+}
+
+/// How a wait that reported `observed` changes the caller's children
+/// (kernel/exit.c: a reaped zombie is gone; a reported stop or continue is
+/// consumed; WNOWAIT leaves everything as it was).
+pub fn apply_outcome(children: &mut Vec<ChildView>, opts: WaitOpts, observed: Out) {
+    let Out::Reported { pid, event } = observed else { return };
+    if opts.has(WaitOpts::WNOWAIT) {
+        return;
+    }
+    let Some(i) = children.iter().position(|c| c.pid == pid) else { return };
+    match Event::from(event) {
+        Event::Exited(_) | Event::Killed(_) | Event::Dumped(_) => {
+            children.remove(i);
+        }
+        Event::Stopped(_) | Event::Trapped(_) => children[i].state = ChildState::StoppedReported,
+        Event::Continued => children[i].state = ChildState::Running,
+    }
+}
+
+/// One wait step against the model: its prediction.
+pub fn predict(sel: Selector, opts: WaitOpts, children: &[ChildView]) -> Prediction {
+    predict_wait(sel, effective_opts(sel.call, opts), children)
+}

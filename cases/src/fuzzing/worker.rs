@@ -1,0 +1,187 @@
+//! The executor process of a fuzz campaign.
+//!
+//! libFuzzer's process (F) decodes inputs and runs the model; a long-lived
+//! worker (W), forked from F once, executes them. W is a child subreaper
+//! that dies with F, blocks every blockable signal, and after every
+//! execution checks and repairs its hygiene: leftover children are killed and
+//! reaped with focused waits (a generic wait cannot see CLONE_WAIT_PID
+//! children), the fd count must return to its baseline, SIGCHLD must be back
+//! at SIG_DFL, pending signals are drained. F talks to W over two pipes
+//! (u32 length + bytes), with a timeout: a hang is a finding.
+//!
+//! Keeping W alive between inputs keeps the per-input cost near one clone3
+//! (see the benchmark in fuzz/), instead of a fork per input.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use serde::{Deserialize, Serialize};
+
+use super::isolate;
+use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
+
+/// What W appends to every reply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hygiene {
+    /// children still there after the handler returned (now reaped)
+    pub leftover_children: Vec<i32>,
+    /// open fds minus the baseline taken when W started
+    pub fd_delta: i64,
+    /// SIGCHLD was at SIG_IGN (now restored)
+    pub sigchld_ignored: bool,
+}
+
+impl Hygiene {
+    pub fn clean(&self) -> bool {
+        self.leftover_children.is_empty() && self.fd_delta == 0 && !self.sigchld_ignored
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    payload: String,
+    hygiene: Hygiene,
+}
+
+/// Why a call to the worker failed.
+#[derive(Debug)]
+pub enum WorkerFailure {
+    /// no reply within the timeout; what W and its children were doing
+    Hang(String),
+    /// W died (how)
+    Died(String),
+}
+
+impl std::fmt::Display for WorkerFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkerFailure::Hang(s) => write!(f, "hang: {s}"),
+            WorkerFailure::Died(s) => write!(f, "worker died: {s}"),
+        }
+    }
+}
+
+pub struct Worker {
+    pid: i32,
+    to_w: OwnedFd,
+    from_w: OwnedFd,
+}
+
+fn send(fd: &OwnedFd, msg: &[u8]) -> bool {
+    isolate::write_all(fd, &(msg.len() as u32).to_le_bytes()) && isolate::write_all(fd, msg)
+}
+
+fn recv(fd: &OwnedFd) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    if !isolate::read_exact(fd, &mut len) {
+        return None;
+    }
+    let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+    isolate::read_exact(fd, &mut buf).then_some(buf)
+}
+
+impl Worker {
+    /// Fork W. `handler` turns one request into one reply, inside W.
+    pub fn spawn(handler: fn(&[u8]) -> String) -> Result<Worker, String> {
+        let (req_r, req_w) = crate::sys::clone::pipe();
+        let (rep_r, rep_w) = crate::sys::clone::pipe();
+        let parent = std::process::id();
+        let (rr, ww) = (req_r.as_raw_fd(), rep_w.as_raw_fd());
+        let (theirs_w, theirs_r) = (req_w.as_raw_fd(), rep_r.as_raw_fd());
+        let pid = isolate::fork_run(move || {
+            isolate::die_with_parent();
+            if std::os::unix::process::parent_id() != parent {
+                return 0;
+            }
+            // SAFETY: F's ends of the two pipes, copied into this process by
+            // fork; nothing here owns or uses them.
+            unsafe {
+                libc::close(theirs_w);
+                libc::close(theirs_r);
+            }
+            let _ = isolate::become_subreaper();
+            let _ = isolate::block_all_signals();
+            isolate::restore_sigchld_default();
+            // SAFETY: our private copies of the request read end and the
+            // reply write end; the other ends are closed below.
+            let (req_r, rep_w) = unsafe { (std::os::fd::FromRawFd::from_raw_fd(rr), std::os::fd::FromRawFd::from_raw_fd(ww)) };
+            worker_loop(handler, req_r, rep_w);
+            0
+        })
+        .map_err(|e| format!("fork worker: {e}"))?;
+        drop(req_r);
+        drop(rep_w);
+        Ok(Worker { pid, to_w: req_w, from_w: rep_r })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// One request, one reply, within `timeout_ms`.
+    pub fn call(&mut self, req: &[u8], timeout_ms: i32) -> Result<(String, Hygiene), WorkerFailure> {
+        if !send(&self.to_w, req) {
+            return Err(WorkerFailure::Died(self.reap()));
+        }
+        if !isolate::readable_within(&self.from_w, timeout_ms) {
+            let mut report = vec![crate::sys::proc::stuck_report(self.pid)];
+            for d in crate::sys::proc::descendants(self.pid) {
+                report.push(crate::sys::proc::stuck_report(d));
+            }
+            return Err(WorkerFailure::Hang(report.join("\n")));
+        }
+        let Some(reply) = recv(&self.from_w) else { return Err(WorkerFailure::Died(self.reap())) };
+        let env: Envelope = serde_json::from_slice(&reply).map_err(|e| WorkerFailure::Died(format!("bad reply: {e}")))?;
+        Ok((env.payload, env.hygiene))
+    }
+
+    fn reap(&mut self) -> String {
+        // SAFETY: kill() on our own unreaped child.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+        }
+        let t = WaitTarget { pid: self.pid, pidfd: -1, pgid: 0 };
+        let r = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED));
+        self.pid = -1;
+        match r {
+            WaitOutcome::Reported { event, .. } => format!("{event:?}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            // W and everything below it: W dies, its children get SIGKILL
+            // through PDEATHSIG or EOF on their command pipes.
+            for d in crate::sys::proc::descendants(self.pid) {
+                // SAFETY: best-effort SIGKILL to processes below our child;
+                // their pids stay theirs while their parents have not reaped
+                // them.
+                unsafe {
+                    libc::kill(d, libc::SIGKILL);
+                }
+            }
+            self.reap();
+        }
+    }
+}
+
+fn worker_loop(handler: fn(&[u8]) -> String, req_r: OwnedFd, rep_w: OwnedFd) {
+    let baseline = isolate::fd_count() as i64;
+    while let Some(req) = recv(&req_r) {
+        let payload = handler(&req);
+        let mut h = Hygiene::default();
+        h.leftover_children = isolate::reap_all_children();
+        h.sigchld_ignored = isolate::sigchld_ignored();
+        if h.sigchld_ignored {
+            isolate::restore_sigchld_default();
+        }
+        isolate::drain_pending_signals();
+        h.fd_delta = isolate::fd_count() as i64 - baseline;
+        let reply = serde_json::to_vec(&Envelope { payload, hygiene: h }).expect("serialise reply");
+        if !send(&rep_w, &reply) {
+            break;
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The questions the seed leaves open, one row each: the hidden child's own
+//! children and threads, execve, ptrace, SIGCHLD and auto-reaping, WNOWAIT,
+//! stop/continue reports, __WALL/__WCLONE, pidfd readiness, legacy clone.
+//! Where the seed is silent, each row asserts what its three use cases (a
+//! PID-1 process manager, a library's helper processes, an event loop) need,
+//! and says why.
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use super::generic::{expect_exit, still_a_zombie};
+use super::util::{self, want};
+use crate::harness::*;
+use crate::sys::clone::{clone3, clone_legacy, flags::*, Clone3Request, Program};
+use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget};
+use crate::sys::{pidfd, Errno};
+
+const HELPER_CHILDREN: &str = "use case 2: a library's helper is an ordinary program; the flag describes its relation \
+                               to the parent that holds its pidfd, so the helper's own children (made by any of its \
+                               threads) must stay visible to the helper's generic waits";
+const HELPER_EXEC: &str = "use case 2: helpers usually execve; the parent still holds the pidfd and must stay the only \
+                           one to reap it, so the child stays hidden across execve (from any thread)";
+const TRACER: &str = "a tracer (gdb, strace) collects its tracees' stops with waitpid(-1, __WALL); ptrace is a separate \
+                      relation from parenthood, so hiding a child from its parent's generic waits must not hide it \
+                      from a tracer";
+const NOTIFY: &str = "use case 3: an event loop wakes on SIGCHLD or pidfd readiness; the child still asked for its \
+                      exit signal, so the parent is notified as for any child";
+const AUTOREAP: &str = "POSIX: with SIGCHLD ignored (or SA_NOCLDWAIT) children do not become zombies; nothing in the \
+                        seed changes exit notification, so a hidden child is auto-reaped too";
+
+pub fn cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    type RowFn = fn(&mut Ctx, Subject) -> Check;
+    let rows: &[(&str, Source, RowFn, &[Need])] = &[
+        ("open::descendants::grandchild_generic_wait", Source::Design(HELPER_CHILDREN), grandchild_generic_wait, &[]),
+        ("open::threads::thread_child_generic_wait", Source::Design(HELPER_CHILDREN), thread_child_generic_wait, &[]),
+        ("open::threads::exit_group_from_thread", Source::Seed("focused waits still reap it"), exit_group_from_thread, &[]),
+        ("open::execve::child_execs", Source::Design(HELPER_EXEC), child_execs, &[]),
+        ("open::execve::non_leader_thread_execs", Source::Design(HELPER_EXEC), thread_execs, &[]),
+        ("open::ptrace::tracer_generic_wall_wait", Source::Design(TRACER), tracer_generic, &[Need::Root]),
+        ("open::ptrace::tracer_focused_wall_wait", Source::Seed("focused waits still see it"), tracer_focused, &[Need::Root]),
+        ("open::sigchld::delivered_on_exit", Source::Design(NOTIFY), sigchld_delivered, &[]),
+        ("open::sigchld::sig_ign_autoreap", Source::Design(AUTOREAP), sig_ign_autoreap, &[]),
+        ("open::sigchld::sa_nocldwait_autoreap", Source::Design(AUTOREAP), nocldwait_autoreap, &[]),
+        ("open::wnowait::generic_peek", Source::Seed("not considered by generic wait requests, WNOWAIT peeks included"), wnowait_generic_peek, &[]),
+        ("open::stop::generic_wstopped", Source::Seed("not considered by generic wait requests, for any reported state"), generic_wstopped, &[]),
+        ("open::stop::generic_wcontinued", Source::Seed("not considered by generic wait requests, for any reported state"), generic_wcontinued, &[]),
+        ("open::wclone::exit_signal_zero_focused", Source::Man("wait(2): a child with exit signal 0 is a clone child, waited for only with __WCLONE or __WALL"), wclone_focused, &[]),
+        ("open::wclone::exit_signal_zero_generic_wall", Source::Seed("__WALL widens which children, not which waits"), wclone_generic_wall, &[]),
+        ("open::wclone::sigusr1_generic_wclone", Source::Seed("__WCLONE widens which children, not which waits"), wclone_generic_sigusr1, &[]),
+        ("open::pidfd::poll_readable_on_exit", Source::Design(NOTIFY), pidfd_poll, &[]),
+        ("open::pidfd::nonblock_eagain", Source::Man("pidfd_open(2) PIDFD_NONBLOCK: waitid(P_PIDFD) on a live child fails with EAGAIN"), pidfd_nonblock, &[Need::MinKernel(5, 10)]),
+        ("open::legacy_clone::high_bit_ignored", Source::Man("clone(2) passes only the low 32 bits of flags (kernel_clone_args.flags = lower_32_bits): CLONE_WAIT_PID is clone3-only"), legacy_clone, &[]),
+        ("open::vfork::vfork_vm_child", Source::Seed("not considered by generic wait requests"), vfork_child, &[]),
+    ];
+    for (id, source, f, needs) in rows {
+        for s in Subject::BOTH {
+            let f = *f;
+            let mut c = Case::new(format!("{id}::{}", s.variant()), source.clone(), move |ctx| f(ctx, s)).for_subject(s);
+            for n in needs.iter() {
+                c = c.need(*n);
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Expected outcome of a generic call on a child of this subject: hidden
+/// ones are not there (ECHILD), plain ones are reported.
+fn generic_sees(s: Subject, pid: i32, ev: Event) -> WaitOutcome {
+    if s.hidden() { errno(Errno::ECHILD) } else { reported(pid, ev) }
+}
+
+fn grandchild_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
+    let job = ctx.spawn_job(s, || {
+        let x = util::spawn(CLONE_PIDFD, Program::Exit(6))?;
+        let fd = util::fd_of(&x)?;
+        util::await_exit(fd)?;
+        let got = wait(WaitCall::WaitidAll, util::target(x.pid, fd), O(O::WEXITED | O::WNOHANG));
+        if got != reported(x.pid, Event::Exited(6)) {
+            let _ = util::reap(x.pid, fd);
+        }
+        want("the child's own waitid(P_ALL) for its plain child", got, reported(x.pid, Event::Exited(6)))
+    })?;
+    job.finish()
+}
+
+fn thread_child_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
+    let job = ctx.spawn_job(s, || {
+        // A second thread makes the grandchild, then ends.
+        let made = std::thread::spawn(|| util::spawn(CLONE_PIDFD, Program::Exit(6)).map(|x| (x.pid, x.pidfd)))
+            .join()
+            .map_err(|_| "thread panicked".to_string())??;
+        let (pid, fd) = (made.0, made.1.ok_or("no pidfd")?);
+        util::await_exit(&fd)?;
+        let got = wait(WaitCall::WaitpidAny, util::target(pid, &fd), O(O::WNOHANG));
+        if got != reported(pid, Event::Exited(6)) {
+            let _ = util::reap(pid, &fd);
+        }
+        want("waitpid(-1, WNOHANG) in the main thread for a child made by another thread", got, reported(pid, Event::Exited(6)))
+    })?;
+    job.finish()
+}
+
+fn exit_group_from_thread(ctx: &mut Ctx, s: Subject) -> Check {
+    let k = ctx.spawn(
+        s,
+        Program::Run(Box::new(|| {
+            std::thread::spawn(|| crate::sys::clone::exit_now(9, false));
+            loop {
+                // SAFETY: pause(2) has no arguments; the other thread ends the process.
+                unsafe { libc::pause() };
+            }
+        })),
+    )?;
+    k.await_exit()?;
+    expect("waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WNOHANG | O::WNOWAIT), generic_sees(s, k.pid, Event::Exited(9)))?;
+    expect_exit(k.reap()?, 9)
+}
+
+fn child_execs(ctx: &mut Ctx, s: Subject) -> Check {
+    let ex = util::ExecExit::new(33);
+    let k = ctx.spawn(s, Program::Run(Box::new(move || {
+        let _ = ex.exec();
+        127
+    })))?;
+    k.await_exit()?;
+    expect("after execve, waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WNOHANG | O::WNOWAIT), generic_sees(s, k.pid, Event::Exited(33)))?;
+    expect_exit(k.reap()?, 33)
+}
+
+fn thread_execs(ctx: &mut Ctx, s: Subject) -> Check {
+    let ex = util::ExecExit::new(34);
+    let k = ctx.spawn(s, Program::Run(Box::new(move || {
+        std::thread::spawn(move || {
+            let _ = ex.exec();
+            crate::sys::clone::exit_now(127, false)
+        });
+        loop {
+            // SAFETY: pause(2) has no arguments; de_thread ends this thread.
+            unsafe { libc::pause() };
+        }
+    })))?;
+    k.await_exit()?;
+    expect("after a non-leader thread's execve, waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WNOHANG | O::WNOWAIT), generic_sees(s, k.pid, Event::Exited(34)))?;
+    expect_exit(k.reap()?, 34)
+}
+
+/// A plain tracer process attaches to the subject child and collects the
+/// attach stop with a generic or a focused __WALL wait.
+fn tracer(ctx: &mut Ctx, s: Subject, generic: bool) -> Check {
+    let k = ctx.spawn_live(s, 8)?;
+    let tpid = k.pid;
+    let job = ctx.spawn_job(Subject::Plain, move || {
+        use nix::sys::ptrace;
+        let pid = nix::unistd::Pid::from_raw(tpid);
+        ptrace::attach(pid).map_err(|e| format!("PTRACE_ATTACH: {e}"))?;
+        let t = WaitTarget { pid: tpid, pidfd: -1, pgid: 0 };
+        let call = if generic { WaitCall::WaitpidAny } else { WaitCall::WaitpidPid };
+        let got = wait(call, t, O(O::WALL));
+        let verdict = want(&call.spell(O(O::WALL)), got, reported(tpid, Event::Stopped(libc::SIGSTOP)));
+        if got != reported(tpid, Event::Stopped(libc::SIGSTOP)) {
+            // Collect the stop with a focused wait so that we can detach.
+            let _ = wait(WaitCall::WaitpidPid, t, O(O::WALL));
+        }
+        ptrace::detach(pid, None).map_err(|e| format!("PTRACE_DETACH: {e}"))?;
+        verdict
+    })?;
+    let r = job.finish();
+    expect_exit(k.reap()?, 8)?;
+    r
+}
+
+fn tracer_generic(ctx: &mut Ctx, s: Subject) -> Check {
+    tracer(ctx, s, true)
+}
+
+fn tracer_focused(ctx: &mut Ctx, s: Subject) -> Check {
+    tracer(ctx, s, false)
+}
+
+fn sigchld_delivered(ctx: &mut Ctx, s: Subject) -> Check {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    set.thread_block().or_else(|e| broken(format!("sigprocmask: {e}")))?;
+    let k = ctx.spawn_exited(s, 3)?;
+    let pid = k.pid;
+    // Once the focused reap has succeeded, exit_notify has queued SIGCHLD.
+    expect_exit(k.reap()?, 3)?;
+    // SAFETY: an all-zero siginfo is a valid out-value; the timeout is zero.
+    let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: set, si and ts are valid for the call.
+    let sig = unsafe { libc::sigtimedwait(set.as_ref(), &mut si, &ts) };
+    // SAFETY: sigtimedwait filled a SIGCHLD siginfo (or failed).
+    let from = unsafe { si.si_pid() };
+    if sig == libc::SIGCHLD && from == pid {
+        Ok(())
+    } else {
+        fail(format!("after the child's exit, want SIGCHLD from pid {pid} pending, got signal {sig} from pid {from}"))
+    }
+}
+
+fn autoreap(ctx: &mut Ctx, s: Subject, nocldwait: bool) -> Check {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let act = if nocldwait {
+        SigAction::new(SigHandler::SigDfl, SaFlags::SA_NOCLDWAIT, SigSet::empty())
+    } else {
+        SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty())
+    };
+    // SAFETY: SIG_IGN/SIG_DFL dispositions; no handler code runs.
+    unsafe { sigaction(Signal::SIGCHLD, &act) }.or_else(|e| broken(format!("sigaction: {e}")))?;
+    let k = ctx.spawn_exited(s, 3)?;
+    // Blocking focused wait: once the child is released it fails ECHILD.
+    expect("waitid(P_PIDFD, WEXITED) on an auto-reaped child", ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED), errno(Errno::ECHILD))
+}
+
+fn sig_ign_autoreap(ctx: &mut Ctx, s: Subject) -> Check {
+    autoreap(ctx, s, false)
+}
+
+fn nocldwait_autoreap(ctx: &mut Ctx, s: Subject) -> Check {
+    autoreap(ctx, s, true)
+}
+
+fn wnowait_generic_peek(ctx: &mut Ctx, s: Subject) -> Check {
+    let k = ctx.spawn_exited(s, 3)?;
+    expect("waitid(P_ALL, WEXITED|WNOWAIT|WNOHANG)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WNOWAIT | O::WNOHANG), generic_sees(s, k.pid, Event::Exited(3)))?;
+    still_a_zombie(&k, 3)?;
+    expect_exit(k.reap()?, 3)
+}
+
+fn generic_wstopped(ctx: &mut Ctx, s: Subject) -> Check {
+    let k = ctx.spawn_live(s, 3)?;
+    k.signal(libc::SIGSTOP)?;
+    // Wait (focused, without consuming) until the stop is reportable.
+    expect("waitid(P_PIDFD, WSTOPPED|WNOWAIT)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED | O::WNOWAIT), reported(k.pid, Event::Stopped(libc::SIGSTOP)))?;
+    expect("waitid(P_ALL, WSTOPPED|WNOHANG)", ctx.wait(WaitCall::WaitidAll, &k, O::WSTOPPED | O::WNOHANG), generic_sees(s, k.pid, Event::Stopped(libc::SIGSTOP)))?;
+    k.signal(libc::SIGKILL)?;
+    match k.reap()? {
+        Event::Killed(libc::SIGKILL) => Ok(()),
+        other => fail(format!("focused reap after SIGKILL: {other:?}")),
+    }
+}
+
+fn generic_wcontinued(ctx: &mut Ctx, s: Subject) -> Check {
+    let k = ctx.spawn_live(s, 3)?;
+    k.signal(libc::SIGSTOP)?;
+    expect("waitid(P_PIDFD, WSTOPPED)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED), reported(k.pid, Event::Stopped(libc::SIGSTOP)))?;
+    k.signal(libc::SIGCONT)?;
+    expect("waitid(P_PIDFD, WCONTINUED|WNOWAIT)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WCONTINUED | O::WNOWAIT), reported(k.pid, Event::Continued))?;
+    expect("waitpid(-1, WCONTINUED|WNOHANG)", ctx.wait(WaitCall::WaitpidAny, &k, O::WCONTINUED | O::WNOHANG), generic_sees(s, k.pid, Event::Continued))?;
+    expect_exit(k.reap()?, 3)
+}
+
+fn spawn_signal(ctx: &Ctx, s: Subject, exit_signal: i32, code: i32) -> Result<Kid, Stop> {
+    super::clone3::ignore_exit_signal(exit_signal as u64);
+    let k = ctx.spawn_with(Clone3Request::new(ctx.flags_for(s), exit_signal as u64), Program::Exit(code))?;
+    k.await_exit()?;
+    Ok(k)
+}
+
+fn wclone_focused(ctx: &mut Ctx, s: Subject) -> Check {
+    let k = spawn_signal(ctx, s, 0, 3)?;
+    expect("waitid(P_PIDFD, WEXITED) on an exit_signal 0 child", ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED), errno(Errno::ECHILD))?;
+    expect("waitid(P_PIDFD, WEXITED|__WCLONE)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WCLONE), reported(k.pid, Event::Exited(3)))
+}
+
+fn wclone_generic_wall(ctx: &mut Ctx, s: Subject) -> Check {
+    let k = spawn_signal(ctx, s, 0, 3)?;
+    expect("waitid(P_ALL, WEXITED|__WALL|WNOHANG)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WALL | O::WNOHANG), generic_sees(s, k.pid, Event::Exited(3)))?;
+    if s.hidden() { expect_exit(k.reap_with(O::WALL)?, 3) } else { Ok(()) }
+}
+
+fn wclone_generic_sigusr1(ctx: &mut Ctx, s: Subject) -> Check {
+    let k = spawn_signal(ctx, s, libc::SIGUSR1, 3)?;
+    expect("waitpid(-1, __WCLONE|WNOHANG)", ctx.wait(WaitCall::WaitpidAny, &k, O::WCLONE | O::WNOHANG), generic_sees(s, k.pid, Event::Exited(3)))?;
+    if s.hidden() { expect_exit(k.reap_with(O::WCLONE)?, 3) } else { Ok(()) }
+}
+
+fn pidfd_poll(ctx: &mut Ctx, s: Subject) -> Check {
+    let mut k = ctx.spawn_live(s, 3)?;
+    if pidfd::has_exited(k.pidfd.as_fd()) {
+        return fail("the pidfd of a live child polls readable");
+    }
+    k.release();
+    match pidfd::poll_exit(k.pidfd.as_fd(), None) {
+        Ok(true) => expect_exit(k.reap()?, 3),
+        other => fail(format!("poll(pidfd) after exit: {other:?}")),
+    }
+}
+
+fn pidfd_nonblock(ctx: &mut Ctx, s: Subject) -> Check {
+    let k = ctx.spawn_live(s, 3)?;
+    let fd = pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))?;
+    let t = WaitTarget { pid: k.pid, pidfd: fd.as_raw_fd(), pgid: ctx.pgid };
+    expect("waitid(P_PIDFD nonblocking, WEXITED) on a live child", ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED), errno(Errno::EAGAIN))?;
+    expect_exit(k.reap()?, 3)
+}
+
+fn legacy_clone(ctx: &mut Ctx, s: Subject) -> Check {
+    let high = if s.hidden() { ctx.bit() } else { 0 };
+    let child = clone_legacy(libc::SIGCHLD as u64 | high, Program::Exit(5)).or_else(|e| fail(format!("clone(SIGCHLD|{high:#x}): {e}")))?;
+    let t = WaitTarget { pid: child.pid, pidfd: -1, pgid: ctx.pgid };
+    expect("waitid(P_ALL, WEXITED) after legacy clone", ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED), reported(child.pid, Event::Exited(5)))
+}
+
+fn vfork_child(ctx: &mut Ctx, s: Subject) -> Check {
+    // CLONE_VFORK: clone3 returns once the child has exited.
+    let req = Clone3Request::new(ctx.flags_for(s) | CLONE_VM | CLONE_VFORK, libc::SIGCHLD as u64);
+    let k = match clone3(&req, Program::Exit(4)) {
+        Ok(sp) => Kid::adopt_spawned(sp)?,
+        Err(e) => return broken(format!("clone3(CLONE_VM|CLONE_VFORK): {e}")),
+    };
+    k.await_exit()?;
+    expect("waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WNOHANG | O::WNOWAIT), generic_sees(s, k.pid, Event::Exited(4)))?;
+    expect_exit(k.reap()?, 4)
+}

@@ -1,0 +1,147 @@
+//! Reparenting: the parent of a hidden child exits, and the child goes to a
+//! subreaper or to the init of a pid namespace; pid-namespace teardown with
+//! a hidden child alive or already a zombie.
+
+use std::os::fd::AsRawFd;
+
+use super::util::{self, want};
+use crate::harness::*;
+use crate::sys::clone::{flags::*, pipe, Clone3Request, Program};
+use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitTarget};
+use crate::sys::{pidfd, proc};
+
+const MANAGER: &str = "use case 1: a process manager 'needs to reap all children assigned to it' and 'might not \
+                       know about processes that got re-parented to it'; a hidden orphan it cannot see with its \
+                       generic wait would stay a zombie forever, so once reparented the child must be visible";
+const TEARDOWN: &str = "when the init of a pid namespace exits, the kernel kills and reaps every process in it \
+                        (zap_pid_ns_processes); init is reaped only once the namespace is empty. A hidden child, \
+                        alive or a zombie, must not keep the namespace (and its exiting init) from going away";
+
+pub fn cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for s in Subject::BOTH {
+        let v = s.variant();
+        out.push(
+            Case::new(format!("reparent::subreaper::live_orphan_generic_wait::{v}"), Source::Design(MANAGER), move |ctx| {
+                orphan_to_subreaper(ctx, s, false)
+            })
+            .for_subject(s),
+        );
+        out.push(
+            Case::new(format!("reparent::subreaper::zombie_orphan_generic_wait::{v}"), Source::Design(MANAGER), move |ctx| {
+                orphan_to_subreaper(ctx, s, true)
+            })
+            .for_subject(s),
+        );
+        out.push(
+            Case::new(format!("reparent::pidns_init::orphan_generic_wait::{v}"), Source::Design(MANAGER), move |ctx| {
+                orphan_to_ns_init(ctx, s)
+            })
+            .for_subject(s)
+            .need(Need::Root),
+        );
+        out.push(
+            Case::new(format!("reparent::pidns_teardown::zombie_child::{v}"), Source::Design(TEARDOWN), move |ctx| {
+                ns_teardown(ctx, s, true)
+            })
+            .for_subject(s)
+            .need(Need::Root),
+        );
+        out.push(
+            Case::new(format!("reparent::pidns_teardown::live_child::{v}"), Source::Design(TEARDOWN), move |ctx| {
+                ns_teardown(ctx, s, false)
+            })
+            .for_subject(s)
+            .need(Need::Root),
+        );
+    }
+    out
+}
+
+/// A plain middle process makes the subject child G and exits; G goes to
+/// the case process (a subreaper), which must see it with waitid(P_ALL).
+fn orphan_to_subreaper(ctx: &mut Ctx, s: Subject, zombie_first: bool) -> Check {
+    let flags = ctx.flags_for(s);
+    let (pid_r, pid_w) = pipe();
+    let (rel_r, rel_w) = pipe();
+    let rel_fd = rel_r.as_raw_fd();
+    let middle = ctx.spawn_job(Subject::Plain, move || {
+        let g = util::spawn(flags, if zombie_first { Program::Exit(5) } else { Program::AwaitThenExit { fd: rel_fd, code: 5 } })?;
+        if zombie_first {
+            util::await_exit(util::fd_of(&g)?)?;
+        }
+        util::send_pid(&pid_w, g.pid);
+        Ok(())
+    })?;
+    middle.finish()?;
+    let gpid = util::recv_pid(&pid_r).or_else(broken)?;
+    let mut g = Kid::adopt(gpid)?.with_release(rel_w);
+    if proc::ppid(gpid) != Some(ctx.pid) {
+        return broken(format!("the orphan {gpid} was not reparented to the subreaper (ppid {:?})", proc::ppid(gpid)));
+    }
+    g.release();
+    g.await_exit()?;
+    let got = ctx.wait(WaitCall::WaitidAll, &g, O::WEXITED | O::WNOHANG);
+    if got == reported(gpid, Event::Exited(5)) {
+        return Ok(());
+    }
+    let _ = g.reap();
+    fail(format!("the subreaper's waitid(P_ALL, WEXITED|WNOHANG) after reparenting: want pid {gpid} Exited(5), got {got}"))
+}
+
+/// The same with the init of a new pid namespace as the new parent.
+fn orphan_to_ns_init(ctx: &mut Ctx, s: Subject) -> Check {
+    let flags = ctx.flags_for(s);
+    let init = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, libc::SIGCHLD as u64), move || {
+        let (pid_r, pid_w) = pipe();
+        let middle = util::spawn(
+            CLONE_PIDFD,
+            Program::Run(Box::new(move || match util::spawn(flags, Program::Exit(5)) {
+                Ok(g) => {
+                    let _ = g.pidfd.as_ref().map(util::await_exit);
+                    util::send_pid(&pid_w, g.pid);
+                    0
+                }
+                Err(_) => 1,
+            })),
+        )?;
+        let mfd = util::fd_of(&middle)?;
+        want("init reaps the middle process", util::reap(middle.pid, mfd), reported(middle.pid, Event::Exited(0)))?;
+        let gpid = util::recv_pid(&pid_r)?;
+        let gfd = pidfd::open(gpid, false).map_err(|e| format!("pidfd_open({gpid}): {e}"))?;
+        let t = WaitTarget { pid: gpid, pidfd: gfd.as_raw_fd(), pgid: 0 };
+        let got = wait(WaitCall::WaitidAll, t, O(O::WEXITED | O::WNOHANG));
+        if got != reported(gpid, Event::Exited(5)) {
+            // Reap it by pidfd so that this init can exit cleanly.
+            let _ = util::reap(gpid, &gfd);
+            return Err(format!("pid-namespace init's waitid(P_ALL, WEXITED|WNOHANG) after reparenting: want pid {gpid} Exited(5), got {got}"));
+        }
+        Ok(())
+    })?;
+    init.finish()
+}
+
+/// The init of a new pid namespace makes the subject child and exits
+/// without reaping it; the init must still become reapable.
+fn ns_teardown(ctx: &mut Ctx, s: Subject, zombie: bool) -> Check {
+    let flags = ctx.flags_for(s);
+    // The live child blocks on this pipe; the write end stays open here
+    // (and in the child's own copy), so only the namespace teardown ends it.
+    let (hold_r, _hold_w) = pipe();
+    let hold = hold_r.as_raw_fd();
+    let init = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, libc::SIGCHLD as u64), move || {
+        let g = util::spawn(flags, if zombie { Program::Exit(5) } else { Program::AwaitThenExit { fd: hold, code: 5 } })?;
+        if zombie {
+            util::await_exit(util::fd_of(&g)?)?;
+            let peek = wait(WaitCall::WaitidPidfd, util::target(g.pid, util::fd_of(&g)?), O(O::WEXITED | O::WNOHANG | O::WNOWAIT));
+            want("the child is a zombie before init exits", peek, reported(g.pid, Event::Exited(5)))?;
+        }
+        // Exit with the child unreaped (its pidfd is closed by exit).
+        std::mem::forget(g);
+        Ok(())
+    })?;
+    // Blocks until the namespace is gone; a kernel that cannot tear it down
+    // leaves init stuck in exit and the harness reports the timeout with
+    // where it is stuck.
+    init.finish()
+}
