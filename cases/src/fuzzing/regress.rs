@@ -1,0 +1,161 @@
+//! Findings as data: one file per finding under `cases/regressions/`,
+//! written by `wcfuzz regress` (fuzz/), embedded through the generated
+//! `regressions_index.rs`, and run as rows `regress::<target>::<id>`.
+//!
+//! File format: `#` comment lines (the readable program, the finding, where
+//! it came from), then one JSON object [`RegressionFile`]. A row passes when
+//! the kernel agrees with the model *for the features it runs under*: a
+//! finding that was a model bug fails until the model is fixed.
+
+use serde::{Deserialize, Serialize};
+
+use super::clone3::{self, Clone3Case};
+use super::tree::{self, TreeConfig, WaitProgram};
+use crate::model::KernelFeatures;
+
+pub const TARGETS: [&str; 2] = ["clone3_flags", "wait_sequence"];
+
+/// A row for the case table.
+pub struct RegressionCase {
+    /// `regress::<target>::<id>`
+    pub name: String,
+    /// where the finding came from (artifact, kernel, what it was)
+    pub source: String,
+    /// Runs inside an isolated child-subreaper process with no other
+    /// children; reaps everything it creates. Err(detail) on mismatch; a
+    /// detail starting with `TCONF:` means it cannot run here.
+    pub run: Box<dyn Fn(&KernelFeatures) -> Result<(), String> + Send + Sync>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegressionFile {
+    pub target: String,
+    pub id: String,
+    pub source: String,
+    /// a `Clone3Case` or a `WaitProgram`, by target
+    pub input: serde_json::Value,
+}
+
+impl RegressionFile {
+    /// Parse a data file: comments stripped, the rest JSON.
+    pub fn parse(text: &str) -> Result<RegressionFile, String> {
+        let body: String = text.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+        let f: RegressionFile = serde_json::from_str(&body).map_err(|e| format!("regression file: {e}"))?;
+        if !TARGETS.contains(&f.target.as_str()) {
+            return Err(format!("regression file: unknown target {:?}", f.target));
+        }
+        f.validate()?;
+        Ok(f)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match self.target.as_str() {
+            "clone3_flags" => serde_json::from_value::<Clone3Case>(self.input.clone()).map(|_| ()),
+            _ => serde_json::from_value::<WaitProgram>(self.input.clone()).map(|_| ()),
+        }
+        .map_err(|e| format!("regression {}: bad input: {e}", self.id))
+    }
+
+    /// The readable form of the input.
+    pub fn describe(&self) -> String {
+        match self.target.as_str() {
+            "clone3_flags" => serde_json::from_value::<Clone3Case>(self.input.clone()).map(|c| c.to_string()),
+            _ => serde_json::from_value::<WaitProgram>(self.input.clone()).map(|p| p.to_string()),
+        }
+        .unwrap_or_else(|e| format!("(unreadable: {e})"))
+    }
+
+    /// The whole file, comments first.
+    pub fn render(&self, finding: &str) -> String {
+        let mut s = format!("# regress::{}::{}\n# source: {}\n#\n", self.target, self.id, self.source);
+        for l in self.describe().lines() {
+            s.push_str(&format!("#   {l}\n"));
+        }
+        s.push_str("#\n# finding when saved:\n");
+        for l in finding.lines() {
+            s.push_str(&format!("#   {l}\n"));
+        }
+        s.push_str(&serde_json::to_string_pretty(self).expect("serialise regression"));
+        s.push('\n');
+        s
+    }
+
+    /// Execute here and check against the model.
+    pub fn run(&self, features: &KernelFeatures) -> Result<(), String> {
+        match self.target.as_str() {
+            "clone3_flags" => {
+                let case: Clone3Case = serde_json::from_value(self.input.clone()).map_err(|e| e.to_string())?;
+                let env = clone3::Env::detect(features.clone());
+                if !env.allow_risky && case.risky(&env) {
+                    return Err(format!("TCONF: creates a namespace or CLONE_VM child; set {}=1", clone3::RISKY_ENV));
+                }
+                let obs = clone3::execute(&case, &env);
+                clone3::check(&case, &env, &obs).map_err(|e| format!("{}\n{e}", case))
+            }
+            _ => {
+                let prog: WaitProgram = serde_json::from_value(self.input.clone()).map_err(|e| e.to_string())?;
+                let bit = crate::harness::config::configured_bit().unwrap_or(crate::harness::config::SEED_BIT);
+                let cfg = TreeConfig::detect(features.clone(), bit);
+                let log = tree::run_isolated(&prog, &cfg, 20_000);
+                tree::check(&prog, &cfg, &log)
+            }
+        }
+    }
+}
+
+/// Every embedded regression, as rows.
+pub fn regression_cases() -> Vec<RegressionCase> {
+    let mut out = Vec::new();
+    for (file, text) in super::regressions_index::FILES {
+        match RegressionFile::parse(text) {
+            Ok(f) => {
+                let name = format!("regress::{}::{}", f.target, f.id);
+                let source = format!("cases/regressions/{file}: {}", f.source);
+                out.push(RegressionCase { name, source, run: Box::new(move |k| f.run(k)) });
+            }
+            Err(e) => {
+                let e = format!("cases/regressions/{file}: {e}");
+                out.push(RegressionCase {
+                    name: format!("regress::broken::{file}"),
+                    source: format!("cases/regressions/{file}"),
+                    run: Box::new(move |_| Err(e.clone())),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Regenerate the index source from the files in `dir` (used by wcfuzz).
+pub fn render_index(mut files: Vec<String>) -> String {
+    files.sort();
+    let mut s = String::from(
+        "//! Generated by `wcfuzz regress` (fuzz/): every file in cases/regressions/,\n//! embedded so the case binary is self-contained. Do not edit by hand.\n\npub const FILES: &[(&str, &str)] = &[\n",
+    );
+    for f in files {
+        s.push_str(&format!("    ({f:?}, include_str!(\"../../regressions/{f}\")),\n"));
+    }
+    s.push_str("];\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index embeds exactly the files in cases/regressions/.
+    #[test]
+    fn index_matches_directory() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.ends_with(".case")).collect())
+            .unwrap_or_default();
+        on_disk.sort();
+        let mut embedded: Vec<String> = crate::fuzzing::regressions_index::FILES.iter().map(|(f, _)| f.to_string()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded, "run `wcfuzz reindex` (see fuzz/README-fuzz.md)");
+        for (f, text) in crate::fuzzing::regressions_index::FILES {
+            RegressionFile::parse(text).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The harness judged from outside: the switchable self-test rows must come
+//! out as a clear FAIL and a contained BROKEN, a bad bit must be a
+//! configuration error, and nothing may be left behind.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wait-conformance"))
+}
+
+fn records(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn status_of<'a>(recs: &'a [serde_json::Value], name: &str) -> &'a str {
+    recs.iter().find(|r| r["name"] == name).and_then(|r| r["status"].as_str()).unwrap_or("missing")
+}
+
+#[test]
+fn wrong_row_fails_and_hanging_row_is_broken_without_leaks() {
+    let dir = std::env::temp_dir().join(format!("wc-selftest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = dir.join("r.jsonl");
+    let _ = std::fs::remove_file(&report);
+    let out = bin()
+        .arg("selftest")
+        .env("WAITCONF_SELFTEST_WRONG", "1")
+        .env("WAITCONF_SELFTEST_HANG", "1")
+        .env("WAITCONF_REPORT", &report)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(101), "libtest-mimic exits 101 on failures");
+    let recs = records(&report);
+    assert_eq!(recs[0]["kind"], "env");
+    assert_eq!(status_of(&recs, "selftest::wrong_expectation::plain"), "fail");
+    assert_eq!(status_of(&recs, "selftest::hang::plain"), "broken");
+    let hang = recs.iter().find(|r| r["name"] == "selftest::hang::plain").unwrap();
+    assert!(hang["detail"].as_str().unwrap().contains("timeout"), "{hang}");
+    // The case process, its child and grandchild were all killed and reaped:
+    // no process still runs our binary under this test's pid.
+    let me = std::process::id() as i32;
+    let leftovers: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| s[s.rfind(')')? + 1..].split_whitespace().nth(1)?.parse::<i32>().ok())
+                == Some(me)
+        })
+        .map(|p| p.to_string())
+        .collect();
+    assert!(leftovers.is_empty(), "children left: {leftovers:?}");
+}
+
+#[test]
+fn off_by_default() {
+    let out = bin().arg("--list").env_remove("WAITCONF_SELFTEST_WRONG").env_remove("WAITCONF_SELFTEST_HANG").output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(!list.contains("selftest::"), "self-test rows listed without their switch");
+    assert!(list.lines().filter(|l| l.ends_with(": test")).count() >= 300, "the table shrank:\n{list}");
+}
+
+#[test]
+fn bad_bit_is_a_configuration_error() {
+    for bad in ["0x3", "CLONE_FOO", "0x300000000", "0x1000"] {
+        let out = bin().arg("generic").env("CLONE_WAIT_PID_FLAG", bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("CLONE_WAIT_PID_FLAG"));
+    }
+}
+
+#[test]
+fn feature_rows_skip_with_the_bits_mainline_name() {
+    // On a kernel >= 5.7 without the patch, the seed's bit is CLONE_INTO_CGROUP.
+    let dir = std::env::temp_dir().join(format!("wc-skip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = dir.join("r.jsonl");
+    let _ = std::fs::remove_file(&report);
+    let out = bin()
+        .args(["generic::wait4_any::lone_exited_nohang", "--test-threads", "1"])
+        .env("CLONE_WAIT_PID_FLAG", "0x200000000")
+        .env("WAITCONF_REPORT", &report)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let recs = records(&report);
+    if recs[0]["feature"] == "absent" {
+        let hidden = recs.iter().find(|r| r["name"] == "generic::wait4_any::lone_exited_nohang::hidden").unwrap();
+        assert_eq!(hidden["status"], "skip");
+        assert!(hidden["detail"].as_str().unwrap().contains("CLONE_INTO_CGROUP"), "{hidden}");
+    }
+    assert_eq!(status_of(&recs, "generic::wait4_any::lone_exited_nohang::plain"), "pass");
+}
