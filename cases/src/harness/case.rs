@@ -22,6 +22,8 @@ pub enum Need {
     MinKernel(u32, u32),
     /// a writable cgroup2 hierarchy at /sys/fs/cgroup
     Cgroup2,
+    /// the kernel has this namespace type (`/proc/self/ns/<name>` exists)
+    Namespace(&'static str),
 }
 
 /// Where a row's expectation comes from.

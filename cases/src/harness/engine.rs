@@ -175,6 +175,8 @@ impl Env {
                 Need::Root => (!self.root).then(|| "needs root".to_string()),
                 Need::MinKernel(a, b) => (kv < (*a, *b)).then(|| format!("needs Linux {a}.{b}+, have {}", self.probe.kernel_release)),
                 Need::Cgroup2 => (!self.cgroup2).then(|| "needs a writable cgroup2 hierarchy at /sys/fs/cgroup".to_string()),
+                Need::Namespace(ns) => (!std::path::Path::new(&format!("/proc/self/ns/{ns}")).exists())
+                    .then(|| format!("needs {ns} namespaces (no /proc/self/ns/{ns} on this kernel)")),
             };
             if why.is_some() {
                 return why;
@@ -319,10 +321,18 @@ fn drain<R: Read + AsFd>(r: &mut R) -> String {
 /// reparented to the test process (a subreaper) by pidfd. Returns what could
 /// not be reaped (an unkillable task), described.
 fn kill_tree(pid: i32, fd: &OwnedFd) -> Vec<String> {
-    // Open pidfds first: they stay valid across reparenting and pid reuse.
+    let fds = kill_descendants(pid);
+    let _ = pidfd::send_signal(fd, libc::SIGKILL);
+    reap_by_pidfd(fds)
+}
+
+/// SIGKILL every descendant of `root` through a pidfd opened first (it
+/// stays valid across reparenting and pid reuse); three passes catch what
+/// was forked meanwhile. Returns the pidfds for reaping.
+fn kill_descendants(root: i32) -> Vec<(i32, OwnedFd)> {
     let mut fds: Vec<(i32, OwnedFd)> = Vec::new();
     for _ in 0..3 {
-        for d in proc::descendants(pid) {
+        for d in proc::descendants(root) {
             if fds.iter().all(|(p, _)| *p != d) {
                 if let Ok(f) = pidfd::open(d, false) {
                     let _ = pidfd::send_signal(&f, libc::SIGKILL);
@@ -331,8 +341,7 @@ fn kill_tree(pid: i32, fd: &OwnedFd) -> Vec<String> {
             }
         }
     }
-    let _ = pidfd::send_signal(fd, libc::SIGKILL);
-    reap_by_pidfd(fds)
+    fds
 }
 
 /// Reap the given processes (children of this process by now, or soon) with
@@ -431,17 +440,7 @@ fn case_process(table: fn() -> Vec<Case>, name: &str) -> ! {
     if !left.is_empty() {
         let states: Vec<String> =
             left.iter().map(|p| format!("{p}({})", proc::state(*p).map(String::from).unwrap_or_else(|| "?".into()))).collect();
-        let mut fds = Vec::new();
-        for _ in 0..3 {
-            for d in proc::descendants(me.as_raw_nonzero().get()) {
-                if fds.iter().all(|(p, _)| *p != d) {
-                    if let Ok(f) = pidfd::open(d, false) {
-                        let _ = pidfd::send_signal(&f, libc::SIGKILL);
-                        fds.push((d, f));
-                    }
-                }
-            }
-        }
+        let fds = kill_descendants(me.as_raw_nonzero().get());
         let stuck = reap_by_pidfd(fds);
         let mut note = format!("left children behind: {}", states.join(" "));
         if !stuck.is_empty() {

@@ -38,21 +38,24 @@ pub fn cases() -> Vec<Case> {
                 orphan_to_ns_init(ctx, s)
             })
             .for_subject(s)
-            .need(Need::Root),
+            .need(Need::Root)
+            .need(Need::Namespace("pid")),
         );
         out.push(
             Case::new(format!("reparent::pidns_teardown::zombie_child::{v}"), Source::Design(TEARDOWN), move |ctx| {
                 ns_teardown(ctx, s, true)
             })
             .for_subject(s)
-            .need(Need::Root),
+            .need(Need::Root)
+            .need(Need::Namespace("pid")),
         );
         out.push(
             Case::new(format!("reparent::pidns_teardown::live_child::{v}"), Source::Design(TEARDOWN), move |ctx| {
                 ns_teardown(ctx, s, false)
             })
             .for_subject(s)
-            .need(Need::Root),
+            .need(Need::Root)
+            .need(Need::Namespace("pid")),
         );
     }
     out
