@@ -17,7 +17,11 @@ pub const MAINLINE_CLONE3_BITS: &[(u64, &str, (u32, u32))] = &[
     (CLONE_AUTOREAP, "CLONE_AUTOREAP", (7, 1)),
     (CLONE_NNP, "CLONE_NNP", (7, 1)),
     (CLONE_PIDFD_AUTOKILL, "CLONE_PIDFD_AUTOKILL", (7, 1)),
-    (CLONE_EMPTY_MNTNS, "CLONE_EMPTY_MNTNS", (7, 3)),
+    // Present in 7.2 (clone3_args_valid in Debian's linux-source-7.2
+    // accepts it); merged into the vfs tree on 2026-03-12 together with the
+    // three bits above, i.e. for the 7.1 merge window (not checked against a
+    // 7.1 tree).
+    (CLONE_EMPTY_MNTNS, "CLONE_EMPTY_MNTNS", (7, 1)),
 ];
 
 /// The mainline name of a clone3 bit on a kernel of this version, if any.
@@ -64,7 +68,18 @@ impl KernelFeatures {
     /// AUTOREAP/NNP/AUTOKILL, EMPTY_MNTNS) makes the model answer Unknown
     /// rather than guess.
     fn modelled_flags(&self) -> u64 {
-        CLONE_LEGACY_FLAGS | CLONE_CLEAR_SIGHAND | CLONE_INTO_CGROUP | self.wait_pid_bit.unwrap_or(0)
+        CLONE_LEGACY_FLAGS
+            | CLONE_CLEAR_SIGHAND
+            | CLONE_INTO_CGROUP
+            | CLONE_AUTOREAP
+            | CLONE_NNP
+            | CLONE_PIDFD_AUTOKILL
+            | self.wait_pid_bit.unwrap_or(0)
+    }
+
+    /// CLONE_AUTOREAP, CLONE_NNP and CLONE_PIDFD_AUTOKILL (7.1+).
+    fn autoreap(&self) -> bool {
+        self.version >= (7, 1)
     }
 
     /// CLONE_NEWTIME (one of the CSIGNAL bits) is accepted by clone3 (5.6+).
@@ -165,6 +180,23 @@ impl Clone3Desc {
     }
 }
 
+/// What the calling process itself was made with, as far as clone3's rules
+/// care (kept apart from `Caller` so that existing callers are unchanged).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallerTask {
+    /// the caller was created with CLONE_AUTOREAP (signal->autoreap): it may
+    /// not use CLONE_PARENT
+    pub autoreap: bool,
+}
+
+/// Whether a child that clone3 created with these flags is reaped by the
+/// kernel when it exits (CLONE_AUTOREAP, 7.1+), so that no wait ever reports
+/// its exit. Parent-wide auto-reaping (SIGCHLD ignored, SA_NOCLDWAIT) is the
+/// caller's business, not this.
+pub fn autoreaped_on_exit(flags: u64, k: &KernelFeatures) -> bool {
+    k.autoreap() && flags & CLONE_AUTOREAP != 0
+}
+
 /// The model's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -179,6 +211,11 @@ pub enum Verdict {
 /// What clone3 must answer. Checks follow the kernel's order, so that the
 /// first failing check decides the errno.
 pub fn clone3_verdict(d: &Clone3Desc, k: &KernelFeatures, c: &Caller) -> Verdict {
+    clone3_verdict_from(d, k, c, &CallerTask::default())
+}
+
+/// The same for a caller that was itself made with some clone3 flags.
+pub fn clone3_verdict_from(d: &Clone3Desc, k: &KernelFeatures, c: &Caller, t: &CallerTask) -> Verdict {
     use Verdict::*;
     const PAGE_SIZE: usize = 4096;
     const MAX_PID_NS_LEVEL: u64 = 32;
@@ -279,9 +316,43 @@ pub fn clone3_verdict(d: &Clone3Desc, k: &KernelFeatures, c: &Caller) -> Verdict
     if f & CLONE_PIDFD != 0 && f & CLONE_THREAD != 0 && !k.pidfd_thread() {
         return Fails(Errno::EINVAL);
     }
+    if k.autoreap() {
+        // copy_process (7.1+), right after the CLONE_PIDFD block, in this
+        // order. An autoreap child has no exit signal (it notifies nobody),
+        // is a process, and keeps its own parent.
+        if f & CLONE_AUTOREAP != 0 && (f & (CLONE_THREAD | CLONE_PARENT) != 0 || d.exit_signal != 0) {
+            return Fails(Errno::EINVAL);
+        }
+        // An autoreap process may not make siblings: they would inherit its
+        // exit_signal 0 without being autoreaped.
+        if f & CLONE_PARENT != 0 && t.autoreap {
+            return Fails(Errno::EINVAL);
+        }
+        // no_new_privs is per task; threads share credentials.
+        if f & CLONE_NNP != 0 && f & CLONE_THREAD != 0 {
+            return Fails(Errno::EINVAL);
+        }
+        if f & CLONE_PIDFD_AUTOKILL != 0 {
+            if f & CLONE_PIDFD == 0 || f & CLONE_AUTOREAP == 0 || f & CLONE_THREAD != 0 {
+                return Fails(Errno::EINVAL);
+            }
+            // Without CLONE_NNP the child could gain privileges by exec:
+            // CAP_SYS_ADMIN in the caller's user namespace is required
+            // (CLONE_NEWUSER does not help; the check is on the caller's).
+            if f & CLONE_NNP == 0 && !c.root {
+                return Fails(Errno::EPERM);
+            }
+        }
+    }
     let needs_admin = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP | CLONE_NEWTIME;
     if f & needs_admin != 0 && !c.root && f & CLONE_NEWUSER == 0 {
         return Fails(Errno::EPERM);
+    }
+    // copy_namespaces (kernel/nsproxy.c): a new IPC namespace cannot share
+    // the SysV semaphore undo list (found by the clone3_flags fuzzer:
+    // cases/regressions/clone3_flags-newipc-sysvsem-einval.case).
+    if f & (CLONE_NEWIPC | CLONE_SYSVSEM) == (CLONE_NEWIPC | CLONE_SYSVSEM) {
+        return Fails(Errno::EINVAL);
     }
     // alloc_pid: one set_tid entry per namespace level at most, each free.
     if set_tid_size > 0 {
@@ -294,15 +365,18 @@ pub fn clone3_verdict(d: &Clone3Desc, k: &KernelFeatures, c: &Caller) -> Verdict
         }
         return Fails(Errno::EEXIST);
     }
+    // copy_process stores the pidfd (put_user) before cgroup_can_fork looks
+    // at the CLONE_INTO_CGROUP fd (found by the clone3_flags fuzzer:
+    // cases/regressions/clone3_flags-pidfd-efault-before-cgroup.case).
+    if f & CLONE_PIDFD != 0 && d.pidfd == PidfdDesc::Bad {
+        return Fails(Errno::EFAULT);
+    }
     if f & CLONE_INTO_CGROUP != 0 {
         match d.cgroup {
             CgroupDesc::Closed | CgroupDesc::Zero => return Fails(Errno::EBADF),
             CgroupDesc::Huge => return Fails(Errno::EINVAL),
             CgroupDesc::Valid => {}
         }
-    }
-    if f & CLONE_PIDFD != 0 && d.pidfd == PidfdDesc::Bad {
-        return Fails(Errno::EFAULT);
     }
     Created
 }
@@ -378,8 +452,14 @@ pub fn predict_wait(sel: Selector, opts: WaitOpts, children: &[ChildView]) -> Pr
         WaitCall::WaitpidPid | WaitCall::Wait4Pid | WaitCall::WaitidPid | WaitCall::WaitidPidfd => ch.pid == sel.pid,
     };
     let clone_ok = |ch: &ChildView| o.has(WaitOpts::WALL) || (ch.sigchld != o.has(WaitOpts::WCLONE));
+    // A zombie counts only for a call that waits for exits: wait_task_zombie
+    // returns 0 without WEXITED before notask_error is cleared, so a caller
+    // whose only candidates are zombies gets ECHILD (kernel/exit.c,
+    // wait_consider_task; found by the wait_sequence fuzzer:
+    // cases/regressions/wait_sequence-zombie-without-wexited-echild.case).
+    let counts = |ch: &ChildView| wants_exit || !matches!(ch.state, ChildState::Zombie(_));
     let eligible: Vec<&ChildView> =
-        children.iter().filter(|c| selected(c) && considers(call, c.hidden) && clone_ok(c)).collect();
+        children.iter().filter(|c| selected(c) && considers(call, c.hidden) && clone_ok(c) && counts(c)).collect();
     if eligible.is_empty() {
         return Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)]);
     }
@@ -444,10 +524,99 @@ mod tests {
     }
 
     #[test]
-    fn autoreap_is_unknown_on_71_and_einval_before() {
-        let d = Clone3Desc::new(CLONE_AUTOREAP, 17);
-        assert!(matches!(clone3_verdict(&d, &KernelFeatures::new((7, 2), None), &ROOT), Verdict::Unknown(_)));
-        assert_eq!(clone3_verdict(&d, &KernelFeatures::new((6, 18), None), &ROOT), Verdict::Fails(Errno::EINVAL));
+    fn autoreap_bits_einval_before_71() {
+        let k = KernelFeatures::new((6, 18), None);
+        for f in [CLONE_AUTOREAP, CLONE_NNP, CLONE_PIDFD_AUTOKILL | CLONE_AUTOREAP | CLONE_PIDFD, CLONE_EMPTY_MNTNS] {
+            assert_eq!(clone3_verdict(&Clone3Desc::new(f, 0), &k, &ROOT), Verdict::Fails(Errno::EINVAL), "{f:#x}");
+        }
+    }
+
+    fn k72() -> KernelFeatures {
+        KernelFeatures::new((7, 2), None)
+    }
+    const USER: Caller = Caller { root: false, ns_init: false, ns_level: 0 };
+    const THREAD: u64 = CLONE_THREAD | CLONE_SIGHAND | CLONE_VM;
+    const AUTOKILL: u64 = CLONE_PIDFD_AUTOKILL | CLONE_AUTOREAP | CLONE_PIDFD;
+
+    fn v(flags: u64, exit_signal: u64, c: &Caller) -> Verdict {
+        clone3_verdict(&Clone3Desc::new(flags, exit_signal), &k72(), c)
+    }
+
+    #[test]
+    fn autoreap_rules() {
+        use Verdict::*;
+        assert_eq!(v(CLONE_AUTOREAP, 0, &USER), Created);
+        assert_eq!(v(CLONE_AUTOREAP | CLONE_PIDFD, 0, &USER), Created);
+        assert_eq!(v(CLONE_AUTOREAP | CLONE_PIDFD | CLONE_VM | CLONE_VFORK, 0, &USER), Created);
+        assert_eq!(v(CLONE_AUTOREAP, 17, &USER), Fails(Errno::EINVAL));
+        assert_eq!(v(CLONE_AUTOREAP, 10, &USER), Fails(Errno::EINVAL));
+        assert_eq!(v(CLONE_AUTOREAP | CLONE_PARENT, 0, &USER), Fails(Errno::EINVAL));
+        assert_eq!(v(CLONE_AUTOREAP | THREAD, 0, &USER), Fails(Errno::EINVAL));
+        assert!(autoreaped_on_exit(CLONE_AUTOREAP | CLONE_PIDFD, &k72()));
+        assert!(!autoreaped_on_exit(CLONE_AUTOREAP, &KernelFeatures::new((7, 0), None)));
+    }
+
+    #[test]
+    fn parent_from_an_autoreap_caller() {
+        let from = |t: CallerTask| clone3_verdict_from(&Clone3Desc::new(CLONE_PARENT, 0), &k72(), &USER, &t);
+        assert_eq!(from(CallerTask { autoreap: true }), Verdict::Fails(Errno::EINVAL));
+        assert_eq!(from(CallerTask::default()), Verdict::Created);
+        // Without CLONE_PARENT an autoreap caller makes children as usual.
+        let plain = clone3_verdict_from(&Clone3Desc::new(CLONE_PIDFD, 17), &k72(), &USER, &CallerTask { autoreap: true });
+        assert_eq!(plain, Verdict::Created);
+    }
+
+    #[test]
+    fn nnp_rules() {
+        use Verdict::*;
+        assert_eq!(v(CLONE_NNP, 17, &USER), Created);
+        assert_eq!(v(CLONE_NNP | CLONE_PIDFD | CLONE_AUTOREAP, 0, &USER), Created);
+        assert_eq!(v(CLONE_NNP | THREAD, 0, &USER), Fails(Errno::EINVAL));
+        assert_eq!(v(CLONE_NNP | THREAD | CLONE_PIDFD, 0, &ROOT), Fails(Errno::EINVAL));
+    }
+
+    #[test]
+    fn autokill_rules() {
+        use Verdict::*;
+        assert_eq!(v(AUTOKILL | CLONE_NNP, 0, &USER), Created);
+        assert_eq!(v(AUTOKILL, 0, &ROOT), Created);
+        assert_eq!(v(AUTOKILL, 0, &USER), Fails(Errno::EPERM));
+        // CLONE_NEWUSER does not stand in for CAP_SYS_ADMIN here.
+        assert_eq!(v(AUTOKILL | CLONE_NEWUSER, 0, &USER), Fails(Errno::EPERM));
+        assert_eq!(v(CLONE_PIDFD_AUTOKILL | CLONE_AUTOREAP | CLONE_NNP, 0, &USER), Fails(Errno::EINVAL));
+        assert_eq!(v(CLONE_PIDFD_AUTOKILL | CLONE_PIDFD | CLONE_NNP, 0, &USER), Fails(Errno::EINVAL));
+        assert_eq!(v(AUTOKILL | CLONE_NNP, 17, &USER), Fails(Errno::EINVAL));
+    }
+
+    #[test]
+    fn kernel_order_of_the_71_checks() {
+        use Verdict::*;
+        // The autoreap checks come before the CAP_SYS_ADMIN check of AUTOKILL...
+        assert_eq!(v(AUTOKILL | CLONE_PARENT, 0, &USER), Fails(Errno::EINVAL));
+        // ...which comes before copy_namespaces' and alloc_pid's checks and
+        // before the cgroup fd and the pidfd pointer are used.
+        let mut d = Clone3Desc::new(AUTOKILL | CLONE_INTO_CGROUP, 0);
+        d.cgroup = CgroupDesc::Closed;
+        assert_eq!(clone3_verdict(&d, &k72(), &USER), Fails(Errno::EPERM));
+        assert_eq!(clone3_verdict(&d, &k72(), &ROOT), Fails(Errno::EBADF));
+        let mut d = Clone3Desc::new(AUTOKILL, 0);
+        d.pidfd = PidfdDesc::Bad;
+        assert_eq!(clone3_verdict(&d, &k72(), &USER), Fails(Errno::EPERM));
+        assert_eq!(clone3_verdict(&d, &k72(), &ROOT), Fails(Errno::EFAULT));
+        // clone3_args_valid and copy_clone_args_from_user come first.
+        assert_eq!(v(AUTOKILL | CLONE_DETACHED, 0, &USER), Fails(Errno::EINVAL));
+        let mut d = Clone3Desc::new(AUTOKILL, 0);
+        d.size = 4097;
+        assert_eq!(clone3_verdict(&d, &k72(), &USER), Fails(Errno::E2BIG));
+        // copy_process's earlier checks come first too.
+        assert_eq!(v(CLONE_AUTOREAP | CLONE_NEWNS | CLONE_FS, 0, &ROOT), Fails(Errno::EINVAL));
+        assert_eq!(v(CLONE_AUTOREAP | CLONE_NEWPID, 0, &USER), Fails(Errno::EPERM));
+    }
+
+    #[test]
+    fn empty_mntns_is_known_but_unmodelled_on_72() {
+        assert!(matches!(v(CLONE_EMPTY_MNTNS, 17, &ROOT), Verdict::Unknown(_)));
+        assert_eq!(v(1 << 38, 17, &ROOT), Verdict::Fails(Errno::EINVAL));
     }
 
     #[test]

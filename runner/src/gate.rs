@@ -91,9 +91,11 @@ pub fn check_snapshot(snapshot_dir: &Path, profile: &str, matrix: &str) -> Snaps
     // and keep the default hook quiet meanwhile; insta has already printed its diff.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(|| {
+    // AssertUnwindSafe: nothing observed after a caught panic is left half-updated; `settings`
+    // is dropped right after and insta keeps no state we read.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         settings.bind(|| insta::assert_snapshot!(profile.to_owned(), matrix));
-    });
+    }));
     std::panic::set_hook(hook);
     match (result.is_ok(), accept) {
         (true, true) => SnapshotOutcome::Accepted,
@@ -141,10 +143,12 @@ mod tests {
     fn snapshot_match_and_mismatch() {
         // The committed fixture runner/src/snapshots/gate-fixture.snap holds "a::b: pass\n".
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/snapshots");
-        assert_eq!(check_snapshot(&dir, "gate-fixture", "a::b: pass\n"), SnapshotOutcome::Matched);
+        let first = check_snapshot(&dir, "gate-fixture", "a::b: pass\n");
         if std::env::var("INSTA_UPDATE").is_ok_and(|v| v == "always") {
-            return; // an accepting run would rewrite the fixture
+            assert_eq!(first, SnapshotOutcome::Accepted);
+            return; // an accepting run would rewrite the fixture with the mismatching text
         }
+        assert_eq!(first, SnapshotOutcome::Matched);
         let outcome = check_snapshot(&dir, "gate-fixture", "a::b: fail\n");
         let _ = std::fs::remove_file(dir.join("gate-fixture.snap.new"));
         assert_eq!(outcome, SnapshotOutcome::Differs);

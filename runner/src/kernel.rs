@@ -151,25 +151,59 @@ fn fetch_prebuilt(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Resul
         progress!("kernel {}: cache hit {} ({source})", profile.name, dir.display());
     } else {
         progress!("kernel {}: fetching {source}", profile.name);
-        let deb = apt.download(&package, &version, &paths.downloads())?;
+        // Newer Debian kernels split the image package into linux-binary-* (the kernel) and
+        // linux-modules-*; follow those Depends and unpack them all into one root.
+        let mut queue = vec![(package.clone(), version.clone())];
+        let mut debs = Vec::new();
+        while let Some((name, ver)) = queue.pop() {
+            if debs.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            let deb = apt.download(&name, &ver, &paths.downloads())?;
+            let depends = capture(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"))?;
+            for (dep, pinned) in kernel_part_depends(&depends) {
+                let v = match pinned {
+                    Some(v) => v,
+                    None => apt.candidate(&dep)?,
+                };
+                queue.push((dep, v));
+            }
+            debs.push((name, deb));
+        }
         let partial = dir.join("root.partial");
         let _ = std::fs::remove_dir_all(&partial);
         std::fs::create_dir_all(&partial)?;
-        run_checked(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial))?;
+        for (_, deb) in &debs {
+            run_checked(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&partial))?;
+        }
         std::fs::rename(&partial, &root)?;
     }
-    let boot = root.join("boot");
-    let image = std::fs::read_dir(&boot)
-        .with_context(|| format!("{} has no boot/", source))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-")))
-        .ok_or_else(|| anyhow!("no boot/vmlinuz-* in {source}"))?;
-    let release = image
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("vmlinuz-"))
-        .map(str::to_owned);
+    let (image, release) = find_image(&root).ok_or_else(|| {
+        anyhow!("no kernel image (boot/vmlinuz-* or usr/lib/modules/*/vmlinuz) in {source}")
+    })?;
+    let release = Some(release);
     Ok(KernelArtifact { image: Some(image), release, source, cache_hit, seconds: 0.0 })
+}
+
+/// The kernel image in an unpacked package tree and its release: `boot/vmlinuz-<release>`
+/// (Debian up to 6.x) or `usr/lib/modules/<release>/vmlinuz` (split packages, 7.x).
+pub fn find_image(root: &Path) -> Option<(PathBuf, String)> {
+    let entries = |p: PathBuf| std::fs::read_dir(p).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path()));
+    for p in entries(root.join("boot")) {
+        if let Some(rel) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("vmlinuz-")) {
+            return Some((p.clone(), rel.to_owned()));
+        }
+    }
+    for base in ["usr/lib/modules", "lib/modules"] {
+        for d in entries(root.join(base)) {
+            let img = d.join("vmlinuz");
+            if img.is_file() {
+                let rel = d.file_name()?.to_str()?.to_owned();
+                return Some((img, rel));
+            }
+        }
+    }
+    None
 }
 
 /// apt, either the system's configuration or a private one (own source list, lists and
@@ -265,6 +299,28 @@ impl Apt {
         run_checked(&mut c)?;
         find().ok_or_else(|| anyhow!("apt-get download left no {prefix}*.deb in {}", into.display()))
     }
+}
+
+/// The Depends of a kernel package that carry parts of the kernel itself: versioned
+/// `linux-image-*`, `linux-binary-*` and `linux-modules-*`, with their `(= version)` pin if any.
+pub fn kernel_part_depends(depends: &str) -> Vec<(String, Option<String>)> {
+    depends
+        .split(',')
+        .filter_map(|group| group.split('|').next())
+        .filter_map(|dep| {
+            let dep = dep.trim();
+            let (name, rest) = dep.split_once(' ').unwrap_or((dep, ""));
+            let part = is_versioned_image(name)
+                || name.starts_with("linux-binary-")
+                || name.starts_with("linux-modules-");
+            let pinned = rest
+                .trim()
+                .strip_prefix("(=")
+                .and_then(|v| v.strip_suffix(')'))
+                .map(|v| v.trim().to_owned());
+            part.then(|| (name.to_owned(), pinned))
+        })
+        .collect()
 }
 
 fn is_versioned_image(name: &str) -> bool {
@@ -378,6 +434,34 @@ mod tests {
         let policy = "linux-image-amd64:\n  Installed: (none)\n  Candidate: 7.2.13-1\n  Version table:\n";
         assert_eq!(parse_candidate(policy).as_deref(), Some("7.2.13-1"));
         assert_eq!(parse_candidate("x:\n  Candidate: (none)\n"), None);
+    }
+
+    #[test]
+    fn split_kernel_packages_are_followed() {
+        let d = "dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, \
+                 linux-base-7.2.13+deb14-amd64 (= 7.2.13-1), linux-binary-7.2.13+deb14-amd64 (= 7.2.13-1), \
+                 linux-modules-7.2.13+deb14-amd64 (= 7.2.13-1)";
+        assert_eq!(
+            kernel_part_depends(d),
+            vec![
+                ("linux-binary-7.2.13+deb14-amd64".to_owned(), Some("7.2.13-1".to_owned())),
+                ("linux-modules-7.2.13+deb14-amd64".to_owned(), Some("7.2.13-1".to_owned())),
+            ]
+        );
+        assert!(kernel_part_depends("kmod, linux-base (>= 4.3~), initramfs-tools").is_empty());
+    }
+
+    #[test]
+    fn finds_images_in_both_layouts() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(find_image(t.path()).is_none());
+        let m = t.path().join("usr/lib/modules/7.2.13+deb14-amd64");
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::write(m.join("vmlinuz"), b"x").unwrap();
+        assert_eq!(find_image(t.path()).unwrap().1, "7.2.13+deb14-amd64");
+        std::fs::create_dir_all(t.path().join("boot")).unwrap();
+        std::fs::write(t.path().join("boot/vmlinuz-6.1.0-56-amd64"), b"x").unwrap();
+        assert_eq!(find_image(t.path()).unwrap().1, "6.1.0-56-amd64");
     }
 
     #[test]

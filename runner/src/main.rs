@@ -1,1 +1,564 @@
-fn main() {}
+//! `runner`: builds or fetches each kernel profile of `vm-images/`, boots it under virtme-ng,
+//! runs the wait-conformance case binary inside and writes reports.
+//!
+//! Exit codes: 0 as expected, 1 test failures or regressions, 2 usage or configuration error,
+//! 3 infrastructure failure (fetch, build, boot, kernel panic).
+
+mod accel;
+mod console;
+mod gate;
+mod kernel;
+mod paths;
+mod probe;
+mod profile;
+mod progress;
+mod report;
+mod run;
+mod vm;
+mod vng;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::accel::AccelChoice;
+use crate::gate::{Gate, EXIT_FAILURES, EXIT_INFRA, EXIT_OK, EXIT_USAGE};
+use crate::paths::Paths;
+use crate::profile::{Kind, ProfileSet};
+use crate::run::{RunError, RunOpts};
+
+#[derive(Parser)]
+#[command(name = "runner", version, about = "Kernel matrix runner for wait-conformance (virtme-ng)")]
+#[command(after_help = "Exit codes: 0 as expected, 1 test failures/regressions, 2 usage or \
+configuration error, 3 infrastructure failure (fetch, build, boot, kernel panic).")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the cases on one kernel profile.
+    Run {
+        /// Profile name (a file in vm-images/profiles/).
+        #[arg(long = "kernel")]
+        kernel: String,
+        #[command(flatten)]
+        cases: CaseArgs,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run the cases on every profile (or --kernels) and print a group x kernel table.
+    Matrix {
+        /// Comma-separated profiles; all when absent.
+        #[arg(long, value_delimiter = ',')]
+        kernels: Vec<String>,
+        #[command(flatten)]
+        cases: CaseArgs,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Build or fetch a profile's kernel only (prints the image path and whether it was cached).
+    Kernel {
+        #[arg(long = "kernel")]
+        kernel: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Boot a profile and run the runner's own CLONE_WAIT_PID smoke probe inside.
+    Probe {
+        #[arg(long = "kernel")]
+        kernel: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Measure boot-to-verdict against a bare `vng -- true` boot of the same kernel.
+    Bench {
+        #[arg(long = "kernel")]
+        kernel: String,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[command(flatten)]
+        cases: CaseArgs,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List the profiles.
+    Profiles {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// (inside a guest) probe CLONE_WAIT_PID at --flag; prints JSON. Exit 0 works, 4 absent,
+    /// 1 broken.
+    #[command(hide = true)]
+    GuestProbe {
+        #[arg(long)]
+        flag: String,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// The vm-images directory (profiles, patches, config fragments, recipes).
+    #[arg(long)]
+    vm_images: Option<PathBuf>,
+    /// QEMU accelerator; auto probes KVM once per machine and remembers.
+    #[arg(long, value_enum, default_value = "auto")]
+    accel: AccelChoice,
+    /// Forget the remembered accelerator decision and probe again.
+    #[arg(long)]
+    reprobe_accel: bool,
+    /// Parallel jobs for kernel builds.
+    #[arg(long, default_value_t = 2)]
+    jobs: u32,
+    /// Run apt-get update before fetching packages.
+    #[arg(long)]
+    refresh_apt: bool,
+}
+
+#[derive(Args, Clone)]
+struct CaseArgs {
+    /// Report directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Case name filter (substring), passed to the case binary.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Skip cases whose name contains PAT (repeatable), passed to the case binary.
+    #[arg(long = "skip", value_name = "PAT")]
+    skip: Vec<String>,
+    /// strict: any fail/broken fails; snapshot: only differences from the reviewed snapshot fail.
+    #[arg(long, value_enum, default_value = "strict")]
+    gate: Gate,
+    /// With --gate snapshot: write this run's matrix as the reviewed snapshot.
+    #[arg(long)]
+    accept: bool,
+    /// Case binary to run (default: cargo build --release -p cases, target/release/wait-conformance).
+    #[arg(long)]
+    cases_bin: Option<PathBuf>,
+    /// Do not run cargo build for the case binary.
+    #[arg(long)]
+    no_build: bool,
+    /// Whole-VM watchdog in seconds (default: the profile's vm.timeout_s).
+    #[arg(long)]
+    vm_timeout: Option<u64>,
+    /// Seconds for a VM to reach the guest script (default 60 with KVM, 180 with TCG).
+    #[arg(long)]
+    boot_timeout: Option<u64>,
+    /// VMs to use at most when a VM wedges or crashes and cases are left.
+    #[arg(long, default_value_t = 4)]
+    max_vms: usize,
+    /// --test-threads for the case binary in the first VM (default: the VM's CPU count). VMs
+    /// started after a wedge or crash always run one case at a time.
+    #[arg(long)]
+    test_threads: Option<u32>,
+    /// Extra environment for the case binary, e.g. WAITCONF_SELFTEST_WRONG=1 (repeatable).
+    #[arg(long = "case-env", value_parser = parse_kv)]
+    case_env: Vec<(String, String)>,
+    /// Do not echo the guest's output.
+    #[arg(long)]
+    quiet: bool,
+    /// Test only: crash the guest kernel (sysrq c) halfway through the first VM. Also
+    /// WAITCONF_RUNNER_SELFTEST_CRASH=1. Refused for the host profile.
+    #[arg(long, hide = true)]
+    selftest_crash: bool,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))
+}
+
+impl CaseArgs {
+    fn opts(&self, common: &Common) -> RunOpts {
+        RunOpts {
+            filter: self.filter.clone(),
+            skip: self.skip.clone(),
+            gate: self.gate,
+            accept: self.accept,
+            accel: common.accel,
+            reprobe_accel: common.reprobe_accel,
+            cases_bin: self.cases_bin.clone(),
+            build_cases: !self.no_build,
+            jobs: common.jobs,
+            refresh_apt: common.refresh_apt,
+            vm_timeout: self.vm_timeout,
+            boot_timeout: self.boot_timeout,
+            max_vms: self.max_vms,
+            test_threads: self.test_threads,
+            case_env: self.case_env.clone(),
+            echo_guest: !self.quiet,
+            selftest_crash: self.selftest_crash
+                || std::env::var("WAITCONF_RUNNER_SELFTEST_CRASH").is_ok_and(|v| v == "1"),
+        }
+    }
+}
+
+fn usage(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("runner: {msg}");
+    ExitCode::from(EXIT_USAGE as u8)
+}
+
+fn load(common: &Common) -> Result<(Paths, ProfileSet), ExitCode> {
+    let paths = Paths::discover(common.vm_images.clone());
+    let set = ProfileSet::load(&paths.vm_images).map_err(usage)?;
+    Ok((paths, set))
+}
+
+fn main() -> ExitCode {
+    progress::start();
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::GuestProbe { flag } => {
+            let bit = match profile::parse_clone_bit(&flag) {
+                Ok(b) => b,
+                Err(e) => return usage(e),
+            };
+            let r = probe::probe(bit);
+            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            ExitCode::from(match r.verdict.as_str() {
+                "works" => 0,
+                "absent" => 4,
+                _ => 1,
+            })
+        }
+        Cmd::Profiles { common } => {
+            let (_, set) = match load(&common) {
+                Ok(x) => x,
+                Err(c) => return c,
+            };
+            for p in set.profiles.values() {
+                println!(
+                    "{:<16} {:<16} flag {:<14} feature {:<8} {}",
+                    p.name,
+                    format!("{:?}", p.kind),
+                    p.clone_wait_pid_flag,
+                    p.expect.feature.to_string(),
+                    p.description
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::Kernel { kernel, common } => {
+            let (paths, set) = match load(&common) {
+                Ok(x) => x,
+                Err(c) => return c,
+            };
+            let p = match set.get(&kernel) {
+                Ok(p) => p,
+                Err(e) => return usage(e),
+            };
+            let started = Instant::now();
+            match kernel::acquire(p, &paths, &kernel::AcquireOpts { jobs: common.jobs, refresh_apt: common.refresh_apt }) {
+                Ok(a) => {
+                    println!(
+                        "{}: {} ({}; {}, {:.1} s)",
+                        p.name,
+                        a.image.as_deref().map(|i| i.display().to_string()).unwrap_or_else(|| "host kernel".into()),
+                        a.source,
+                        if a.cache_hit { "cache hit" } else { "built/fetched" },
+                        started.elapsed().as_secs_f64()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("runner: {e:#}");
+                    ExitCode::from(EXIT_INFRA as u8)
+                }
+            }
+        }
+        Cmd::Run { kernel, cases, common } => {
+            let opts = cases.opts(&common);
+            if opts.accept {
+                gate::configure_insta(&paths::workspace_root(), true);
+            } else {
+                gate::configure_insta(&paths::workspace_root(), false);
+            }
+            let (paths, set) = match load(&common) {
+                Ok(x) => x,
+                Err(c) => return c,
+            };
+            let p = match set.get(&kernel) {
+                Ok(p) => p,
+                Err(e) => return usage(e),
+            };
+            if opts.selftest_crash && p.kind == Kind::Host {
+                return usage("refusing the crash selftest on the host profile");
+            }
+            match run::run_profile(p, &paths, &cases.out, &opts) {
+                Ok(r) => {
+                    println!("\n{} on {} ({}, {}):", p.name, r.environment.kernel_release, r.environment.accelerator, r.environment.clone_wait_pid_flag);
+                    print!("{}", r.summary_table());
+                    println!("verdict: {} (exit {})", r.verdict, r.exit_code);
+                    ExitCode::from(r.exit_code as u8)
+                }
+                Err(RunError::Usage(m)) => usage(m),
+            }
+        }
+        Cmd::Matrix { kernels, cases, common } => {
+            let opts = cases.opts(&common);
+            gate::configure_insta(&paths::workspace_root(), opts.accept);
+            let (paths, set) = match load(&common) {
+                Ok(x) => x,
+                Err(c) => return c,
+            };
+            let names: Vec<String> =
+                if kernels.is_empty() { set.profiles.keys().cloned().collect() } else { kernels };
+            for n in &names {
+                if let Err(e) = set.get(n) {
+                    return usage(e);
+                }
+            }
+            if opts.selftest_crash {
+                return usage("the crash selftest is for `run` on one VM profile only");
+            }
+            let mut runs = Vec::new();
+            let mut worst = EXIT_OK;
+            for n in &names {
+                let p = set.get(n).expect("checked");
+                match run::run_profile(p, &paths, &cases.out.join(n), &opts) {
+                    Ok(r) => {
+                        worst = worse(worst, r.exit_code);
+                        runs.push((n.clone(), Some(r)));
+                    }
+                    Err(RunError::Usage(m)) => {
+                        eprintln!("runner: {n}: {m}");
+                        worst = worse(worst, EXIT_USAGE);
+                        runs.push((n.clone(), None));
+                    }
+                }
+            }
+            let table = report::matrix_table(&runs);
+            let _ = std::fs::write(cases.out.join("matrix.txt"), &table);
+            println!("\n{table}");
+            ExitCode::from(worst as u8)
+        }
+        Cmd::Probe { kernel, out, common } => {
+            let (paths, set) = match load(&common) {
+                Ok(x) => x,
+                Err(c) => return c,
+            };
+            let p = match set.get(&kernel) {
+                Ok(p) => p,
+                Err(e) => return usage(e),
+            };
+            probe_cmd(p, &paths, &out, &common)
+        }
+        Cmd::Bench { kernel, rounds, cases, common } => {
+            let opts = cases.opts(&common);
+            gate::configure_insta(&paths::workspace_root(), false);
+            let (paths, set) = match load(&common) {
+                Ok(x) => x,
+                Err(c) => return c,
+            };
+            let p = match set.get(&kernel) {
+                Ok(p) => p,
+                Err(e) => return usage(e),
+            };
+            if p.kind == Kind::Host {
+                return usage("bench compares VM boots; the host profile has none");
+            }
+            bench(p, &paths, &cases.out, &opts, rounds.max(1))
+        }
+    }
+}
+
+/// Exit code precedence for several runs: infrastructure > usage > failures > ok.
+fn worse(a: i32, b: i32) -> i32 {
+    let rank = |c: i32| match c {
+        EXIT_INFRA => 3,
+        EXIT_USAGE => 2,
+        EXIT_FAILURES => 1,
+        _ => 0,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+fn probe_cmd(p: &profile::Profile, paths: &Paths, out: &Path, common: &Common) -> ExitCode {
+    if p.kind == Kind::Host {
+        return usage("probe boots a VM; for the host run `runner guest-probe --flag ...`");
+    }
+    let opts = CaseArgs {
+        out: out.to_owned(),
+        filter: None,
+        skip: vec![],
+        gate: Gate::Strict,
+        accept: false,
+        cases_bin: None,
+        no_build: true,
+        vm_timeout: None,
+        boot_timeout: None,
+        max_vms: 1,
+        test_threads: None,
+        case_env: vec![],
+        quiet: false,
+        selftest_crash: false,
+    }
+    .opts(common);
+    let prepared = match run::prepare(p, paths, &opts) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("runner: {e:#}");
+            return ExitCode::from(EXIT_INFRA as u8);
+        }
+    };
+    let cfg = prepared.vng.expect("VM profile");
+    let _ = std::fs::create_dir_all(out);
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("runner"));
+    let cmd = cfg.command(
+        &format!(
+            "echo {}; '{}' guest-probe --flag {:#x}; echo {}",
+            vm::START_MARKER,
+            exe.display(),
+            p.clone_bit(),
+            vm::END_MARKER
+        ),
+        None,
+    );
+    let wd = vm::Watchdogs { boot: Duration::from_secs(180), total: Duration::from_secs(300) };
+    let _ = std::fs::remove_file(out.join("probe-output.log"));
+    match vm::run_vm(cmd, &wd, &out.join("console.log"), &out.join("probe-output.log"), true) {
+        Ok(run) if run.end == vm::VmEnd::Completed => {
+            let text = std::fs::read_to_string(out.join("probe-output.log")).unwrap_or_default();
+            let verdict = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find_map(|v| v["verdict"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let want = if p.expect.feature == profile::Feature::Present { "works" } else { "absent" };
+            println!(
+                "probe on {} ({}, boot {:.1} s): {verdict} (expected {want})",
+                p.name,
+                cfg.accel.as_str(),
+                run.boot_seconds.unwrap_or(f64::NAN)
+            );
+            ExitCode::from(if verdict == want { EXIT_OK } else { EXIT_FAILURES } as u8)
+        }
+        Ok(run) => {
+            eprintln!("runner: probe VM ended {} (see {}/console.log)", run.end.as_str(), out.display());
+            ExitCode::from(EXIT_INFRA as u8)
+        }
+        Err(e) => {
+            eprintln!("runner: {e:#}");
+            ExitCode::from(EXIT_INFRA as u8)
+        }
+    }
+}
+
+/// Alternates a bare `vng -- true` boot and a full run (boot to reports written) of the same
+/// kernel with the same vng options, `rounds` times, and reports medians and their ratio.
+fn bench(p: &profile::Profile, paths: &Paths, out: &Path, opts: &RunOpts, rounds: usize) -> ExitCode {
+    let prepared = match run::prepare(p, paths, opts) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("runner: {e:#}");
+            return ExitCode::from(EXIT_INFRA as u8);
+        }
+    };
+    let cfg = prepared.vng.expect("VM profile");
+    let _ = std::fs::create_dir_all(out);
+    let bin = match run::cases_binary(paths, opts).and_then(|b| run::stage_cases_binary(&b, out)) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("runner: {e:#}");
+            return ExitCode::from(EXIT_INFRA as u8);
+        }
+    };
+    let listed = match run::list_cases(&bin, p, opts, false).and_then(|l| Ok((l, run::list_cases(&bin, p, opts, true)?))) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("runner: {e:#}");
+            return ExitCode::from(EXIT_INFRA as u8);
+        }
+    };
+    let _ = std::fs::create_dir_all(out);
+    let out = std::fs::canonicalize(out).unwrap_or_else(|_| out.to_owned());
+    let total = opts.vm_timeout.unwrap_or(p.vm.timeout_s);
+    let mut bare = Vec::new();
+    let mut full = Vec::new();
+    for round in 0..rounds {
+        let dir = out.join(format!("round{round}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::create_dir_all(&dir);
+        // Bare: nothing but `true`; no markers, so the boot watchdog equals the total one.
+        let wd = vm::Watchdogs { boot: Duration::from_secs(total), total: Duration::from_secs(total) };
+        let t = Instant::now();
+        let r = vm::run_vm(cfg.command("true", None), &wd, &dir.join("bare-console.log"), &dir.join("bare-out.log"), false);
+        let bare_s = t.elapsed().as_secs_f64();
+        if !matches!(&r, Ok(run) if run.vng_status == Some(0)) {
+            eprintln!("runner: bare boot failed in round {round}: {r:?}");
+            return ExitCode::from(EXIT_INFRA as u8);
+        }
+        let wd = vm::Watchdogs { boot: Duration::from_secs(180), total: Duration::from_secs(total) };
+        let launcher = run::Launcher::Vng(&cfg);
+        let t = Instant::now();
+        let l = match run::run_cases(&launcher, &dir, &bin, p, &listed.0, &listed.1, opts, &wd) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("runner: {e:#}");
+                return ExitCode::from(EXIT_INFRA as u8);
+            }
+        };
+        let n = l.cases.len();
+        let mut results = report::RunResults {
+            environment: report::Environment {
+                profile: p.name.clone(),
+                profile_description: p.description.clone(),
+                kernel_release: l.env.as_ref().map(|e| e.kernel_release.clone()).unwrap_or_default(),
+                kernel_source: prepared.artifact.source.clone(),
+                clone_wait_pid_flag: p.clone_wait_pid_flag.clone(),
+                accelerator: cfg.accel.as_str().into(),
+                accelerator_reason: String::new(),
+                boot_seconds: l.vms.iter().filter_map(|v| v.boot_seconds).collect(),
+                feature: l.env.as_ref().map(|e| e.feature.clone()).unwrap_or_default(),
+                feature_reason: String::new(),
+                expected_feature: p.expect.feature.to_string(),
+                tainted_before: l.tainted_before,
+                tainted_after: l.tainted_after,
+                runner_version: env!("CARGO_PKG_VERSION").into(),
+            },
+            cases: l.cases,
+            console_findings: l.findings,
+            vms: l.vms,
+            infrastructure_errors: l.infra,
+            problems: l.problems,
+            verdict: "bench".into(),
+            exit_code: 0,
+        };
+        results.exit_code = 0;
+        let _ = results.write_all(&dir);
+        let full_s = t.elapsed().as_secs_f64();
+        progress!("round {round}: bare vng -- true {bare_s:.2} s; boot-to-verdict {full_s:.2} s ({n} cases)");
+        bare.push(bare_s);
+        full.push(full_s);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (mb, mf) = (median(&mut bare.clone()), median(&mut full.clone()));
+    let summary = serde_json::json!({
+        "profile": p.name,
+        "accelerator": cfg.accel.as_str(),
+        "rounds": rounds,
+        "bare_vng_true_seconds": bare,
+        "boot_to_verdict_seconds": full,
+        "median_bare": mb,
+        "median_boot_to_verdict": mf,
+        "ratio": mf / mb,
+        "goal_ratio": 1.2,
+    });
+    let _ = std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&summary).unwrap_or_default());
+    println!(
+        "bench {} ({}): bare `vng -- true` median {mb:.2} s, boot-to-verdict median {mf:.2} s, ratio {:.2} (goal <= 1.2)",
+        p.name,
+        cfg.accel.as_str(),
+        mf / mb
+    );
+    ExitCode::from(if mf / mb <= 1.2 { EXIT_OK } else { EXIT_FAILURES } as u8)
+}

@@ -200,13 +200,6 @@ mod tests {
     fn clone_args_is_ver2_sized() {
         assert_eq!(std::mem::size_of::<CloneArgs>(), 88);
     }
-
-    /// On a kernel without the feature (the host), bit 40 is unknown to clone3: "absent", and the
-    /// control child is reaped by the generic wait. Harmless on any kernel: children exit at once.
-    #[test]
-    fn host_kernel_probe_is_absent_or_works() {
-        let r = probe(1 << 40);
-        assert!(r.verdict == "absent" || r.verdict == "works", "{r:?}");
-        assert!(r.steps.iter().any(|(n, _)| n.starts_with("control")), "{r:?}");
-    }
+    // Running the probe itself is in tests/guest_probe.rs: its generic waits must not run inside
+    // the multi-threaded unit-test process, where they could reap other tests' children.
 }

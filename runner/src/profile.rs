@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -223,7 +223,6 @@ impl Profile {
 /// All profiles of a `vm-images/` directory, by name.
 #[derive(Debug)]
 pub struct ProfileSet {
-    pub vm_images: PathBuf,
     pub profiles: BTreeMap<String, Profile>,
 }
 
@@ -255,7 +254,7 @@ impl ProfileSet {
         if profiles.is_empty() {
             return Err(ConfigError(format!("no profiles in {}", dir.display())));
         }
-        Ok(ProfileSet { vm_images: vm_images.to_owned(), profiles })
+        Ok(ProfileSet { profiles })
     }
 
     pub fn get(&self, name: &str) -> Result<&Profile, ConfigError> {

@@ -150,14 +150,6 @@ pub struct RunResults {
 }
 
 impl RunResults {
-    pub fn counts(&self) -> BTreeMap<Status, usize> {
-        let mut m = BTreeMap::new();
-        for c in &self.cases {
-            *m.entry(c.status).or_default() += 1;
-        }
-        m
-    }
-
     /// The case -> status matrix that the regression snapshots hold. Console findings and the
     /// feature verdict are rows too, so a new kernel WARNING changes the snapshot.
     pub fn matrix(&self) -> String {

@@ -22,6 +22,8 @@ use crate::vng;
 #[derive(Debug, Clone)]
 pub struct RunOpts {
     pub filter: Option<String>,
+    /// Substring patterns passed to the case binary as --skip.
+    pub skip: Vec<String>,
     pub gate: Gate,
     pub accept: bool,
     pub accel: AccelChoice,
@@ -33,7 +35,9 @@ pub struct RunOpts {
     pub vm_timeout: Option<u64>,
     pub boot_timeout: Option<u64>,
     pub max_vms: usize,
-    pub test_threads: u32,
+    /// --test-threads for the first VM (default: the VM's CPU count; the host: 2). Every later
+    /// VM runs its cases one at a time so a wedge or crash names exactly one case.
+    pub test_threads: Option<u32>,
     pub case_env: Vec<(String, String)>,
     pub echo_guest: bool,
     /// Test-only: crash the guest kernel (sysrq c) halfway through the first VM.
@@ -72,11 +76,30 @@ pub fn cases_binary(paths: &Paths, opts: &RunOpts) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Copies the case binary into the report directory and returns the copy: the guest then runs
+/// a file nobody rebuilds underneath it (a `cargo build` replacing target/release/ while a VM
+/// reads it over 9p makes new processes crash in ld.so), and the reports keep the exact binary.
+pub fn stage_cases_binary(bin: &Path, out: &Path) -> Result<PathBuf> {
+    let dir = out.join("bin");
+    std::fs::create_dir_all(&dir)?;
+    let staged = dir.join(bin.file_name().unwrap_or_else(|| std::ffi::OsStr::new("wait-conformance")));
+    let tmp = staged.with_extension("partial");
+    std::fs::copy(bin, &tmp).with_context(|| format!("copying {}", bin.display()))?;
+    std::fs::rename(&tmp, &staged)?;
+    Ok(staged)
+}
+
 /// The case names the binary would run, in its order (libtest-mimic `--list`).
-pub fn list_cases(bin: &Path, profile: &Profile, opts: &RunOpts) -> Result<Vec<String>> {
+/// With `all`, the filter and skips are ignored (the universe the rerun arguments are built from).
+pub fn list_cases(bin: &Path, profile: &Profile, opts: &RunOpts, all: bool) -> Result<Vec<String>> {
     let mut c = Command::new(bin);
-    if let Some(f) = &opts.filter {
-        c.arg(f);
+    if !all {
+        if let Some(f) = &opts.filter {
+            c.arg(f);
+        }
+        for s in &opts.skip {
+            c.arg("--skip").arg(s);
+        }
     }
     c.arg("--list").env("CLONE_WAIT_PID_FLAG", &profile.clone_wait_pid_flag);
     for (k, v) in &opts.case_env {
@@ -94,18 +117,30 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// Arguments for the case binary in VM number `vm`: the user's filter, then every case that
-/// already has a result skipped. Without a user filter, names are matched exactly.
-pub fn case_args(filter: Option<&str>, done: &BTreeSet<String>, test_threads: u32) -> Vec<String> {
+/// Arguments for the case binary. The first VM gets the user's filter and skips as given.
+/// A later VM must run exactly the cases still without a result: libtest-mimic takes one filter,
+/// so every other name of the binary (`universe`) is skipped by exact name.
+pub fn case_args(
+    first: bool,
+    opts_filter: Option<&str>,
+    opts_skip: &[String],
+    universe: &[String],
+    remaining: &BTreeSet<&str>,
+    test_threads: u32,
+) -> Vec<String> {
     let mut a = Vec::new();
-    if let Some(f) = filter {
-        a.push(f.to_owned());
-    } else if !done.is_empty() {
+    if first {
+        a.extend(opts_filter.map(str::to_owned));
+        for s in opts_skip {
+            a.push("--skip".into());
+            a.push(s.clone());
+        }
+    } else {
         a.push("--exact".to_owned());
-    }
-    for d in done {
-        a.push("--skip".into());
-        a.push(d.clone());
+        for n in universe.iter().filter(|n| !remaining.contains(n.as_str())) {
+            a.push("--skip".into());
+            a.push(n.clone());
+        }
     }
     a.push("--test-threads".into());
     a.push(test_threads.to_string());
@@ -119,6 +154,8 @@ pub struct GuestScript<'a> {
     pub env: &'a [(String, String)],
     /// Crash the kernel once this many cases have reported.
     pub crash_after: Option<usize>,
+    /// Copy the binary into guest RAM first (VMs; not on the host).
+    pub copy_to_ram: bool,
 }
 
 /// The shell script the guest runs. Stderr joins stdout so the kernel console (vng's stderr)
@@ -136,11 +173,17 @@ pub fn guest_script(g: &GuestScript) -> String {
              echo c > /proc/sysrq-trigger ) &\n"
         );
     }
+    // Run the case binary from guest RAM: every case re-executes it, and 9p (cache=none) would
+    // read the whole file over virtio for each exec.
+    s += &format!("B={}\n", shell_quote(&g.bin.display().to_string()));
+    if g.copy_to_ram {
+        s += "mkdir -p /run/waitconf && cp \"$B\" /run/waitconf/ && B=/run/waitconf/$(basename \"$B\")\n";
+    }
     s += "env";
     for (k, v) in g.env {
         s += &format!(" {}={}", k, shell_quote(v));
     }
-    s += &format!(" WAITCONF_REPORT=\"$G/cases.jsonl\" {}", shell_quote(&g.bin.display().to_string()));
+    s += " WAITCONF_REPORT=\"$G/cases.jsonl\" \"$B\"";
     for a in g.args {
         s += " ";
         s += &shell_quote(a);
@@ -175,12 +218,15 @@ pub enum Launcher<'a> {
 
 /// Runs the listed cases, starting a fresh VM after a wedge or a crash for the cases still
 /// without a result, up to `max_vms` VMs.
+// Eight inputs, all needed: split them into a struct only if more arrive.
+#[allow(clippy::too_many_arguments)]
 pub fn run_cases(
     launcher: &Launcher,
     out: &Path,
     bin: &Path,
     profile: &Profile,
     listed: &[String],
+    universe: &[String],
     opts: &RunOpts,
     wd: &Watchdogs,
 ) -> Result<VmLoop> {
@@ -208,9 +254,20 @@ pub fn run_cases(
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let remaining = listed.iter().filter(|n| !done.contains(*n)).count();
-        let args = case_args(opts.filter.as_deref(), &done, opts.test_threads);
+        let threads = if index == 0 {
+            opts.test_threads.unwrap_or(match launcher {
+                Launcher::Vng(cfg) => cfg.cpus,
+                Launcher::Host => 2,
+            })
+        } else {
+            1
+        };
+        let remaining_set: BTreeSet<&str> =
+            listed.iter().filter(|n| !done.contains(*n)).map(String::as_str).collect();
+        let args = case_args(index == 0, opts.filter.as_deref(), &opts.skip, universe, &remaining_set, threads);
         let crash_after = (opts.selftest_crash && index == 0).then(|| (remaining / 2).max(1));
-        let script = guest_script(&GuestScript { dir: &dir, bin, args: &args, env: &env, crash_after });
+        let copy_to_ram = matches!(launcher, Launcher::Vng(_));
+        let script = guest_script(&GuestScript { dir: &dir, bin, args: &args, env: &env, crash_after, copy_to_ram });
         let script_path = dir.join("run.sh");
         std::fs::write(&script_path, &script)?;
         {
@@ -314,13 +371,32 @@ pub fn run_cases(
                 break;
             }
             VmEnd::Watchdog | VmEnd::Exited => {
+                if run.end == VmEnd::Exited && !panicked {
+                    r.infra.push(format!(
+                        "VM {index} exited before the guest script finished (vng status {:?})",
+                        run.vng_status
+                    ));
+                }
+                if left.is_empty() {
+                    break;
+                }
+                if threads > 1 && index + 1 < opts.max_vms {
+                    // Several cases were in flight: rerun what is left one at a time, which
+                    // pins the wedge or crash on one case if it happens again.
+                    progress!(
+                        "VM {index} ended {} with {threads} cases in flight; rerunning the {} case(s) \
+                         left one at a time in a fresh VM",
+                        if panicked { "in a kernel panic" } else { run.end.as_str() },
+                        left.len()
+                    );
+                    continue;
+                }
                 let Some(culprit) = left.first().map(|s| (*s).clone()) else { break };
                 let why = if panicked {
                     "the kernel panicked while this case ran".to_owned()
                 } else if run.end == VmEnd::Watchdog {
                     format!("the VM watchdog ({} s) fired while this case ran: VM wedged", wd.total.as_secs())
                 } else {
-                    r.infra.push(format!("VM {index} exited before the guest script finished (vng status {:?})", run.vng_status));
                     format!("the VM died while this case ran (vng status {:?})", run.vng_status)
                 };
                 progress!("VM {index}: {culprit} is broken: {why}");
@@ -423,8 +499,9 @@ pub fn run_profile(profile: &Profile, paths: &Paths, out: &Path, opts: &RunOpts)
     let started = Instant::now();
     let mut results = empty_results(profile);
     let outcome = (|| -> Result<Option<VmLoop>> {
-        let bin = cases_binary(paths, opts)?;
-        let listed = list_cases(&bin, profile, opts)?;
+        let bin = stage_cases_binary(&cases_binary(paths, opts)?, &out)?;
+        let listed = list_cases(&bin, profile, opts, false)?;
+        let universe = list_cases(&bin, profile, opts, true)?;
         if listed.is_empty() {
             return Ok(None);
         }
@@ -450,7 +527,7 @@ pub fn run_profile(profile: &Profile, paths: &Paths, out: &Path, opts: &RunOpts)
             Some(cfg) => Launcher::Vng(cfg),
             None => Launcher::Host,
         };
-        Ok(Some(run_cases(&launcher, &out, &bin, profile, &listed, opts, &wd)?))
+        Ok(Some(run_cases(&launcher, &out, &bin, profile, &listed, &universe, opts, &wd)?))
     })();
     match outcome {
         Ok(None) => {
@@ -516,7 +593,8 @@ fn absorb(results: &mut RunResults, l: VmLoop, profile: &Profile) {
         e.kernel_release = env.kernel_release.clone();
         e.feature = env.feature.clone();
         e.feature_reason = env.feature_reason.clone();
-        if env.clone_wait_pid_flag.to_ascii_lowercase() != profile.clone_wait_pid_flag.to_ascii_lowercase() {
+        let hex = |t: &str| u64::from_str_radix(t.trim().trim_start_matches("0x").trim_start_matches("0X"), 16).ok();
+        if hex(&env.clone_wait_pid_flag) != hex(&profile.clone_wait_pid_flag) {
             results.problems.push(format!(
                 "the case binary used flag {} but the profile says {}",
                 env.clone_wait_pid_flag, profile.clone_wait_pid_flag
@@ -573,12 +651,16 @@ mod tests {
     }
 
     #[test]
-    fn rerun_arguments_skip_what_is_done() {
-        let mut done = BTreeSet::new();
-        assert_eq!(case_args(None, &done, 1), ["--test-threads", "1"]);
-        done.insert("a::b::hidden".to_owned());
-        assert_eq!(case_args(None, &done, 1), ["--exact", "--skip", "a::b::hidden", "--test-threads", "1"]);
-        assert_eq!(case_args(Some("a::"), &done, 2), ["a::", "--skip", "a::b::hidden", "--test-threads", "2"]);
+    fn rerun_arguments_skip_everything_but_the_remaining_cases() {
+        let universe: Vec<String> = ["a::x::hidden", "a::x::plain", "b::y::hidden"].map(String::from).to_vec();
+        let skip = vec!["b::".to_owned()];
+        let none = BTreeSet::new();
+        assert_eq!(case_args(true, Some("a::"), &skip, &universe, &none, 2), ["a::", "--skip", "b::", "--test-threads", "2"]);
+        let remaining: BTreeSet<&str> = ["a::x::plain"].into_iter().collect();
+        assert_eq!(
+            case_args(false, Some("a::"), &skip, &universe, &remaining, 1),
+            ["--exact", "--skip", "a::x::hidden", "--skip", "b::y::hidden", "--test-threads", "1"]
+        );
     }
 
     #[test]
@@ -591,14 +673,17 @@ mod tests {
             args: &args,
             env: &env,
             crash_after: None,
+            copy_to_ram: true,
         });
         assert!(s.contains("CLONE_WAIT_PID_FLAG='0x10000000000'"));
         assert!(s.contains("'it'\\''s'"));
         assert!(!s.contains("sysrq"));
-        assert!(s.find(START_MARKER) < s.find("wait-conformance"));
+        assert!(s.find(START_MARKER) < s.find("/t/wait-conformance"));
+        assert!(s.contains("B='/t/wait-conformance'") && s.contains(" \"$B\" 'it'"));
         assert!(s.trim_end().ends_with(END_MARKER));
-        let c = guest_script(&GuestScript { crash_after: Some(3), ..GuestScript { dir: Path::new("/g"), bin: Path::new("/b"), args: &[], env: &[], crash_after: None } });
+        let c = guest_script(&GuestScript { crash_after: Some(3), ..GuestScript { dir: Path::new("/g"), bin: Path::new("/b"), args: &[], env: &[], crash_after: None, copy_to_ram: false } });
         assert!(c.contains("-lt 3") && c.contains("/proc/sysrq-trigger"));
+        assert!(!c.contains("/run/waitconf"), "no copy on the host");
     }
 
     /// A fake case binary (shell) that follows the contract, to exercise the loop on the host.
@@ -619,6 +704,7 @@ mod tests {
     fn opts() -> RunOpts {
         RunOpts {
             filter: None,
+            skip: vec![],
             gate: Gate::Strict,
             accept: false,
             accel: AccelChoice::Tcg,
@@ -630,7 +716,7 @@ mod tests {
             vm_timeout: None,
             boot_timeout: None,
             max_vms: 3,
-            test_threads: 1,
+            test_threads: Some(1),
             case_env: vec![],
             echo_guest: false,
             selftest_crash: false,
@@ -654,9 +740,9 @@ exit 0"#,
         );
         let p = host_profile();
         let o = opts();
-        let listed = list_cases(&bin, &p, &o).unwrap();
+        let listed = list_cases(&bin, &p, &o, false).unwrap();
         let wd = Watchdogs { boot: Duration::from_secs(30), total: Duration::from_secs(60) };
-        let l = run_cases(&Launcher::Host, dir.path(), &bin, &p, &listed, &o, &wd).unwrap();
+        let l = run_cases(&Launcher::Host, dir.path(), &bin, &p, &listed, &listed, &o, &wd).unwrap();
         assert_eq!(l.cases.len(), 2);
         assert_eq!(l.env.as_ref().unwrap().clone_wait_pid_flag, "0x10000000000");
         assert_eq!(l.vms.len(), 1);
@@ -678,10 +764,10 @@ esac"#,
         );
         let p = host_profile();
         let o = opts();
-        let listed = list_cases(&bin, &p, &o).unwrap();
+        let listed = list_cases(&bin, &p, &o, false).unwrap();
         // A one-second watchdog is the behaviour under test.
         let wd = Watchdogs { boot: Duration::from_secs(30), total: Duration::from_secs(1) };
-        let l = run_cases(&Launcher::Host, dir.path(), &bin, &p, &listed, &o, &wd).unwrap();
+        let l = run_cases(&Launcher::Host, dir.path(), &bin, &p, &listed, &listed, &o, &wd).unwrap();
         assert_eq!(l.vms.len(), 2);
         assert_eq!(l.vms[0].outcome, "watchdog");
         let one = l.cases.iter().find(|c| c.name == "g::one::hidden").unwrap();
@@ -689,5 +775,30 @@ esac"#,
         assert!(one.detail.contains("wedged"));
         let two = l.cases.iter().find(|c| c.name == "g::two::plain").unwrap();
         assert_eq!((two.status, two.vm), (Status::Pass, 1));
+    }
+
+    #[test]
+    fn parallel_wedge_is_rerun_serially_before_blaming() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = fake_bin(
+            dir.path(),
+            r#"case "$*" in
+  *"--test-threads 2"*) exec sleep 600;;
+  *--skip*) echo '{"kind":"case","name":"g::two::plain","status":"pass","detail":"","duration_ms":1}' >> "$WAITCONF_REPORT"; exit 0;;
+  *) exec sleep 600;;
+esac"#,
+        );
+        let p = host_profile();
+        let o = RunOpts { test_threads: Some(2), ..opts() };
+        let listed = list_cases(&bin, &p, &o, false).unwrap();
+        // A one-second watchdog is the behaviour under test.
+        let wd = Watchdogs { boot: Duration::from_secs(30), total: Duration::from_secs(1) };
+        let l = run_cases(&Launcher::Host, dir.path(), &bin, &p, &listed, &listed, &o, &wd).unwrap();
+        let outcomes: Vec<&str> = l.vms.iter().map(|v| v.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["watchdog", "watchdog", "completed"]);
+        let one = l.cases.iter().find(|c| c.name == "g::one::hidden").unwrap();
+        assert_eq!((one.status, one.vm), (Status::Broken, 1), "blamed only in the serial VM");
+        let two = l.cases.iter().find(|c| c.name == "g::two::plain").unwrap();
+        assert_eq!((two.status, two.vm), (Status::Pass, 2));
     }
 }

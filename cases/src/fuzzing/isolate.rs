@@ -83,7 +83,17 @@ pub fn restore_sigchld_default() {
 
 /// Our own children right now (all threads), zombies included.
 pub fn own_children() -> Vec<i32> {
-    crate::sys::proc::children(std::process::id() as i32)
+    // Single-threaded (the usual case): one file, no directory walk.
+    let pid = std::process::id() as i32;
+    if let Ok(st) = std::fs::read_to_string("/proc/self/stat") {
+        let threads = st.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(17)).and_then(|n| n.parse::<u32>().ok());
+        if threads == Some(1) {
+            if let Ok(s) = std::fs::read_to_string(format!("/proc/self/task/{pid}/children")) {
+                return s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+            }
+        }
+    }
+    crate::sys::proc::children(pid)
 }
 
 /// Kill and reap every child we have, with focused waits (`waitid(P_PID,
@@ -108,6 +118,24 @@ pub fn reap_all_children() -> Vec<i32> {
         }
     }
     reaped
+}
+
+/// The lowest free fd number: any fd leaked since the last call takes it
+/// (the kernel always hands out the lowest free number), so comparing it
+/// with a baseline detects a leak with two syscalls instead of a /proc walk.
+pub fn lowest_free_fd() -> i32 {
+    // SAFETY: F_DUPFD of fd 0 (or 2 when 0 is closed) gives a new fd we close
+    // at once; no other code owns it.
+    unsafe {
+        let mut n = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 0);
+        if n < 0 {
+            n = libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 0);
+        }
+        if n >= 0 {
+            libc::close(n);
+        }
+        n
+    }
 }
 
 /// Number of open fds of this process.

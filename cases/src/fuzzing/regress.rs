@@ -15,6 +15,9 @@ use crate::model::KernelFeatures;
 
 pub const TARGETS: [&str; 2] = ["clone3_flags", "wait_sequence"];
 
+/// What a regression row runs.
+pub type RegressionRun = Box<dyn Fn(&KernelFeatures) -> Result<(), String> + Send + Sync>;
+
 /// A row for the case table.
 pub struct RegressionCase {
     /// `regress::<target>::<id>`
@@ -24,7 +27,7 @@ pub struct RegressionCase {
     /// Runs inside an isolated child-subreaper process with no other
     /// children; reaps everything it creates. Err(detail) on mismatch; a
     /// detail starting with `TCONF:` means it cannot run here.
-    pub run: Box<dyn Fn(&KernelFeatures) -> Result<(), String> + Send + Sync>,
+    pub run: RegressionRun,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

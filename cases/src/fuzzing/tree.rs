@@ -90,7 +90,11 @@ impl std::fmt::Display for Op {
             Op::Setpgid { node, own } => write!(f, "D: setpgid(n{node}, {})", if own { "n's own pid" } else { "D's group" }),
             Op::Exec { node } => write!(f, "n{node} execs /bin/sh"),
             Op::Subreaper => write!(f, "D becomes a child subreaper"),
-            Op::Wait { call, opts, node } => write!(f, "D: {}  [pid/pgid of n{node}]", call.spell(effective_opts(call, WaitOpts(opts)))),
+            Op::Wait { call, opts, node } => {
+                write!(f, "D: {}", call.spell(effective_opts(call, WaitOpts(opts))))?;
+                let about = call.is_focused() || matches!(call, WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid);
+                if about { write!(f, "  [n{node}]") } else { Ok(()) }
+            }
         }
     }
 }
@@ -390,19 +394,21 @@ pub struct RunLog {
     pub hang: Option<String>,
 }
 
-/// Replay the model over a run: Ok, or the first mismatch as a readable
-/// listing of the program with the failing step marked.
-pub fn check(program: &WaitProgram, cfg: &TreeConfig, log: &RunLog) -> Result<(), String> {
+/// Replay the model over a run: the annotated listing (what each step
+/// returned, what was skipped and why), and the first mismatch if any.
+pub fn replay(program: &WaitProgram, cfg: &TreeConfig, log: &RunLog) -> (String, Option<String>) {
     let mut m = TreeModel::new(cfg.clone(), log.dpid);
-    let mut lines = vec!["D: setpgid(0, 0)".to_string()];
+    let mut lines = vec![format!("D (pid {}): setpgid(0, 0)", log.dpid)];
+    let fail = |lines: Vec<String>, why: String| (lines.join("\n"), Some(why));
     for (i, op) in program.ops.iter().enumerate() {
         let e = m.expect(op);
         let Some(out) = log.steps.get(i) else {
             if let Some(h) = &log.hang {
-                lines.push(format!("{:2}. {op}  <-- HANG\n{h}", i + 1));
-                return Err(lines.join("\n"));
+                lines.push(format!("{:2}. {op}  <-- HANG", i + 1));
+                return fail(lines, format!("step {} hangs:\n{h}", i + 1));
             }
-            return Err(format!("{}\n{:2}. {op}  <-- driver stopped early", lines.join("\n"), i + 1));
+            lines.push(format!("{:2}. {op}  <-- driver stopped early", i + 1));
+            return fail(lines, format!("step {}: driver stopped early", i + 1));
         };
         let note = match (&e, out) {
             (Expect::Skip(why), _) => format!("  (skipped: {why})"),
@@ -415,14 +421,22 @@ pub fn check(program: &WaitProgram, cfg: &TreeConfig, log: &RunLog) -> Result<()
         };
         if let Err(why) = m.apply(&e, out) {
             lines.push(format!("{:2}. {op}{note}\n    MISMATCH: {why}", i + 1));
-            return Err(lines.join("\n"));
+            return fail(lines, format!("step {}: {why}", i + 1));
         }
         lines.push(format!("{:2}. {op}{note}", i + 1));
     }
     if let Some(h) = &log.hang {
-        return Err(format!("{}\nHANG after the last step:\n{h}", lines.join("\n")));
+        return fail(lines, format!("hang after the last step:\n{h}"));
     }
-    Ok(())
+    (lines.join("\n"), None)
+}
+
+/// Ok, or the annotated listing with the first mismatch marked.
+pub fn check(program: &WaitProgram, cfg: &TreeConfig, log: &RunLog) -> Result<(), String> {
+    match replay(program, cfg, log) {
+        (_, None) => Ok(()),
+        (listing, Some(why)) => Err(format!("{listing}\n{why}")),
+    }
 }
 
 // ---------------------------------------------------------------------------

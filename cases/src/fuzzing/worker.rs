@@ -169,16 +169,25 @@ impl Drop for Worker {
 
 fn worker_loop(handler: fn(&[u8]) -> String, req_r: OwnedFd, rep_w: OwnedFd) {
     let baseline = isolate::fd_count() as i64;
+    let lowest = isolate::lowest_free_fd();
     while let Some(req) = recv(&req_r) {
         let payload = handler(&req);
         let mut h = Hygiene::default();
-        h.leftover_children = isolate::reap_all_children();
+        // One /proc read when clean (the executors reap what they create).
+        if !isolate::own_children().is_empty() {
+            h.leftover_children = isolate::reap_all_children();
+        }
         h.sigchld_ignored = isolate::sigchld_ignored();
         if h.sigchld_ignored {
             isolate::restore_sigchld_default();
         }
         isolate::drain_pending_signals();
-        h.fd_delta = isolate::fd_count() as i64 - baseline;
+        if isolate::lowest_free_fd() != lowest {
+            h.fd_delta = isolate::fd_count() as i64 - baseline;
+            if h.fd_delta == 0 {
+                h.fd_delta = 1; // a leaked fd and a closed one: still a leak
+            }
+        }
         let reply = serde_json::to_vec(&Envelope { payload, hygiene: h }).expect("serialise reply");
         if !send(&rep_w, &reply) {
             break;

@@ -359,18 +359,22 @@ fn reap_by_pidfd(fds: Vec<(i32, OwnedFd)>) -> Vec<String> {
         // wait that reports ECHILD means someone else is still its parent or
         // it is already gone: retry while its parent is alive.
         let target = WaitTarget { pid: p, pidfd: std::os::fd::AsRawFd::as_raw_fd(&f), pgid: 0 };
-        for _ in 0..1000 {
+        // Bounded: a parent that does not finish exiting (stuck in the
+        // kernel) keeps its zombie; name both and move on.
+        for _ in 0..8 {
             match wait(WaitCall::WaitidPidfd, target, WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL)) {
                 WaitOutcome::Failed(crate::sys::Errno::ECHILD) => {
                     let Some(pp) = proc::ppid(p) else { break };
                     if pp == std::process::id() as i32 {
                         continue;
                     }
-                    match pidfd::open(pp, false) {
-                        Ok(pf) => {
-                            let _ = pidfd::poll_exit(pf.as_fd(), Some(Duration::from_millis(500)));
-                        }
-                        Err(_) => continue,
+                    let parent_gone = match pidfd::open(pp, false) {
+                        Ok(pf) => pidfd::poll_exit(pf.as_fd(), Some(Duration::from_millis(500))).unwrap_or(false),
+                        Err(_) => true,
+                    };
+                    if !parent_gone {
+                        left.push(format!("pid {p} is held by its parent {}", proc::stuck_report(pp)));
+                        break;
                     }
                 }
                 _ => break,

@@ -6,7 +6,9 @@ use crate::harness::Case;
 pub mod clone3;
 pub mod focused;
 pub mod generic;
+pub mod mainline;
 pub mod open;
+pub mod regress;
 pub mod reparent;
 pub mod util;
 pub mod selftest;
@@ -18,6 +20,8 @@ pub fn all() -> Vec<Case> {
     v.extend(clone3::cases());
     v.extend(reparent::cases());
     v.extend(open::cases());
+    v.extend(mainline::cases());
+    v.extend(regress::cases());
     v.extend(selftest::cases());
     v
 }

@@ -5,6 +5,7 @@
 pub mod clone;
 pub mod errno;
 pub mod pidfd;
+pub mod pidfd_info;
 pub mod proc;
 pub mod wait;
 

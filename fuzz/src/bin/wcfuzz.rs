@@ -1,0 +1,474 @@
+//! wcfuzz: the fuzzing toolbox (not instrumented; build with
+//! `cargo run --release --manifest-path fuzz/Cargo.toml --features tool --bin wcfuzz -- <cmd>`).
+//!
+//!   print   <target> <artifact>            the input as a readable program
+//!   run     <target> <artifact>            execute once (in a worker), print the verdict
+//!   regress <target> <artifact> [--id ID]  save as cases/regressions/<target>-<id>.case, reindex
+//!   regressions                            run every embedded regression row, each in
+//!                                          an isolated subreaper process
+//!   reindex                                regenerate cases/src/fuzzing/regressions_index.rs
+//!   seeds                                  (re)write the seed corpus under fuzz/corpus/
+//!   bench   [--iters N] [--rounds R]       clone3_flags per-input work vs a raw clone3 loop
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cases::fuzzing::clone3::{self, Cgroup, Clone3Case, Pidfd, SetTid, Stack};
+use cases::fuzzing::regress::{render_index, RegressionFile};
+use cases::fuzzing::tree::{self, Op, WaitProgram, Who};
+use cases::sys::clone::{clone3, flags::*, Clone3Request, Program};
+use cases::sys::wait::{wait, WaitCall, WaitOpts, WaitTarget};
+use wait_conformance_fuzz as fz;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+fn usage() -> ! {
+    eprintln!("usage: wcfuzz print|run|regress <clone3_flags|wait_sequence> <artifact> [--id ID] | reindex | seeds | bench [--iters N] [--rounds R]");
+    std::process::exit(2)
+}
+
+enum Input {
+    Clone3(Clone3Case),
+    Wait(WaitProgram),
+}
+
+fn load(target: &str, path: &str) -> Input {
+    let data = std::fs::read(path).unwrap_or_else(|e| {
+        eprintln!("{path}: {e}");
+        std::process::exit(2)
+    });
+    let c = fz::ctx();
+    match target {
+        "clone3_flags" => {
+            let mut case = fz::decode_clone3(&data, c);
+            case.normalise(&c.env);
+            Input::Clone3(case)
+        }
+        "wait_sequence" => Input::Wait(fz::decode_program(&data)),
+        _ => usage(),
+    }
+}
+
+fn describe(i: &Input) -> String {
+    match i {
+        Input::Clone3(c) => c.to_string(),
+        Input::Wait(p) => p.to_string(),
+    }
+}
+
+/// Execute in a worker (like the fuzz target) and check: Err(finding).
+fn verdict(i: &Input) -> Result<String, String> {
+    let c = fz::ctx();
+    match i {
+        Input::Clone3(case) => {
+            let mut req = vec![b'c'];
+            req.extend(serde_json::to_vec(case).unwrap());
+            let (payload, h) = c.call(&req, &|| case.to_string());
+            let obs: clone3::Clone3Obs = serde_json::from_str(&payload).unwrap();
+            clone3::check(case, &c.env, &obs)?;
+            if !h.clean() {
+                return Err(format!("leak after the input: {h:?}"));
+            }
+            Ok(format!("agrees with the model: {obs:?}"))
+        }
+        Input::Wait(p) => {
+            let mut req = vec![b'w'];
+            req.extend(serde_json::to_vec(p).unwrap());
+            let (payload, h) = c.call(&req, &|| p.to_string());
+            let log: tree::RunLog = serde_json::from_str(&payload).unwrap();
+            let (listing, fail) = tree::replay(p, &c.cfg, &log);
+            if let Some(why) = fail {
+                return Err(format!("{listing}\n{why}"));
+            }
+            if !h.clean() {
+                return Err(format!("{listing}\nleak after the input: {h:?}"));
+            }
+            Ok(format!("agrees with the model:\n{listing}"))
+        }
+    }
+}
+
+/// Run every regression row the way the case table does: in a forked child
+/// subreaper with no other children.
+fn regressions() -> bool {
+    let features = fz::ctx().env.features.clone();
+    let mut ok = true;
+    for row in cases::fuzzing::regression_cases() {
+        let (r, w) = cases::sys::clone::pipe();
+        let run = &row.run;
+        let f = features.clone();
+        let pid = cases::fuzzing::isolate::fork_run(|| {
+            let _ = cases::fuzzing::isolate::become_subreaper();
+            let res = run(&f);
+            let left = cases::fuzzing::isolate::own_children();
+            let msg = match (res, left.is_empty()) {
+                (Ok(()), true) => "PASS".to_string(),
+                (Ok(()), false) => format!("FAIL leftover children {left:?}"),
+                (Err(e), _) => format!("FAIL {e}"),
+            };
+            cases::fuzzing::isolate::write_all(&w, msg.as_bytes());
+            0
+        })
+        .expect("fork");
+        drop(w);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = rustix::io::read(&r, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        let _ = wait(WaitCall::WaitidPid, WaitTarget { pid, pidfd: -1, pgid: 0 }, WaitOpts(WaitOpts::WEXITED));
+        let msg = String::from_utf8_lossy(&out).to_string();
+        ok &= msg == "PASS";
+        println!("{}: {}\n    ({})", row.name, if msg.is_empty() { "FAIL (row process died)".into() } else { msg }, row.source);
+    }
+    ok
+}
+
+fn reindex() {
+    let dir = repo().join("cases/regressions");
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.ends_with(".case")).collect())
+        .unwrap_or_default();
+    let out = repo().join("cases/src/fuzzing/regressions_index.rs");
+    std::fs::write(&out, render_index(files.clone())).expect("write index");
+    println!("{}: {} file(s)", out.display(), files.len());
+}
+
+/// The first line of a finding, as its signature for shrinking.
+fn signature(i: &Input) -> Option<String> {
+    let e = verdict(i).err()?;
+    let line = e.lines().find_map(|l| l.split_once("MISMATCH:").map(|(_, r)| r.to_string())).unwrap_or_else(|| e.lines().last().unwrap_or("").to_string());
+    // pids differ from run to run
+    Some(line.chars().filter(|c| !c.is_ascii_digit()).collect())
+}
+
+/// Structural shrinking on top of libFuzzer's byte-level tmin: drop flag
+/// bits, reset fields, drop ops, as long as the same finding remains.
+fn shrink(i: Input) -> Input {
+    let Some(sig) = signature(&i) else { return i };
+    let same = |c: &Input| signature(c).is_some_and(|s| s == sig);
+    match i {
+        Input::Clone3(mut c) => {
+            let env = &fz::ctx().env;
+            for b in 0..64 {
+                if c.flags & (1 << b) != 0 {
+                    let mut t = c.clone();
+                    t.flags &= !(1 << b);
+                    t.normalise(env);
+                    if same(&Input::Clone3(t.clone())) {
+                        c = t;
+                    }
+                }
+            }
+            let d = base(c.flags);
+            let resets: [&dyn Fn(&mut Clone3Case); 9] = [
+                &|t| t.size = d.size,
+                &|t| t.tail_byte = None,
+                &|t| t.exit_signal = d.exit_signal,
+                &|t| t.stack = Stack::None,
+                &|t| t.set_tid = SetTid::None,
+                &|t| t.cgroup = Cgroup::Zero,
+                &|t| t.pidfd = Pidfd::Valid,
+                &|t| t.exit_code = 0,
+                &|t| { t.generic_opts = 0; t.focused_opts = 0 },
+            ];
+            for r in resets {
+                let mut t = c.clone();
+                r(&mut t);
+                if t != c && same(&Input::Clone3(t.clone())) {
+                    c = t;
+                }
+            }
+            Input::Clone3(c)
+        }
+        Input::Wait(mut p) => {
+            let mut k = p.ops.len();
+            while k > 0 {
+                k -= 1;
+                let mut t = p.clone();
+                t.ops.remove(k);
+                if same(&Input::Wait(t.clone())) {
+                    p = t;
+                }
+            }
+            Input::Wait(p)
+        }
+    }
+}
+
+fn regress(target: &str, artifact: &str, id: Option<String>) {
+    let input = load(target, artifact);
+    let name = Path::new(artifact).file_name().and_then(|s| s.to_str()).unwrap_or("input").to_string();
+    let id = id.unwrap_or_else(|| {
+        let stem = ["crash-", "timeout-", "oom-", "leak-", "slow-unit-"].iter().fold(name.clone(), |s, p| s.strip_prefix(p).map(String::from).unwrap_or(s));
+        stem.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect()
+    });
+    let input = shrink(input);
+    let finding = match verdict(&input) {
+        Err(e) => e,
+        Ok(s) => format!("no mismatch when saved ({s})"),
+    };
+    let c = fz::ctx();
+    let source = format!(
+        "fuzz artifact {name} ({target}); kernel {} {:?}, CLONE_WAIT_PID {}",
+        cases::sys::proc::kernel_release(),
+        c.env.features.version,
+        c.env.features.wait_pid_bit.map(|b| format!("{b:#x}")).unwrap_or_else(|| "absent".into())
+    );
+    let value = match &input {
+        Input::Clone3(x) => serde_json::to_value(x).unwrap(),
+        Input::Wait(x) => serde_json::to_value(x).unwrap(),
+    };
+    let f = RegressionFile { target: target.into(), id: id.clone(), source, input: value };
+    let path = repo().join(format!("cases/regressions/{target}-{id}.case"));
+    std::fs::write(&path, f.render(&finding)).expect("write regression");
+    println!("wrote {} (row regress::{target}::{id})", path.display());
+    println!("finding: {finding}");
+    reindex();
+}
+
+fn base(flags: u64) -> Clone3Case {
+    Clone3Case {
+        flags,
+        size: 88,
+        tail_byte: None,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: Stack::None,
+        set_tid: SetTid::None,
+        cgroup: Cgroup::Zero,
+        pidfd: Pidfd::Valid,
+        exit_code: 7,
+        generic: WaitCall::WaitidAll,
+        generic_opts: 0,
+        focused: WaitCall::WaitidPidfd,
+        focused_opts: 0,
+    }
+}
+
+fn seed_cases() -> Vec<(&'static str, Clone3Case)> {
+    let b40 = 1u64 << 40;
+    let seed = cases::harness::config::SEED_BIT;
+    let with = |f: u64, g: &dyn Fn(&mut Clone3Case)| {
+        let mut c = base(f);
+        g(&mut c);
+        c
+    };
+    vec![
+        ("plain", base(0)),
+        ("pidfd", base(CLONE_PIDFD)),
+        ("hidden40", base(CLONE_PIDFD | b40)),
+        ("hidden40_nopidfd", base(b40)),
+        ("hidden_seedbit", base(CLONE_PIDFD | seed)),
+        ("hidden40_wait4", with(CLONE_PIDFD | b40, &|c| {
+            c.generic = WaitCall::Wait4Any;
+            c.focused = WaitCall::Wait4Pid;
+        })),
+        ("hidden40_pgid", with(CLONE_PIDFD | b40, &|c| {
+            c.generic = WaitCall::WaitpidNegPgid;
+            c.focused = WaitCall::WaitpidPid;
+        })),
+        ("parent", with(CLONE_PARENT | CLONE_PIDFD, &|c| c.exit_signal = 0)),
+        ("clone_child", with(CLONE_PIDFD, &|c| {
+            c.exit_signal = 0;
+            c.generic_opts = WaitOpts::WCLONE;
+            c.focused_opts = WaitOpts::WALL;
+        })),
+        ("vfork", base(CLONE_VFORK | CLONE_PIDFD)),
+        ("size64", with(CLONE_PIDFD, &|c| c.size = 64)),
+        ("size80", with(CLONE_PIDFD, &|c| c.size = 80)),
+        ("size96_tail", with(0, &|c| {
+            c.size = 96;
+            c.tail_byte = Some((3, 1));
+        })),
+        ("size4097", with(0, &|c| c.size = 4097)),
+        ("exit_sigkill", with(CLONE_PIDFD, &|c| c.exit_signal = 9)),
+        ("exit_sigstop", with(0, &|c| c.exit_signal = 19)),
+        ("exit_sigusr1", with(0, &|c| c.exit_signal = 10)),
+        ("exit_sig65", with(0, &|c| c.exit_signal = 65)),
+        ("thread", with(CLONE_VM | CLONE_SIGHAND | CLONE_THREAD, &|c| c.exit_signal = 0)),
+        ("pidns_sighand", base(CLONE_NEWPID | CLONE_VM | CLONE_SIGHAND | CLONE_PIDFD)),
+        ("vm_vfork", base(CLONE_VM | CLONE_VFORK)),
+        ("settls", base(CLONE_SETTLS | CLONE_PIDFD)),
+        ("into_cgroup", with(CLONE_INTO_CGROUP | CLONE_PIDFD, &|c| c.cgroup = Cgroup::Valid)),
+        ("set_tid_in_use", with(0, &|c| c.set_tid = SetTid::InUse(1))),
+        ("pidfd_bad", with(CLONE_PIDFD, &|c| c.pidfd = Pidfd::Bad)),
+        ("pidfd_same_parent_tid", with(CLONE_PIDFD | CLONE_PARENT_SETTID, &|c| c.pidfd = Pidfd::SameAsParentTid)),
+        ("high_bit45", base(1 << 45)),
+        ("stack_valid", with(0, &|c| c.stack = Stack::Valid)),
+        ("stack_kernel", with(0, &|c| c.stack = Stack::KernelAddress)),
+    ]
+}
+
+fn seed_programs() -> Vec<(&'static str, WaitProgram)> {
+    use WaitCall::*;
+    let w = |call, opts, node| Op::Wait { call, opts, node };
+    let (nh, ex) = (WaitOpts::WNOHANG, WaitOpts::WEXITED);
+    let d = |hidden| Op::Spawn { parent: Who::Driver, hidden };
+    vec![
+        ("no_children", WaitProgram { ops: vec![w(WaitpidAny, nh, 0), w(WaitidAll, ex | nh, 0)] }),
+        ("plain_exit", WaitProgram { ops: vec![d(false), Op::Exit { node: 0, code: 5 }, w(Wait4Any, 0, 0), w(WaitpidPid, 0, 0)] }),
+        ("hidden_exit", WaitProgram {
+            ops: vec![d(true), d(false), Op::Exit { node: 0, code: 3 }, w(WaitidAll, ex | nh, 0), w(WaitidPidfd, ex, 0), w(Wait4Any, nh, 1)],
+        }),
+        ("subreaper_orphan", WaitProgram {
+            ops: vec![
+                Op::Subreaper,
+                d(false),
+                Op::Spawn { parent: Who::Node(0), hidden: true },
+                Op::Exit { node: 0, code: 1 },
+                w(WaitpidAny, 0, 0),
+                Op::Exit { node: 1, code: 2 },
+                w(WaitidAll, ex | nh, 1),
+                w(WaitidPid, ex, 1),
+            ],
+        }),
+        ("stop_cont", WaitProgram {
+            ops: vec![
+                d(false),
+                Op::Stop { node: 0 },
+                w(WaitpidAny, WaitOpts::WUNTRACED | nh, 0),
+                Op::Cont { node: 0 },
+                w(WaitidAll, WaitOpts::WCONTINUED | nh, 0),
+                Op::Kill { node: 0 },
+                w(Wait, 0, 0),
+            ],
+        }),
+        ("pgid", WaitProgram {
+            ops: vec![
+                d(false),
+                d(true),
+                Op::Setpgid { node: 0, own: true },
+                Op::Setpgid { node: 1, own: true },
+                Op::Exit { node: 0, code: 4 },
+                Op::Exit { node: 1, code: 6 },
+                w(WaitpidNegPgid, nh, 1),
+                w(WaitidPgid, ex | nh, 0),
+                w(WaitpidZero, nh, 0),
+                w(Wait4Pid, 0, 1),
+            ],
+        }),
+        ("exec", WaitProgram {
+            ops: vec![d(true), Op::Exec { node: 0 }, Op::Setpgid { node: 0, own: true }, Op::Exit { node: 0, code: 9 }, w(WaitpidAny, nh, 0), w(WaitidPid, ex | WaitOpts::WNOWAIT, 0), w(Wait4Pid, 0, 0)],
+        }),
+        ("no_subreaper_orphan", WaitProgram {
+            ops: vec![d(false), Op::Spawn { parent: Who::Node(0), hidden: false }, Op::Kill { node: 0 }, w(WaitidPid, ex, 1), w(WaitpidAny, 0, 0)],
+        }),
+    ]
+}
+
+fn seeds() {
+    let root = repo().join("fuzz/corpus");
+    for (name, case) in seed_cases() {
+        let p = root.join("clone3_flags").join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, fz::encode_clone3(&case)).unwrap();
+    }
+    for (name, prog) in seed_programs() {
+        let p = root.join("wait_sequence").join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, fz::encode_program(&prog)).unwrap();
+    }
+    println!("wrote {} + {} seeds under {}", seed_cases().len(), seed_programs().len(), root.display());
+}
+
+/// Iterations/s of `f` over `n` iterations.
+fn rate(n: usize, mut f: impl FnMut(usize)) -> f64 {
+    let t = Instant::now();
+    for i in 0..n {
+        f(i);
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+fn raw_once() {
+    let sp = clone3(&Clone3Request::new(CLONE_PIDFD, libc::SIGCHLD as u64), Program::Exit(0)).expect("clone3");
+    let t = WaitTarget { pid: sp.pid, pidfd: -1, pgid: 0 };
+    let r = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED));
+    assert!(matches!(r, cases::sys::wait::WaitOutcome::Reported { .. }));
+}
+
+fn bench(iters: usize, rounds: usize) {
+    let c = fz::ctx();
+    // Inputs whose clone3 creates a child (the expensive, interesting path),
+    // and the whole seed corpus as a mix.
+    let all: Vec<Vec<u8>> = seed_cases().into_iter().map(|(_, k)| fz::encode_clone3(&k)).collect();
+    let creating: Vec<Vec<u8>> = all
+        .iter()
+        .filter(|d| {
+            let mut k = fz::decode_clone3(d, c);
+            k.normalise(&c.env);
+            matches!(clone3::expected(&k, &c.env).verdict, cases::model::Verdict::Created)
+        })
+        .cloned()
+        .collect();
+    // Warm up: the worker is forked on first use.
+    for d in &all {
+        fz::clone3_one(d);
+    }
+    raw_once();
+    let plain = fz::encode_clone3(&base(CLONE_PIDFD));
+    let (mut raw, mut fuzz_c, mut fuzz_all, mut fuzz_p) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        raw.push(rate(iters, |_| raw_once()));
+        fuzz_p.push(rate(iters, |_| {
+            fz::clone3_one(&plain);
+        }));
+        fuzz_c.push(rate(iters, |i| {
+            fz::clone3_one(&creating[i % creating.len()]);
+        }));
+        fuzz_all.push(rate(iters, |i| {
+            fz::clone3_one(&all[i % all.len()]);
+        }));
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (r, fc, fa, fp) = (med(&mut raw), med(&mut fuzz_c), med(&mut fuzz_all), med(&mut fuzz_p));
+    let echo = rate(iters, |_| {
+        c.call(b"-", &String::new);
+    });
+    println!("  (worker round trip with hygiene checks, no work:   {echo:9.0} it/s)");
+    println!("kernel {}, {rounds} rounds x {iters} iterations, medians:", cases::sys::proc::kernel_release());
+    println!("  raw loop (clone3 CLONE_PIDFD + _exit + waitid(P_PID)):  {r:9.0} it/s");
+    println!("  clone3_flags, the same call (CLONE_PIDFD, exit 7):      {fp:9.0} it/s   ratio {:.2}", fp / r);
+    println!("  clone3_flags, inputs that create a child ({:2} inputs): {fc:9.0} it/s   ratio {:.2}", creating.len(), fc / r);
+    println!("  clone3_flags, whole seed corpus ({:2} inputs):         {fa:9.0} it/s   ratio {:.2}", all.len(), fa / r);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    match args.first().map(String::as_str) {
+        Some("print") if args.len() >= 3 => print!("{}", describe(&load(&args[1], &args[2]))),
+        Some("run") if args.len() >= 3 => {
+            let i = load(&args[1], &args[2]);
+            print!("{}", describe(&i));
+            match verdict(&i) {
+                Ok(s) => println!("PASS: {s}"),
+                Err(e) => {
+                    println!("FAIL:\n{e}");
+                    std::process::exit(1)
+                }
+            }
+        }
+        Some("regress") if args.len() >= 3 => regress(&args[1], &args[2], flag("--id")),
+        Some("reindex") => reindex(),
+        Some("regressions") => {
+            if !regressions() {
+                std::process::exit(1)
+            }
+        }
+        Some("seeds") => seeds(),
+        Some("bench") => bench(
+            flag("--iters").and_then(|s| s.parse().ok()).unwrap_or(2000),
+            flag("--rounds").and_then(|s| s.parse().ok()).unwrap_or(5),
+        ),
+        _ => usage(),
+    }
+}

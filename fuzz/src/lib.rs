@@ -1,0 +1,409 @@
+//! The engine side of the fuzz targets: byte decoding (with
+//! `arbitrary::Unstructured`), the campaign context (features, worker) and
+//! one function per target. Semantics live in `cases::fuzzing` and
+//! `cases::model`; nothing here decides what the kernel should do.
+//!
+//! Byte formats are sequential (one `u8` read at a time from the front), so
+//! `encode_*` can write seeds and the printer reads artifacts with the same
+//! decoder the target used.
+
+use std::sync::{Mutex, OnceLock};
+
+use arbitrary::Unstructured;
+use cases::fuzzing::clone3::{self, Cgroup, Clone3Case, Clone3Obs, Env, Pidfd, SetTid, Stack};
+use cases::fuzzing::common::all_calls;
+use cases::fuzzing::isolate;
+use cases::fuzzing::tree::{self, Op, RunLog, TreeConfig, WaitProgram, Who, MAX_NODES, MAX_OPS};
+use cases::fuzzing::worker::{Hygiene, Worker};
+use cases::sys::clone::flags::*;
+use cases::sys::wait::{WaitCall, WaitOpts};
+
+/// Per-input time limit inside the worker (a hang is a finding).
+pub const STEP_TIMEOUT_MS: i32 = 10_000;
+
+pub struct Ctx {
+    pub env: Env,
+    pub cfg: TreeConfig,
+    pub bit: u64,
+    worker: Mutex<Option<Worker>>,
+}
+
+static CTX: OnceLock<Ctx> = OnceLock::new();
+
+/// The campaign context: probed once, before the worker is forked (the
+/// probe's generic peek must run while we have no other children).
+pub fn ctx() -> &'static Ctx {
+    CTX.get_or_init(|| {
+        let bit = cases::harness::config::configured_bit().unwrap_or_else(|e| panic!("{e}"));
+        let features = cases::harness::config::probe(bit).features();
+        let env = Env::detect(features.clone());
+        let cfg = TreeConfig::detect(features, bit);
+        eprintln!(
+            "wait-conformance-fuzz: kernel {:?}, CLONE_WAIT_PID {}, caller {:?}, {}=1 {}",
+            env.features.version,
+            env.features.wait_pid_bit.map(|b| format!("{b:#x}")).unwrap_or_else(|| format!("absent (configured {bit:#x})")),
+            env.caller,
+            clone3::RISKY_ENV,
+            if env.allow_risky { "set: namespaces and CLONE_VM children allowed" } else { "not set: risky flag words masked" }
+        );
+        install_cleanup();
+        Ctx { env, cfg, bit, worker: Mutex::new(None) }
+    })
+}
+
+/// Kill everything below us and reap it with focused waits. We are a child
+/// subreaper, so whatever the worker leaves behind comes to us rather than
+/// to an init that may never reap it (a CLONE_WAIT_PID child cannot be
+/// reaped by a generic wait at all).
+pub fn cleanup_all() {
+    for p in cases::sys::proc::descendants(std::process::id() as i32) {
+        // SAFETY: best-effort SIGKILL to our own descendants; a pid cannot be
+        // reused before its parent (one of ours, or we) reaps it.
+        unsafe {
+            libc::kill(p, libc::SIGKILL);
+        }
+    }
+    isolate::reap_all_children();
+}
+
+extern "C" fn cleanup_at_exit() {
+    cleanup_all();
+}
+
+/// libFuzzer leaves through exit() (runs, total time) or a panic (finding,
+/// then abort): both clean up first.
+fn install_cleanup() {
+    let _ = isolate::become_subreaper();
+    // SAFETY: registering a plain extern "C" fn with no captured state.
+    unsafe {
+        libc::atexit(cleanup_at_exit);
+    }
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        cleanup_all();
+        prev(info)
+    }));
+}
+
+fn handle(req: &[u8]) -> String {
+    let c = ctx();
+    match req.first() {
+        Some(b'c') => {
+            let case: Clone3Case = serde_json::from_slice(&req[1..]).expect("clone3 request");
+            serde_json::to_string(&clone3::execute(&case, &c.env)).expect("obs")
+        }
+        Some(b'w') => {
+            let prog: WaitProgram = serde_json::from_slice(&req[1..]).expect("wait request");
+            serde_json::to_string(&tree::run_isolated(&prog, &c.cfg, STEP_TIMEOUT_MS)).expect("log")
+        }
+        _ => String::new(),
+    }
+}
+
+impl Ctx {
+    /// Send one request to the worker (forked on first use).
+    pub fn call(&self, req: &[u8], what: &dyn Fn() -> String) -> (String, Hygiene) {
+        let mut g = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(Worker::spawn(handle).unwrap_or_else(|e| panic!("{e}")));
+        }
+        match g.as_mut().expect("worker").call(req, STEP_TIMEOUT_MS + 5_000) {
+            Ok(r) => r,
+            Err(e) => {
+                *g = None;
+                panic!("wait-conformance finding (harness):\n{}\n{e}", what());
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// clone3_flags
+
+/// Flag words the bias picks from: every named bit, the feature's bit, the
+/// configured bit, bit 40, and combinations that mean something together.
+pub fn flag_menu(c: &Ctx) -> Vec<u64> {
+    let mut m: Vec<u64> = (0..38).map(|b| 1u64 << b).collect();
+    m.push(1 << 40);
+    // Only the configured bit (not the probe's answer), so decoding depends
+    // on CLONE_WAIT_PID_FLAG alone and an artifact from a VM decodes the
+    // same on the host.
+    m.push(c.bit);
+    m.extend([
+        CLONE_PIDFD | c.bit,
+        CLONE_VM | CLONE_SIGHAND,
+        CLONE_VM | CLONE_SIGHAND | CLONE_THREAD,
+        CLONE_NEWPID | CLONE_VM | CLONE_SIGHAND,
+        CLONE_VM | CLONE_VFORK,
+        CLONE_PARENT,
+        CLONE_NEWUSER | CLONE_NEWPID,
+        CLONE_PIDFD | CLONE_PARENT_SETTID,
+        CLONE_SIGHAND | CLONE_CLEAR_SIGHAND,
+        CLONE_INTO_CGROUP,
+    ]);
+    m
+}
+
+/// 0 when the data runs out.
+fn byte(u: &mut Unstructured) -> u8 {
+    u.arbitrary::<u8>().unwrap_or(0)
+}
+
+fn bytes_le(u: &mut Unstructured, n: usize) -> u64 {
+    (0..n).fold(0u64, |acc, i| acc | (byte(u) as u64) << (8 * i))
+}
+
+/// Decode a clone3_flags input. Layout (one byte each unless noted):
+/// mode, flag bytes (by mode), size, exit_signal (+ extra), stack, set_tid
+/// (+ n), cgroup, pidfd, tail (+ offset, value), exit code, generic call,
+/// generic extra opts, focused call, focused extra opts.
+pub fn decode_clone3(data: &[u8], c: &Ctx) -> Clone3Case {
+    let u = &mut Unstructured::new(data);
+    let menu = flag_menu(c);
+    let mode = byte(u);
+    let mut flags = match mode % 8 {
+        0 => bytes_le(u, 8),
+        1 => bytes_le(u, 4),
+        _ => {
+            let n = byte(u) % 6;
+            (0..n).fold(0u64, |acc, _| acc | menu[byte(u) as usize % menu.len()])
+        }
+    };
+    if mode & 0x08 != 0 {
+        flags |= CLONE_PIDFD | c.bit;
+    }
+    let s = byte(u);
+    let size = if s & 0x80 != 0 { bytes_le(u, 2) as usize % 4200 } else { [88, 88, 88, 64, 80, 96, 4096, 4097][s as usize % 8] };
+    let e = byte(u);
+    let exit_signal = match e % 8 {
+        1 => 0,
+        3 => byte(u) as u64,
+        4 => (byte(u) % 64) as u64 + 1,
+        5 => bytes_le(u, 8),
+        _ => libc::SIGCHLD as u64,
+    };
+    let stack = match byte(u) % 8 {
+        4 => Stack::Valid,
+        5 => Stack::SizeWithoutStack,
+        6 => Stack::StackWithoutSize,
+        7 => Stack::KernelAddress,
+        _ => Stack::None,
+    };
+    let set_tid = match byte(u) % 8 {
+        5 => SetTid::NullWithSize((byte(u) % 40) as u64),
+        6 => SetTid::PointerWithoutSize,
+        7 => SetTid::InUse((byte(u) % 40) as u64),
+        _ => SetTid::None,
+    };
+    let cgroup = [Cgroup::Zero, Cgroup::Huge, Cgroup::Closed, Cgroup::Valid][byte(u) as usize % 4];
+    let pidfd = match byte(u) % 8 {
+        6 => Pidfd::Bad,
+        7 => Pidfd::SameAsParentTid,
+        _ => Pidfd::Valid,
+    };
+    let t = byte(u);
+    let tail_byte = if t & 1 != 0 { Some((byte(u) as usize, byte(u))) } else { None };
+    let exit_code = byte(u);
+    let extra = |b: u8| [0, WaitOpts::WALL, WaitOpts::WCLONE, WaitOpts::WALL | WaitOpts::WCLONE][b as usize % 4];
+    let generic = WaitCall::GENERIC[byte(u) as usize % 9];
+    let generic_opts = extra(byte(u));
+    let focused = WaitCall::FOCUSED[byte(u) as usize % 4];
+    let focused_opts = extra(byte(u));
+    Clone3Case { flags, size, tail_byte, exit_signal, stack, set_tid, cgroup, pidfd, exit_code, generic, generic_opts, focused, focused_opts }
+}
+
+/// Bytes that decode to `case` (for seeds; mode 0 carries the raw word, so
+/// decode(encode(case)) == case for any case).
+pub fn encode_clone3(case: &Clone3Case) -> Vec<u8> {
+    let mut v = vec![0u8];
+    v.extend_from_slice(&case.flags.to_le_bytes());
+    v.push(0x80);
+    v.extend_from_slice(&(case.size as u16).to_le_bytes());
+    v.push(5);
+    v.extend_from_slice(&case.exit_signal.to_le_bytes());
+    v.push(match case.stack {
+        Stack::None => 0,
+        Stack::Valid => 4,
+        Stack::SizeWithoutStack => 5,
+        Stack::StackWithoutSize => 6,
+        Stack::KernelAddress => 7,
+    });
+    match case.set_tid {
+        SetTid::None => v.push(0),
+        SetTid::NullWithSize(n) => v.extend([5, n as u8]),
+        SetTid::PointerWithoutSize => v.push(6),
+        SetTid::InUse(n) => v.extend([7, n as u8]),
+    }
+    v.push(match case.cgroup {
+        Cgroup::Zero => 0,
+        Cgroup::Huge => 1,
+        Cgroup::Closed => 2,
+        Cgroup::Valid => 3,
+    });
+    v.push(match case.pidfd {
+        Pidfd::Valid => 0,
+        Pidfd::Bad => 6,
+        Pidfd::SameAsParentTid => 7,
+    });
+    match case.tail_byte {
+        None => v.push(0),
+        Some((o, b)) => v.extend([1, o as u8, b]),
+    }
+    v.push(case.exit_code);
+    let extra = |o: u32| match o & (WaitOpts::WALL | WaitOpts::WCLONE) {
+        0 => 0u8,
+        x if x == WaitOpts::WALL => 1,
+        x if x == WaitOpts::WCLONE => 2,
+        _ => 3,
+    };
+    v.push(WaitCall::GENERIC.iter().position(|c| *c == case.generic).unwrap_or(0) as u8);
+    v.push(extra(case.generic_opts));
+    v.push(WaitCall::FOCUSED.iter().position(|c| *c == case.focused).unwrap_or(0) as u8);
+    v.push(extra(case.focused_opts));
+    v
+}
+
+fn finding(target: &str, input: &str, detail: &str, c: &Ctx) -> String {
+    format!(
+        "wait-conformance finding ({target}) on kernel {:?}, CLONE_WAIT_PID {:?}:\n{input}\n{detail}\n(turn the artifact into a case: wcfuzz regress {target} <artifact>)",
+        c.env.features.version, c.env.features.wait_pid_bit
+    )
+}
+
+/// Decode, normalise, execute in the worker, check. Panics on a finding.
+pub fn clone3_one(data: &[u8]) -> Clone3Obs {
+    let c = ctx();
+    let mut case = decode_clone3(data, c);
+    case.normalise(&c.env);
+    // The model runs here, in libFuzzer's process, so its branches are the
+    // coverage that guides the campaign.
+    let exp = clone3::expected(&case, &c.env);
+    let mut req = vec![b'c'];
+    req.extend(serde_json::to_vec(&case).expect("case"));
+    let (payload, h) = c.call(&req, &|| case.to_string());
+    let obs: Clone3Obs = serde_json::from_str(&payload).expect("obs");
+    if let Err(e) = clone3::check(&case, &c.env, &obs) {
+        panic!("{}", finding("clone3_flags", &case.to_string(), &format!("model verdict {:?}\n{e}", exp.verdict), c));
+    }
+    if !h.clean() {
+        panic!("{}", finding("clone3_flags", &case.to_string(), &format!("leak after the input: {h:?}"), c));
+    }
+    obs
+}
+
+// ---------------------------------------------------------------------------
+// wait_sequence
+
+const OPT_BITS: [u32; 8] = [
+    WaitOpts::WNOHANG,
+    WaitOpts::WSTOPPED,
+    WaitOpts::WEXITED,
+    WaitOpts::WCONTINUED,
+    WaitOpts::WNOWAIT,
+    WaitOpts::WNOTHREAD,
+    WaitOpts::WALL,
+    WaitOpts::WCLONE,
+];
+
+/// Decode a wait_sequence input: ops until the data or MAX_OPS runs out;
+/// each op is a kind byte (mod 10) and up to four argument bytes.
+pub fn decode_program(data: &[u8]) -> WaitProgram {
+    let u = &mut Unstructured::new(data);
+    let mut ops = Vec::new();
+    while !u.is_empty() && ops.len() < MAX_OPS {
+        let k = byte(u) % 10;
+        let node = |b: u8| b % MAX_NODES as u8;
+        let op = match k {
+            0 | 1 => {
+                let p = byte(u) % (MAX_NODES as u8 + 1);
+                let parent = if p == 0 { Who::Driver } else { Who::Node(p - 1) };
+                Op::Spawn { parent, hidden: byte(u) & 1 != 0 }
+            }
+            2 => Op::Exit { node: node(byte(u)), code: byte(u) },
+            3 => Op::Kill { node: node(byte(u)) },
+            4 => Op::Stop { node: node(byte(u)) },
+            5 => Op::Cont { node: node(byte(u)) },
+            6 => Op::Setpgid { node: node(byte(u)), own: byte(u) & 1 != 0 },
+            7 => Op::Exec { node: node(byte(u)) },
+            8 => Op::Subreaper,
+            _ => {
+                let call = all_calls()[byte(u) as usize % 13];
+                let b = byte(u);
+                let mut opts = OPT_BITS.iter().enumerate().filter(|(i, _)| b & (1 << i) != 0).fold(0, |a, (_, o)| a | o);
+                let x = byte(u);
+                if x & 0xf0 == 0xf0 {
+                    opts |= 1 << (x & 0x1f);
+                }
+                Op::Wait { call, opts, node: node(byte(u)) }
+            }
+        };
+        ops.push(op);
+    }
+    WaitProgram { ops }
+}
+
+/// Bytes that decode to `p` (wait options limited to the eight known bits
+/// plus at most one other).
+pub fn encode_program(p: &WaitProgram) -> Vec<u8> {
+    let mut v = Vec::new();
+    for op in &p.ops {
+        match *op {
+            Op::Spawn { parent, hidden } => v.extend([0, match parent { Who::Driver => 0, Who::Node(n) => n + 1 }, hidden as u8]),
+            Op::Exit { node, code } => v.extend([2, node, code]),
+            Op::Kill { node } => v.extend([3, node]),
+            Op::Stop { node } => v.extend([4, node]),
+            Op::Cont { node } => v.extend([5, node]),
+            Op::Setpgid { node, own } => v.extend([6, node, own as u8]),
+            Op::Exec { node } => v.extend([7, node]),
+            Op::Subreaper => v.push(8),
+            Op::Wait { call, opts, node } => {
+                let ci = all_calls().iter().position(|c| *c == call).unwrap_or(0) as u8;
+                let b = OPT_BITS.iter().enumerate().filter(|(_, o)| opts & **o != 0).fold(0u8, |a, (i, _)| a | (1 << i));
+                let known = OPT_BITS.iter().fold(0, |a, o| a | o);
+                let other = opts & !known;
+                let x = if other != 0 { 0xe0 | other.trailing_zeros() as u8 | 0x10 } else { 0 };
+                v.extend([9, ci, b, x, node]);
+            }
+        }
+    }
+    v
+}
+
+pub fn wait_sequence_one(data: &[u8]) -> RunLog {
+    let c = ctx();
+    let prog = decode_program(data);
+    if prog.ops.is_empty() {
+        return RunLog::default();
+    }
+    let mut req = vec![b'w'];
+    req.extend(serde_json::to_vec(&prog).expect("program"));
+    let (payload, h) = c.call(&req, &|| prog.to_string());
+    let log: RunLog = serde_json::from_str(&payload).expect("log");
+    if let Err(e) = tree::check(&prog, &c.cfg, &log) {
+        panic!("{}", finding("wait_sequence", "", &e, c));
+    }
+    if !h.clean() {
+        panic!("{}", finding("wait_sequence", &prog.to_string(), &format!("leak after the input: {h:?}"), c));
+    }
+    log
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_roundtrip() {
+        let p = WaitProgram {
+            ops: vec![
+                Op::Spawn { parent: Who::Driver, hidden: true },
+                Op::Spawn { parent: Who::Node(0), hidden: false },
+                Op::Subreaper,
+                Op::Exit { node: 0, code: 3 },
+                Op::Wait { call: WaitCall::WaitidAll, opts: WaitOpts::WEXITED | WaitOpts::WNOHANG, node: 1 },
+                Op::Wait { call: WaitCall::WaitpidAny, opts: WaitOpts::WNOHANG | (1 << 20), node: 1 },
+            ],
+        };
+        assert_eq!(decode_program(&encode_program(&p)), p);
+    }
+}

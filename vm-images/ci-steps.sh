@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Kernel-matrix CI steps for wait-conformance, meant to be called from .ci/run:
+#
+#   bash vm-images/ci-steps.sh            # host tests of the runner + wait-pid-6.12 in a VM
+#
+# Installs what it needs (Debian packages; virtme-ng is pip-installed by the runner into its
+# own venv under the cache), runs the runner's host unit tests, builds (or reuses from
+# /var/cache/wait-conformance/kernels) the patched 6.12 kernel, boots it under virtme-ng, runs
+# every case inside and compares the result matrix with the reviewed snapshot
+# runner/snapshots/wait-pid-6.12.snap (--gate snapshot). Reports go to $WAITCONF_OUT
+# (default out/ci). Exit: the runner's exit code (0 ok, 1 regression, 2 config, 3 infra).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$here")
+cd "$root"
+out=${WAITCONF_OUT:-$root/out/ci}
+profile=${WAITCONF_CI_PROFILE:-wait-pid-6.12}
+
+step() { echo "== ci-steps: $*"; }
+
+# Debian packages: QEMU, udev (virtme-ng-init needs udevd for /dev/virtio-ports), kmod
+# (depmod for module-based kernels), python3-venv (the virtme-ng venv), the kernel build
+# toolchain, and the Debian archive keyring for the runner's private apt sources.
+pkgs=(qemu-system-x86 udev kmod python3-venv python3-pip debian-archive-keyring
+      build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils zstd patch)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    step "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+step "runner unit tests (host, no VM)"
+cargo test --release -p runner
+
+step "building the runner and the case binary"
+cargo build --release -p runner -p cases --bin runner --bin wait-conformance
+
+step "kernel matrix: $profile in a VM, snapshot gate"
+set +e
+./target/release/runner run --kernel "$profile" --out "$out/$profile" --gate snapshot --no-build --quiet
+rc=$?
+set -e
+step "reports in $out/$profile (results.json results.tap junit.xml console.log); runner exit $rc"
+exit $rc
