@@ -45,18 +45,29 @@ pub struct Decision {
 
 /// What identifies "this machine" for the stored decision.
 pub fn machine_key() -> String {
-    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
         })
         .unwrap_or_default();
     let qemu = std::process::Command::new("qemu-system-x86_64")
         .arg("--version")
         .output()
         .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_owned())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
         .unwrap_or_default();
     format!("{release} | {cpu} | {qemu}")
 }
@@ -65,7 +76,11 @@ pub fn machine_key() -> String {
 /// (e.g. a missing one, to exercise the no-KVM fallback on a machine that has KVM).
 pub fn kvm_usable() -> Result<(), String> {
     let dev = std::env::var("WAITCONF_KVM_DEVICE").unwrap_or_else(|_| "/dev/kvm".into());
-    match std::fs::OpenOptions::new().read(true).write(true).open(&dev) {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&dev)
+    {
         Ok(_) => Ok(()),
         Err(e) => Err(format!("{dev} not usable: {e}")),
     }
@@ -81,7 +96,11 @@ pub fn decide(
     reprobe: bool,
     probe: impl FnOnce() -> Result<(), String>,
 ) -> Decision {
-    let mk = |accel, reason: String| Decision { accel, reason, machine: machine.to_owned() };
+    let mk = |accel, reason: String| Decision {
+        accel,
+        reason,
+        machine: machine.to_owned(),
+    };
     match choice {
         AccelChoice::Kvm => return mk(Accel::Kvm, "forced with --accel kvm".into()),
         AccelChoice::Tcg => return mk(Accel::Tcg, "forced with --accel tcg".into()),
@@ -96,7 +115,10 @@ pub fn decide(
             .and_then(|s| serde_json::from_str::<Decision>(&s).ok())
             .filter(|d| d.machine == machine)
         {
-            return Decision { reason: format!("{} (remembered in {})", d.reason, store.display()), ..d };
+            return Decision {
+                reason: format!("{} (remembered in {})", d.reason, store.display()),
+                ..d
+            };
         }
     }
     let d = match probe() {
@@ -120,12 +142,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("accel.json");
         let never = || -> Result<(), String> { panic!("must not probe") };
-        assert_eq!(decide(AccelChoice::Tcg, &store, "m", Ok(()), false, never).accel, Accel::Tcg);
-        assert_eq!(decide(AccelChoice::Kvm, &store, "m", Err("x".into()), false, never).accel, Accel::Kvm);
-        let d = decide(AccelChoice::Auto, &store, "m", Err("/dev/kvm not usable: ENOENT".into()), false, never);
+        assert_eq!(
+            decide(AccelChoice::Tcg, &store, "m", Ok(()), false, never).accel,
+            Accel::Tcg
+        );
+        assert_eq!(
+            decide(AccelChoice::Kvm, &store, "m", Err("x".into()), false, never).accel,
+            Accel::Kvm
+        );
+        let d = decide(
+            AccelChoice::Auto,
+            &store,
+            "m",
+            Err("/dev/kvm not usable: ENOENT".into()),
+            false,
+            never,
+        );
         assert_eq!(d.accel, Accel::Tcg);
         assert!(d.reason.contains("/dev/kvm"));
-        assert!(!store.exists(), "a missing /dev/kvm is not worth remembering");
+        assert!(
+            !store.exists(),
+            "a missing /dev/kvm is not worth remembering"
+        );
     }
 
     #[test]
@@ -139,14 +177,18 @@ mod tests {
         };
         let d = decide(AccelChoice::Auto, &store, "m1", Ok(()), false, failing);
         assert_eq!((d.accel, probes.get()), (Accel::Tcg, 1));
-        let again = decide(AccelChoice::Auto, &store, "m1", Ok(()), false, || panic!("remembered"));
+        let again = decide(AccelChoice::Auto, &store, "m1", Ok(()), false, || {
+            panic!("remembered")
+        });
         assert_eq!(again.accel, Accel::Tcg);
         assert!(again.reason.contains("remembered"));
         // Another machine key (new QEMU, new host kernel) probes again.
         let other = decide(AccelChoice::Auto, &store, "m2", Ok(()), false, || Ok(()));
         assert_eq!(other.accel, Accel::Kvm);
         // --reprobe-accel ignores the stored decision.
-        let re = decide(AccelChoice::Auto, &store, "m2", Ok(()), true, || Err("x".into()));
+        let re = decide(AccelChoice::Auto, &store, "m2", Ok(()), true, || {
+            Err("x".into())
+        });
         assert_eq!(re.accel, Accel::Tcg);
     }
 }

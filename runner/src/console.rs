@@ -42,7 +42,12 @@ pub fn scan(console: &str, vm: usize) -> Vec<Finding> {
     let mut out = Vec::new();
     for (i, line) in console.lines().enumerate() {
         if let Some((kind, _)) = PATTERNS.iter().find(|(_, needle)| line.contains(needle)) {
-            out.push(Finding { kind: (*kind).to_owned(), line: line.trim().to_owned(), line_no: i + 1, vm });
+            out.push(Finding {
+                kind: (*kind).to_owned(),
+                line: line.trim().to_owned(),
+                line_no: i + 1,
+                vm,
+            });
         }
     }
     out
@@ -99,7 +104,8 @@ mod tests {
 
     #[test]
     fn clean_boot_has_no_findings() {
-        let clean = "[    0.0] Linux version 6.12\n[    1.1] Run /init as init process\nvirtme: use 9p\n";
+        let clean =
+            "[    0.0] Linux version 6.12\n[    1.1] Run /init as init process\nvirtme: use 9p\n";
         assert!(scan(clean, 0).is_empty());
         assert!(!has_panic(&[]));
     }

@@ -112,13 +112,26 @@ mod tests {
     fn exit_code_mapping() {
         let clean = Facts::default();
         assert_eq!(decide(Gate::Strict, &clean), ("pass", 0));
-        let failing = Facts { bad_cases: 2, ..Facts::default() };
+        let failing = Facts {
+            bad_cases: 2,
+            ..Facts::default()
+        };
         assert_eq!(decide(Gate::Strict, &failing).1, EXIT_FAILURES);
-        let finding = Facts { console_findings: 1, ..Facts::default() };
+        let finding = Facts {
+            console_findings: 1,
+            ..Facts::default()
+        };
         assert_eq!(decide(Gate::Strict, &finding).1, EXIT_FAILURES);
-        let problem = Facts { problems: 1, ..Facts::default() };
+        let problem = Facts {
+            problems: 1,
+            ..Facts::default()
+        };
         assert_eq!(decide(Gate::Strict, &problem).1, EXIT_FAILURES);
-        let infra = Facts { infrastructure_errors: 1, bad_cases: 3, ..Facts::default() };
+        let infra = Facts {
+            infrastructure_errors: 1,
+            bad_cases: 3,
+            ..Facts::default()
+        };
         assert_eq!(decide(Gate::Strict, &infra).1, EXIT_INFRA);
         assert_eq!(decide(Gate::Snapshot, &infra).1, EXIT_INFRA);
     }
@@ -132,10 +145,20 @@ mod tests {
             ..Facts::default()
         };
         assert_eq!(decide(Gate::Snapshot, &known), ("as-reviewed", 0));
-        let changed = Facts { snapshot: Some(SnapshotOutcome::Differs), ..Facts::default() };
+        let changed = Facts {
+            snapshot: Some(SnapshotOutcome::Differs),
+            ..Facts::default()
+        };
         assert_eq!(decide(Gate::Snapshot, &changed), ("regression", 1));
-        assert_eq!(decide(Gate::Snapshot, &Facts::default()).1, 1, "no comparison is no pass");
-        let accepted = Facts { snapshot: Some(SnapshotOutcome::Accepted), ..Facts::default() };
+        assert_eq!(
+            decide(Gate::Snapshot, &Facts::default()).1,
+            1,
+            "no comparison is no pass"
+        );
+        let accepted = Facts {
+            snapshot: Some(SnapshotOutcome::Accepted),
+            ..Facts::default()
+        };
         assert_eq!(decide(Gate::Snapshot, &accepted).1, 0);
     }
 

@@ -39,7 +39,12 @@ pub fn acquire(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Result<K
     let mut art = match profile.kind {
         Kind::Host => KernelArtifact {
             image: None,
-            release: Some(rustix::system::uname().release().to_string_lossy().into_owned()),
+            release: Some(
+                rustix::system::uname()
+                    .release()
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
             source: "running host kernel".into(),
             cache_hit: true,
             seconds: 0.0,
@@ -53,7 +58,10 @@ pub fn acquire(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Result<K
 
 /// The build cache key: everything that defines the built kernel, hashed.
 pub fn source_cache_key(profile: &Profile, vm_images: &Path) -> Result<String> {
-    let spec = profile.source.as_ref().ok_or_else(|| anyhow!("not a source profile"))?;
+    let spec = profile
+        .source
+        .as_ref()
+        .ok_or_else(|| anyhow!("not a source profile"))?;
     let mut h = Sha256::new();
     let mut feed = |label: &str, bytes: &[u8]| {
         h.update(label.as_bytes());
@@ -61,21 +69,41 @@ pub fn source_cache_key(profile: &Profile, vm_images: &Path) -> Result<String> {
         h.update(bytes);
     };
     feed("recipe-version", RECIPE_VERSION.as_bytes());
-    feed("recipe", &std::fs::read(vm_images.join(RECIPE)).context("reading the build recipe")?);
+    feed(
+        "recipe",
+        &std::fs::read(vm_images.join(RECIPE)).context("reading the build recipe")?,
+    );
     feed("package", spec.package.as_bytes());
     feed("version", spec.version.as_bytes());
-    feed("localversion", spec.localversion.as_deref().unwrap_or("").as_bytes());
+    feed(
+        "localversion",
+        spec.localversion.as_deref().unwrap_or("").as_bytes(),
+    );
     for rel in &spec.patches {
-        feed("patch", &std::fs::read(vm_images.join(rel)).with_context(|| rel.clone())?);
+        feed(
+            "patch",
+            &std::fs::read(vm_images.join(rel)).with_context(|| rel.clone())?,
+        );
     }
-    for rel in spec.config_fragments.iter().chain(&spec.extra_config_fragments) {
-        feed("fragment", &std::fs::read(vm_images.join(rel)).with_context(|| rel.clone())?);
+    for rel in spec
+        .config_fragments
+        .iter()
+        .chain(&spec.extra_config_fragments)
+    {
+        feed(
+            "fragment",
+            &std::fs::read(vm_images.join(rel)).with_context(|| rel.clone())?,
+        );
     }
     let digest = h.finalize();
     Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
 
-fn build_from_source(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Result<KernelArtifact> {
+fn build_from_source(
+    profile: &Profile,
+    paths: &Paths,
+    opts: &AcquireOpts,
+) -> Result<KernelArtifact> {
     let spec: &SourceSpec = profile.source.as_ref().expect("validated");
     let key = source_cache_key(profile, &paths.vm_images)?;
     let dir = paths.kernels().join(format!("{}-{key}", profile.name));
@@ -93,16 +121,30 @@ fn build_from_source(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Re
             seconds: 0.0,
         });
     }
-    progress!("kernel {}: cache miss (key {key}), building into {}", profile.name, dir.display());
+    progress!(
+        "kernel {}: cache miss (key {key}), building into {}",
+        profile.name,
+        dir.display()
+    );
     let apt = Apt::new(paths, spec.apt_sources.as_deref(), opts.refresh_apt)?;
     let deb = apt.download(&spec.package, &spec.version, &paths.downloads())?;
-    let log_path = paths.kernels().join(format!("{}-{key}.build.log", profile.name));
+    let log_path = paths
+        .kernels()
+        .join(format!("{}-{key}.build.log", profile.name));
     let mut cmd = Command::new("bash");
-    cmd.arg(paths.vm_images.join(RECIPE)).arg("--deb").arg(&deb).arg("--out").arg(&dir);
+    cmd.arg(paths.vm_images.join(RECIPE))
+        .arg("--deb")
+        .arg(&deb)
+        .arg("--out")
+        .arg(&dir);
     for rel in &spec.patches {
         cmd.arg("--patch").arg(paths.vm_images.join(rel));
     }
-    for rel in spec.config_fragments.iter().chain(&spec.extra_config_fragments) {
+    for rel in spec
+        .config_fragments
+        .iter()
+        .chain(&spec.extra_config_fragments)
+    {
         cmd.arg("--fragment").arg(paths.vm_images.join(rel));
     }
     if let Some(lv) = &spec.localversion {
@@ -139,8 +181,16 @@ fn fetch_prebuilt(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Resul
         _ => apt.candidate(&package)?,
     };
     let mut h = Sha256::new();
-    h.update(format!("{package}\0{version}\0{}", spec.apt_sources.as_deref().unwrap_or("")));
-    let key: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    h.update(format!(
+        "{package}\0{version}\0{}",
+        spec.apt_sources.as_deref().unwrap_or("")
+    ));
+    let key: String = h
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let dir = paths.kernels().join(format!("{}-{key}", profile.name));
     let root = dir.join("root");
     let source = format!("{package} {version}");
@@ -148,7 +198,11 @@ fn fetch_prebuilt(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Resul
     let _lock = lock_file(&paths.kernels().join(format!("{}-{key}.lock", profile.name)))?;
     let cache_hit = root.is_dir();
     if cache_hit {
-        progress!("kernel {}: cache hit {} ({source})", profile.name, dir.display());
+        progress!(
+            "kernel {}: cache hit {} ({source})",
+            profile.name,
+            dir.display()
+        );
     } else {
         progress!("kernel {}: fetching {source}", profile.name);
         // Newer Debian kernels split the image package into linux-binary-* (the kernel) and
@@ -182,15 +236,30 @@ fn fetch_prebuilt(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Resul
         anyhow!("no kernel image (boot/vmlinuz-* or usr/lib/modules/*/vmlinuz) in {source}")
     })?;
     let release = Some(release);
-    Ok(KernelArtifact { image: Some(image), release, source, cache_hit, seconds: 0.0 })
+    Ok(KernelArtifact {
+        image: Some(image),
+        release,
+        source,
+        cache_hit,
+        seconds: 0.0,
+    })
 }
 
 /// The kernel image in an unpacked package tree and its release: `boot/vmlinuz-<release>`
 /// (Debian up to 6.x) or `usr/lib/modules/<release>/vmlinuz` (split packages, 7.x).
 pub fn find_image(root: &Path) -> Option<(PathBuf, String)> {
-    let entries = |p: PathBuf| std::fs::read_dir(p).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path()));
+    let entries = |p: PathBuf| {
+        std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+    };
     for p in entries(root.join("boot")) {
-        if let Some(rel) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("vmlinuz-")) {
+        if let Some(rel) = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("vmlinuz-"))
+        {
             return Some((p.clone(), rel.to_owned()));
         }
     }
@@ -215,14 +284,19 @@ pub struct Apt {
 impl Apt {
     pub fn new(paths: &Paths, sources: Option<&str>, refresh: bool) -> Result<Apt> {
         let Some(rel) = sources else {
-            let apt = Apt { options: Vec::new() };
+            let apt = Apt {
+                options: Vec::new(),
+            };
             if refresh {
                 apt.update()?;
             }
             return Ok(apt);
         };
         let list = paths.vm_images.join(rel);
-        let name = Path::new(rel).file_stem().and_then(|s| s.to_str()).unwrap_or("private");
+        let name = Path::new(rel)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("private");
         let state = paths.apt_state(name);
         for sub in ["parts", "lists/partial", "cache/archives/partial"] {
             std::fs::create_dir_all(state.join(sub))?;
@@ -257,14 +331,23 @@ impl Apt {
     }
 
     pub fn update(&self) -> Result<()> {
-        progress!("apt-get update{}", if self.options.is_empty() { "" } else { " (private sources)" });
+        progress!(
+            "apt-get update{}",
+            if self.options.is_empty() {
+                ""
+            } else {
+                " (private sources)"
+            }
+        );
         run_checked(self.cmd("apt-get").args(["-q", "update"]))
     }
 
     pub fn candidate(&self, package: &str) -> Result<String> {
         let out = capture(self.cmd("apt-cache").args(["policy", package]))?;
         parse_candidate(&out).ok_or_else(|| {
-            anyhow!("apt knows no candidate for {package} (run apt-get update, or check the sources)")
+            anyhow!(
+                "apt knows no candidate for {package} (run apt-get update, or check the sources)"
+            )
         })
     }
 
@@ -286,18 +369,29 @@ impl Apt {
         std::fs::create_dir_all(into)?;
         let prefix = format!("{package}_{}_", version.replace(':', "%3a"));
         let find = || -> Option<PathBuf> {
-            std::fs::read_dir(into).ok()?.filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
-            })
+            std::fs::read_dir(into)
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
+                })
         };
         if let Some(p) = find() {
             return Ok(p);
         }
         progress!("downloading {package}={version}");
         let mut c = self.cmd("apt-get");
-        c.args(["-q", "download", &format!("{package}={version}")]).current_dir(into);
+        c.args(["-q", "download", &format!("{package}={version}")])
+            .current_dir(into);
         run_checked(&mut c)?;
-        find().ok_or_else(|| anyhow!("apt-get download left no {prefix}*.deb in {}", into.display()))
+        find().ok_or_else(|| {
+            anyhow!(
+                "apt-get download left no {prefix}*.deb in {}",
+                into.display()
+            )
+        })
     }
 }
 
@@ -324,8 +418,9 @@ pub fn kernel_part_depends(depends: &str) -> Vec<(String, Option<String>)> {
 }
 
 fn is_versioned_image(name: &str) -> bool {
-    name.strip_prefix("linux-image-")
-        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()) && !rest.ends_with("-dbg"))
+    name.strip_prefix("linux-image-").is_some_and(|rest| {
+        rest.starts_with(|c: char| c.is_ascii_digit()) && !rest.ends_with("-dbg")
+    })
 }
 
 pub fn parse_candidate(policy: &str) -> Option<String> {
@@ -338,14 +433,21 @@ pub fn parse_candidate(policy: &str) -> Option<String> {
 }
 
 fn read_trimmed(p: &Path) -> Option<String> {
-    std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 /// Holds an exclusive flock for as long as it lives, so two runners never build one key twice.
 pub struct FileLock(#[allow(dead_code)] std::fs::File);
 
 pub fn lock_file(path: &Path) -> Result<FileLock> {
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
     if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         progress!("waiting for another runner holding {}", path.display());
         rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
@@ -354,7 +456,9 @@ pub fn lock_file(path: &Path) -> Result<FileLock> {
 }
 
 pub fn run_checked(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -362,9 +466,15 @@ pub fn run_checked(cmd: &mut Command) -> Result<()> {
 }
 
 pub fn capture(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("cannot start {cmd:?}"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -408,7 +518,10 @@ fn run_logged(mut cmd: Command, log: &Path) -> Result<()> {
             tail.remove(0);
         }
         if last_beat.elapsed().as_secs() >= 30 {
-            progress!("  building: {objects} objects compiled, {:.0} s", started.elapsed().as_secs_f64());
+            progress!(
+                "  building: {objects} objects compiled, {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
             last_beat = Instant::now();
         }
     }
@@ -431,7 +544,8 @@ mod tests {
 
     #[test]
     fn candidate_parsing() {
-        let policy = "linux-image-amd64:\n  Installed: (none)\n  Candidate: 7.2.13-1\n  Version table:\n";
+        let policy =
+            "linux-image-amd64:\n  Installed: (none)\n  Candidate: 7.2.13-1\n  Version table:\n";
         assert_eq!(parse_candidate(policy).as_deref(), Some("7.2.13-1"));
         assert_eq!(parse_candidate("x:\n  Candidate: (none)\n"), None);
     }
@@ -444,8 +558,14 @@ mod tests {
         assert_eq!(
             kernel_part_depends(d),
             vec![
-                ("linux-binary-7.2.13+deb14-amd64".to_owned(), Some("7.2.13-1".to_owned())),
-                ("linux-modules-7.2.13+deb14-amd64".to_owned(), Some("7.2.13-1".to_owned())),
+                (
+                    "linux-binary-7.2.13+deb14-amd64".to_owned(),
+                    Some("7.2.13-1".to_owned())
+                ),
+                (
+                    "linux-modules-7.2.13+deb14-amd64".to_owned(),
+                    Some("7.2.13-1".to_owned())
+                ),
             ]
         );
         assert!(kernel_part_depends("kmod, linux-base (>= 4.3~), initramfs-tools").is_empty());
@@ -477,7 +597,11 @@ mod tests {
         let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm-images");
         let tmp = tempfile::tempdir().unwrap();
         // Copy the tree the key depends on, then change one input at a time.
-        for rel in [RECIPE, "patches/0001-pidfd-add-CLONE_WAIT_PID-6.12.patch", "config/base-virtme.config"] {
+        for rel in [
+            RECIPE,
+            "patches/0001-pidfd-add-CLONE_WAIT_PID-6.12.patch",
+            "config/base-virtme.config",
+        ] {
             let to = tmp.path().join(rel);
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
             std::fs::copy(real.join(rel), &to).unwrap();
@@ -486,7 +610,11 @@ mod tests {
         let mut p = set.get("wait-pid-6.12").unwrap().clone();
         let base = source_cache_key(&p, tmp.path()).unwrap();
         assert_eq!(base, source_cache_key(&p, tmp.path()).unwrap(), "stable");
-        assert_eq!(base, source_cache_key(&p, &real).unwrap(), "same contents, same key");
+        assert_eq!(
+            base,
+            source_cache_key(&p, &real).unwrap(),
+            "same contents, same key"
+        );
         let frag = tmp.path().join("config/base-virtme.config");
         let mut text = std::fs::read_to_string(&frag).unwrap();
         text.push_str("CONFIG_KCOV=y\n");
@@ -494,6 +622,10 @@ mod tests {
         let changed = source_cache_key(&p, tmp.path()).unwrap();
         assert_ne!(base, changed, "fragment contents");
         p.source.as_mut().unwrap().version = "6.12.118-1".into();
-        assert_ne!(changed, source_cache_key(&p, tmp.path()).unwrap(), "package version");
+        assert_ne!(
+            changed,
+            source_cache_key(&p, tmp.path()).unwrap(),
+            "package version"
+        );
     }
 }

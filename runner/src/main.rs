@@ -30,9 +30,15 @@ use crate::profile::{Kind, ProfileSet};
 use crate::run::{RunError, RunOpts};
 
 #[derive(Parser)]
-#[command(name = "runner", version, about = "Kernel matrix runner for wait-conformance (virtme-ng)")]
-#[command(after_help = "Exit codes: 0 as expected, 1 test failures/regressions, 2 usage or \
-configuration error, 3 infrastructure failure (fetch, build, boot, kernel panic).")]
+#[command(
+    name = "runner",
+    version,
+    about = "Kernel matrix runner for wait-conformance (virtme-ng)"
+)]
+#[command(
+    after_help = "Exit codes: 0 as expected, 1 test failures/regressions, 2 usage or \
+configuration error, 3 infrastructure failure (fetch, build, boot, kernel panic)."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -254,14 +260,28 @@ fn main() -> ExitCode {
                 Err(e) => return usage(e),
             };
             let started = Instant::now();
-            match kernel::acquire(p, &paths, &kernel::AcquireOpts { jobs: common.jobs, refresh_apt: common.refresh_apt }) {
+            match kernel::acquire(
+                p,
+                &paths,
+                &kernel::AcquireOpts {
+                    jobs: common.jobs,
+                    refresh_apt: common.refresh_apt,
+                },
+            ) {
                 Ok(a) => {
                     println!(
                         "{}: {} ({}; {}, {:.1} s)",
                         p.name,
-                        a.image.as_deref().map(|i| i.display().to_string()).unwrap_or_else(|| "host kernel".into()),
+                        a.image
+                            .as_deref()
+                            .map(|i| i.display().to_string())
+                            .unwrap_or_else(|| "host kernel".into()),
                         a.source,
-                        if a.cache_hit { "cache hit" } else { "built/fetched" },
+                        if a.cache_hit {
+                            "cache hit"
+                        } else {
+                            "built/fetched"
+                        },
                         started.elapsed().as_secs_f64()
                     );
                     ExitCode::SUCCESS
@@ -272,7 +292,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Run { kernel, cases, common } => {
+        Cmd::Run {
+            kernel,
+            cases,
+            common,
+        } => {
             let opts = cases.opts(&common);
             if opts.accept {
                 gate::configure_insta(&paths::workspace_root(), true);
@@ -292,7 +316,13 @@ fn main() -> ExitCode {
             }
             match run::run_profile(p, &paths, &cases.out, &opts) {
                 Ok(r) => {
-                    println!("\n{} on {} ({}, {}):", p.name, r.environment.kernel_release, r.environment.accelerator, r.environment.clone_wait_pid_flag);
+                    println!(
+                        "\n{} on {} ({}, {}):",
+                        p.name,
+                        r.environment.kernel_release,
+                        r.environment.accelerator,
+                        r.environment.clone_wait_pid_flag
+                    );
                     print!("{}", r.summary_table());
                     println!("verdict: {} (exit {})", r.verdict, r.exit_code);
                     ExitCode::from(r.exit_code as u8)
@@ -300,15 +330,22 @@ fn main() -> ExitCode {
                 Err(RunError::Usage(m)) => usage(m),
             }
         }
-        Cmd::Matrix { kernels, cases, common } => {
+        Cmd::Matrix {
+            kernels,
+            cases,
+            common,
+        } => {
             let opts = cases.opts(&common);
             gate::configure_insta(&paths::workspace_root(), opts.accept);
             let (paths, set) = match load(&common) {
                 Ok(x) => x,
                 Err(c) => return c,
             };
-            let names: Vec<String> =
-                if kernels.is_empty() { set.profiles.keys().cloned().collect() } else { kernels };
+            let names: Vec<String> = if kernels.is_empty() {
+                set.profiles.keys().cloned().collect()
+            } else {
+                kernels
+            };
             for n in &names {
                 if let Err(e) = set.get(n) {
                     return usage(e);
@@ -338,7 +375,11 @@ fn main() -> ExitCode {
             println!("\n{table}");
             ExitCode::from(worst as u8)
         }
-        Cmd::Probe { kernel, out, common } => {
+        Cmd::Probe {
+            kernel,
+            out,
+            common,
+        } => {
             let (paths, set) = match load(&common) {
                 Ok(x) => x,
                 Err(c) => return c,
@@ -349,7 +390,12 @@ fn main() -> ExitCode {
             };
             probe_cmd(p, &paths, &out, &common)
         }
-        Cmd::Bench { kernel, rounds, cases, common } => {
+        Cmd::Bench {
+            kernel,
+            rounds,
+            cases,
+            common,
+        } => {
             let opts = cases.opts(&common);
             gate::configure_insta(&paths::workspace_root(), false);
             let (paths, set) = match load(&common) {
@@ -376,7 +422,11 @@ fn worse(a: i32, b: i32) -> i32 {
         EXIT_FAILURES => 1,
         _ => 0,
     };
-    if rank(b) > rank(a) { b } else { a }
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
 }
 
 fn probe_cmd(p: &profile::Profile, paths: &Paths, out: &Path, common: &Common) -> ExitCode {
@@ -420,9 +470,18 @@ fn probe_cmd(p: &profile::Profile, paths: &Paths, out: &Path, common: &Common) -
         ),
         None,
     );
-    let wd = vm::Watchdogs { boot: Duration::from_secs(180), total: Duration::from_secs(300) };
+    let wd = vm::Watchdogs {
+        boot: Duration::from_secs(180),
+        total: Duration::from_secs(300),
+    };
     let _ = std::fs::remove_file(out.join("probe-output.log"));
-    match vm::run_vm(cmd, &wd, &out.join("console.log"), &out.join("probe-output.log"), true) {
+    match vm::run_vm(
+        cmd,
+        &wd,
+        &out.join("console.log"),
+        &out.join("probe-output.log"),
+        true,
+    ) {
         Ok(run) if run.end == vm::VmEnd::Completed => {
             let text = std::fs::read_to_string(out.join("probe-output.log")).unwrap_or_default();
             let verdict = text
@@ -430,17 +489,29 @@ fn probe_cmd(p: &profile::Profile, paths: &Paths, out: &Path, common: &Common) -
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 .find_map(|v| v["verdict"].as_str().map(str::to_owned))
                 .unwrap_or_default();
-            let want = if p.expect.feature == profile::Feature::Present { "works" } else { "absent" };
+            let want = if p.expect.feature == profile::Feature::Present {
+                "works"
+            } else {
+                "absent"
+            };
             println!(
                 "probe on {} ({}, boot {:.1} s): {verdict} (expected {want})",
                 p.name,
                 cfg.accel.as_str(),
                 run.boot_seconds.unwrap_or(f64::NAN)
             );
-            ExitCode::from(if verdict == want { EXIT_OK } else { EXIT_FAILURES } as u8)
+            ExitCode::from(if verdict == want {
+                EXIT_OK
+            } else {
+                EXIT_FAILURES
+            } as u8)
         }
         Ok(run) => {
-            eprintln!("runner: probe VM ended {} (see {}/console.log)", run.end.as_str(), out.display());
+            eprintln!(
+                "runner: probe VM ended {} (see {}/console.log)",
+                run.end.as_str(),
+                out.display()
+            );
             ExitCode::from(EXIT_INFRA as u8)
         }
         Err(e) => {
@@ -452,7 +523,13 @@ fn probe_cmd(p: &profile::Profile, paths: &Paths, out: &Path, common: &Common) -
 
 /// Alternates a bare `vng -- true` boot and a full run (boot to reports written) of the same
 /// kernel with the same vng options, `rounds` times, and reports medians and their ratio.
-fn bench(p: &profile::Profile, paths: &Paths, out: &Path, opts: &RunOpts, rounds: usize) -> ExitCode {
+fn bench(
+    p: &profile::Profile,
+    paths: &Paths,
+    out: &Path,
+    opts: &RunOpts,
+    rounds: usize,
+) -> ExitCode {
     let prepared = match run::prepare(p, paths, opts) {
         Ok(x) => x,
         Err(e) => {
@@ -469,7 +546,9 @@ fn bench(p: &profile::Profile, paths: &Paths, out: &Path, opts: &RunOpts, rounds
             return ExitCode::from(EXIT_INFRA as u8);
         }
     };
-    let listed = match run::list_cases(&bin, p, opts, false).and_then(|l| Ok((l, run::list_cases(&bin, p, opts, true)?))) {
+    let listed = match run::list_cases(&bin, p, opts, false)
+        .and_then(|l| Ok((l, run::list_cases(&bin, p, opts, true)?)))
+    {
         Ok(l) => l,
         Err(e) => {
             eprintln!("runner: {e:#}");
@@ -486,15 +565,27 @@ fn bench(p: &profile::Profile, paths: &Paths, out: &Path, opts: &RunOpts, rounds
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::create_dir_all(&dir);
         // Bare: nothing but `true`; no markers, so the boot watchdog equals the total one.
-        let wd = vm::Watchdogs { boot: Duration::from_secs(total), total: Duration::from_secs(total) };
+        let wd = vm::Watchdogs {
+            boot: Duration::from_secs(total),
+            total: Duration::from_secs(total),
+        };
         let t = Instant::now();
-        let r = vm::run_vm(cfg.command("true", None), &wd, &dir.join("bare-console.log"), &dir.join("bare-out.log"), false);
+        let r = vm::run_vm(
+            cfg.command("true", None),
+            &wd,
+            &dir.join("bare-console.log"),
+            &dir.join("bare-out.log"),
+            false,
+        );
         let bare_s = t.elapsed().as_secs_f64();
         if !matches!(&r, Ok(run) if run.vng_status == Some(0)) {
             eprintln!("runner: bare boot failed in round {round}: {r:?}");
             return ExitCode::from(EXIT_INFRA as u8);
         }
-        let wd = vm::Watchdogs { boot: Duration::from_secs(180), total: Duration::from_secs(total) };
+        let wd = vm::Watchdogs {
+            boot: Duration::from_secs(180),
+            total: Duration::from_secs(total),
+        };
         let launcher = run::Launcher::Vng(&cfg);
         let t = Instant::now();
         let l = match run::run_cases(&launcher, &dir, &bin, p, &listed.0, &listed.1, opts, &wd) {
@@ -509,13 +600,21 @@ fn bench(p: &profile::Profile, paths: &Paths, out: &Path, opts: &RunOpts, rounds
             environment: report::Environment {
                 profile: p.name.clone(),
                 profile_description: p.description.clone(),
-                kernel_release: l.env.as_ref().map(|e| e.kernel_release.clone()).unwrap_or_default(),
+                kernel_release: l
+                    .env
+                    .as_ref()
+                    .map(|e| e.kernel_release.clone())
+                    .unwrap_or_default(),
                 kernel_source: prepared.artifact.source.clone(),
                 clone_wait_pid_flag: p.clone_wait_pid_flag.clone(),
                 accelerator: cfg.accel.as_str().into(),
                 accelerator_reason: String::new(),
                 boot_seconds: l.vms.iter().filter_map(|v| v.boot_seconds).collect(),
-                feature: l.env.as_ref().map(|e| e.feature.clone()).unwrap_or_default(),
+                feature: l
+                    .env
+                    .as_ref()
+                    .map(|e| e.feature.clone())
+                    .unwrap_or_default(),
                 feature_reason: String::new(),
                 expected_feature: p.expect.feature.to_string(),
                 tainted_before: l.tainted_before,
@@ -553,12 +652,39 @@ fn bench(p: &profile::Profile, paths: &Paths, out: &Path, opts: &RunOpts, rounds
         "ratio": mf / mb,
         "goal_ratio": 1.2,
     });
-    let _ = std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&summary).unwrap_or_default());
+    let _ = std::fs::write(
+        out.join("bench.json"),
+        serde_json::to_string_pretty(&summary).unwrap_or_default(),
+    );
     println!(
         "bench {} ({}): bare `vng -- true` median {mb:.2} s, boot-to-verdict median {mf:.2} s, ratio {:.2} (goal <= 1.2)",
         p.name,
         cfg.accel.as_str(),
         mf / mb
     );
-    ExitCode::from(if mf / mb <= 1.2 { EXIT_OK } else { EXIT_FAILURES } as u8)
+    ExitCode::from(if mf / mb <= 1.2 {
+        EXIT_OK
+    } else {
+        EXIT_FAILURES
+    } as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_exit_code_precedence() {
+        assert_eq!(worse(EXIT_OK, EXIT_FAILURES), EXIT_FAILURES);
+        assert_eq!(worse(EXIT_INFRA, EXIT_FAILURES), EXIT_INFRA);
+        assert_eq!(worse(EXIT_FAILURES, EXIT_USAGE), EXIT_USAGE);
+        assert_eq!(worse(EXIT_USAGE, EXIT_INFRA), EXIT_INFRA);
+        assert_eq!(worse(EXIT_OK, EXIT_OK), EXIT_OK);
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

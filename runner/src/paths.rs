@@ -22,7 +22,10 @@ pub fn workspace_root() -> PathBuf {
             dir = d.parent();
         }
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("runner/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("runner/ has a parent")
+        .to_owned()
 }
 
 pub struct Paths {

@@ -36,7 +36,11 @@ fn clone3_exiting_child(flags: u64, code: i32) -> io::Result<(i32, i32)> {
     let mut pidfd: i32 = -1;
     let mut args = CloneArgs {
         flags,
-        pidfd: if flags & CLONE_PIDFD != 0 { &mut pidfd as *mut i32 as u64 } else { 0 },
+        pidfd: if flags & CLONE_PIDFD != 0 {
+            &mut pidfd as *mut i32 as u64
+        } else {
+            0
+        },
         exit_signal: libc::SIGCHLD as u64,
         ..CloneArgs::default()
     };
@@ -45,7 +49,11 @@ fn clone3_exiting_child(flags: u64, code: i32) -> io::Result<(i32, i32)> {
     // the struct's exact size. The child only calls the async-signal-safe `_exit`, so it never
     // touches state (locks, allocator) that another thread of the parent might have held.
     let ret = unsafe {
-        libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>())
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
     };
     match ret {
         -1 => Err(io::Error::last_os_error()),
@@ -128,13 +136,32 @@ pub fn probe(flag: u64) -> ProbeReport {
     let verdict = match clone3_exiting_child(flag | CLONE_PIDFD, 7) {
         Err(e) => {
             let absent = e.raw_os_error() == Some(libc::EINVAL);
-            step("clone3(bit | CLONE_PIDFD)", errname(&e), absent, &mut broken);
-            if absent { "absent" } else { "broken" }
+            step(
+                "clone3(bit | CLONE_PIDFD)",
+                errname(&e),
+                absent,
+                &mut broken,
+            );
+            if absent {
+                "absent"
+            } else {
+                "broken"
+            }
         }
         Ok((pid, pidfd)) => {
-            step("clone3(bit | CLONE_PIDFD)", format!("pid {pid}, pidfd {pidfd}"), true, &mut broken);
+            step(
+                "clone3(bit | CLONE_PIDFD)",
+                format!("pid {pid}, pidfd {pidfd}"),
+                true,
+                &mut broken,
+            );
             let zombie = waitid(libc::P_PIDFD, pidfd as u32, libc::WEXITED | libc::WNOWAIT);
-            step("waitid(P_PIDFD, WNOWAIT) until exited", format!("{zombie:?}"), zombie.is_ok(), &mut broken);
+            step(
+                "waitid(P_PIDFD, WNOWAIT) until exited",
+                format!("{zombie:?}"),
+                zombie.is_ok(),
+                &mut broken,
+            );
             let all = waitid(libc::P_ALL, 0, libc::WEXITED | libc::WNOHANG);
             step(
                 "waitid(P_ALL, WEXITED|WNOHANG)",
@@ -167,7 +194,11 @@ pub fn probe(flag: u64) -> ProbeReport {
             );
             // SAFETY: pidfd came from clone3 above and is closed exactly once.
             unsafe { libc::close(pidfd) };
-            if broken.is_empty() { "works" } else { "broken" }
+            if broken.is_empty() {
+                "works"
+            } else {
+                "broken"
+            }
         }
     };
     // Control: without the bit, a generic wait reaps the child.
@@ -183,9 +214,16 @@ pub fn probe(flag: u64) -> ProbeReport {
         // SAFETY: as above.
         unsafe { libc::close(pidfd) };
     }
-    let verdict = if verdict == "works" && !broken.is_empty() { "broken" } else { verdict };
+    let verdict = if verdict == "works" && !broken.is_empty() {
+        "broken"
+    } else {
+        verdict
+    };
     ProbeReport {
-        kernel_release: rustix::system::uname().release().to_string_lossy().into_owned(),
+        kernel_release: rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned(),
         flag: format!("{flag:#x}"),
         steps,
         verdict: verdict.into(),

@@ -107,7 +107,11 @@ fn default_timeout() -> u64 {
 
 impl Default for VmSpec {
     fn default() -> Self {
-        VmSpec { memory: default_memory(), cpus: default_cpus(), timeout_s: default_timeout() }
+        VmSpec {
+            memory: default_memory(),
+            cpus: default_cpus(),
+            timeout_s: default_timeout(),
+        }
     }
 }
 
@@ -151,7 +155,9 @@ pub fn parse_clone_bit(text: &str) -> Result<u64, ConfigError> {
     let value = u64::from_str_radix(digits, 16)
         .map_err(|e| ConfigError(format!("clone bit {text:?}: {e}")))?;
     if value.count_ones() != 1 {
-        return Err(ConfigError(format!("clone bit {text:?}: must be exactly one bit")));
+        return Err(ConfigError(format!(
+            "clone bit {text:?}: must be exactly one bit"
+        )));
     }
     if value.trailing_zeros() < 32 {
         return Err(ConfigError(format!(
@@ -166,8 +172,8 @@ pub fn parse_clone_bit(text: &str) -> Result<u64, ConfigError> {
 impl Profile {
     /// Parses and validates one profile file's text. `file_stem` must equal `name`.
     pub fn parse(text: &str, file_stem: &str) -> Result<Profile, ConfigError> {
-        let p: Profile = toml::from_str(text)
-            .map_err(|e| ConfigError(format!("profile {file_stem}: {e}")))?;
+        let p: Profile =
+            toml::from_str(text).map_err(|e| ConfigError(format!("profile {file_stem}: {e}")))?;
         p.validate(file_stem)?;
         Ok(p)
     }
@@ -175,7 +181,9 @@ impl Profile {
     fn validate(&self, file_stem: &str) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(format!("profile {}: {m}", self.name)));
         if self.name != file_stem {
-            return err(format!("name does not match its file name {file_stem}.toml"));
+            return err(format!(
+                "name does not match its file name {file_stem}.toml"
+            ));
         }
         parse_clone_bit(&self.clone_wait_pid_flag)
             .map_err(|e| ConfigError(format!("profile {}: {e}", self.name)))?;
@@ -237,7 +245,11 @@ impl ProfileSet {
             if path.extension().and_then(|e| e.to_str()) != Some("toml") {
                 continue;
             }
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_owned();
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
             let profile = Profile::parse(&text, &stem)?;
@@ -296,11 +308,17 @@ mod tests {
 
     #[test]
     fn rejects_name_mismatch_unknown_field_and_missing_table() {
-        assert!(Profile::parse(SOURCE, "other").unwrap_err().0.contains("file name"));
+        assert!(Profile::parse(SOURCE, "other")
+            .unwrap_err()
+            .0
+            .contains("file name"));
         let unknown = SOURCE.replace("kind = \"source\"", "kind = \"source\"\nbogus = 1");
         assert!(Profile::parse(&unknown, "k").is_err());
         let host_with_source = SOURCE.replace("kind = \"source\"", "kind = \"host\"");
-        assert!(Profile::parse(&host_with_source, "k").unwrap_err().0.contains("exactly"));
+        assert!(Profile::parse(&host_with_source, "k")
+            .unwrap_err()
+            .0
+            .contains("exactly"));
     }
 
     #[test]
@@ -323,6 +341,9 @@ mod tests {
             set.get(name).unwrap();
         }
         assert!(set.get("nope").unwrap_err().0.contains("known profiles"));
-        assert_eq!(set.get("wait-pid-6.12").unwrap().expect.feature, Feature::Present);
+        assert_eq!(
+            set.get("wait-pid-6.12").unwrap().expect.feature,
+            Feature::Present
+        );
     }
 }

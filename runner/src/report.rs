@@ -158,11 +158,22 @@ impl RunResults {
             .iter()
             .map(|c| (c.name.clone(), c.status.as_str().to_owned()))
             .collect();
-        rows.push(("environment::feature".into(), self.environment.feature.clone()));
-        let mut kinds: Vec<&str> = self.console_findings.iter().map(|f| f.kind.as_str()).collect();
+        rows.push((
+            "environment::feature".into(),
+            self.environment.feature.clone(),
+        ));
+        let mut kinds: Vec<&str> = self
+            .console_findings
+            .iter()
+            .map(|f| f.kind.as_str())
+            .collect();
         kinds.sort_unstable();
         kinds.dedup();
-        rows.extend(kinds.into_iter().map(|k| (format!("console::{k}"), "found".to_owned())));
+        rows.extend(
+            kinds
+                .into_iter()
+                .map(|k| (format!("console::{k}"), "found".to_owned())),
+        );
         rows.sort();
         rows.dedup();
         let mut out = String::new();
@@ -232,7 +243,10 @@ impl RunResults {
                 let mut s = TestSuite::new(format!("{}::{}", e.profile, c.group()));
                 s.add_property(Property::new("kernel_release", e.kernel_release.as_str()));
                 s.add_property(Property::new("profile", e.profile.as_str()));
-                s.add_property(Property::new("clone_wait_pid_flag", e.clone_wait_pid_flag.as_str()));
+                s.add_property(Property::new(
+                    "clone_wait_pid_flag",
+                    e.clone_wait_pid_flag.as_str(),
+                ));
                 s.add_property(Property::new("accelerator", e.accelerator.as_str()));
                 s
             });
@@ -284,7 +298,11 @@ impl RunResults {
     pub fn summary_table(&self) -> String {
         let mut groups: BTreeMap<&str, BTreeMap<Status, usize>> = BTreeMap::new();
         for c in &self.cases {
-            *groups.entry(c.group()).or_default().entry(c.status).or_default() += 1;
+            *groups
+                .entry(c.group())
+                .or_default()
+                .entry(c.status)
+                .or_default() += 1;
         }
         let mut rows = vec![vec![
             "group".to_owned(),
@@ -324,7 +342,11 @@ pub fn matrix_table(runs: &[(String, Option<RunResults>)]) -> String {
     let mut header = vec!["group \\ kernel (p/f/s/b)".to_owned()];
     header.extend(runs.iter().map(|(name, _)| name.clone()));
     let mut rows = vec![header];
-    for g in groups.iter().map(String::as_str).chain(std::iter::once("verdict")) {
+    for g in groups
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once("verdict"))
+    {
         let mut row = vec![g.to_owned()];
         for (_, r) in runs {
             row.push(match r {
@@ -358,18 +380,38 @@ pub fn matrix_table(runs: &[(String, Option<RunResults>)]) -> String {
 fn render_table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for (ri, row) in rows.iter().enumerate() {
         let cells: Vec<String> = row
             .iter()
             .enumerate()
-            .map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) })
+            .map(|(i, c)| {
+                if i == 0 {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    format!("{c:>w$}", w = widths[i])
+                }
+            })
             .collect();
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
         if ri == 0 {
-            let _ = writeln!(out, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+            let _ = writeln!(
+                out,
+                "{}",
+                widths
+                    .iter()
+                    .map(|w| "-".repeat(*w))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            );
         }
     }
     out
@@ -426,7 +468,8 @@ pub(crate) mod tests {
 
     #[test]
     fn parses_json_lines_and_tolerates_torn_tail() {
-        let text = "{\"kind\":\"case\",\"name\":\"a::b\",\"status\":\"pass\"}\n{\"kind\":\"case\",\"na";
+        let text =
+            "{\"kind\":\"case\",\"name\":\"a::b\",\"status\":\"pass\"}\n{\"kind\":\"case\",\"na";
         let rep = parse_case_report(text, 2);
         assert_eq!(rep.cases.len(), 1);
         assert_eq!(rep.cases[0].vm, 2);
@@ -445,19 +488,33 @@ pub(crate) mod tests {
     #[test]
     fn matrix_and_summary() {
         let mut r = sample();
-        r.console_findings.push(Finding { kind: "WARNING".into(), line: "WARNING: x".into(), line_no: 3, vm: 0 });
+        r.console_findings.push(Finding {
+            kind: "WARNING".into(),
+            line: "WARNING: x".into(),
+            line_no: 3,
+            vm: 0,
+        });
         insta::assert_snapshot!("matrix", r.matrix());
         insta::assert_snapshot!("summary", r.summary_table());
-        let runs = vec![("wait-pid-6.12".to_owned(), Some(r)), ("debian-6.1".to_owned(), None)];
+        let runs = vec![
+            ("wait-pid-6.12".to_owned(), Some(r)),
+            ("debian-6.1".to_owned(), None),
+        ];
         insta::assert_snapshot!("matrix_table", matrix_table(&runs));
     }
 
     #[test]
     fn junit_counts_and_kinds() {
         let xml = sample().junit().unwrap();
-        assert!(xml.contains("<testsuite name=\"wait-pid-6.12::generic\" tests=\"2\""), "{xml}");
+        assert!(
+            xml.contains("<testsuite name=\"wait-pid-6.12::generic\" tests=\"2\""),
+            "{xml}"
+        );
         assert!(xml.contains("<failure message=\"expected pid 7"), "{xml}");
-        assert!(xml.contains("<error message=\"timeout\" type=\"broken\""), "{xml}");
+        assert!(
+            xml.contains("<error message=\"timeout\" type=\"broken\""),
+            "{xml}"
+        );
         assert!(xml.contains("<skipped message=\"feature absent\""), "{xml}");
     }
 
@@ -468,9 +525,10 @@ pub(crate) mod tests {
         for f in ["results.json", "results.tap", "junit.xml"] {
             assert!(dir.path().join(f).metadata().unwrap().len() > 0, "{f}");
         }
-        let back: RunResults =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
-                .unwrap();
+        let back: RunResults = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("results.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(back.cases, sample().cases);
         assert_eq!(back.environment.accelerator, "tcg");
     }

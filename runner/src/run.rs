@@ -15,7 +15,9 @@ use crate::kernel::{self, AcquireOpts, KernelArtifact};
 use crate::paths::Paths;
 use crate::profile::{ConfigError, Kind, Profile};
 use crate::progress;
-use crate::report::{parse_case_report, CaseEnv, CaseResult, Environment, RunResults, Status, VmRecord};
+use crate::report::{
+    parse_case_report, CaseEnv, CaseResult, Environment, RunResults, Status, VmRecord,
+};
 use crate::vm::{self, VmEnd, VngConfig, Watchdogs, END_MARKER, START_MARKER};
 use crate::vng;
 
@@ -63,15 +65,27 @@ pub fn cases_binary(paths: &Paths, opts: &RunOpts) -> Result<PathBuf> {
     }
     let bin = paths.workspace.join("target/release/wait-conformance");
     if opts.build_cases {
-        progress!("building the case binary (cargo build --release -p cases --bin wait-conformance)");
+        progress!(
+            "building the case binary (cargo build --release -p cases --bin wait-conformance)"
+        );
         kernel::run_checked(
             Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["build", "--release", "-p", "cases", "--bin", "wait-conformance"])
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "cases",
+                    "--bin",
+                    "wait-conformance",
+                ])
                 .current_dir(&paths.workspace),
         )?;
     }
     if !bin.is_file() {
-        bail!("{} does not exist (build it, or pass --cases-bin)", bin.display());
+        bail!(
+            "{} does not exist (build it, or pass --cases-bin)",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -82,7 +96,10 @@ pub fn cases_binary(paths: &Paths, opts: &RunOpts) -> Result<PathBuf> {
 pub fn stage_cases_binary(bin: &Path, out: &Path) -> Result<PathBuf> {
     let dir = out.join("bin");
     std::fs::create_dir_all(&dir)?;
-    let staged = dir.join(bin.file_name().unwrap_or_else(|| std::ffi::OsStr::new("wait-conformance")));
+    let staged = dir.join(
+        bin.file_name()
+            .unwrap_or_else(|| std::ffi::OsStr::new("wait-conformance")),
+    );
     let tmp = staged.with_extension("partial");
     std::fs::copy(bin, &tmp).with_context(|| format!("copying {}", bin.display()))?;
     std::fs::rename(&tmp, &staged)?;
@@ -101,7 +118,8 @@ pub fn list_cases(bin: &Path, profile: &Profile, opts: &RunOpts, all: bool) -> R
             c.arg("--skip").arg(s);
         }
     }
-    c.arg("--list").env("CLONE_WAIT_PID_FLAG", &profile.clone_wait_pid_flag);
+    c.arg("--list")
+        .env("CLONE_WAIT_PID_FLAG", &profile.clone_wait_pid_flag);
     for (k, v) in &opts.case_env {
         c.env(k, v);
     }
@@ -110,7 +128,10 @@ pub fn list_cases(bin: &Path, profile: &Profile, opts: &RunOpts, all: bool) -> R
 }
 
 pub fn parse_list(text: &str) -> Vec<String> {
-    text.lines().filter_map(|l| l.strip_suffix(": test")).map(str::to_owned).collect()
+    text.lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn shell_quote(s: &str) -> String {
@@ -246,8 +267,10 @@ pub fn run_cases(
         guest_release: None,
     };
     let mut done: BTreeSet<String> = BTreeSet::new();
-    let mut env: Vec<(String, String)> =
-        vec![("CLONE_WAIT_PID_FLAG".into(), profile.clone_wait_pid_flag.clone())];
+    let mut env: Vec<(String, String)> = vec![(
+        "CLONE_WAIT_PID_FLAG".into(),
+        profile.clone_wait_pid_flag.clone(),
+    )];
     env.extend(opts.case_env.iter().cloned());
     for index in 0..opts.max_vms.max(1) {
         let dir = guest_root.join(format!("vm{index}"));
@@ -262,17 +285,37 @@ pub fn run_cases(
         } else {
             1
         };
-        let remaining_set: BTreeSet<&str> =
-            listed.iter().filter(|n| !done.contains(*n)).map(String::as_str).collect();
-        let args = case_args(index == 0, opts.filter.as_deref(), &opts.skip, universe, &remaining_set, threads);
+        let remaining_set: BTreeSet<&str> = listed
+            .iter()
+            .filter(|n| !done.contains(*n))
+            .map(String::as_str)
+            .collect();
+        let args = case_args(
+            index == 0,
+            opts.filter.as_deref(),
+            &opts.skip,
+            universe,
+            &remaining_set,
+            threads,
+        );
         let crash_after = (opts.selftest_crash && index == 0).then(|| (remaining / 2).max(1));
         let copy_to_ram = matches!(launcher, Launcher::Vng(_));
-        let script = guest_script(&GuestScript { dir: &dir, bin, args: &args, env: &env, crash_after, copy_to_ram });
+        let script = guest_script(&GuestScript {
+            dir: &dir,
+            bin,
+            args: &args,
+            env: &env,
+            crash_after,
+            copy_to_ram,
+        });
         let script_path = dir.join("run.sh");
         std::fs::write(&script_path, &script)?;
         {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&console_log)?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&console_log)?;
             writeln!(f, "# ===== VM {index}: {remaining} case(s) =====")?;
         }
         let cmd = match launcher {
@@ -283,7 +326,10 @@ pub fn run_cases(
                     remaining,
                     wd.total.as_secs()
                 );
-                cfg.command(&format!("sh {}", shell_quote(&script_path.display().to_string())), Some(&guest_root))
+                cfg.command(
+                    &format!("sh {}", shell_quote(&script_path.display().to_string())),
+                    Some(&guest_root),
+                )
             }
             Launcher::Host => {
                 progress!("running {remaining} case(s) on the host kernel (no VM)");
@@ -313,13 +359,19 @@ pub fn run_cases(
         }
         if let (Some(b), Some(a)) = (before, after) {
             if a != b {
-                r.problems.push(format!("VM {index}: /proc/sys/kernel/tainted went from {b} to {a}"));
+                r.problems.push(format!(
+                    "VM {index}: /proc/sys/kernel/tainted went from {b} to {a}"
+                ));
             }
         }
         if r.guest_release.is_none() {
-            r.guest_release = std::fs::read_to_string(dir.join("kernel.release")).ok().map(|s| s.trim().to_owned());
+            r.guest_release = std::fs::read_to_string(dir.join("kernel.release"))
+                .ok()
+                .map(|s| s.trim().to_owned());
         }
-        let exit_status = std::fs::read_to_string(dir.join("exit.status")).ok().and_then(|s| s.trim().parse::<i32>().ok());
+        let exit_status = std::fs::read_to_string(dir.join("exit.status"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
         let reported = report.cases.len();
         for c in report.cases {
             done.insert(c.name.clone());
@@ -329,12 +381,20 @@ pub fn run_cases(
             "VM {index}: {} after {:.1} s (boot {}), {reported} case(s) reported{}",
             run.end.as_str(),
             run.wall_seconds,
-            run.boot_seconds.map(|b| format!("{b:.1} s")).unwrap_or_else(|| "not reached".into()),
-            exit_status.map(|s| format!(", case binary exit {s}")).unwrap_or_default()
+            run.boot_seconds
+                .map(|b| format!("{b:.1} s"))
+                .unwrap_or_else(|| "not reached".into()),
+            exit_status
+                .map(|s| format!(", case binary exit {s}"))
+                .unwrap_or_default()
         );
         r.vms.push(VmRecord {
             index,
-            outcome: if panicked { "panic".into() } else { run.end.as_str().into() },
+            outcome: if panicked {
+                "panic".into()
+            } else {
+                run.end.as_str().into()
+            },
             boot_seconds: run.boot_seconds,
             wall_seconds: run.wall_seconds,
             guest_exit_status: exit_status,
@@ -342,7 +402,8 @@ pub fn run_cases(
         });
         let left: Vec<&String> = listed.iter().filter(|n| !done.contains(*n)).collect();
         if panicked {
-            r.infra.push(format!("kernel panic in VM {index} (see console.log)"));
+            r.infra
+                .push(format!("kernel panic in VM {index} (see console.log)"));
         }
         match run.end {
             VmEnd::Completed => {
@@ -391,17 +452,31 @@ pub fn run_cases(
                     );
                     continue;
                 }
-                let Some(culprit) = left.first().map(|s| (*s).clone()) else { break };
+                let Some(culprit) = left.first().map(|s| (*s).clone()) else {
+                    break;
+                };
                 let why = if panicked {
                     "the kernel panicked while this case ran".to_owned()
                 } else if run.end == VmEnd::Watchdog {
-                    format!("the VM watchdog ({} s) fired while this case ran: VM wedged", wd.total.as_secs())
+                    format!(
+                        "the VM watchdog ({} s) fired while this case ran: VM wedged",
+                        wd.total.as_secs()
+                    )
                 } else {
-                    format!("the VM died while this case ran (vng status {:?})", run.vng_status)
+                    format!(
+                        "the VM died while this case ran (vng status {:?})",
+                        run.vng_status
+                    )
                 };
                 progress!("VM {index}: {culprit} is broken: {why}");
                 done.insert(culprit.clone());
-                r.cases.push(CaseResult { name: culprit, status: Status::Broken, detail: why, duration_ms: 0, vm: index });
+                r.cases.push(CaseResult {
+                    name: culprit,
+                    status: Status::Broken,
+                    detail: why,
+                    duration_ms: 0,
+                    vm: index,
+                });
                 if left.len() <= 1 {
                     break;
                 }
@@ -417,7 +492,10 @@ pub fn run_cases(
                     }
                     break;
                 }
-                progress!("restarting with the {} case(s) left in a fresh VM", left.len() - 1);
+                progress!(
+                    "restarting with the {} case(s) left in a fresh VM",
+                    left.len() - 1
+                );
             }
         }
     }
@@ -432,11 +510,25 @@ pub struct Prepared {
 
 /// Kernel, virtme-ng and accelerator for a VM profile (nothing for the host profile).
 pub fn prepare(profile: &Profile, paths: &Paths, opts: &RunOpts) -> Result<Prepared> {
-    let artifact = kernel::acquire(profile, paths, &AcquireOpts { jobs: opts.jobs, refresh_apt: opts.refresh_apt })?;
+    let artifact = kernel::acquire(
+        profile,
+        paths,
+        &AcquireOpts {
+            jobs: opts.jobs,
+            refresh_apt: opts.refresh_apt,
+        },
+    )?;
     if profile.kind == Kind::Host {
-        return Ok(Prepared { artifact, vng: None, accel: None });
+        return Ok(Prepared {
+            artifact,
+            vng: None,
+            accel: None,
+        });
     }
-    let image = artifact.image.clone().ok_or_else(|| anyhow!("no kernel image for {}", profile.name))?;
+    let image = artifact
+        .image
+        .clone()
+        .ok_or_else(|| anyhow!("no kernel image for {}", profile.name))?;
     let vng_bin = vng::ensure(paths)?;
     let mut cfg = VngConfig {
         vng: vng_bin,
@@ -455,21 +547,42 @@ pub fn prepare(profile: &Profile, paths: &Paths, opts: &RunOpts) -> Result<Prepa
         accel::kvm_usable(),
         opts.reprobe_accel,
         || {
-            progress!("probing KVM on this machine (once; remembered in {})", paths.cache.join("accel.json").display());
+            progress!(
+                "probing KVM on this machine (once; remembered in {})",
+                paths.cache.join("accel.json").display()
+            );
             probe_kvm(&probe_cfg, &probe_dir)
         },
     );
-    progress!("accelerator: {} ({})", decision.accel.as_str(), decision.reason);
+    progress!(
+        "accelerator: {} ({})",
+        decision.accel.as_str(),
+        decision.reason
+    );
     cfg.accel = decision.accel;
-    Ok(Prepared { artifact, vng: Some(cfg), accel: Some(decision) })
+    Ok(Prepared {
+        artifact,
+        vng: Some(cfg),
+        accel: Some(decision),
+    })
 }
 
 /// Boots with KVM and a short watchdog; Ok when the guest script ran.
 fn probe_kvm(cfg: &VngConfig, dir: &Path) -> Result<(), String> {
     let _ = std::fs::create_dir_all(dir);
-    let wd = Watchdogs { boot: Duration::from_secs(45), total: Duration::from_secs(60) };
+    let wd = Watchdogs {
+        boot: Duration::from_secs(45),
+        total: Duration::from_secs(60),
+    };
     let cmd = cfg.command(&format!("echo {START_MARKER}; echo {END_MARKER}"), None);
-    let run = vm::run_vm(cmd, &wd, &dir.join("console.log"), &dir.join("out.log"), false).map_err(|e| e.to_string())?;
+    let run = vm::run_vm(
+        cmd,
+        &wd,
+        &dir.join("console.log"),
+        &dir.join("out.log"),
+        false,
+    )
+    .map_err(|e| e.to_string())?;
     match run.end {
         VmEnd::Completed => Ok(()),
         end => {
@@ -481,15 +594,25 @@ fn probe_kvm(cfg: &VngConfig, dir: &Path) -> Result<(), String> {
                 .unwrap_or("")
                 .trim()
                 .to_owned();
-            Err(format!("{} after {:.0} s {hint}", end.as_str(), run.wall_seconds))
+            Err(format!(
+                "{} after {:.0} s {hint}",
+                end.as_str(),
+                run.wall_seconds
+            ))
         }
     }
 }
 
 /// Runs one profile and writes its reports into `out`. Infrastructure failures become part of
 /// the results (exit 3, partial reports kept); only configuration errors return Err.
-pub fn run_profile(profile: &Profile, paths: &Paths, out: &Path, opts: &RunOpts) -> Result<RunResults, RunError> {
-    std::fs::create_dir_all(out).map_err(|e| RunError::Usage(format!("cannot create {}: {e}", out.display())))?;
+pub fn run_profile(
+    profile: &Profile,
+    paths: &Paths,
+    out: &Path,
+    opts: &RunOpts,
+) -> Result<RunResults, RunError> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| RunError::Usage(format!("cannot create {}: {e}", out.display())))?;
     let out = std::fs::canonicalize(out).map_err(|e| RunError::Usage(e.to_string()))?;
     for f in ["console.log", "guest-output.log"] {
         let _ = std::fs::remove_file(out.join(f));
@@ -517,17 +640,23 @@ pub fn run_profile(profile: &Profile, paths: &Paths, out: &Path, opts: &RunOpts)
         }
         let (boot, total) = match &prepared.vng {
             Some(cfg) => (
-                opts.boot_timeout.unwrap_or(if cfg.accel == Accel::Kvm { 60 } else { 180 }),
+                opts.boot_timeout
+                    .unwrap_or(if cfg.accel == Accel::Kvm { 60 } else { 180 }),
                 opts.vm_timeout.unwrap_or(profile.vm.timeout_s),
             ),
             None => (30, opts.vm_timeout.unwrap_or(profile.vm.timeout_s)),
         };
-        let wd = Watchdogs { boot: Duration::from_secs(boot), total: Duration::from_secs(total) };
+        let wd = Watchdogs {
+            boot: Duration::from_secs(boot),
+            total: Duration::from_secs(total),
+        };
         let launcher = match &prepared.vng {
             Some(cfg) => Launcher::Vng(cfg),
             None => Launcher::Host,
         };
-        Ok(Some(run_cases(&launcher, &out, &bin, profile, &listed, &universe, opts, &wd)?))
+        Ok(Some(run_cases(
+            &launcher, &out, &bin, profile, &listed, &universe, opts, &wd,
+        )?))
     })();
     match outcome {
         Ok(None) => {
@@ -567,7 +696,11 @@ fn empty_results(profile: &Profile) -> RunResults {
             kernel_release: String::new(),
             kernel_source: String::new(),
             clone_wait_pid_flag: profile.clone_wait_pid_flag.clone(),
-            accelerator: if profile.kind == Kind::Host { "none (host)".into() } else { String::new() },
+            accelerator: if profile.kind == Kind::Host {
+                "none (host)".into()
+            } else {
+                String::new()
+            },
             accelerator_reason: String::new(),
             boot_seconds: vec![],
             feature: String::new(),
@@ -593,7 +726,13 @@ fn absorb(results: &mut RunResults, l: VmLoop, profile: &Profile) {
         e.kernel_release = env.kernel_release.clone();
         e.feature = env.feature.clone();
         e.feature_reason = env.feature_reason.clone();
-        let hex = |t: &str| u64::from_str_radix(t.trim().trim_start_matches("0x").trim_start_matches("0X"), 16).ok();
+        let hex = |t: &str| {
+            u64::from_str_radix(
+                t.trim().trim_start_matches("0x").trim_start_matches("0X"),
+                16,
+            )
+            .ok()
+        };
         if hex(&env.clone_wait_pid_flag) != hex(&profile.clone_wait_pid_flag) {
             results.problems.push(format!(
                 "the case binary used flag {} but the profile says {}",
@@ -620,8 +759,14 @@ fn absorb(results: &mut RunResults, l: VmLoop, profile: &Profile) {
 }
 
 fn finish(results: &mut RunResults, paths: &Paths, opts: &RunOpts) {
-    let snapshot = (opts.gate == Gate::Snapshot && results.infrastructure_errors.is_empty())
-        .then(|| gate::check_snapshot(&paths.snapshots, &results.environment.profile, &results.matrix()));
+    let snapshot =
+        (opts.gate == Gate::Snapshot && results.infrastructure_errors.is_empty()).then(|| {
+            gate::check_snapshot(
+                &paths.snapshots,
+                &results.environment.profile,
+                &results.matrix(),
+            )
+        });
     let facts = Facts {
         infrastructure_errors: results.infrastructure_errors.len(),
         bad_cases: results.cases.iter().filter(|c| c.status.is_bad()).count(),
@@ -632,7 +777,11 @@ fn finish(results: &mut RunResults, paths: &Paths, opts: &RunOpts) {
     let (verdict, code) = gate::decide(opts.gate, &facts);
     results.verdict = verdict.into();
     results.exit_code = code;
-    for p in results.infrastructure_errors.iter().chain(&results.problems) {
+    for p in results
+        .infrastructure_errors
+        .iter()
+        .chain(&results.problems)
+    {
         progress!("! {p}");
     }
     for f in &results.console_findings {
@@ -647,19 +796,35 @@ mod tests {
     #[test]
     fn list_parsing() {
         let out = "generic::wait4::exited::hidden: test\nfocused::x::plain: test\n\n2 tests, 0 benchmarks\n";
-        assert_eq!(parse_list(out), vec!["generic::wait4::exited::hidden", "focused::x::plain"]);
+        assert_eq!(
+            parse_list(out),
+            vec!["generic::wait4::exited::hidden", "focused::x::plain"]
+        );
     }
 
     #[test]
     fn rerun_arguments_skip_everything_but_the_remaining_cases() {
-        let universe: Vec<String> = ["a::x::hidden", "a::x::plain", "b::y::hidden"].map(String::from).to_vec();
+        let universe: Vec<String> = ["a::x::hidden", "a::x::plain", "b::y::hidden"]
+            .map(String::from)
+            .to_vec();
         let skip = vec!["b::".to_owned()];
         let none = BTreeSet::new();
-        assert_eq!(case_args(true, Some("a::"), &skip, &universe, &none, 2), ["a::", "--skip", "b::", "--test-threads", "2"]);
+        assert_eq!(
+            case_args(true, Some("a::"), &skip, &universe, &none, 2),
+            ["a::", "--skip", "b::", "--test-threads", "2"]
+        );
         let remaining: BTreeSet<&str> = ["a::x::plain"].into_iter().collect();
         assert_eq!(
             case_args(false, Some("a::"), &skip, &universe, &remaining, 1),
-            ["--exact", "--skip", "a::x::hidden", "--skip", "b::y::hidden", "--test-threads", "1"]
+            [
+                "--exact",
+                "--skip",
+                "a::x::hidden",
+                "--skip",
+                "b::y::hidden",
+                "--test-threads",
+                "1"
+            ]
         );
     }
 
@@ -681,7 +846,17 @@ mod tests {
         assert!(s.find(START_MARKER) < s.find("/t/wait-conformance"));
         assert!(s.contains("B='/t/wait-conformance'") && s.contains(" \"$B\" 'it'"));
         assert!(s.trim_end().ends_with(END_MARKER));
-        let c = guest_script(&GuestScript { crash_after: Some(3), ..GuestScript { dir: Path::new("/g"), bin: Path::new("/b"), args: &[], env: &[], crash_after: None, copy_to_ram: false } });
+        let c = guest_script(&GuestScript {
+            crash_after: Some(3),
+            ..GuestScript {
+                dir: Path::new("/g"),
+                bin: Path::new("/b"),
+                args: &[],
+                env: &[],
+                crash_after: None,
+                copy_to_ram: false,
+            }
+        });
         assert!(c.contains("-lt 3") && c.contains("/proc/sysrq-trigger"));
         assert!(!c.contains("/run/waitconf"), "no copy on the host");
     }
@@ -725,7 +900,11 @@ mod tests {
 
     fn host_profile() -> Profile {
         let vm_images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm-images");
-        crate::profile::ProfileSet::load(&vm_images).unwrap().get("host").unwrap().clone()
+        crate::profile::ProfileSet::load(&vm_images)
+            .unwrap()
+            .get("host")
+            .unwrap()
+            .clone()
     }
 
     #[test]
@@ -741,8 +920,21 @@ exit 0"#,
         let p = host_profile();
         let o = opts();
         let listed = list_cases(&bin, &p, &o, false).unwrap();
-        let wd = Watchdogs { boot: Duration::from_secs(30), total: Duration::from_secs(60) };
-        let l = run_cases(&Launcher::Host, dir.path(), &bin, &p, &listed, &listed, &o, &wd).unwrap();
+        let wd = Watchdogs {
+            boot: Duration::from_secs(30),
+            total: Duration::from_secs(60),
+        };
+        let l = run_cases(
+            &Launcher::Host,
+            dir.path(),
+            &bin,
+            &p,
+            &listed,
+            &listed,
+            &o,
+            &wd,
+        )
+        .unwrap();
         assert_eq!(l.cases.len(), 2);
         assert_eq!(l.env.as_ref().unwrap().clone_wait_pid_flag, "0x10000000000");
         assert_eq!(l.vms.len(), 1);
@@ -766,8 +958,21 @@ esac"#,
         let o = opts();
         let listed = list_cases(&bin, &p, &o, false).unwrap();
         // A one-second watchdog is the behaviour under test.
-        let wd = Watchdogs { boot: Duration::from_secs(30), total: Duration::from_secs(1) };
-        let l = run_cases(&Launcher::Host, dir.path(), &bin, &p, &listed, &listed, &o, &wd).unwrap();
+        let wd = Watchdogs {
+            boot: Duration::from_secs(30),
+            total: Duration::from_secs(1),
+        };
+        let l = run_cases(
+            &Launcher::Host,
+            dir.path(),
+            &bin,
+            &p,
+            &listed,
+            &listed,
+            &o,
+            &wd,
+        )
+        .unwrap();
         assert_eq!(l.vms.len(), 2);
         assert_eq!(l.vms[0].outcome, "watchdog");
         let one = l.cases.iter().find(|c| c.name == "g::one::hidden").unwrap();
@@ -789,15 +994,35 @@ esac"#,
 esac"#,
         );
         let p = host_profile();
-        let o = RunOpts { test_threads: Some(2), ..opts() };
+        let o = RunOpts {
+            test_threads: Some(2),
+            ..opts()
+        };
         let listed = list_cases(&bin, &p, &o, false).unwrap();
         // A one-second watchdog is the behaviour under test.
-        let wd = Watchdogs { boot: Duration::from_secs(30), total: Duration::from_secs(1) };
-        let l = run_cases(&Launcher::Host, dir.path(), &bin, &p, &listed, &listed, &o, &wd).unwrap();
+        let wd = Watchdogs {
+            boot: Duration::from_secs(30),
+            total: Duration::from_secs(1),
+        };
+        let l = run_cases(
+            &Launcher::Host,
+            dir.path(),
+            &bin,
+            &p,
+            &listed,
+            &listed,
+            &o,
+            &wd,
+        )
+        .unwrap();
         let outcomes: Vec<&str> = l.vms.iter().map(|v| v.outcome.as_str()).collect();
         assert_eq!(outcomes, ["watchdog", "watchdog", "completed"]);
         let one = l.cases.iter().find(|c| c.name == "g::one::hidden").unwrap();
-        assert_eq!((one.status, one.vm), (Status::Broken, 1), "blamed only in the serial VM");
+        assert_eq!(
+            (one.status, one.vm),
+            (Status::Broken, 1),
+            "blamed only in the serial VM"
+        );
         let two = l.cases.iter().find(|c| c.name == "g::two::plain").unwrap();
         assert_eq!((two.status, two.vm), (Status::Pass, 2));
     }

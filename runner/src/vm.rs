@@ -113,8 +113,14 @@ pub fn run_vm(
     echo: bool,
 ) -> Result<VmRun> {
     use std::os::unix::process::CommandExt;
-    let mut console_file = std::fs::OpenOptions::new().create(true).append(true).open(console_log)?;
-    let mut stdout_file = std::fs::OpenOptions::new().create(true).append(true).open(stdout_log)?;
+    let mut console_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(console_log)?;
+    let mut stdout_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stdout_log)?;
     writeln!(console_file, "# {cmd:?}")?;
     let started = Instant::now();
     let mut child = cmd
@@ -143,7 +149,11 @@ pub fn run_vm(
     let mut saw_end = false;
     let mut killed: Option<VmEnd> = None;
     loop {
-        let deadline = if boot_seconds.is_none() { wd.boot } else { wd.total };
+        let deadline = if boot_seconds.is_none() {
+            wd.boot
+        } else {
+            wd.total
+        };
         let left = deadline.saturating_sub(started.elapsed());
         match rx.recv_timeout(left) {
             Ok(Line::Console(l)) => {
@@ -162,7 +172,11 @@ pub fn run_vm(
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
-                let end = if boot_seconds.is_none() { VmEnd::BootTimeout } else { VmEnd::Watchdog };
+                let end = if boot_seconds.is_none() {
+                    VmEnd::BootTimeout
+                } else {
+                    VmEnd::Watchdog
+                };
                 writeln!(
                     console_file,
                     "# runner: {} after {:.1} s, killing the VM",
@@ -223,7 +237,10 @@ mod tests {
     fn run(script: &str, boot: u64, total: u64) -> (VmRun, String) {
         let dir = tempfile::tempdir().unwrap();
         let (c, o) = (dir.path().join("console"), dir.path().join("out"));
-        let wd = Watchdogs { boot: Duration::from_secs(boot), total: Duration::from_secs(total) };
+        let wd = Watchdogs {
+            boot: Duration::from_secs(boot),
+            total: Duration::from_secs(total),
+        };
         let r = run_vm(sh(script), &wd, &c, &o, false).unwrap();
         (r, std::fs::read_to_string(o).unwrap())
     }
@@ -231,7 +248,9 @@ mod tests {
     #[test]
     fn completed_run_records_boot_and_output() {
         let (r, out) = run(
-            &format!("echo 'Linux version x' >&2; echo {START_MARKER}; echo case; echo {END_MARKER}"),
+            &format!(
+                "echo 'Linux version x' >&2; echo {START_MARKER}; echo case; echo {END_MARKER}"
+            ),
             30,
             30,
         );
@@ -244,7 +263,11 @@ mod tests {
 
     #[test]
     fn exit_without_end_marker_is_exited() {
-        let (r, _) = run(&format!("echo {START_MARKER}; echo 'Kernel panic - not syncing' >&2; exit 1"), 30, 30);
+        let (r, _) = run(
+            &format!("echo {START_MARKER}; echo 'Kernel panic - not syncing' >&2; exit 1"),
+            30,
+            30,
+        );
         assert_eq!(r.end, VmEnd::Exited);
         assert!(r.console.contains("Kernel panic"));
     }

@@ -12,7 +12,9 @@ use crate::progress;
 pub const VIRTME_NG_VERSION: &str = "1.42";
 
 pub fn venv_dir(paths: &Paths) -> PathBuf {
-    paths.cache.join(format!("venv-virtme-ng-{VIRTME_NG_VERSION}"))
+    paths
+        .cache
+        .join(format!("venv-virtme-ng-{VIRTME_NG_VERSION}"))
 }
 
 /// Returns the `vng` executable, creating the venv on first use. QEMU comes from Debian
@@ -28,7 +30,10 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
     if vng.is_file() {
         return Ok(vng);
     }
-    progress!("creating {} with virtme-ng=={VIRTME_NG_VERSION} from PyPI", venv.display());
+    progress!(
+        "creating {} with virtme-ng=={VIRTME_NG_VERSION} from PyPI",
+        venv.display()
+    );
     // venvs hard-code their own path, so build in place; bin/vng appears only when pip
     // succeeded, and a failed attempt is removed.
     let _ = std::fs::remove_dir_all(&venv);
@@ -52,11 +57,15 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
 
 pub fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p).map(|d| d.join(name)).find(|c| is_executable(c))
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|c| is_executable(c))
     })
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }

@@ -11,12 +11,21 @@ fn guest_probe_on_host_kernel() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let v: serde_json::Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
     let verdict = v["verdict"].as_str().unwrap();
     assert!(verdict == "absent" || verdict == "works", "{text}");
     let steps = v["steps"].as_array().unwrap();
-    assert!(steps.iter().any(|s| s[0].as_str().unwrap().starts_with("control")), "{text}");
-    assert_eq!(out.status.code(), Some(if verdict == "works" { 0 } else { 4 }));
+    assert!(
+        steps
+            .iter()
+            .any(|s| s[0].as_str().unwrap().starts_with("control")),
+        "{text}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(if verdict == "works" { 0 } else { 4 })
+    );
 }
 
 #[test]
@@ -48,6 +57,11 @@ fn bad_bit_is_a_usage_error() {
         .arg(dir.path().join("out"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("exactly one bit"));
 }

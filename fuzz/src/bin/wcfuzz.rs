@@ -406,6 +406,18 @@ fn bench(iters: usize, rounds: usize) {
         })
         .cloned()
         .collect();
+    {
+        let mut k = fz::decode_clone3(&fz::encode_clone3(&base(CLONE_PIDFD)), c);
+        k.normalise(&c.env);
+        for _ in 0..3 {
+            let r = rate(iters, |_| raw_once());
+            let e = rate(iters, |_| { clone3::execute(&k, &c.env); });
+            let ec = rate(iters, |_| { let o = clone3::execute(&k, &c.env); clone3::check(&k, &c.env, &o).unwrap(); });
+            let oc = rate(iters, |_| { cases::fuzzing::isolate::own_children(); });
+            let bl = rate(iters, |_| { let m = cases::fuzzing::isolate::block_all_signals(); cases::fuzzing::isolate::drain_pending_signals(); cases::fuzzing::isolate::restore_mask(m); });
+            println!("EXP raw {r:.0} execute {e:.0} exec+check {ec:.0} own_children {oc:.0} mask+drain {bl:.0}");
+        }
+    }
     // Warm up: the worker is forked on first use.
     for d in &all {
         fz::clone3_one(d);
