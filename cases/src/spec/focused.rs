@@ -20,6 +20,8 @@ enum Situation {
     NowaitPeek,
     ReapedThenEchild,
     PidfdClosed,
+    /// __WNOTHREAD: the child was made by this very thread
+    Wnothread,
 }
 
 const ROWS: &[(Situation, &str)] = &[
@@ -31,6 +33,7 @@ const ROWS: &[(Situation, &str)] = &[
     (Situation::NowaitPeek, "wnowait_peek"),
     (Situation::ReapedThenEchild, "reaped_then_echild"),
     (Situation::PidfdClosed, "pidfd_closed"),
+    (Situation::Wnothread, "wnothread_own_child"),
 ];
 
 pub fn cases() -> Vec<Case> {
@@ -42,6 +45,7 @@ pub fn cases() -> Vec<Case> {
                 let source = match situation {
                     Situation::PidfdClosed => Source::Seed(SEED_CLOSED),
                     Situation::ExitCode | Situation::LiveNohang => Source::Seed(SEED),
+                    Situation::Wnothread => Source::Man("wait(2) __WNOTHREAD: wait only for children of the calling thread"),
                     _ => Source::Man("wait(2)/waitid(2) report this state of the named child"),
                 };
                 let situation = *situation;
@@ -97,6 +101,10 @@ fn run(ctx: &mut Ctx, call: WaitCall, situation: Situation, s: Subject) -> Check
             let k = ctx.spawn_exited(s, 7)?;
             w(ctx, &k, O::WEXITED, reported(k.pid, Event::Exited(7)))?;
             w(ctx, &k, O::WEXITED | O::WNOHANG, errno(Errno::ECHILD))
+        }
+        Situation::Wnothread => {
+            let k = ctx.spawn_exited(s, 7)?;
+            w(ctx, &k, O::WEXITED | O::WNOTHREAD, reported(k.pid, Event::Exited(7)))
         }
         Situation::PidfdClosed => {
             let k = ctx.spawn_exited(s, 7)?;

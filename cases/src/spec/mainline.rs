@@ -388,6 +388,7 @@ enum FSit {
     NowaitPeek,
     ReapedThenEchild,
     PidfdClosed,
+    Wnothread,
 }
 
 /// The focused table's situations (focused.rs ROWS), same ids.
@@ -400,6 +401,7 @@ const FOCUSED_ROWS: &[(FSit, &str)] = &[
     (FSit::NowaitPeek, "wnowait_peek"),
     (FSit::ReapedThenEchild, "reaped_then_echild"),
     (FSit::PidfdClosed, "pidfd_closed"),
+    (FSit::Wnothread, "wnothread_own_child"),
 ];
 
 fn focused_cases() -> Vec<Case> {
@@ -429,6 +431,13 @@ fn focused_ar(ctx: &mut Ctx, call: WaitCall, sit: FSit) -> Check {
             let k = exited_ar(ctx, 7)?;
             w(ctx, &k, O::WEXITED, echild)?;
             w(ctx, &k, O::WEXITED | O::WALL, echild)?;
+            info_says(&k.pidfd, Event::Exited(7))
+        }
+        // __WNOTHREAD narrows the children to this thread's: still nothing
+        // to reap.
+        FSit::Wnothread => {
+            let k = exited_ar(ctx, 7)?;
+            w(ctx, &k, O::WEXITED | O::WNOTHREAD | O::WALL, echild)?;
             info_says(&k.pidfd, Event::Exited(7))
         }
         FSit::Killed(sig) => {
