@@ -760,21 +760,7 @@ fn o_thread_execs(ctx: &mut Ctx) -> Check {
 /// stop with a generic or focused __WALL wait, then detaches.
 fn o_tracer(ctx: &mut Ctx, generic: bool) -> Check {
     let k = live_ar(ctx, 8)?;
-    let tpid = k.pid;
-    let job = ctx.spawn_job(Subject::Plain, move || {
-        use nix::sys::ptrace;
-        let pid = nix::unistd::Pid::from_raw(tpid);
-        ptrace::attach(pid).map_err(|e| format!("PTRACE_ATTACH: {e}"))?;
-        let t = WaitTarget { pid: tpid, pidfd: -1, pgid: 0 };
-        let call = if generic { WaitCall::WaitpidAny } else { WaitCall::WaitpidPid };
-        let got = wait(call, t, O(O::WALL));
-        let verdict = want(&call.spell(O(O::WALL)), got, reported(tpid, Event::Stopped(libc::SIGSTOP)));
-        if got != reported(tpid, Event::Stopped(libc::SIGSTOP)) {
-            let _ = wait(WaitCall::WaitpidPid, t, O(O::WALL));
-        }
-        ptrace::detach(pid, None).map_err(|e| format!("PTRACE_DETACH: {e}"))?;
-        verdict
-    })?;
+    let job = super::open::tracer_job(ctx, k.pid, generic)?;
     let r = job.finish();
     finish_ar(k, Event::Exited(8))?;
     r

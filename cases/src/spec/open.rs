@@ -150,8 +150,16 @@ fn thread_execs(ctx: &mut Ctx, s: Subject) -> Check {
 /// attach stop with a generic or a focused __WALL wait.
 fn tracer(ctx: &mut Ctx, s: Subject, generic: bool) -> Check {
     let k = ctx.spawn_live(s, 8)?;
-    let tpid = k.pid;
-    let job = ctx.spawn_job(Subject::Plain, move || {
+    let r = tracer_job(ctx, k.pid, generic)?.finish();
+    expect_exit(k.reap()?, 8)?;
+    r
+}
+
+/// A plain job that PTRACE_ATTACHes to `tpid`, collects the attach stop
+/// with `waitpid(-1, __WALL)` (generic) or `waitpid(tpid, __WALL)`, and
+/// detaches; its verdict is whether the stop was reported.
+pub(crate) fn tracer_job(ctx: &Ctx, tpid: i32, generic: bool) -> Result<Job, Stop> {
+    ctx.spawn_job(Subject::Plain, move || {
         use nix::sys::ptrace;
         let pid = nix::unistd::Pid::from_raw(tpid);
         ptrace::attach(pid).map_err(|e| format!("PTRACE_ATTACH: {e}"))?;
@@ -165,10 +173,7 @@ fn tracer(ctx: &mut Ctx, s: Subject, generic: bool) -> Check {
         }
         ptrace::detach(pid, None).map_err(|e| format!("PTRACE_DETACH: {e}"))?;
         verdict
-    })?;
-    let r = job.finish();
-    expect_exit(k.reap()?, 8)?;
-    r
+    })
 }
 
 fn tracer_generic(ctx: &mut Ctx, s: Subject) -> Check {

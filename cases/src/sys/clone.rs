@@ -245,12 +245,7 @@ extern "C" fn child_entry(task: usize) -> ! {
             // SAFETY: fd is a pipe end the parent created for this child and
             // keeps open; rustix makes the raw syscall without touching errno.
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
-            loop {
-                match rustix::io::read(fd, &mut b) {
-                    Err(rustix::io::Errno::INTR) => continue,
-                    _ => break,
-                }
-            }
+            while let Err(rustix::io::Errno::INTR) = rustix::io::read(fd, &mut b) {}
             *code
         }
         Some(Program::Run(_)) => match task.program.take() {
