@@ -35,11 +35,14 @@ pub struct KernelFeatures {
     pub version: (u32, u32),
     /// The CLONE_WAIT_PID bit, when the probe found the feature working.
     pub wait_pid_bit: Option<u64>,
+    /// CLONE_NEW* flags whose namespace type this kernel was built without
+    /// (create_new_namespaces answers EINVAL for them).
+    pub missing_ns: u64,
 }
 
 impl KernelFeatures {
     pub fn new(version: (u32, u32), wait_pid_bit: Option<u64>) -> Self {
-        KernelFeatures { version, wait_pid_bit }
+        KernelFeatures { version, wait_pid_bit, missing_ns: 0 }
     }
 
     /// sizeof(struct clone_args) the kernel knows.
@@ -197,6 +200,31 @@ pub fn autoreaped_on_exit(flags: u64, k: &KernelFeatures) -> bool {
     k.autoreap() && flags & CLONE_AUTOREAP != 0
 }
 
+/// set_tid and set_tid_size as the kernel reads them when `size` ends inside
+/// one of them (64 < size < 80); None otherwise. copy_struct_from_user copies
+/// the first `size` bytes and zeroes the rest, so a cut field keeps its low
+/// bytes (little-endian). The engine's set_tid pointer has a nonzero low
+/// byte (fuzzing::clone3), so any part of it is non-null. Found by the
+/// clone3_flags fuzzer (size 78, set_tid set, set_tid_size 0: EINVAL):
+/// cases/regressions/clone3_flags-set-tid-cut-by-size.case.
+fn set_tid_cut_by_size(d: &Clone3Desc) -> Option<(bool, u64)> {
+    if d.size <= 64 || d.size >= 80 {
+        return None;
+    }
+    let (ptr, n) = match d.set_tid {
+        SetTidDesc::None => (false, 0),
+        SetTidDesc::NullWithSize(n) => (false, n),
+        SetTidDesc::PointerWithoutSize => (true, 0),
+        SetTidDesc::InUse(n) => (true, n),
+    };
+    let low_bytes = |v: u64, off: usize| match d.size.saturating_sub(off) {
+        0 => 0,
+        k if k >= 8 => v,
+        k => v & ((1u64 << (8 * k)) - 1),
+    };
+    Some((ptr, low_bytes(n, 72)))
+}
+
 /// The model's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -239,6 +267,7 @@ pub fn clone3_verdict_from(d: &Clone3Desc, k: &KernelFeatures, c: &Caller, t: &C
         SetTidDesc::PointerWithoutSize => (true, 0),
         SetTidDesc::InUse(n) => (true, n),
     };
+    let (set_tid_ptr, set_tid_size) = set_tid_cut_by_size(d).unwrap_or((set_tid_ptr, set_tid_size));
     if set_tid_size > MAX_PID_NS_LEVEL {
         return Fails(Errno::EINVAL);
     }
@@ -352,6 +381,10 @@ pub fn clone3_verdict_from(d: &Clone3Desc, k: &KernelFeatures, c: &Caller, t: &C
     // the SysV semaphore undo list (found by the clone3_flags fuzzer:
     // cases/regressions/clone3_flags-newipc-sysvsem-einval.case).
     if f & (CLONE_NEWIPC | CLONE_SYSVSEM) == (CLONE_NEWIPC | CLONE_SYSVSEM) {
+        return Fails(Errno::EINVAL);
+    }
+    // A namespace type the kernel was built without (CONFIG_*_NS=n).
+    if f & k.missing_ns != 0 {
         return Fails(Errno::EINVAL);
     }
     // alloc_pid: one set_tid entry per namespace level at most, each free.
@@ -494,6 +527,16 @@ mod tests {
     const ROOT: Caller = Caller { root: true, ns_init: false, ns_level: 0 };
 
     #[test]
+    fn missing_namespace_type_is_einval() {
+        let mut k = k612();
+        k.missing_ns = CLONE_NEWNET;
+        let d = Clone3Desc::new(CLONE_NEWNET, 17);
+        assert_eq!(clone3_verdict(&d, &k, &ROOT), Verdict::Fails(Errno::EINVAL));
+        k.missing_ns = 0;
+        assert_eq!(clone3_verdict(&d, &k, &ROOT), Verdict::Created);
+    }
+
+    #[test]
     fn wait_pid_needs_pidfd() {
         let d = Clone3Desc::new(1 << 40, 17);
         assert_eq!(clone3_verdict(&d, &k612(), &ROOT), Verdict::Fails(Errno::EINVAL));
@@ -506,6 +549,27 @@ mod tests {
         let k = KernelFeatures::new((6, 12), None);
         let d = Clone3Desc::new((1 << 40) | CLONE_PIDFD, 17);
         assert_eq!(clone3_verdict(&d, &k, &ROOT), Verdict::Fails(Errno::EINVAL));
+    }
+
+    #[test]
+    fn size_cutting_set_tid() {
+        let k = k612();
+        let with = |size: usize, set_tid: SetTidDesc| {
+            let mut d = Clone3Desc::new(0, 17);
+            d.size = size;
+            d.set_tid = set_tid;
+            clone3_verdict(&d, &k, &ROOT)
+        };
+        // the pointer is read, the size field is not (or reads 0)
+        assert_eq!(with(78, SetTidDesc::InUse(0)), Verdict::Fails(Errno::EINVAL));
+        assert_eq!(with(70, SetTidDesc::PointerWithoutSize), Verdict::Fails(Errno::EINVAL));
+        assert_eq!(with(72, SetTidDesc::InUse(1)), Verdict::Fails(Errno::EINVAL));
+        // the size field's low byte is read
+        assert_eq!(with(73, SetTidDesc::NullWithSize(3)), Verdict::Fails(Errno::EINVAL));
+        assert_eq!(with(73, SetTidDesc::InUse(1)), Verdict::Fails(Errno::EEXIST));
+        // nothing of set_tid is read
+        assert_eq!(with(64, SetTidDesc::InUse(1)), Verdict::Created);
+        assert_eq!(with(72, SetTidDesc::NullWithSize(3)), Verdict::Created);
     }
 
     #[test]

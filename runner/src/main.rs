@@ -5,7 +5,9 @@
 //! 3 infrastructure failure (fetch, build, boot, kernel panic).
 
 mod accel;
+mod compare;
 mod console;
+mod fuzz;
 mod gate;
 mod kernel;
 mod paths;
@@ -92,6 +94,57 @@ enum Cmd {
         cases: CaseArgs,
         #[command(flatten)]
         common: Common,
+    },
+    /// Run a fuzz campaign (fuzz/campaign.sh) in a VM of the profile, or on the host for `host`.
+    /// Exit 0 clean, 1 findings, 2 usage, 3 infrastructure.
+    Fuzz {
+        #[arg(long = "kernel")]
+        kernel: String,
+        /// The cargo-fuzz target.
+        #[arg(long, value_enum)]
+        target: fuzz::Target,
+        /// Campaign length in seconds (libFuzzer's -max_total_time).
+        #[arg(long = "time", value_name = "SECS", default_value_t = 60)]
+        time: u64,
+        /// Report directory (fuzz.json, artifacts/, readable/, console.log, guest-output.log).
+        #[arg(long)]
+        out: PathBuf,
+        /// Host profile only: allow flag words that create namespaces or CLONE_VM children
+        /// (WAIT_FUZZ_RISKY=1). Without it the host runs with WAIT_FUZZ_RISKY=0.
+        #[arg(long)]
+        allow_risky_host: bool,
+        /// Do not run `cargo fuzz build -s none` (and the wcfuzz build) first.
+        #[arg(long)]
+        no_build: bool,
+        /// Whole-VM watchdog in seconds (default: boot watchdog + --time + 300).
+        #[arg(long)]
+        vm_timeout: Option<u64>,
+        /// Seconds for the VM to reach the guest script (default 60 with KVM, 180 with TCG).
+        #[arg(long)]
+        boot_timeout: Option<u64>,
+        /// Do not echo the guest's output (libFuzzer's log).
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Write <out>/comparison.md (plain child | CLONE_WAIT_PID | CLONE_AUTOREAP per situation)
+    /// from existing reports (results.json files or report directories).
+    Compare {
+        #[arg(long)]
+        out: PathBuf,
+        /// Profile whose `::plain` rows fill the plain-child column.
+        #[arg(long, default_value = "wait-pid-6.12")]
+        plain_from: String,
+        /// Profile whose `::hidden` rows fill the CLONE_WAIT_PID column.
+        #[arg(long, default_value = "wait-pid-6.12")]
+        hidden_from: String,
+        /// Profile whose `::autoreap` rows fill the CLONE_AUTOREAP column.
+        #[arg(long, default_value = "debian-7.2")]
+        autoreap_from: String,
+        /// results.json files or report directories holding one.
+        #[arg(required = true, value_name = "RESULTS")]
+        results: Vec<PathBuf>,
     },
     /// List the profiles.
     Profiles {
@@ -373,7 +426,115 @@ fn main() -> ExitCode {
             let table = report::matrix_table(&runs);
             let _ = std::fs::write(cases.out.join("matrix.txt"), &table);
             println!("\n{table}");
+            let located: Vec<(String, &report::RunResults)> = runs
+                .iter()
+                .filter_map(|(n, r)| {
+                    r.as_ref().map(|r| {
+                        (
+                            cases.out.join(n).join("results.json").display().to_string(),
+                            r,
+                        )
+                    })
+                })
+                .collect();
+            match write_comparison(&cases.out, &located, &compare::Columns::default()) {
+                Ok(true) => {}
+                Ok(false) => println!("(no comparison: none of its profiles ran)"),
+                Err(e) => {
+                    eprintln!("runner: {e:#}");
+                    worst = worse(worst, EXIT_INFRA);
+                }
+            }
             ExitCode::from(worst as u8)
+        }
+        Cmd::Fuzz {
+            kernel,
+            target,
+            time,
+            out,
+            allow_risky_host,
+            no_build,
+            vm_timeout,
+            boot_timeout,
+            quiet,
+            common,
+        } => {
+            let (paths, set) = match load(&common) {
+                Ok(x) => x,
+                Err(c) => return c,
+            };
+            let p = match set.get(&kernel) {
+                Ok(p) => p,
+                Err(e) => return usage(e),
+            };
+            let opts = fuzz::FuzzOpts {
+                target,
+                secs: time,
+                build: !no_build,
+                allow_risky_host,
+                accel: common.accel,
+                reprobe_accel: common.reprobe_accel,
+                jobs: common.jobs,
+                refresh_apt: common.refresh_apt,
+                vm_timeout,
+                boot_timeout,
+                echo_guest: !quiet,
+            };
+            match fuzz::run_fuzz(p, &paths, &out, &opts, None) {
+                Ok(r) => {
+                    print!("\n{}", r.summary());
+                    ExitCode::from(r.exit_code as u8)
+                }
+                Err(RunError::Usage(m)) => usage(m),
+            }
+        }
+        Cmd::Compare {
+            out,
+            plain_from,
+            hidden_from,
+            autoreap_from,
+            results,
+        } => {
+            let mut loaded = Vec::new();
+            for r in &results {
+                let file = if r.is_dir() {
+                    r.join("results.json")
+                } else {
+                    r.clone()
+                };
+                let parsed = std::fs::read_to_string(&file)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|t| Ok(serde_json::from_str::<report::RunResults>(&t)?));
+                match parsed {
+                    Ok(x) => loaded.push((file.display().to_string(), x)),
+                    Err(e) => return usage(format!("{}: {e}", file.display())),
+                }
+            }
+            let cols = compare::Columns {
+                plain: plain_from,
+                hidden: hidden_from,
+                autoreap: autoreap_from,
+            };
+            let located: Vec<(String, &report::RunResults)> =
+                loaded.iter().map(|(f, r)| (f.clone(), r)).collect();
+            match write_comparison(&out, &located, &cols) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => usage(format!(
+                    "none of the inputs is a run of {}, {} or {} (their profiles: {})",
+                    cols.plain,
+                    cols.hidden,
+                    cols.autoreap,
+                    loaded
+                        .iter()
+                        .map(|(_, r)| r.environment.profile.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                Err(e) => {
+                    eprintln!("runner: {e:#}");
+                    ExitCode::from(EXIT_INFRA as u8)
+                }
+            }
         }
         Cmd::Probe {
             kernel,
@@ -412,6 +573,30 @@ fn main() -> ExitCode {
             bench(p, &paths, &cases.out, &opts, rounds.max(1))
         }
     }
+}
+
+/// Writes `<out>/comparison.md` and prints its totals; Ok(false) when no input feeds any column.
+fn write_comparison(
+    out: &Path,
+    runs: &[(String, &report::RunResults)],
+    cols: &compare::Columns,
+) -> anyhow::Result<bool> {
+    use anyhow::Context as _;
+    let Some((md, rows)) = compare::build(runs, cols) else {
+        return Ok(false);
+    };
+    std::fs::create_dir_all(out)?;
+    let file = out.join("comparison.md");
+    std::fs::write(&file, &md).with_context(|| format!("writing {}", file.display()))?;
+    println!(
+        "\nComparison (pass/fail/skip/broken; plain and CLONE_WAIT_PID from {}, CLONE_AUTOREAP from {}):\n{}\n{} situation(s) in {}",
+        cols.hidden,
+        cols.autoreap,
+        compare::totals_markdown(&rows),
+        rows.len(),
+        file.display()
+    );
+    Ok(true)
 }
 
 /// Exit code precedence for several runs: infrastructure > usage > failures > ok.

@@ -55,8 +55,29 @@ pub struct Probe {
 
 impl Probe {
     pub fn features(&self) -> KernelFeatures {
-        KernelFeatures::new(kernel_version_of(&self.kernel_release), if self.absent.is_none() { Some(self.bit) } else { None })
+        let mut k =
+            KernelFeatures::new(kernel_version_of(&self.kernel_release), if self.absent.is_none() { Some(self.bit) } else { None });
+        k.missing_ns = missing_namespaces();
+        k
     }
+}
+
+/// CLONE_NEW* flags whose namespace type this kernel lacks: no
+/// `/proc/self/ns/<type>` entry.
+pub fn missing_namespaces() -> u64 {
+    [
+        (CLONE_NEWNS, "mnt"),
+        (CLONE_NEWUTS, "uts"),
+        (CLONE_NEWIPC, "ipc"),
+        (CLONE_NEWUSER, "user"),
+        (CLONE_NEWPID, "pid"),
+        (CLONE_NEWNET, "net"),
+        (CLONE_NEWCGROUP, "cgroup"),
+        (CLONE_NEWTIME, "time"),
+    ]
+    .iter()
+    .filter(|(_, name)| !std::path::Path::new(&format!("/proc/self/ns/{name}")).exists())
+    .fold(0, |acc, (flag, _)| acc | flag)
 }
 
 fn kernel_version_of(rel: &str) -> (u32, u32) {
