@@ -13,6 +13,7 @@
 #   FUZZ_BIN_DIR         where the binaries are (default: fuzz/target/x86_64-unknown-linux-gnu/release)
 #   CLONE_WAIT_PID_FLAG  the feature's bit on this kernel (e.g. bit:40); decode artifacts with the same value
 #   WAIT_FUZZ_RISKY      defaults to 1 here (a VM): namespaces and CLONE_VM children allowed
+#   WAIT_FUZZ_INPROCESS  0: every clone3_flags input runs in the worker (default: harmless ones in process)
 #
 # Output: libFuzzer's log, then one machine-readable line
 #   CAMPAIGN target=<t> secs=<s> rc=<libFuzzer rc> execs=<n> exec_per_sec=<n> cov=<n> ft=<n> corpus=<n> artifacts=<n> leftovers=<n>
@@ -21,7 +22,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 if [ $# -ne 4 ]; then
-    sed -n '2,25p' "$0" >&2
+    sed -n '2,26p' "$0" >&2
     exit 2
 fi
 target=$1 secs=$2 corpus=$3 artifacts=$4

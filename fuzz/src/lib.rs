@@ -3,29 +3,61 @@
 //! one function per target. Semantics live in `cases::fuzzing` and
 //! `cases::model`; nothing here decides what the kernel should do.
 //!
+//! Where inputs run: `clone3_flags` inputs that cannot disturb the process
+//! that makes the call (`Clone3Case::harmless_to_caller`: no VM, VFORK,
+//! PARENT, THREAD, SIGHAND, PTRACE or namespace bit, no bit the model does
+//! not know, exit signal SIGCHLD or none) run here, in libFuzzer's process
+//! F ([`Mode::InProcess`]); every other input, and every `wait_sequence`
+//! program, runs in the long-lived worker W ([`Mode::Worker`]). F then
+//! checks the same hygiene W checks (children, fds, SIGCHLD), and a
+//! watchdog thread turns an execution that takes more than
+//! [`STEP_TIMEOUT_MS`] into a finding, as W's timeout does.
+//! `WAIT_FUZZ_INPROCESS=0` sends everything to W.
+//!
 //! Byte formats are sequential (one `u8` read at a time from the front), so
 //! `encode_*` can write seeds and the printer reads artifacts with the same
 //! decoder the target used.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use arbitrary::Unstructured;
-use cases::fuzzing::clone3::{self, Cgroup, Clone3Case, Clone3Obs, Env, Pidfd, SetTid, Stack};
+use cases::fuzzing::clone3::{self, Cgroup, Clone3Case, Clone3Obs, Env, Pidfd, Scope, SetTid, Stack};
 use cases::fuzzing::common::all_calls;
 use cases::fuzzing::isolate;
 use cases::fuzzing::tree::{self, Op, RunLog, TreeConfig, WaitProgram, Who, MAX_NODES, MAX_OPS};
 use cases::fuzzing::worker::{Hygiene, Worker};
+use cases::model::{ChildState, ChildView};
 use cases::sys::clone::flags::*;
 use cases::sys::wait::{WaitCall, WaitOpts};
 
-/// Per-input time limit inside the worker (a hang is a finding).
+/// Per-input time limit, in the worker and in process (a hang is a finding).
 pub const STEP_TIMEOUT_MS: i32 = 10_000;
+
+/// Environment variable: `0` runs every input in the worker.
+pub const INPROCESS_ENV: &str = "WAIT_FUZZ_INPROCESS";
 
 pub struct Ctx {
     pub env: Env,
     pub cfg: TreeConfig,
     pub bit: u64,
     worker: Mutex<Option<Worker>>,
+    /// run harmless clone3 inputs in this process
+    inprocess: AtomicBool,
+    /// our process group (the executor's `own_pgid` here)
+    own_pgid: i32,
+    /// clone3 inputs run so far: [in process, in the worker]
+    runs: [AtomicU64; 2],
+}
+
+/// Where one `clone3_flags` input ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// in this process (libFuzzer's, or the tool's)
+    InProcess,
+    /// in the worker W
+    Worker,
 }
 
 static CTX: OnceLock<Ctx> = OnceLock::new();
@@ -35,20 +67,35 @@ static CTX: OnceLock<Ctx> = OnceLock::new();
 pub fn ctx() -> &'static Ctx {
     CTX.get_or_init(|| {
         let bit = cases::harness::config::configured_bit().unwrap_or_else(|e| panic!("{e}"));
+        // The executor needs SIGCHLD at SIG_DFL (no inherited SIG_IGN or
+        // SA_NOCLDWAIT), here as in W; nothing in this process handles it.
+        isolate::restore_sigchld_default();
         let features = cases::harness::config::probe(bit).features();
         let env = Env::detect(features.clone());
         let cfg = TreeConfig::detect(features, bit);
+        let inprocess = std::env::var(INPROCESS_ENV).map(|v| v != "0").unwrap_or(true);
         eprintln!(
-            "wait-conformance-fuzz: kernel {:?}, CLONE_WAIT_PID {}, caller {:?}, {}=1 {}",
+            "wait-conformance-fuzz: kernel {:?}, CLONE_WAIT_PID {}, caller {:?}, {}=1 {}, {}",
             env.features.version,
             env.features.wait_pid_bit.map(|b| format!("{b:#x}")).unwrap_or_else(|| format!("absent (configured {bit:#x})")),
             env.caller,
             clone3::RISKY_ENV,
-            if env.allow_risky { "set: namespaces and CLONE_VM children allowed" } else { "not set: risky flag words masked" }
+            if env.allow_risky { "set: namespaces and CLONE_VM children allowed" } else { "not set: risky flag words masked" },
+            if inprocess { "harmless clone3 inputs run in process" } else { "every input runs in the worker" }
         );
         install_cleanup();
-        Ctx { env, cfg, bit, worker: Mutex::new(None) }
+        // SAFETY: getpgrp has no arguments and cannot fail.
+        let own_pgid = unsafe { libc::getpgrp() };
+        Ctx { env, cfg, bit, worker: Mutex::new(None), inprocess: AtomicBool::new(inprocess), own_pgid, runs: Default::default() }
     })
+}
+
+/// The fuzz targets' init hook (libFuzzer calls it before starting its own
+/// threads): probe the kernel and spawn the worker while this process is
+/// single-threaded, so that W can be a clone child (`Worker::spawn`), which
+/// the waits of in-process inputs rarely consider.
+pub fn init() {
+    ctx().spawn_worker();
 }
 
 /// Kill everything below us and reap it with focused waits. We are a child
@@ -68,6 +115,12 @@ pub fn cleanup_all() {
 
 extern "C" fn cleanup_at_exit() {
     cleanup_all();
+    if let Some(c) = CTX.get() {
+        let [here, w] = [0, 1].map(|i| c.runs[i].load(Ordering::Relaxed));
+        if here + w > 0 {
+            eprintln!("wait-conformance-fuzz: clone3 inputs executed: {here} in process, {w} in the worker");
+        }
+    }
 }
 
 /// libFuzzer leaves through exit() (runs, total time) or a panic (finding,
@@ -101,6 +154,52 @@ fn handle(req: &[u8]) -> String {
 }
 
 impl Ctx {
+    /// Whether harmless clone3 inputs run in this process.
+    pub fn inprocess(&self) -> bool {
+        self.inprocess.load(Ordering::Relaxed)
+    }
+
+    /// Switch the in-process mode (the benchmark compares both).
+    pub fn set_inprocess(&self, on: bool) {
+        self.inprocess.store(on, Ordering::Relaxed)
+    }
+
+    /// The bits this campaign may use as CLONE_WAIT_PID (the feature's own
+    /// bit is added by `harmless_to_caller`).
+    fn wait_pid_bits(&self) -> u64 {
+        self.bit | (1 << 40)
+    }
+
+    /// The worker, if it exists, as the model sees a child of ours: running,
+    /// not hidden, in its own process group, a clone child when spawned
+    /// from [`init`].
+    fn worker_view(&self) -> Option<ChildView> {
+        let g = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        g.as_ref().map(|w| ChildView { pid: w.pid(), pgid: w.pgid(), hidden: false, sigchld: w.sigchld(), state: ChildState::Running })
+    }
+
+    /// Where `case` runs: here when it cannot disturb this process and none
+    /// of its waits would consider the worker (our other child), else in the
+    /// worker. The second value is the worker's pid, a bystander here.
+    pub fn mode_for(&self, case: &Clone3Case) -> (Mode, Option<i32>) {
+        if !self.inprocess() || !case.harmless_to_caller(&self.env, self.wait_pid_bits()) {
+            return (Mode::Worker, None);
+        }
+        match self.worker_view() {
+            None => (Mode::InProcess, None),
+            Some(w) if clone3::unseen_by_waits(case, &w, self.own_pgid) => (Mode::InProcess, Some(w.pid)),
+            Some(_) => (Mode::Worker, None),
+        }
+    }
+
+    /// Spawn the worker now, if it does not exist.
+    pub fn spawn_worker(&self) {
+        let mut g = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(Worker::spawn(handle).unwrap_or_else(|e| panic!("{e}")));
+        }
+    }
+
     /// Send one request to the worker (forked on first use).
     pub fn call(&self, req: &[u8], what: &dyn Fn() -> String) -> (String, Hygiene) {
         let mut g = self.worker.lock().unwrap_or_else(|p| p.into_inner());
@@ -113,6 +212,122 @@ impl Ctx {
                 *g = None;
                 panic!("wait-conformance finding (harness):\n{}\n{e}", what());
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// In-process execution
+
+/// Execute `case` where [`Ctx::mode_for`] says, with the hygiene check of
+/// that place: W's after every request, or the same checks here.
+pub fn run_clone3(case: &Clone3Case) -> (Clone3Obs, Hygiene, Mode) {
+    let c = ctx();
+    let (mode, bystander) = c.mode_for(case);
+    c.runs[(mode == Mode::Worker) as usize].fetch_add(1, Ordering::Relaxed);
+    match (mode, bystander) {
+        (Mode::InProcess, bystander) => {
+            let (obs, h) = run_here(c, case, bystander);
+            (obs, h, Mode::InProcess)
+        }
+        (Mode::Worker, _) => {
+            let mut req = vec![b'c'];
+            req.extend(serde_json::to_vec(case).expect("case"));
+            let (payload, h) = c.call(&req, &|| case.to_string());
+            (serde_json::from_str(&payload).expect("obs"), h, Mode::Worker)
+        }
+    }
+}
+
+/// One harmless input in this process. Only this thread forks here
+/// (libFuzzer's other threads never do; inputs with CLONE_PARENT or
+/// CLONE_THREAD go to the worker), so our children are listed from
+/// /proc/thread-self; `bystander` (the worker) is left alone. Signals stay
+/// blocked while executing (no EINTR from libFuzzer's SIGALRM), and are
+/// delivered, not drained, afterwards.
+fn run_here(c: &Ctx, case: &Clone3Case, bystander: Option<i32>) -> (Clone3Obs, Hygiene) {
+    let scope = Scope { bystanders: bystander.into_iter().collect(), only_this_thread_forks: true, sigchld_only: true };
+    // The listing's own fd is opened once, before the fd check's baseline.
+    isolate::open_thread_children();
+    let fd0 = isolate::lowest_free_fd();
+    let armed = watchdog::arm(case);
+    let obs = clone3::execute_in(case, &c.env, &scope);
+    drop(armed);
+    // The checks W makes after every request.
+    let mut h = Hygiene::default();
+    if !scope.children().is_empty() {
+        h.leftover_children = isolate::reap_children_with(|| scope.children());
+    }
+    h.sigchld_ignored = isolate::sigchld_ignored();
+    if h.sigchld_ignored {
+        isolate::restore_sigchld_default();
+    }
+    let fd1 = isolate::lowest_free_fd();
+    if fd1 != fd0 {
+        // A leaked fd takes the lowest free number; one closed below it
+        // lowers it. Either way the fd table changed.
+        h.fd_delta = if fd1 > fd0 { 1 } else { -1 };
+    }
+    (obs, h)
+}
+
+/// W's timeout, for executions in this process: a thread that looks once a
+/// second at the execution in flight and, past [`STEP_TIMEOUT_MS`], reports
+/// where it is stuck, cleans up and aborts (libFuzzer saves the input as a
+/// crash). Arming and disarming cost an uncontended lock each.
+mod watchdog {
+    use super::*;
+
+    struct InFlight {
+        since: Instant,
+        tid: i32,
+        case: Clone3Case,
+    }
+
+    static IN_FLIGHT: Mutex<Option<InFlight>> = Mutex::new(None);
+    static STARTED: std::sync::Once = std::sync::Once::new();
+
+    pub struct Armed;
+
+    impl Drop for Armed {
+        fn drop(&mut self) {
+            *IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
+    pub fn arm(case: &Clone3Case) -> Armed {
+        STARTED.call_once(|| {
+            std::thread::Builder::new().name("wcfuzz-watchdog".into()).spawn(watch).expect("watchdog thread");
+        });
+        let tid = rustix::thread::gettid().as_raw_nonzero().get();
+        *IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner()) = Some(InFlight { since: Instant::now(), tid, case: case.clone() });
+        Armed
+    }
+
+    /// A deadline check once a second (not a synchronisation: an execution
+    /// that finishes never waits for this thread).
+    fn watch() {
+        let limit = Duration::from_millis(STEP_TIMEOUT_MS as u64);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let g = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(f) = g.as_ref().filter(|f| f.since.elapsed() > limit) else { continue };
+            let mut report = vec![cases::sys::proc::stuck_report(f.tid)];
+            for p in isolate::thread_children() {
+                report.push(cases::sys::proc::stuck_report(p));
+            }
+            let c = ctx();
+            eprintln!(
+                "{}",
+                finding(
+                    "clone3_flags",
+                    &f.case.to_string(),
+                    &format!("harness: hang: in-process execution still running after {} ms\n{}", STEP_TIMEOUT_MS, report.join("\n")),
+                    c
+                )
+            );
+            cleanup_all();
+            std::process::abort();
         }
     }
 }
@@ -270,7 +485,8 @@ fn finding(target: &str, input: &str, detail: &str, c: &Ctx) -> String {
     )
 }
 
-/// Decode, normalise, execute in the worker, check. Panics on a finding.
+/// Decode, normalise, execute (here or in the worker), check. Panics on a
+/// finding.
 pub fn clone3_one(data: &[u8]) -> Clone3Obs {
     let c = ctx();
     let mut case = decode_clone3(data, c);
@@ -278,15 +494,16 @@ pub fn clone3_one(data: &[u8]) -> Clone3Obs {
     // The model runs here, in libFuzzer's process, so its branches are the
     // coverage that guides the campaign.
     let exp = clone3::expected(&case, &c.env);
-    let mut req = vec![b'c'];
-    req.extend(serde_json::to_vec(&case).expect("case"));
-    let (payload, h) = c.call(&req, &|| case.to_string());
-    let obs: Clone3Obs = serde_json::from_str(&payload).expect("obs");
+    let (obs, h, mode) = run_clone3(&case);
+    let place = match mode {
+        Mode::InProcess => "executed in libFuzzer's process",
+        Mode::Worker => "executed in the worker",
+    };
     if let Err(e) = clone3::check(&case, &c.env, &obs) {
-        panic!("{}", finding("clone3_flags", &case.to_string(), &format!("model verdict {:?}\n{e}", exp.verdict), c));
+        panic!("{}", finding("clone3_flags", &case.to_string(), &format!("model verdict {:?} ({place})\n{e}", exp.verdict), c));
     }
     if !h.clean() {
-        panic!("{}", finding("clone3_flags", &case.to_string(), &format!("leak after the input: {h:?}"), c));
+        panic!("{}", finding("clone3_flags", &case.to_string(), &format!("leak after the input ({place}): {h:?}"), c));
     }
     obs
 }

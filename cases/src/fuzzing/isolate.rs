@@ -6,8 +6,36 @@ use std::os::fd::OwnedFd;
 
 use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
 
-/// The calling thread's signal mask, to restore later.
-pub struct SavedMask(libc::sigset_t);
+/// The calling thread's signal mask, to restore later (the kernel's 64-bit
+/// mask).
+pub struct SavedMask(u64);
+
+/// rt_sigprocmask itself, not glibc's sigprocmask: glibc silently keeps its
+/// internal signals 32 (SIGCANCEL) and 33 (SIGSETXID) unblocked, and a
+/// fuzzed exit_signal of 32 or 33 (default action: terminate) then killed
+/// the worker (found by clone3_flags, exit_signal 33). Nothing in these
+/// processes uses thread cancellation or set*id across threads, the only
+/// users of those two signals.
+fn rt_sigprocmask(how: i32, set: Option<u64>) -> u64 {
+    let mut old: u64 = 0;
+    let new = set.unwrap_or(0);
+    // SAFETY: the kernel reads 8 bytes at `new` (when given) and writes 8
+    // bytes at `old`, both u64s on this frame; 8 is its sigset size.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            how,
+            if set.is_some() { &new as *const u64 } else { std::ptr::null() },
+            &mut old as *mut u64,
+            8usize,
+        );
+    }
+    old
+}
+
+fn sigbit(sig: i32) -> u64 {
+    1u64 << (sig - 1)
+}
 
 /// Block every blockable signal in the calling thread. A fuzzed
 /// `exit_signal` (1..=64) is sent to the parent when the child exits; with
@@ -16,45 +44,43 @@ pub struct SavedMask(libc::sigset_t);
 /// SIGSTOP cannot be blocked: callers route those through a disposable
 /// process.
 pub fn block_all_signals() -> SavedMask {
-    // SAFETY: sigset_t is plain data; sigfillset/sigprocmask only write the
-    // sets we pass, which live on this stack frame.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::sigprocmask(libc::SIG_BLOCK, &all, &mut old);
-        SavedMask(old)
-    }
+    SavedMask(rt_sigprocmask(libc::SIG_BLOCK, Some(u64::MAX)))
+}
+
+/// Block every blockable signal but SIGCHLD in the calling thread (for
+/// executions whose child can only send SIGCHLD, see clone3::Scope).
+pub fn block_all_but_sigchld() -> SavedMask {
+    SavedMask(rt_sigprocmask(libc::SIG_BLOCK, Some(u64::MAX & !sigbit(libc::SIGCHLD))))
 }
 
 /// Put a mask saved by [`block_all_signals`] back.
 pub fn restore_mask(m: SavedMask) {
-    // SAFETY: m.0 is a valid sigset_t obtained from sigprocmask.
-    unsafe {
-        libc::sigprocmask(libc::SIG_SETMASK, &m.0, std::ptr::null_mut());
-    }
+    rt_sigprocmask(libc::SIG_SETMASK, Some(m.0));
 }
 
 /// Consume every pending signal (they are blocked, so nothing ran). Returns
 /// the signal numbers taken.
 pub fn drain_pending_signals() -> Vec<i32> {
     let mut taken = Vec::new();
-    // SAFETY: plain-data sigsets on this frame; sigtimedwait with a zero
-    // timeout only dequeues signals that are pending and blocked.
-    unsafe {
-        let mut pending: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut pending);
-        if libc::sigpending(&mut pending) != 0 {
-            return taken;
+    let mut pending: u64 = 0;
+    // SAFETY: rt_sigpending writes 8 bytes into `pending`, a u64 on this
+    // frame.
+    if unsafe { libc::syscall(libc::SYS_rt_sigpending, &mut pending as *mut u64, 8usize) } != 0 {
+        return taken;
+    }
+    let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    for _ in 0..4096 {
+        // SAFETY: rt_sigtimedwait reads the 8-byte set and the timespec, both
+        // on this frame, and (info = NULL) writes nothing; with a zero timeout
+        // it only dequeues signals that are pending and blocked. Raw, like
+        // rt_sigprocmask above, so that 32 and 33 are taken too.
+        let s = unsafe {
+            libc::syscall(libc::SYS_rt_sigtimedwait, &pending as *const u64, std::ptr::null_mut::<libc::siginfo_t>(), &zero as *const libc::timespec, 8usize)
+        };
+        if s <= 0 {
+            break;
         }
-        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        for _ in 0..4096 {
-            let s = libc::sigtimedwait(&pending, std::ptr::null_mut(), &zero);
-            if s <= 0 {
-                break;
-            }
-            taken.push(s);
-        }
+        taken.push(s as i32);
     }
     taken
 }
@@ -81,27 +107,96 @@ pub fn restore_sigchld_default() {
     }
 }
 
+/// Whether this process has one thread (/proc/self/stat, num_threads).
+pub fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|st| st.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(17)).and_then(|n| n.parse::<u32>().ok()))
+        == Some(1)
+}
+
 /// Our own children right now (all threads), zombies included.
 pub fn own_children() -> Vec<i32> {
     // Single-threaded (the usual case): one file, no directory walk.
     let pid = std::process::id() as i32;
-    if let Ok(st) = std::fs::read_to_string("/proc/self/stat") {
-        let threads = st.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(17)).and_then(|n| n.parse::<u32>().ok());
-        if threads == Some(1) {
-            if let Ok(s) = std::fs::read_to_string(format!("/proc/self/task/{pid}/children")) {
-                return s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-            }
+    if single_threaded() {
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/self/task/{pid}/children")) {
+            return s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
         }
     }
     crate::sys::proc::children(pid)
 }
 
+/// Children of the calling thread, and of the thread-group leader when that
+/// is another thread (orphans reparented to a subreaper go to its leader,
+/// kernel/exit.c find_new_reaper). For a multi-threaded process whose other
+/// threads never fork (libFuzzer's): one /proc read instead of a walk over
+/// every thread.
+///
+/// The calling thread's file stays open (see [`open_thread_children`]) and
+/// is read with pread from offset 0, which makes the seq_file list afresh:
+/// one syscall per listing instead of open, read and close.
+pub fn thread_children() -> Vec<i32> {
+    let parse = |s: &str| s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()).collect::<Vec<i32>>();
+    let pid = std::process::id() as i32;
+    let tid = rustix::thread::gettid().as_raw_nonzero().get();
+    let mut v = CHILDREN_FILE.with(|c| {
+        let mut c = c.borrow_mut();
+        ensure_children_file(&mut c, pid, tid);
+        let (_, _, f) = c.as_ref()?;
+        let mut buf = Vec::with_capacity(256);
+        let mut chunk = [0u8; 4096];
+        loop {
+            match std::os::unix::fs::FileExt::read_at(f, &mut chunk, buf.len() as u64) {
+                Ok(0) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return None,
+            }
+        }
+        Some(parse(&String::from_utf8_lossy(&buf)))
+    })
+    .unwrap_or_else(|| std::fs::read_to_string("/proc/thread-self/children").map(|s| parse(&s)).unwrap_or_default());
+    if tid != pid {
+        v.extend(std::fs::read_to_string(format!("/proc/self/task/{pid}/children")).map(|s| parse(&s)).unwrap_or_default());
+    }
+    v
+}
+
+thread_local! {
+    /// (pid, tid, /proc/thread-self/children of that task): a forked copy of
+    /// this thread (another pid) opens its own.
+    static CHILDREN_FILE: std::cell::RefCell<ChildrenFile> = const { std::cell::RefCell::new(None) };
+}
+
+type ChildrenFile = Option<(i32, i32, std::fs::File)>;
+
+fn ensure_children_file(c: &mut ChildrenFile, pid: i32, tid: i32) {
+    if c.as_ref().is_none_or(|(p, t, _)| (*p, *t) != (pid, tid)) {
+        *c = std::fs::File::open("/proc/thread-self/children").ok().map(|f| (pid, tid, f));
+    }
+}
+
+/// Open the calling thread's children file now, if it is not (it then stays
+/// open, part of the fd table a leak check compares against).
+pub fn open_thread_children() {
+    let pid = std::process::id() as i32;
+    let tid = rustix::thread::gettid().as_raw_nonzero().get();
+    CHILDREN_FILE.with(|c| ensure_children_file(&mut c.borrow_mut(), pid, tid));
+}
+
 /// Kill and reap every child we have, with focused waits (`waitid(P_PID,
 /// pid, WEXITED|__WALL)`), until /proc lists none. Returns the pids reaped.
 pub fn reap_all_children() -> Vec<i32> {
+    reap_children_with(own_children)
+}
+
+/// [`reap_all_children`] for the children `list` names (it is called again
+/// after each round, until it names none).
+pub fn reap_children_with(list: impl Fn() -> Vec<i32>) -> Vec<i32> {
     let mut reaped = Vec::new();
     for _round in 0..64 {
-        let kids = own_children();
+        let kids = list();
         if kids.is_empty() {
             break;
         }

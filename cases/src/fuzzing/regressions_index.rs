@@ -2,7 +2,9 @@
 //! embedded so the case binary is self-contained. Do not edit by hand.
 
 pub const FILES: &[(&str, &str)] = &[
+    ("clone3_flags-exit-signal-33-kills-executor.case", include_str!("../../regressions/clone3_flags-exit-signal-33-kills-executor.case")),
     ("clone3_flags-newipc-sysvsem-einval.case", include_str!("../../regressions/clone3_flags-newipc-sysvsem-einval.case")),
     ("clone3_flags-pidfd-efault-before-cgroup.case", include_str!("../../regressions/clone3_flags-pidfd-efault-before-cgroup.case")),
+    ("clone3_flags-set-tid-cut-by-size.case", include_str!("../../regressions/clone3_flags-set-tid-cut-by-size.case")),
     ("wait_sequence-zombie-without-wexited-echild.case", include_str!("../../regressions/wait_sequence-zombie-without-wexited-echild.case")),
 ];

@@ -9,8 +9,10 @@
 //! at SIG_DFL, pending signals are drained. F talks to W over two pipes
 //! (u32 length + bytes), with a timeout: a hang is a finding.
 //!
-//! Keeping W alive between inputs keeps the per-input cost near one clone3
-//! (see the benchmark in fuzz/), instead of a fork per input.
+//! Keeping W alive between inputs avoids a fork per input; inputs that
+//! cannot disturb F run in F itself (fuzz/src/lib.rs), which saves the round
+//! trip (see the benchmark in fuzz/). W leads its own process group so that
+//! F's waits on its own group never see it.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -62,6 +64,10 @@ impl std::fmt::Display for WorkerFailure {
 
 pub struct Worker {
     pid: i32,
+    /// W's exit_signal is SIGCHLD (forked), not 0 (see [`Worker::spawn`])
+    sigchld: bool,
+    /// W's process group, as read back after setting it
+    pgid: i32,
     to_w: OwnedFd,
     from_w: OwnedFd,
 }
@@ -81,13 +87,21 @@ fn recv(fd: &OwnedFd) -> Option<Vec<u8>> {
 
 impl Worker {
     /// Fork W. `handler` turns one request into one reply, inside W.
+    ///
+    /// When this process is single-threaded (libFuzzer's before its threads
+    /// start: the fuzz targets spawn W from their init hook), W is made by
+    /// clone3 with exit_signal 0, a "clone child": besides leading its own
+    /// process group, it is then considered only by waits with __WALL or
+    /// __WCLONE, so F's inputs rarely need to avoid it. With other threads
+    /// around, W is forked through glibc (whose atfork handlers keep malloc
+    /// usable in the child) and has exit_signal SIGCHLD.
     pub fn spawn(handler: fn(&[u8]) -> String) -> Result<Worker, String> {
         let (req_r, req_w) = crate::sys::clone::pipe();
         let (rep_r, rep_w) = crate::sys::clone::pipe();
         let parent = std::process::id();
         let (rr, ww) = (req_r.as_raw_fd(), rep_w.as_raw_fd());
         let (theirs_w, theirs_r) = (req_w.as_raw_fd(), rep_r.as_raw_fd());
-        let pid = isolate::fork_run(move || {
+        let body = move || {
             isolate::die_with_parent();
             if std::os::unix::process::parent_id() != parent {
                 return 0;
@@ -98,6 +112,10 @@ impl Worker {
                 libc::close(theirs_w);
                 libc::close(theirs_r);
             }
+            // SAFETY: setpgid(0, 0) takes two integers (see Worker::spawn).
+            unsafe {
+                libc::setpgid(0, 0);
+            }
             let _ = isolate::become_subreaper();
             let _ = isolate::block_all_signals();
             isolate::restore_sigchld_default();
@@ -106,15 +124,48 @@ impl Worker {
             let (req_r, rep_w) = unsafe { (std::os::fd::FromRawFd::from_raw_fd(rr), std::os::fd::FromRawFd::from_raw_fd(ww)) };
             worker_loop(handler, req_r, rep_w);
             0
-        })
-        .map_err(|e| format!("fork worker: {e}"))?;
+        };
+        let quiet = isolate::single_threaded();
+        let pid = if quiet {
+            // A private copy of a single-threaded process, like after fork():
+            // the closure may allocate (sys::clone::Program::Run).
+            let run = move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
+            let req = crate::sys::clone::Clone3Request::new(0, 0);
+            crate::sys::clone::clone3(&req, crate::sys::clone::Program::Run(Box::new(run)))
+                .map(|sp| sp.pid)
+                .map_err(|e| format!("clone3 worker: {e}"))?
+        } else {
+            isolate::fork_run(body).map_err(|e| format!("fork worker: {e}"))?
+        };
+        // W leads its own process group (set here and in W, whichever runs
+        // first): the caller's waits on its own group never consider W, so
+        // libFuzzer's process can execute inputs itself while W exists
+        // (clone3::unseen_by_waits). Its children inherit W's group.
+        // SAFETY: setpgid takes two integers; pid is our unreaped child, which
+        // has not exec'd, so the call is allowed.
+        // SAFETY: as above; getpgid takes one integer.
+        let pgid = unsafe {
+            libc::setpgid(pid, pid);
+            libc::getpgid(pid)
+        };
         drop(req_r);
         drop(rep_w);
-        Ok(Worker { pid, to_w: req_w, from_w: rep_r })
+        Ok(Worker { pid, sigchld: !quiet, pgid, to_w: req_w, from_w: rep_r })
     }
 
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// W's process group (its own, see [`Worker::spawn`], unless setting
+    /// it failed).
+    pub fn pgid(&self) -> i32 {
+        self.pgid
+    }
+
+    /// Whether W's exit_signal is SIGCHLD (else 0, see [`Worker::spawn`]).
+    pub fn sigchld(&self) -> bool {
+        self.sigchld
     }
 
     /// One request, one reply, within `timeout_ms`.
@@ -140,7 +191,8 @@ impl Worker {
             libc::kill(self.pid, libc::SIGKILL);
         }
         let t = WaitTarget { pid: self.pid, pidfd: -1, pgid: 0 };
-        let r = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED));
+        // __WALL: W may be a clone child (exit_signal 0).
+        let r = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL));
         self.pid = -1;
         match r {
             WaitOutcome::Reported { event, .. } => format!("{event:?}"),

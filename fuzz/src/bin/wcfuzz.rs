@@ -3,15 +3,20 @@
 //!
 //!   print   <target> <artifact>            the input as a readable program
 //!   run     <target> <artifact>            execute once (in a worker), print the verdict
-//!   regress <target> <artifact> [--id ID]  save as cases/regressions/<target>-<id>.case, reindex
+//!   regress <target> <artifact> [--id ID] [--finding TEXT]
+//!                                          save as cases/regressions/<target>-<id>.case, reindex
+//!                                          (TEXT: the finding, for one fixed already)
 //!   regressions                            run every embedded regression row, each in
 //!                                          an isolated subreaper process
 //!   reindex                                regenerate cases/src/fuzzing/regressions_index.rs
 //!   seeds                                  (re)write the seed corpus under fuzz/corpus/
-//!   bench   [--iters N] [--rounds R]       clone3_flags per-input work vs a raw clone3 loop
+//!   bench   [--iters N] [--rounds R] [--corpus DIR]
+//!                                          clone3_flags per-input work vs a raw clone3 loop,
+//!                                          in-process mode and worker-only mode (DIR: a
+//!                                          campaign's corpus as one more input set)
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cases::fuzzing::clone3::{self, Cgroup, Clone3Case, Pidfd, SetTid, Stack};
 use cases::fuzzing::regress::{render_index, RegressionFile};
@@ -25,7 +30,7 @@ fn repo() -> PathBuf {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: wcfuzz print|run|regress <clone3_flags|wait_sequence> <artifact> [--id ID] | reindex | seeds | bench [--iters N] [--rounds R]");
+    eprintln!("usage: wcfuzz print|run|regress <clone3_flags|wait_sequence> <artifact> [--id ID] | reindex | seeds | bench [--iters N] [--rounds R] [--corpus DIR]");
     std::process::exit(2)
 }
 
@@ -63,15 +68,13 @@ fn verdict(i: &Input) -> Result<String, String> {
     let c = fz::ctx();
     match i {
         Input::Clone3(case) => {
-            let mut req = vec![b'c'];
-            req.extend(serde_json::to_vec(case).unwrap());
-            let (payload, h) = c.call(&req, &|| case.to_string());
-            let obs: clone3::Clone3Obs = serde_json::from_str(&payload).unwrap();
-            clone3::check(case, &c.env, &obs)?;
+            // Where the fuzz target would run it (WAIT_FUZZ_INPROCESS=0: the worker).
+            let (obs, h, mode) = fz::run_clone3(case);
+            clone3::check(case, &c.env, &obs).map_err(|e| format!("{e}\n(executed: {mode:?})"))?;
             if !h.clean() {
-                return Err(format!("leak after the input: {h:?}"));
+                return Err(format!("leak after the input ({mode:?}): {h:?}"));
             }
-            Ok(format!("agrees with the model: {obs:?}"))
+            Ok(format!("agrees with the model ({mode:?}): {obs:?}"))
         }
         Input::Wait(p) => {
             let mut req = vec![b'w'];
@@ -201,7 +204,7 @@ fn shrink(i: Input) -> Input {
     }
 }
 
-fn regress(target: &str, artifact: &str, id: Option<String>) {
+fn regress(target: &str, artifact: &str, id: Option<String>, finding_text: Option<String>) {
     let input = load(target, artifact);
     let name = Path::new(artifact).file_name().and_then(|s| s.to_str()).unwrap_or("input").to_string();
     let id = id.unwrap_or_else(|| {
@@ -209,9 +212,10 @@ fn regress(target: &str, artifact: &str, id: Option<String>) {
         stem.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect()
     });
     let input = shrink(input);
-    let finding = match verdict(&input) {
-        Err(e) => e,
-        Ok(s) => format!("no mismatch when saved ({s})"),
+    let finding = match (verdict(&input), finding_text) {
+        (Err(e), _) => e,
+        (Ok(_), Some(f)) => format!("{f}\n(fixed when saved; recorded with --finding)"),
+        (Ok(s), None) => format!("no mismatch when saved ({s})"),
     };
     let c = fz::ctx();
     let source = format!(
@@ -385,6 +389,30 @@ fn rate(n: usize, mut f: impl FnMut(usize)) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
+/// Iterations/s of `f` and of the raw loop over `n` iterations each, run in
+/// alternating blocks of [`BLOCK`] so that both see the same load.
+fn paired(n: usize, mut f: impl FnMut(usize)) -> (f64, f64) {
+    let (mut tf, mut tr) = (Duration::ZERO, Duration::ZERO);
+    let mut i = 0;
+    while i < n {
+        let k = BLOCK.min(n - i);
+        let t = Instant::now();
+        for _ in 0..k {
+            raw_once();
+        }
+        tr += t.elapsed();
+        let t = Instant::now();
+        for j in i..i + k {
+            f(j);
+        }
+        tf += t.elapsed();
+        i += k;
+    }
+    (n as f64 / tf.as_secs_f64(), n as f64 / tr.as_secs_f64())
+}
+
+const BLOCK: usize = 50;
+
 fn raw_once() {
     let sp = clone3(&Clone3Request::new(CLONE_PIDFD, libc::SIGCHLD as u64), Program::Exit(0)).expect("clone3");
     let t = WaitTarget { pid: sp.pid, pidfd: -1, pgid: 0 };
@@ -392,65 +420,94 @@ fn raw_once() {
     assert!(matches!(r, cases::sys::wait::WaitOutcome::Reported { .. }));
 }
 
-fn bench(iters: usize, rounds: usize) {
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Each line (an input set in one mode) is measured in every round against
+/// the raw loop, interleaved in blocks of 50 iterations, so that load from
+/// other users of the machine hits both alike; a round's ratio is the line's
+/// rate over its raw rate. Printed: median rate, median ratio and the
+/// lowest and highest ratio over the rounds.
+fn bench(iters: usize, rounds: usize, corpus: Option<String>) {
+    // As the fuzz targets' init hook does: the worker exists from the start.
+    fz::init();
     let c = fz::ctx();
-    // Inputs whose clone3 creates a child (the expensive, interesting path),
-    // and the whole seed corpus as a mix.
+    // The same call as the raw loop; the inputs whose clone3 creates a child
+    // (the expensive, interesting path; some go through a disposable caller
+    // and cost two forks); the whole seed corpus as a mix.
     let all: Vec<Vec<u8>> = seed_cases().into_iter().map(|(_, k)| fz::encode_clone3(&k)).collect();
-    let creating: Vec<Vec<u8>> = all
-        .iter()
-        .filter(|d| {
-            let mut k = fz::decode_clone3(d, c);
-            k.normalise(&c.env);
-            matches!(clone3::expected(&k, &c.env).verdict, cases::model::Verdict::Created)
-        })
-        .cloned()
-        .collect();
-    {
-        let mut k = fz::decode_clone3(&fz::encode_clone3(&base(CLONE_PIDFD)), c);
+    let decoded = |d: &Vec<u8>| {
+        let mut k = fz::decode_clone3(d, c);
         k.normalise(&c.env);
-        for _ in 0..3 {
-            let r = rate(iters, |_| raw_once());
-            let e = rate(iters, |_| { clone3::execute(&k, &c.env); });
-            let ec = rate(iters, |_| { let o = clone3::execute(&k, &c.env); clone3::check(&k, &c.env, &o).unwrap(); });
-            let oc = rate(iters, |_| { cases::fuzzing::isolate::own_children(); });
-            let bl = rate(iters, |_| { let m = cases::fuzzing::isolate::block_all_signals(); cases::fuzzing::isolate::drain_pending_signals(); cases::fuzzing::isolate::restore_mask(m); });
-            println!("EXP raw {r:.0} execute {e:.0} exec+check {ec:.0} own_children {oc:.0} mask+drain {bl:.0}");
+        k
+    };
+    let creating: Vec<Vec<u8>> =
+        all.iter().filter(|d| matches!(clone3::expected(&decoded(d), &c.env).verdict, cases::model::Verdict::Created)).cloned().collect();
+    let plain = vec![fz::encode_clone3(&base(CLONE_PIDFD))];
+    // A campaign's corpus, as its mix of inputs.
+    let extra: Vec<Vec<u8>> = corpus
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap_or_else(|e| panic!("{d}: {e}")))
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .collect();
+    let mut sets: Vec<(&str, &Vec<Vec<u8>>)> =
+        vec![("the same call (CLONE_PIDFD, exit 7)", &plain), ("inputs that create a child", &creating), ("whole seed corpus", &all)];
+    if !extra.is_empty() {
+        sets.push(("--corpus", &extra));
+    }
+    // Warm up in both modes.
+    for on in [false, true] {
+        c.set_inprocess(on);
+        for d in all.iter().chain(&extra) {
+            fz::clone3_one(d);
         }
     }
-    // Warm up: the worker is forked on first use.
-    for d in &all {
-        fz::clone3_one(d);
-    }
     raw_once();
-    let plain = fz::encode_clone3(&base(CLONE_PIDFD));
-    let (mut raw, mut fuzz_c, mut fuzz_all, mut fuzz_p) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let load = || std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default();
+    let load_before = load();
+    let mut raw = Vec::new();
+    // [set][mode] -> (rates, ratios)
+    let mut res: Vec<[(Vec<f64>, Vec<f64>); 2]> = sets.iter().map(|_| Default::default()).collect();
     for _ in 0..rounds {
-        raw.push(rate(iters, |_| raw_once()));
-        fuzz_p.push(rate(iters, |_| {
-            fz::clone3_one(&plain);
-        }));
-        fuzz_c.push(rate(iters, |i| {
-            fz::clone3_one(&creating[i % creating.len()]);
-        }));
-        fuzz_all.push(rate(iters, |i| {
-            fz::clone3_one(&all[i % all.len()]);
-        }));
+        for (k, (_, set)) in sets.iter().enumerate() {
+            for (m, on) in [(0, true), (1, false)] {
+                c.set_inprocess(on);
+                let (f, r) = paired(iters, |i| {
+                    fz::clone3_one(&set[i % set.len()]);
+                });
+                raw.push(r);
+                res[k][m].0.push(f);
+                res[k][m].1.push(f / r);
+            }
+        }
     }
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v[v.len() / 2]
-    };
-    let (r, fc, fa, fp) = (med(&mut raw), med(&mut fuzz_c), med(&mut fuzz_all), med(&mut fuzz_p));
+    c.set_inprocess(true);
     let echo = rate(iters, |_| {
         c.call(b"-", &String::new);
     });
-    println!("  (worker round trip with hygiene checks, no work:   {echo:9.0} it/s)");
-    println!("kernel {}, {rounds} rounds x {iters} iterations, medians:", cases::sys::proc::kernel_release());
-    println!("  raw loop (clone3 CLONE_PIDFD + _exit + waitid(P_PID)):  {r:9.0} it/s");
-    println!("  clone3_flags, the same call (CLONE_PIDFD, exit 7):      {fp:9.0} it/s   ratio {:.2}", fp / r);
-    println!("  clone3_flags, inputs that create a child ({:2} inputs): {fc:9.0} it/s   ratio {:.2}", creating.len(), fc / r);
-    println!("  clone3_flags, whole seed corpus ({:2} inputs):         {fa:9.0} it/s   ratio {:.2}", all.len(), fa / r);
+    let here = |set: &Vec<Vec<u8>>| set.iter().filter(|d| c.mode_for(&decoded(d)).0 == fz::Mode::InProcess).count();
+    println!(
+        "kernel {}, {rounds} rounds x {iters} iterations per line, each against the raw loop in alternating blocks of {BLOCK}",
+        cases::sys::proc::kernel_release()
+    );
+    println!("raw loop (clone3 CLONE_PIDFD + _exit + waitid(P_PID)): median {:.0} it/s", median(&mut raw));
+    println!("clone3_flags: median it/s, ratio to the raw loop: median [lowest, highest]");
+    println!("  {:<50} {:>27}   {:>27}", "", "in-process mode", "worker only");
+    for (k, (name, set)) in sets.iter().enumerate() {
+        let mut col = String::new();
+        for m in 0..2 {
+            let (rates, ratios) = &mut res[k][m];
+            let f = median(rates);
+            let q = median(ratios);
+            let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
+            col.push_str(&format!("   {f:6.0}  {q:.2} [{lo:.2}, {hi:.2}]"));
+        }
+        println!("  {:<50}{col}", format!("{name} ({}/{} in process)", here(set), set.len()));
+    }
+    println!("(worker round trip with hygiene checks, no work: {echo:.0} it/s; load average before {load_before}, after {})", load());
 }
 
 fn main() {
@@ -469,7 +526,7 @@ fn main() {
                 }
             }
         }
-        Some("regress") if args.len() >= 3 => regress(&args[1], &args[2], flag("--id")),
+        Some("regress") if args.len() >= 3 => regress(&args[1], &args[2], flag("--id"), flag("--finding")),
         Some("reindex") => reindex(),
         Some("regressions") => {
             if !regressions() {
@@ -480,6 +537,7 @@ fn main() {
         Some("bench") => bench(
             flag("--iters").and_then(|s| s.parse().ok()).unwrap_or(2000),
             flag("--rounds").and_then(|s| s.parse().ok()).unwrap_or(5),
+            flag("--corpus"),
         ),
         _ => usage(),
     }
