@@ -28,6 +28,9 @@ pub struct RegressionCase {
     /// children; reaps everything it creates. Err(detail) on mismatch; a
     /// detail starting with `TCONF:` means it cannot run here.
     pub run: RegressionRun,
+    /// The input makes a hidden (CLONE_WAIT_PID) child: without the
+    /// feature it would not exercise what it was saved for, so it skips.
+    pub needs_feature: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -83,6 +86,15 @@ impl RegressionFile {
         s
     }
 
+    /// Whether the input makes a hidden child (a wait_sequence spawn with
+    /// CLONE_WAIT_PID).
+    pub fn makes_hidden_child(&self) -> bool {
+        self.target == "wait_sequence"
+            && serde_json::from_value::<WaitProgram>(self.input.clone())
+                .map(|p| p.ops.iter().any(|op| matches!(op, tree::Op::Spawn { hidden: true, .. })))
+                .unwrap_or(false)
+    }
+
     /// Execute here and check against the model.
     pub fn run(&self, features: &KernelFeatures) -> Result<(), String> {
         match self.target.as_str() {
@@ -114,13 +126,15 @@ pub fn regression_cases() -> Vec<RegressionCase> {
             Ok(f) => {
                 let name = format!("regress::{}::{}", f.target, f.id);
                 let source = format!("cases/regressions/{file}: {}", f.source);
-                out.push(RegressionCase { name, source, run: Box::new(move |k| f.run(k)) });
+                let needs_feature = f.makes_hidden_child();
+                out.push(RegressionCase { name, source, needs_feature, run: Box::new(move |k| f.run(k)) });
             }
             Err(e) => {
                 let e = format!("cases/regressions/{file}: {e}");
                 out.push(RegressionCase {
                     name: format!("regress::broken::{file}"),
                     source: format!("cases/regressions/{file}"),
+                    needs_feature: false,
                     run: Box::new(move |_| Err(e.clone())),
                 });
             }

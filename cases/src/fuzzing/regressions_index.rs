@@ -6,5 +6,6 @@ pub const FILES: &[(&str, &str)] = &[
     ("clone3_flags-newipc-sysvsem-einval.case", include_str!("../../regressions/clone3_flags-newipc-sysvsem-einval.case")),
     ("clone3_flags-pidfd-efault-before-cgroup.case", include_str!("../../regressions/clone3_flags-pidfd-efault-before-cgroup.case")),
     ("clone3_flags-set-tid-cut-by-size.case", include_str!("../../regressions/clone3_flags-set-tid-cut-by-size.case")),
+    ("wait_sequence-hidden-grandchild-inherits-after-reparent.case", include_str!("../../regressions/wait_sequence-hidden-grandchild-inherits-after-reparent.case")),
     ("wait_sequence-zombie-without-wexited-echild.case", include_str!("../../regressions/wait_sequence-zombie-without-wexited-echild.case")),
 ];
