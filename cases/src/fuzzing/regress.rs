@@ -170,7 +170,7 @@ mod tests {
         on_disk.sort();
         let mut embedded: Vec<String> = crate::fuzzing::regressions_index::FILES.iter().map(|(f, _)| f.to_string()).collect();
         embedded.sort();
-        assert_eq!(on_disk, embedded, "run `wcfuzz reindex` (see README.md, "Fuzzing")");
+        assert_eq!(on_disk, embedded, "run `wcfuzz reindex` (see the Fuzzing section of README.md)");
         for (f, text) in crate::fuzzing::regressions_index::FILES {
             RegressionFile::parse(text).unwrap_or_else(|e| panic!("{f}: {e}"));
         }
