@@ -541,23 +541,7 @@ fn reparent_cases() -> Vec<Case> {
 /// to the case process (a subreaper) and, when it exits, is still reaped by
 /// the kernel: the subreaper's generic wait finds nothing.
 fn live_orphan_to_subreaper(ctx: &mut Ctx) -> Check {
-    let (pid_r, pid_w) = pipe();
-    let (rel_r, rel_w) = pipe();
-    let rel_fd = rel_r.as_raw_fd();
-    let middle = ctx.spawn_job(Subject::Plain, move || {
-        let g = clone3(&Clone3Request::new(AR, 0), Program::AwaitThenExit { fd: rel_fd, code: 5 })
-            .map_err(|e| format!("clone3(CLONE_PIDFD|CLONE_AUTOREAP): {e}"))?;
-        util::send_pid(&pid_w, g.pid);
-        Ok(())
-    })?;
-    middle.finish()?;
-    let gpid = util::recv_pid(&pid_r).or_else(broken)?;
-    let mut g = Kid::adopt(gpid)?.with_release(rel_w);
-    if proc::ppid(gpid) != Some(ctx.pid) {
-        return broken(format!("the orphan {gpid} was not reparented to the subreaper (ppid {:?})", proc::ppid(gpid)));
-    }
-    g.release();
-    g.await_exit()?;
+    let g = super::reparent::orphan_of_middle(ctx, Clone3Request::new(AR, 0), false)?;
     expect(
         "the subreaper's waitid(P_ALL, WEXITED|WNOHANG) after the reparented autoreap child exited",
         ctx.wait(WaitCall::WaitidAll, &g, O::WEXITED | O::WNOHANG),
@@ -691,19 +675,7 @@ fn o_grandchild(ctx: &mut Ctx) -> Check {
 }
 
 fn o_thread_child(ctx: &mut Ctx) -> Check {
-    spawn_ar_job(ctx, 0, || {
-        let made = std::thread::spawn(|| util::spawn(CLONE_PIDFD, Program::Exit(6)).map(|x| (x.pid, x.pidfd)))
-            .join()
-            .map_err(|_| "thread panicked".to_string())??;
-        let (pid, fd) = (made.0, made.1.ok_or("no pidfd")?);
-        util::await_exit(&fd)?;
-        let got = wait(WaitCall::WaitpidAny, util::target(pid, &fd), O(O::WNOHANG));
-        if got != reported(pid, Event::Exited(6)) {
-            let _ = util::reap(pid, &fd);
-        }
-        want("waitpid(-1, WNOHANG) in the main thread for a child made by another thread", got, reported(pid, Event::Exited(6)))
-    })?
-    .finish()
+    spawn_ar_job(ctx, 0, super::open::thread_child_seen)?.finish()
 }
 
 fn generic_wall_peek(ctx: &Ctx, k: &Kid, what: &str) -> Check {

@@ -86,20 +86,22 @@ fn grandchild_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
 }
 
 fn thread_child_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
-    let job = ctx.spawn_job(s, || {
-        // A second thread makes the grandchild, then ends.
-        let made = std::thread::spawn(|| util::spawn(CLONE_PIDFD, Program::Exit(6)).map(|x| (x.pid, x.pidfd)))
-            .join()
-            .map_err(|_| "thread panicked".to_string())??;
-        let (pid, fd) = (made.0, made.1.ok_or("no pidfd")?);
-        util::await_exit(&fd)?;
-        let got = wait(WaitCall::WaitpidAny, util::target(pid, &fd), O(O::WNOHANG));
-        if got != reported(pid, Event::Exited(6)) {
-            let _ = util::reap(pid, &fd);
-        }
-        want("waitpid(-1, WNOHANG) in the main thread for a child made by another thread", got, reported(pid, Event::Exited(6)))
-    })?;
-    job.finish()
+    ctx.spawn_job(s, thread_child_seen)?.finish()
+}
+
+/// Inside a job: a second thread makes a plain child and ends; the main
+/// thread's `waitpid(-1, WNOHANG)` must report that child.
+pub(crate) fn thread_child_seen() -> Result<(), String> {
+    let made = std::thread::spawn(|| util::spawn(CLONE_PIDFD, Program::Exit(6)).map(|x| (x.pid, x.pidfd)))
+        .join()
+        .map_err(|_| "thread panicked".to_string())??;
+    let (pid, fd) = (made.0, made.1.ok_or("no pidfd")?);
+    util::await_exit(&fd)?;
+    let got = wait(WaitCall::WaitpidAny, util::target(pid, &fd), O(O::WNOHANG));
+    if got != reported(pid, Event::Exited(6)) {
+        let _ = util::reap(pid, &fd);
+    }
+    want("waitpid(-1, WNOHANG) in the main thread for a child made by another thread", got, reported(pid, Event::Exited(6)))
 }
 
 fn exit_group_from_thread(ctx: &mut Ctx, s: Subject) -> Check {

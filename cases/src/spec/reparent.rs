@@ -64,14 +64,32 @@ pub fn cases() -> Vec<Case> {
 /// A plain middle process makes the subject child G and exits; G goes to
 /// the case process (a subreaper), which must see it with waitid(P_ALL).
 fn orphan_to_subreaper(ctx: &mut Ctx, s: Subject, zombie_first: bool) -> Check {
-    let flags = ctx.flags_for(s);
+    let g = orphan_of_middle(ctx, Clone3Request::new(ctx.flags_for(s), libc::SIGCHLD as u64), zombie_first)?;
+    let gpid = g.pid;
+    let got = ctx.wait(WaitCall::WaitidAll, &g, O::WEXITED | O::WNOHANG);
+    if got == reported(gpid, Event::Exited(5)) {
+        return Ok(());
+    }
+    let _ = g.reap();
+    fail(format!("the subreaper's waitid(P_ALL, WEXITED|WNOHANG) after reparenting: want pid {gpid} Exited(5), got {got}"))
+}
+
+/// A plain middle process makes a child G with `req` (exiting with 5 at
+/// once when `zombie_first`, else when released), then exits itself; G is
+/// reparented to the case process (a subreaper). Returns G, adopted by
+/// pidfd, after it has exited.
+pub(crate) fn orphan_of_middle(ctx: &mut Ctx, req: Clone3Request, zombie_first: bool) -> Result<Kid, Stop> {
     let (pid_r, pid_w) = pipe();
     let (rel_r, rel_w) = pipe();
     let rel_fd = rel_r.as_raw_fd();
+    let flags = req.args.flags;
     let middle = ctx.spawn_job(Subject::Plain, move || {
-        let g = util::spawn(flags, if zombie_first { Program::Exit(5) } else { Program::AwaitThenExit { fd: rel_fd, code: 5 } })?;
+        let program = if zombie_first { Program::Exit(5) } else { Program::AwaitThenExit { fd: rel_fd, code: 5 } };
+        let g = crate::sys::clone::clone3(&req, program).map_err(|e| format!("clone3({flags:#x}): {e}"))?;
         if zombie_first {
-            util::await_exit(util::fd_of(&g)?)?;
+            if let Some(fd) = g.pidfd.as_ref() {
+                util::await_exit(fd)?;
+            }
         }
         util::send_pid(&pid_w, g.pid);
         Ok(())
@@ -84,12 +102,7 @@ fn orphan_to_subreaper(ctx: &mut Ctx, s: Subject, zombie_first: bool) -> Check {
     }
     g.release();
     g.await_exit()?;
-    let got = ctx.wait(WaitCall::WaitidAll, &g, O::WEXITED | O::WNOHANG);
-    if got == reported(gpid, Event::Exited(5)) {
-        return Ok(());
-    }
-    let _ = g.reap();
-    fail(format!("the subreaper's waitid(P_ALL, WEXITED|WNOHANG) after reparenting: want pid {gpid} Exited(5), got {got}"))
+    Ok(g)
 }
 
 /// The same with the init of a new pid namespace as the new parent.
