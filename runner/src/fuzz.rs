@@ -27,7 +27,7 @@ use crate::kernel;
 use crate::paths::Paths;
 use crate::profile::{Kind, Profile};
 use crate::progress;
-use crate::run::{self, RunError, RunOpts};
+use crate::run::{self, read_num, shell_quote, RunError, RunOpts};
 use crate::vm::{self, VmEnd, Watchdogs, END_MARKER, START_MARKER};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -204,10 +204,6 @@ pub fn wait_fuzz_risky(host: bool, allow_risky_host: bool) -> bool {
     !host || allow_risky_host
 }
 
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 pub struct FuzzScript<'a> {
     /// The guest's working directory (under the report directory, writable in the guest).
     pub guest: &'a Path,
@@ -373,10 +369,6 @@ pub fn artifact_commands(
             "CLONE_WAIT_PID_FLAG={flag} WAIT_FUZZ_RISKY=1 {t} regress {target} {a}   # on a {profile} kernel: it shrinks by re-running the input"
         ),
     )
-}
-
-fn read_num(p: &Path) -> Option<u64> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 
 /// What the VM (or host) part produced.
@@ -694,11 +686,7 @@ fn absorb(rep: &mut FuzzReport, out: &Path, ran: Ran, host: bool) {
     }
     let panicked = console::has_panic(&rep.console_findings);
     rep.vm = Some(VmSummary {
-        outcome: if panicked {
-            "panic".into()
-        } else {
-            run.end.as_str().into()
-        },
+        outcome: run.end.outcome(panicked),
         boot_seconds: run.boot_seconds,
         wall_seconds: run.wall_seconds,
     });
@@ -884,6 +872,7 @@ impl FuzzReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::host_profile;
 
     const LOG: &str = "\
 INFO: Running with entropic power schedule (0xFF, 100).
@@ -997,13 +986,15 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
         p
     }
 
-    fn host_profile() -> Profile {
-        let vm_images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm-images");
-        crate::profile::ProfileSet::load(&vm_images)
-            .unwrap()
-            .get("host")
-            .unwrap()
-            .clone()
+    /// The paths of a test tree under `root` (workspace `ws`, snapshots `snap`, cache `cache`);
+    /// the repository's own vm-images.
+    fn test_paths(root: &Path) -> Paths {
+        Paths {
+            workspace: root.join("ws"),
+            vm_images: Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm-images"),
+            snapshots: root.join("snap"),
+            cache: root.join("cache"),
+        }
     }
 
     fn opts(target: Target) -> FuzzOpts {
@@ -1060,12 +1051,7 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
              echo \"CAMPAIGN target=$1 secs=$2 rc=$rc execs=77 exec_per_sec=25 cov=10 ft=20 corpus=$(ls \"$3\" | wc -l) artifacts=$(ls \"$4\" | wc -l) leftovers=0\"\n\
              [ $rc -eq 0 ] || exit 1\n",
         );
-        let paths = Paths {
-            workspace: ws.clone(),
-            vm_images: Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm-images"),
-            snapshots: ws.join("snap"),
-            cache: d.path().join("cache"),
-        };
+        let paths = test_paths(d.path());
         let inputs = Inputs {
             fuzz_bin,
             wcfuzz: Some(wcfuzz),
@@ -1155,12 +1141,7 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
             out.join("artifacts/crash-old"),
         )
         .unwrap();
-        let paths = Paths {
-            workspace: d.path().join("ws"),
-            vm_images: Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm-images"),
-            snapshots: d.path().join("snap"),
-            cache: d.path().join("cache"),
-        };
+        let paths = test_paths(d.path());
         let bins = d.path().join("bins");
         let inputs = Inputs {
             fuzz_bin: bins.join("clone3_flags"),

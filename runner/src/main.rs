@@ -269,6 +269,19 @@ fn load(common: &Common) -> Result<(Paths, ProfileSet), ExitCode> {
     Ok((paths, set))
 }
 
+/// [`load`], then the profile named `kernel` (a usage error when there is none).
+fn load_profile(common: &Common, kernel: &str) -> Result<(Paths, profile::Profile), ExitCode> {
+    let (paths, set) = load(common)?;
+    let p = set.get(kernel).map_err(usage)?.clone();
+    Ok((paths, p))
+}
+
+/// An infrastructure failure: the error with its causes on stderr, exit 3.
+fn infra(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("runner: {e:#}");
+    ExitCode::from(EXIT_INFRA as u8)
+}
+
 fn main() -> ExitCode {
     progress::start();
     let cli = Cli::parse();
@@ -304,14 +317,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Kernel { kernel, common } => {
-            let (paths, set) = match load(&common) {
+            let (paths, p) = match load_profile(&common, &kernel) {
                 Ok(x) => x,
                 Err(c) => return c,
             };
-            let p = match set.get(&kernel) {
-                Ok(p) => p,
-                Err(e) => return usage(e),
-            };
+            let p = &p;
             let started = Instant::now();
             match kernel::acquire(
                 p,
@@ -339,10 +349,7 @@ fn main() -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("runner: {e:#}");
-                    ExitCode::from(EXIT_INFRA as u8)
-                }
+                Err(e) => infra(e),
             }
         }
         Cmd::Run {
@@ -351,19 +358,12 @@ fn main() -> ExitCode {
             common,
         } => {
             let opts = cases.opts(&common);
-            if opts.accept {
-                gate::configure_insta(&paths::workspace_root(), true);
-            } else {
-                gate::configure_insta(&paths::workspace_root(), false);
-            }
-            let (paths, set) = match load(&common) {
+            gate::configure_insta(&paths::workspace_root(), opts.accept);
+            let (paths, p) = match load_profile(&common, &kernel) {
                 Ok(x) => x,
                 Err(c) => return c,
             };
-            let p = match set.get(&kernel) {
-                Ok(p) => p,
-                Err(e) => return usage(e),
-            };
+            let p = &p;
             if opts.selftest_crash && p.kind == Kind::Host {
                 return usage("refusing the crash selftest on the host profile");
             }
@@ -459,14 +459,11 @@ fn main() -> ExitCode {
             quiet,
             common,
         } => {
-            let (paths, set) = match load(&common) {
+            let (paths, p) = match load_profile(&common, &kernel) {
                 Ok(x) => x,
                 Err(c) => return c,
             };
-            let p = match set.get(&kernel) {
-                Ok(p) => p,
-                Err(e) => return usage(e),
-            };
+            let p = &p;
             let opts = fuzz::FuzzOpts {
                 target,
                 secs: time,
@@ -530,10 +527,7 @@ fn main() -> ExitCode {
                         .collect::<Vec<_>>()
                         .join(", ")
                 )),
-                Err(e) => {
-                    eprintln!("runner: {e:#}");
-                    ExitCode::from(EXIT_INFRA as u8)
-                }
+                Err(e) => infra(e),
             }
         }
         Cmd::Probe {
@@ -541,14 +535,11 @@ fn main() -> ExitCode {
             out,
             common,
         } => {
-            let (paths, set) = match load(&common) {
+            let (paths, p) = match load_profile(&common, &kernel) {
                 Ok(x) => x,
                 Err(c) => return c,
             };
-            let p = match set.get(&kernel) {
-                Ok(p) => p,
-                Err(e) => return usage(e),
-            };
+            let p = &p;
             probe_cmd(p, &paths, &out, &common)
         }
         Cmd::Bench {
@@ -559,14 +550,11 @@ fn main() -> ExitCode {
         } => {
             let opts = cases.opts(&common);
             gate::configure_insta(&paths::workspace_root(), false);
-            let (paths, set) = match load(&common) {
+            let (paths, p) = match load_profile(&common, &kernel) {
                 Ok(x) => x,
                 Err(c) => return c,
             };
-            let p = match set.get(&kernel) {
-                Ok(p) => p,
-                Err(e) => return usage(e),
-            };
+            let p = &p;
             if p.kind == Kind::Host {
                 return usage("bench compares VM boots; the host profile has none");
             }
@@ -637,10 +625,7 @@ fn probe_cmd(p: &profile::Profile, paths: &Paths, out: &Path, common: &Common) -
     .opts(common);
     let prepared = match run::prepare(p, paths, &opts) {
         Ok(x) => x,
-        Err(e) => {
-            eprintln!("runner: {e:#}");
-            return ExitCode::from(EXIT_INFRA as u8);
-        }
+        Err(e) => return infra(e),
     };
     let cfg = prepared.vng.expect("VM profile");
     let _ = std::fs::create_dir_all(out);
@@ -699,10 +684,7 @@ fn probe_cmd(p: &profile::Profile, paths: &Paths, out: &Path, common: &Common) -
             );
             ExitCode::from(EXIT_INFRA as u8)
         }
-        Err(e) => {
-            eprintln!("runner: {e:#}");
-            ExitCode::from(EXIT_INFRA as u8)
-        }
+        Err(e) => infra(e),
     }
 }
 
@@ -717,28 +699,19 @@ fn bench(
 ) -> ExitCode {
     let prepared = match run::prepare(p, paths, opts) {
         Ok(x) => x,
-        Err(e) => {
-            eprintln!("runner: {e:#}");
-            return ExitCode::from(EXIT_INFRA as u8);
-        }
+        Err(e) => return infra(e),
     };
     let cfg = prepared.vng.expect("VM profile");
     let _ = std::fs::create_dir_all(out);
     let bin = match run::cases_binary(paths, opts).and_then(|b| run::stage_cases_binary(&b, out)) {
         Ok(b) => b,
-        Err(e) => {
-            eprintln!("runner: {e:#}");
-            return ExitCode::from(EXIT_INFRA as u8);
-        }
+        Err(e) => return infra(e),
     };
     let listed = match run::list_cases(&bin, p, opts, false)
         .and_then(|l| Ok((l, run::list_cases(&bin, p, opts, true)?)))
     {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("runner: {e:#}");
-            return ExitCode::from(EXIT_INFRA as u8);
-        }
+        Err(e) => return infra(e),
     };
     let _ = std::fs::create_dir_all(out);
     let out = std::fs::canonicalize(out).unwrap_or_else(|_| out.to_owned());
@@ -775,10 +748,7 @@ fn bench(
         let t = Instant::now();
         let l = match run::run_cases(&launcher, &dir, &bin, p, &listed.0, &listed.1, opts, &wd) {
             Ok(l) => l,
-            Err(e) => {
-                eprintln!("runner: {e:#}");
-                return ExitCode::from(EXIT_INFRA as u8);
-            }
+            Err(e) => return infra(e),
         };
         let n = l.cases.len();
         let mut results = report::RunResults {

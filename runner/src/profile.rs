@@ -279,6 +279,17 @@ impl ProfileSet {
     }
 }
 
+/// The repository's `host` profile (tests that run on the host).
+#[cfg(test)]
+pub(crate) fn host_profile() -> Profile {
+    let vm_images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm-images");
+    ProfileSet::load(&vm_images)
+        .unwrap()
+        .get("host")
+        .unwrap()
+        .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

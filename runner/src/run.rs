@@ -134,7 +134,8 @@ pub fn parse_list(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn shell_quote(s: &str) -> String {
+/// `s` as one single-quoted POSIX shell word.
+pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
@@ -214,7 +215,8 @@ pub fn guest_script(g: &GuestScript) -> String {
     s
 }
 
-fn read_num(p: &Path) -> Option<u64> {
+/// The number in a file (e.g. the guest's copy of /proc/sys/kernel/tainted).
+pub(crate) fn read_num(p: &Path) -> Option<u64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 
@@ -390,11 +392,7 @@ pub fn run_cases(
         );
         r.vms.push(VmRecord {
             index,
-            outcome: if panicked {
-                "panic".into()
-            } else {
-                run.end.as_str().into()
-            },
+            outcome: run.end.outcome(panicked),
             boot_seconds: run.boot_seconds,
             wall_seconds: run.wall_seconds,
             guest_exit_status: exit_status,
@@ -792,6 +790,7 @@ fn finish(results: &mut RunResults, paths: &Paths, opts: &RunOpts) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::host_profile;
 
     #[test]
     fn list_parsing() {
@@ -898,13 +897,16 @@ mod tests {
         }
     }
 
-    fn host_profile() -> Profile {
-        let vm_images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm-images");
-        crate::profile::ProfileSet::load(&vm_images)
-            .unwrap()
-            .get("host")
-            .unwrap()
-            .clone()
+    /// Lists the fake binary's cases and runs all of them on the host, with a 30 s boot and a
+    /// `total_s` whole-run watchdog.
+    fn host_loop(dir: &Path, bin: &Path, o: &RunOpts, total_s: u64) -> VmLoop {
+        let p = host_profile();
+        let listed = list_cases(bin, &p, o, false).unwrap();
+        let wd = Watchdogs {
+            boot: Duration::from_secs(30),
+            total: Duration::from_secs(total_s),
+        };
+        run_cases(&Launcher::Host, dir, bin, &p, &listed, &listed, o, &wd).unwrap()
     }
 
     #[test]
@@ -917,24 +919,7 @@ echo '{"kind":"case","name":"g::one::hidden","status":"skip","detail":"feature a
 echo '{"kind":"case","name":"g::two::plain","status":"pass","detail":"","duration_ms":1}' >> "$WAITCONF_REPORT"
 exit 0"#,
         );
-        let p = host_profile();
-        let o = opts();
-        let listed = list_cases(&bin, &p, &o, false).unwrap();
-        let wd = Watchdogs {
-            boot: Duration::from_secs(30),
-            total: Duration::from_secs(60),
-        };
-        let l = run_cases(
-            &Launcher::Host,
-            dir.path(),
-            &bin,
-            &p,
-            &listed,
-            &listed,
-            &o,
-            &wd,
-        )
-        .unwrap();
+        let l = host_loop(dir.path(), &bin, &opts(), 60);
         assert_eq!(l.cases.len(), 2);
         assert_eq!(l.env.as_ref().unwrap().clone_wait_pid_flag, "0x10000000000");
         assert_eq!(l.vms.len(), 1);
@@ -954,25 +939,8 @@ exit 0"#,
   *) exec sleep 600;;
 esac"#,
         );
-        let p = host_profile();
-        let o = opts();
-        let listed = list_cases(&bin, &p, &o, false).unwrap();
         // A one-second watchdog is the behaviour under test.
-        let wd = Watchdogs {
-            boot: Duration::from_secs(30),
-            total: Duration::from_secs(1),
-        };
-        let l = run_cases(
-            &Launcher::Host,
-            dir.path(),
-            &bin,
-            &p,
-            &listed,
-            &listed,
-            &o,
-            &wd,
-        )
-        .unwrap();
+        let l = host_loop(dir.path(), &bin, &opts(), 1);
         assert_eq!(l.vms.len(), 2);
         assert_eq!(l.vms[0].outcome, "watchdog");
         let one = l.cases.iter().find(|c| c.name == "g::one::hidden").unwrap();
@@ -993,28 +961,12 @@ esac"#,
   *) exec sleep 600;;
 esac"#,
         );
-        let p = host_profile();
         let o = RunOpts {
             test_threads: Some(2),
             ..opts()
         };
-        let listed = list_cases(&bin, &p, &o, false).unwrap();
         // A one-second watchdog is the behaviour under test.
-        let wd = Watchdogs {
-            boot: Duration::from_secs(30),
-            total: Duration::from_secs(1),
-        };
-        let l = run_cases(
-            &Launcher::Host,
-            dir.path(),
-            &bin,
-            &p,
-            &listed,
-            &listed,
-            &o,
-            &wd,
-        )
-        .unwrap();
+        let l = host_loop(dir.path(), &bin, &o, 1);
         let outcomes: Vec<&str> = l.vms.iter().map(|v| v.outcome.as_str()).collect();
         assert_eq!(outcomes, ["watchdog", "watchdog", "completed"]);
         let one = l.cases.iter().find(|c| c.name == "g::one::hidden").unwrap();

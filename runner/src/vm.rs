@@ -80,6 +80,16 @@ impl VmEnd {
             VmEnd::Exited => "exited",
         }
     }
+
+    /// The outcome a report records for the VM: `panic` when the console showed a kernel
+    /// panic, else how it ended.
+    pub fn outcome(self, panicked: bool) -> String {
+        if panicked {
+            "panic".into()
+        } else {
+            self.as_str().into()
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -218,6 +218,28 @@ fn open_own_cgroup() -> Option<RawFd> {
 }
 
 impl Clone3Case {
+    /// A call with `flags` and `exit_signal` and nothing else unusual: a
+    /// VER2-sized struct without tail, no stack, set_tid or cgroup, a valid
+    /// pidfd pointer; the child exits with 7; waits `waitid(P_ALL)` then
+    /// `waitid(P_PIDFD)`, no extra options.
+    pub fn plain(flags: u64, exit_signal: u64) -> Clone3Case {
+        Clone3Case {
+            flags,
+            size: CLONE_ARGS_SIZE_VER2,
+            tail_byte: None,
+            exit_signal,
+            stack: Stack::None,
+            set_tid: SetTid::None,
+            cgroup: Cgroup::Zero,
+            pidfd: Pidfd::Valid,
+            exit_code: 7,
+            generic: WaitCall::WaitidAll,
+            generic_opts: 0,
+            focused: WaitCall::WaitidPidfd,
+            focused_opts: 0,
+        }
+    }
+
     /// The model's description of this argument block.
     pub fn desc(&self) -> Clone3Desc {
         let tail_nonzero = match self.tail_byte {
@@ -838,21 +860,7 @@ mod tests {
     }
 
     fn case(flags: u64, exit_signal: u64) -> Clone3Case {
-        Clone3Case {
-            flags,
-            size: CLONE_ARGS_SIZE_VER2,
-            tail_byte: None,
-            exit_signal,
-            stack: Stack::None,
-            set_tid: SetTid::None,
-            cgroup: Cgroup::Zero,
-            pidfd: Pidfd::Valid,
-            exit_code: 7,
-            generic: WaitCall::WaitidAll,
-            generic_opts: 0,
-            focused: WaitCall::WaitidPidfd,
-            focused_opts: 0,
-        }
+        Clone3Case::plain(flags, exit_signal)
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Small pieces both fuzz oracles share: serialisable mirrors of the wait
+//! Small pieces both fuzz oracles share: a serialisable mirror of the wait
 //! outcome, wait-call names, and how a reported event changes the model's
 //! view of a child (the state step on top of `model::predict_wait`).
 
@@ -8,55 +8,21 @@ use crate::model::{predict_wait, ChildState, ChildView, Prediction, Selector};
 use crate::sys::wait::{Event, WaitCall, WaitOpts, WaitOutcome};
 use crate::sys::Errno;
 
-/// [`Event`], serialisable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Ev {
-    Exited(i32),
-    Killed(i32),
-    Dumped(i32),
-    Stopped(i32),
-    Trapped(i32),
-    Continued,
-}
-
-/// [`WaitOutcome`], serialisable.
+/// [`WaitOutcome`], serialisable. Kept as its own type (the event is
+/// [`Event`] itself): `Failed` carries the raw errno, so its `Debug` text
+/// (`Failed(10)`, shown in wcfuzz output and harness messages) differs from
+/// `WaitOutcome`'s (`Failed(ECHILD)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Out {
-    Reported { pid: i32, event: Ev },
+    Reported { pid: i32, event: Event },
     NothingReady,
     Failed(i32),
-}
-
-impl From<Event> for Ev {
-    fn from(e: Event) -> Ev {
-        match e {
-            Event::Exited(c) => Ev::Exited(c),
-            Event::Killed(s) => Ev::Killed(s),
-            Event::Dumped(s) => Ev::Dumped(s),
-            Event::Stopped(s) => Ev::Stopped(s),
-            Event::Trapped(s) => Ev::Trapped(s),
-            Event::Continued => Ev::Continued,
-        }
-    }
-}
-
-impl From<Ev> for Event {
-    fn from(e: Ev) -> Event {
-        match e {
-            Ev::Exited(c) => Event::Exited(c),
-            Ev::Killed(s) => Event::Killed(s),
-            Ev::Dumped(s) => Event::Dumped(s),
-            Ev::Stopped(s) => Event::Stopped(s),
-            Ev::Trapped(s) => Event::Trapped(s),
-            Ev::Continued => Event::Continued,
-        }
-    }
 }
 
 impl From<WaitOutcome> for Out {
     fn from(o: WaitOutcome) -> Out {
         match o {
-            WaitOutcome::Reported { pid, event } => Out::Reported { pid, event: event.into() },
+            WaitOutcome::Reported { pid, event } => Out::Reported { pid, event },
             WaitOutcome::NothingReady => Out::NothingReady,
             WaitOutcome::Failed(e) => Out::Failed(e.0),
         }
@@ -66,7 +32,7 @@ impl From<WaitOutcome> for Out {
 impl From<Out> for WaitOutcome {
     fn from(o: Out) -> WaitOutcome {
         match o {
-            Out::Reported { pid, event } => WaitOutcome::Reported { pid, event: event.into() },
+            Out::Reported { pid, event } => WaitOutcome::Reported { pid, event },
             Out::NothingReady => WaitOutcome::NothingReady,
             Out::Failed(e) => WaitOutcome::Failed(Errno(e)),
         }
@@ -136,7 +102,7 @@ pub fn apply_outcome(children: &mut Vec<ChildView>, opts: WaitOpts, observed: Ou
         return;
     }
     let Some(i) = children.iter().position(|c| c.pid == pid) else { return };
-    match Event::from(event) {
+    match event {
         Event::Exited(_) | Event::Killed(_) | Event::Dumped(_) => {
             children.remove(i);
         }
@@ -148,4 +114,28 @@ pub fn apply_outcome(children: &mut Vec<ChildView>, opts: WaitOpts, observed: Ou
 /// One wait step against the model: its prediction.
 pub fn predict(sel: Selector, opts: WaitOpts, children: &[ChildView]) -> Prediction {
     predict_wait(sel, effective_opts(sel.call, opts), children)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The observations travel as JSON between the executor and its worker:
+    /// `Out` (with `Event` inside) keeps the form it had with its own event
+    /// mirror.
+    #[test]
+    fn out_wire_form() {
+        let cases = [
+            (Out::Reported { pid: 5, event: Event::Exited(1) }, r#"{"Reported":{"pid":5,"event":{"Exited":1}}}"#),
+            (Out::Reported { pid: 5, event: Event::Continued }, r#"{"Reported":{"pid":5,"event":"Continued"}}"#),
+            (Out::NothingReady, r#""NothingReady""#),
+            (Out::Failed(10), r#"{"Failed":10}"#),
+        ];
+        for (o, json) in cases {
+            assert_eq!(serde_json::to_string(&o).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Out>(json).unwrap(), o);
+        }
+        assert_eq!(format!("{:?}", Out::Reported { pid: 5, event: Event::Killed(9) }), "Reported { pid: 5, event: Killed(9) }");
+        assert_eq!(format!("{:?}", Out::Failed(10)), "Failed(10)");
+    }
 }

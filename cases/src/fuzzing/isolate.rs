@@ -50,7 +50,7 @@ pub fn block_all_signals() -> SavedMask {
 /// Block every blockable signal but SIGCHLD in the calling thread (for
 /// executions whose child can only send SIGCHLD, see clone3::Scope).
 pub fn block_all_but_sigchld() -> SavedMask {
-    SavedMask(rt_sigprocmask(libc::SIG_BLOCK, Some(u64::MAX & !sigbit(libc::SIGCHLD))))
+    SavedMask(rt_sigprocmask(libc::SIG_BLOCK, Some(!sigbit(libc::SIGCHLD))))
 }
 
 /// Put a mask saved by [`block_all_signals`] back.

@@ -146,8 +146,8 @@ impl WaitCall {
     }
 }
 
-/// What a child reported.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+/// What a child reported (serialisable: the fuzz observations carry it).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// exited with this code (`CLD_EXITED`)
     Exited(i32),

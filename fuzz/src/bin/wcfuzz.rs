@@ -237,21 +237,7 @@ fn regress(target: &str, artifact: &str, id: Option<String>, finding_text: Optio
 }
 
 fn base(flags: u64) -> Clone3Case {
-    Clone3Case {
-        flags,
-        size: 88,
-        tail_byte: None,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: Stack::None,
-        set_tid: SetTid::None,
-        cgroup: Cgroup::Zero,
-        pidfd: Pidfd::Valid,
-        exit_code: 7,
-        generic: WaitCall::WaitidAll,
-        generic_opts: 0,
-        focused: WaitCall::WaitidPidfd,
-        focused_opts: 0,
-    }
+    Clone3Case::plain(flags, libc::SIGCHLD as u64)
 }
 
 fn seed_cases() -> Vec<(&'static str, Clone3Case)> {
