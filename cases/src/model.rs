@@ -463,6 +463,105 @@ pub fn considers(call: WaitCall, child_hidden: bool) -> bool {
     !child_hidden || call.is_focused()
 }
 
+/// Which answer the model gives to the two questions about hiding that the
+/// seed patch leaves open: does a hidden child stay hidden once it is
+/// reparented, and do a hidden child's own children start out hidden?
+///
+/// - [`Semantics::Design`] (the default): what the case table asserts
+///   (`reparent::subreaper::*`, `reparent::pidns_init::*`,
+///   `open::descendants::grandchild_generic_wait`,
+///   `open::threads::thread_child_generic_wait`). The flag describes the
+///   relation to the parent that created the child and holds its pidfd: a
+///   child reparented to a subreaper or a pid-namespace init is visible to
+///   its new parent's generic waits (a PID-1 manager must be able to reap
+///   it), and the flag is not inherited (a hidden helper's own children are
+///   plain). Findings under Design include the seed port's known deviations.
+/// - [`Semantics::Seed`]: what the 2019 patch does (PF_WAIT_PID): a per-task
+///   mark set by clone3(CLONE_WAIT_PID), copied to every child the task (any
+///   of its threads) creates, and never cleared: kept across reparenting
+///   and execve. Findings under Seed are bugs beyond the known deviations.
+///
+/// Both keep a child hidden across execve (`open::execve::*`) and let every
+/// focused wait reap it ([`considers`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Semantics {
+    #[default]
+    Design,
+    Seed,
+}
+
+impl Semantics {
+    /// The environment variable that selects the fuzzers' semantics
+    /// (`seed` or `design`; unset or empty: design).
+    pub const ENV: &'static str = "WAIT_FUZZ_SEMANTICS";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Semantics::Design => "design",
+            Semantics::Seed => "seed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Semantics, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "design" => Ok(Semantics::Design),
+            "seed" => Ok(Semantics::Seed),
+            other => Err(format!("{}={other:?}: want seed or design", Semantics::ENV)),
+        }
+    }
+
+    /// From [`Semantics::ENV`]; Design when unset.
+    pub fn from_env() -> Result<Semantics, String> {
+        match std::env::var(Semantics::ENV) {
+            Ok(v) => Semantics::parse(&v),
+            Err(std::env::VarError::NotPresent) => Ok(Semantics::Design),
+            Err(e) => Err(format!("{}: {e}", Semantics::ENV)),
+        }
+    }
+}
+
+impl std::fmt::Display for Semantics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a child came to be the waiter's child, as far as hiding goes.
+/// (execve has no field: it changes nothing under either semantics.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// created by clone3 with the CLONE_WAIT_PID bit (the call succeeded)
+    pub wait_pid_flag: bool,
+    /// the task that created it (whichever of its threads made the call)
+    /// was marked itself: `creator.marked(semantics)`
+    pub creator_marked: bool,
+    /// the waiter is not the process that created it: the child was
+    /// reparented (to a child subreaper or a pid-namespace init)
+    pub reparented: bool,
+}
+
+impl Lineage {
+    /// The per-task mark the child carries from its creation on (PF_WAIT_PID
+    /// under Seed): its own flag, or under Seed also its creator's mark.
+    pub fn marked(self, sem: Semantics) -> bool {
+        match sem {
+            Semantics::Design => self.wait_pid_flag,
+            Semantics::Seed => self.wait_pid_flag || self.creator_marked,
+        }
+    }
+}
+
+/// Whether the waiter's generic waits skip this child (the `hidden` of its
+/// [`ChildView`]). Design: only the creating parent is blind to a child it
+/// made with CLONE_WAIT_PID. Seed: everyone is blind to a marked task.
+pub fn hidden_from_waiter(sem: Semantics, l: Lineage) -> bool {
+    match sem {
+        Semantics::Design => l.marked(sem) && !l.reparented,
+        Semantics::Seed => l.marked(sem),
+    }
+}
+
 /// Predict one wait call against the caller's children. The caller holds a
 /// valid pidfd for `sel.pid`.
 pub fn predict_wait(sel: Selector, opts: WaitOpts, children: &[ChildView]) -> Prediction {
@@ -702,6 +801,59 @@ mod tests {
                 predict_wait(sel(call), opts, &[hidden, plain]),
                 Prediction::OneOf(vec![WaitOutcome::Reported { pid: 10, event: Event::Exited(3) }])
             );
+        }
+    }
+
+    const ALL: [Semantics; 2] = [Semantics::Design, Semantics::Seed];
+
+    #[test]
+    fn semantics_names_and_default() {
+        assert_eq!(Semantics::default(), Semantics::Design);
+        for s in ALL {
+            assert_eq!(Semantics::parse(s.name()), Ok(s));
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.name()));
+            assert_eq!(serde_json::from_str::<Semantics>(&format!("\"{s}\"")).unwrap(), s);
+        }
+        assert_eq!(Semantics::parse(""), Ok(Semantics::Design));
+        assert_eq!(Semantics::parse(" Seed\n"), Ok(Semantics::Seed));
+        assert!(Semantics::parse("mixed").is_err());
+    }
+
+    #[test]
+    fn own_child_hidden_under_both() {
+        // What the seed states: the creating parent's generic waits skip a
+        // CLONE_WAIT_PID child, and only such a child.
+        for s in ALL {
+            let own = Lineage { wait_pid_flag: true, ..Lineage::default() };
+            assert!(hidden_from_waiter(s, own), "{s}");
+            assert!(!hidden_from_waiter(s, Lineage::default()), "{s}");
+        }
+    }
+
+    #[test]
+    fn reparented_hidden_child() {
+        // reparent::subreaper::*, reparent::pidns_init::*: visible to the new
+        // parent by design; the seed keeps PF_WAIT_PID.
+        let l = Lineage { wait_pid_flag: true, creator_marked: false, reparented: true };
+        assert!(!hidden_from_waiter(Semantics::Design, l));
+        assert!(hidden_from_waiter(Semantics::Seed, l));
+    }
+
+    #[test]
+    fn children_of_a_hidden_child() {
+        // open::descendants::grandchild_generic_wait,
+        // open::threads::thread_child_generic_wait: the helper's own plain
+        // child, as the helper (its creator) sees it.
+        let helper = Lineage { wait_pid_flag: true, ..Lineage::default() };
+        for s in ALL {
+            let grandchild = Lineage { wait_pid_flag: false, creator_marked: helper.marked(s), reparented: false };
+            assert_eq!(hidden_from_waiter(s, grandchild), s == Semantics::Seed, "{s}");
+            // Inherited through every generation under Seed.
+            let next = Lineage { wait_pid_flag: false, creator_marked: grandchild.marked(s), reparented: false };
+            assert_eq!(next.marked(s), s == Semantics::Seed, "{s}");
+            // Reparented to a subreaper, it is plain by design, hidden by the seed.
+            let up = Lineage { reparented: true, ..grandchild };
+            assert_eq!(hidden_from_waiter(s, up), s == Semantics::Seed, "{s}");
         }
     }
 }

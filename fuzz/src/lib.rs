@@ -75,13 +75,15 @@ pub fn ctx() -> &'static Ctx {
         let cfg = TreeConfig::detect(features, bit);
         let inprocess = std::env::var(INPROCESS_ENV).map(|v| v != "0").unwrap_or(true);
         eprintln!(
-            "wait-conformance-fuzz: kernel {:?}, CLONE_WAIT_PID {}, caller {:?}, {}=1 {}, {}",
+            "wait-conformance-fuzz: kernel {:?}, CLONE_WAIT_PID {}, caller {:?}, {}=1 {}, {}, wait_sequence model: {} semantics ({})",
             env.features.version,
             env.features.wait_pid_bit.map(|b| format!("{b:#x}")).unwrap_or_else(|| format!("absent (configured {bit:#x})")),
             env.caller,
             clone3::RISKY_ENV,
             if env.allow_risky { "set: namespaces and CLONE_VM children allowed" } else { "not set: risky flag words masked" },
-            if inprocess { "harmless clone3 inputs run in process" } else { "every input runs in the worker" }
+            if inprocess { "harmless clone3 inputs run in process" } else { "every input runs in the worker" },
+            cfg.semantics,
+            cases::model::Semantics::ENV,
         );
         install_cleanup();
         // SAFETY: getpgrp has no arguments and cannot fail.
@@ -480,8 +482,11 @@ pub fn encode_clone3(case: &Clone3Case) -> Vec<u8> {
 
 fn finding(target: &str, input: &str, detail: &str, c: &Ctx) -> String {
     format!(
-        "wait-conformance finding ({target}) on kernel {:?}, CLONE_WAIT_PID {:?}:\n{input}\n{detail}\n(turn the artifact into a case: wcfuzz regress {target} <artifact>)",
-        c.env.features.version, c.env.features.wait_pid_bit
+        "wait-conformance finding ({target}) on kernel {:?}, CLONE_WAIT_PID {:?}{}:\n{input}\n{detail}\n(turn the artifact into a case: wcfuzz regress {target} <artifact>{})",
+        c.env.features.version,
+        c.env.features.wait_pid_bit,
+        if target == "wait_sequence" { format!(", {} semantics", c.cfg.semantics) } else { String::new() },
+        if target == "wait_sequence" { format!(", with {}={}", cases::model::Semantics::ENV, c.cfg.semantics) } else { String::new() },
     )
 }
 

@@ -8,9 +8,16 @@
 //! source it follows:
 //! - an exiting or killed node's children are reparented to D when D is a
 //!   child subreaper, else out of D's view (kernel/exit.c,
-//!   find_new_reaper/reparent_leader); CLONE_WAIT_PID is kept (the seed
-//!   only sets PF_WAIT_PID at fork and nothing clears it: exec and
-//!   reparenting keep it);
+//!   find_new_reaper/reparent_leader);
+//! - whether D's generic waits skip a node is `model::hidden_from_waiter`
+//!   for the node's [`Lineage`] (its own CLONE_WAIT_PID, its creator's
+//!   mark, whether it was reparented) under the configured [`Semantics`]:
+//!   `design` (default; the case table's answers: a reparented node is
+//!   visible to D, a hidden node's children are plain) or `seed` (the
+//!   patch's PF_WAIT_PID: inherited by the node's children, kept across
+//!   reparenting and exec). `WAIT_FUZZ_SEMANTICS=seed|design` selects it
+//!   ([`TreeConfig::detect`]); a saved regression replays under the
+//!   semantics it records;
 //! - SIGSTOP stops, SIGCONT makes a stopped node "continued", SIGKILL makes
 //!   a zombie killed by 9 (kernel/signal.c);
 //! - setpgid(child) is EACCES after the child exec'd (kernel/sys.c), and
@@ -28,7 +35,10 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{apply_outcome, call_id, describe_prediction, effective_opts, matches, predict, Out};
 use super::isolate;
-use crate::model::{clone3_verdict, Caller, ChildState, ChildView, Clone3Desc, KernelFeatures, Prediction, Selector, Verdict};
+use crate::model::{
+    clone3_verdict, hidden_from_waiter, Caller, ChildState, ChildView, Clone3Desc, KernelFeatures, Lineage, Prediction, Selector, Semantics,
+    Verdict,
+};
 use crate::sys::clone::{clone3, flags::CLONE_PIDFD, Clone3Request, Program};
 use crate::sys::wait::{wait, Event, WaitCall, WaitOpts, WaitTarget};
 use crate::sys::{pidfd, Errno};
@@ -119,16 +129,30 @@ pub struct TreeConfig {
     pub spawn_bit: u64,
     /// /bin/sh exists (Exec needs it)
     pub sh: bool,
+    /// which answers the model gives where the seed is silent (reparented
+    /// and inherited hiding); see [`Semantics`]
+    pub semantics: Semantics,
 }
 
 impl TreeConfig {
+    /// The machine's facts, with the semantics from `WAIT_FUZZ_SEMANTICS`
+    /// (unset: design; a value that is neither `seed` nor `design` panics,
+    /// so that a typo does not run a campaign under the wrong rules).
     pub fn detect(features: KernelFeatures, configured_bit: u64) -> TreeConfig {
+        let semantics = Semantics::from_env().unwrap_or_else(|e| panic!("{e}"));
+        TreeConfig::detect_with(features, configured_bit, semantics)
+    }
+
+    /// The same with the semantics given (a regression replays under the
+    /// semantics saved with it).
+    pub fn detect_with(features: KernelFeatures, configured_bit: u64, semantics: Semantics) -> TreeConfig {
         let env = super::clone3::Env::detect(features.clone());
         TreeConfig {
             spawn_bit: features.wait_pid_bit.unwrap_or(configured_bit),
             features,
             caller: env.caller,
             sh: std::path::Path::new("/bin/sh").exists(),
+            semantics,
         }
     }
 }
@@ -145,7 +169,9 @@ enum Parent {
 struct Node {
     pid: i32,
     parent: Parent,
-    hidden: bool,
+    /// how it was made and whether it was reparented: hidden from D's
+    /// generic waits is `hidden_from_waiter(semantics, lineage)`
+    lineage: Lineage,
     pgid: i32,
     state: ChildState,
     reaped: bool,
@@ -215,7 +241,13 @@ impl TreeModel {
         self.nodes
             .iter()
             .filter(|n| n.parent == Parent::Driver && !n.reaped)
-            .map(|n| ChildView { pid: n.pid, pgid: n.pgid, hidden: n.hidden, sigchld: true, state: n.state })
+            .map(|n| ChildView {
+                pid: n.pid,
+                pgid: n.pgid,
+                hidden: hidden_from_waiter(self.cfg.semantics, n.lineage),
+                sigchld: true,
+                state: n.state,
+            })
             .collect()
     }
 
@@ -294,6 +326,7 @@ impl TreeModel {
         for n in self.nodes.iter_mut() {
             if n.parent == Parent::Node(dead) && !n.reaped {
                 n.parent = to;
+                n.lineage.reparented = true;
             }
         }
     }
@@ -309,12 +342,17 @@ impl TreeModel {
             (E::Spawn { parent, verdict, flags }, StepOut::Spawned(r)) => {
                 match (verdict, r) {
                     (Verdict::Created | Verdict::Unknown(_), Ok(pid)) => {
-                        let (parent, pgid) = match parent {
-                            Who::Driver => (Parent::Driver, self.dpid),
-                            Who::Node(p) => (Parent::Node(*p as usize), self.nodes[*p as usize].pgid),
+                        // D is a plain child of the worker: never marked.
+                        let (parent, pgid, creator_marked) = match parent {
+                            Who::Driver => (Parent::Driver, self.dpid, false),
+                            Who::Node(p) => {
+                                let c = &self.nodes[*p as usize];
+                                (Parent::Node(*p as usize), c.pgid, c.lineage.marked(self.cfg.semantics))
+                            }
                         };
-                        let hidden = self.cfg.features.wait_pid_bit.is_some_and(|b| flags & b != 0);
-                        self.nodes.push(Node { pid: *pid, parent, hidden, pgid, state: ChildState::Running, reaped: false, execd: false });
+                        let wait_pid_flag = self.cfg.features.wait_pid_bit.is_some_and(|b| flags & b != 0);
+                        let lineage = Lineage { wait_pid_flag, creator_marked, reparented: false };
+                        self.nodes.push(Node { pid: *pid, parent, lineage, pgid, state: ChildState::Running, reaped: false, execd: false });
                         Ok(())
                     }
                     (Verdict::Fails(want), Err(got)) if want.0 == *got => Ok(()),
@@ -398,7 +436,7 @@ pub struct RunLog {
 /// returned, what was skipped and why), and the first mismatch if any.
 pub fn replay(program: &WaitProgram, cfg: &TreeConfig, log: &RunLog) -> (String, Option<String>) {
     let mut m = TreeModel::new(cfg.clone(), log.dpid);
-    let mut lines = vec![format!("D (pid {}): setpgid(0, 0)", log.dpid)];
+    let mut lines = vec![format!("D (pid {}): setpgid(0, 0)  [model: {} semantics]", log.dpid, cfg.semantics)];
     let fail = |lines: Vec<String>, why: String| (lines.join("\n"), Some(why));
     for (i, op) in program.ops.iter().enumerate() {
         let e = m.expect(op);
@@ -771,4 +809,152 @@ pub fn run_isolated(program: &WaitProgram, cfg: &TreeConfig, timeout_ms: i32) ->
     isolate::drain_pending_signals();
     isolate::restore_mask(mask);
     log
+}
+
+#[cfg(test)]
+mod tests {
+    //! The model alone, over recorded runs (the host has no CLONE_WAIT_PID,
+    //! so these logs are what wait-pid-6.12 answered, not executions).
+    use super::*;
+    use crate::fuzzing::common::Out;
+
+    const BIT: u64 = 1 << 40;
+
+    fn cfg(semantics: Semantics) -> TreeConfig {
+        TreeConfig {
+            features: KernelFeatures::new((6, 12), Some(BIT)),
+            caller: Caller { root: false, ns_init: false, ns_level: 0 },
+            spawn_bit: BIT,
+            sh: true,
+            semantics,
+        }
+    }
+
+    fn wait(call: WaitCall, opts: u32, node: u8) -> Op {
+        Op::Wait { call, opts, node }
+    }
+    fn spawn(parent: Who, hidden: bool) -> Op {
+        Op::Spawn { parent, hidden }
+    }
+    const NOHANG_EXITED: u32 = WaitOpts::WNOHANG | WaitOpts::WEXITED;
+
+    /// cases/regressions/wait_sequence-hidden-grandchild-inherits-after-reparent.case
+    /// and the log wait-pid-6.12 gave for it.
+    fn grandchild_run() -> (WaitProgram, RunLog) {
+        let p = WaitProgram {
+            ops: vec![
+                Op::Subreaper,
+                spawn(Who::Driver, false),
+                spawn(Who::Node(0), true),
+                Op::Exit { node: 0, code: 1 },
+                spawn(Who::Node(1), false),
+                Op::Kill { node: 1 },
+                wait(WaitCall::WaitpidAny, 0, 0),
+                wait(WaitCall::WaitidAll, NOHANG_EXITED, 1),
+            ],
+        };
+        let log = RunLog {
+            dpid: 133,
+            steps: vec![
+                StepOut::Done,
+                StepOut::Spawned(Ok(134)),
+                StepOut::Spawned(Ok(135)),
+                StepOut::Done,
+                StepOut::Spawned(Ok(136)),
+                StepOut::Done,
+                StepOut::Waited(Some(Out::Reported { pid: 134, event: Event::Exited(1) })),
+                StepOut::Waited(Some(Out::Failed(libc::ECHILD))),
+            ],
+            hang: None,
+        };
+        (p, log)
+    }
+
+    #[test]
+    fn grandchild_regression_under_each_semantics() {
+        let (p, log) = grandchild_run();
+        // Seed: n1 keeps PF_WAIT_PID when reparented to D, n2 inherited it:
+        // ECHILD is the patch's answer.
+        assert_eq!(check(&p, &cfg(Semantics::Seed), &log), Ok(()));
+        // Design: n1 (reparented, killed) is D's to reap with waitid(P_ALL).
+        let e = check(&p, &cfg(Semantics::Design), &log).unwrap_err();
+        assert!(e.contains("step 8:") && e.contains("returned -1 ECHILD") && e.contains("135"), "{e}");
+        assert!(e.contains("[model: design semantics]"), "{e}");
+    }
+
+    /// Only reparenting: the hidden child of a plain node that exits.
+    #[test]
+    fn reparented_hidden_child() {
+        let p = WaitProgram {
+            ops: vec![
+                Op::Subreaper,
+                spawn(Who::Driver, false),
+                spawn(Who::Node(0), true),
+                Op::Exit { node: 0, code: 1 },
+                Op::Exit { node: 1, code: 2 },
+                wait(WaitCall::WaitidAll, NOHANG_EXITED, 0),
+                wait(WaitCall::WaitidAll, NOHANG_EXITED, 0),
+            ],
+        };
+        let steps = |second: Out| RunLog {
+            dpid: 10,
+            steps: vec![
+                StepOut::Done,
+                StepOut::Spawned(Ok(11)),
+                StepOut::Spawned(Ok(12)),
+                StepOut::Done,
+                StepOut::Done,
+                StepOut::Waited(Some(Out::Reported { pid: 11, event: Event::Exited(1) })),
+                StepOut::Waited(Some(second)),
+            ],
+            hang: None,
+        };
+        let seed_kernel = steps(Out::Failed(libc::ECHILD));
+        let design_kernel = steps(Out::Reported { pid: 12, event: Event::Exited(2) });
+        assert_eq!(check(&p, &cfg(Semantics::Seed), &seed_kernel), Ok(()));
+        assert!(check(&p, &cfg(Semantics::Seed), &design_kernel).is_err());
+        assert_eq!(check(&p, &cfg(Semantics::Design), &design_kernel), Ok(()));
+        let e = check(&p, &cfg(Semantics::Design), &seed_kernel).unwrap_err();
+        assert!(e.contains("step 7:"), "{e}");
+        // Either way a focused wait reaps it.
+        let mut focused = p.clone();
+        focused.ops[6] = wait(WaitCall::WaitidPid, NOHANG_EXITED, 1);
+        for s in [Semantics::Seed, Semantics::Design] {
+            assert_eq!(check(&focused, &cfg(s), &design_kernel), Ok(()), "{s}");
+        }
+    }
+
+    /// Only inheritance, through two generations: what D sees of n1's and
+    /// n2's plain children once they are reparented to D. (Reparenting alone
+    /// makes no plain child hidden, so the two rules are told apart.)
+    #[test]
+    fn inherited_mark_follows_creators() {
+        let mut m = TreeModel::new(cfg(Semantics::Seed), 10);
+        let mut d = TreeModel::new(cfg(Semantics::Design), 10);
+        let ops = [
+            (Op::Subreaper, StepOut::Done),
+            (spawn(Who::Driver, true), StepOut::Spawned(Ok(11))),
+            (spawn(Who::Node(0), false), StepOut::Spawned(Ok(12))),
+            (spawn(Who::Node(1), false), StepOut::Spawned(Ok(13))),
+            (spawn(Who::Driver, false), StepOut::Spawned(Ok(14))),
+            (spawn(Who::Node(3), false), StepOut::Spawned(Ok(15))),
+            (Op::Exit { node: 1, code: 0 }, StepOut::Done),
+            (Op::Exit { node: 3, code: 0 }, StepOut::Done),
+        ];
+        for (op, out) in &ops {
+            for t in [&mut m, &mut d] {
+                let e = t.expect(op);
+                t.apply(&e, out).unwrap();
+            }
+        }
+        let hidden = |t: &TreeModel| t.views().into_iter().filter(|v| v.hidden).map(|v| v.pid).collect::<Vec<_>>();
+        // n0 is D's own hidden child under both; n2 (made by n1, made by n0)
+        // is hidden only under Seed; n4 (made by plain n3) under neither.
+        assert_eq!(hidden(&m), vec![11, 13]);
+        assert_eq!(hidden(&d), vec![11]);
+        let all = |t: &TreeModel| t.views().into_iter().map(|v| v.pid).collect::<Vec<_>>();
+        // n1 stays n0's; n3 is D's zombie.
+        assert_eq!(all(&m), vec![11, 13, 14, 15]);
+        assert_eq!(all(&d), all(&m));
+    }
 }
