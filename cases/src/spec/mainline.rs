@@ -675,7 +675,7 @@ fn o_grandchild(ctx: &mut Ctx) -> Check {
 }
 
 fn o_thread_child(ctx: &mut Ctx) -> Check {
-    spawn_ar_job(ctx, 0, super::open::thread_child_seen)?.finish()
+    spawn_ar_job(ctx, 0, || super::open::thread_child_seen(false))?.finish()
 }
 
 fn generic_wall_peek(ctx: &Ctx, k: &Kid, what: &str) -> Check {

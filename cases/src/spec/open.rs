@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use super::generic::{expect_exit, still_a_zombie};
 use super::util::{self, want};
 use crate::harness::*;
+use crate::model::{hidden_from_waiter, Lineage, Semantics};
 use crate::sys::clone::{clone3, clone_legacy, flags::*, Clone3Request, Program};
 use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget};
 use crate::sys::{pidfd, Errno};
@@ -65,14 +66,22 @@ pub fn cases() -> Vec<Case> {
     out
 }
 
-/// Expected outcome of a generic call on a child of this subject: hidden
-/// ones are not there (ECHILD), plain ones are reported.
+/// Expected outcome of a generic call by the creator on a child of this
+/// subject: hidden ones are not there (ECHILD), plain ones are reported.
 fn generic_sees(s: Subject, pid: i32, ev: Event) -> WaitOutcome {
-    if s.hidden() { errno(Errno::ECHILD) } else { reported(pid, ev) }
+    expected_generic(Lineage { wait_pid_flag: s.hidden(), creator_marked: false, reparented: false }, pid, ev)
+}
+
+/// What a generic wait by `lineage`'s waiter must answer, by the model's
+/// design rule (`model::hidden_from_waiter`, the rule the fuzzers share).
+pub(crate) fn expected_generic(lineage: Lineage, pid: i32, ev: Event) -> WaitOutcome {
+    if hidden_from_waiter(Semantics::Design, lineage) { errno(Errno::ECHILD) } else { reported(pid, ev) }
 }
 
 fn grandchild_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
-    let job = ctx.spawn_job(s, || {
+    // The grandchild is made without the flag by a child that has it.
+    let lineage = Lineage { wait_pid_flag: false, creator_marked: s.hidden(), reparented: false };
+    let job = ctx.spawn_job(s, move || {
         let x = util::spawn(CLONE_PIDFD, Program::Exit(6))?;
         let fd = util::fd_of(&x)?;
         util::await_exit(fd)?;
@@ -80,18 +89,21 @@ fn grandchild_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
         if got != reported(x.pid, Event::Exited(6)) {
             let _ = util::reap(x.pid, fd);
         }
-        want("the child's own waitid(P_ALL) for its plain child", got, reported(x.pid, Event::Exited(6)))
+        want("the child's own waitid(P_ALL) for its plain child", got, expected_generic(lineage, x.pid, Event::Exited(6)))
     })?;
     job.finish()
 }
 
 fn thread_child_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
-    ctx.spawn_job(s, thread_child_seen)?.finish()
+    let hidden = s.hidden();
+    ctx.spawn_job(s, move || thread_child_seen(hidden))?.finish()
 }
 
-/// Inside a job: a second thread makes a plain child and ends; the main
-/// thread's `waitpid(-1, WNOHANG)` must report that child.
-pub(crate) fn thread_child_seen() -> Result<(), String> {
+/// Inside a job (itself made with CLONE_WAIT_PID when `creator_marked`): a
+/// second thread makes a plain child and ends; the main thread's
+/// `waitpid(-1, WNOHANG)` must answer as the model says (report it).
+pub(crate) fn thread_child_seen(creator_marked: bool) -> Result<(), String> {
+    let lineage = Lineage { wait_pid_flag: false, creator_marked, reparented: false };
     let made = std::thread::spawn(|| util::spawn(CLONE_PIDFD, Program::Exit(6)).map(|x| (x.pid, x.pidfd)))
         .join()
         .map_err(|_| "thread panicked".to_string())??;
@@ -101,7 +113,7 @@ pub(crate) fn thread_child_seen() -> Result<(), String> {
     if got != reported(pid, Event::Exited(6)) {
         let _ = util::reap(pid, &fd);
     }
-    want("waitpid(-1, WNOHANG) in the main thread for a child made by another thread", got, reported(pid, Event::Exited(6)))
+    want("waitpid(-1, WNOHANG) in the main thread for a child made by another thread", got, expected_generic(lineage, pid, Event::Exited(6)))
 }
 
 fn exit_group_from_thread(ctx: &mut Ctx, s: Subject) -> Check {

@@ -5,7 +5,9 @@
 use std::os::fd::AsRawFd;
 
 use super::util::{self, want};
+use super::open::expected_generic;
 use crate::harness::*;
+use crate::model::Lineage;
 use crate::sys::clone::{flags::*, pipe, Clone3Request, Program};
 use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitTarget};
 use crate::sys::{pidfd, proc};
@@ -66,12 +68,13 @@ pub fn cases() -> Vec<Case> {
 fn orphan_to_subreaper(ctx: &mut Ctx, s: Subject, zombie_first: bool) -> Check {
     let g = orphan_of_middle(ctx, Clone3Request::new(ctx.flags_for(s), libc::SIGCHLD as u64), zombie_first)?;
     let gpid = g.pid;
+    let want = expected_generic(Lineage { wait_pid_flag: s.hidden(), creator_marked: false, reparented: true }, gpid, Event::Exited(5));
     let got = ctx.wait(WaitCall::WaitidAll, &g, O::WEXITED | O::WNOHANG);
-    if got == reported(gpid, Event::Exited(5)) {
+    if got == want {
         return Ok(());
     }
     let _ = g.reap();
-    fail(format!("the subreaper's waitid(P_ALL, WEXITED|WNOHANG) after reparenting: want pid {gpid} Exited(5), got {got}"))
+    fail(format!("the subreaper's waitid(P_ALL, WEXITED|WNOHANG) after reparenting: want {want}, got {got}"))
 }
 
 /// A plain middle process makes a child G with `req` (exiting with 5 at
@@ -108,6 +111,7 @@ pub(crate) fn orphan_of_middle(ctx: &mut Ctx, req: Clone3Request, zombie_first: 
 /// The same with the init of a new pid namespace as the new parent.
 fn orphan_to_ns_init(ctx: &mut Ctx, s: Subject) -> Check {
     let flags = ctx.flags_for(s);
+    let lineage = Lineage { wait_pid_flag: s.hidden(), creator_marked: false, reparented: true };
     let init = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, libc::SIGCHLD as u64), move || {
         let (pid_r, pid_w) = pipe();
         let middle = util::spawn(
@@ -127,10 +131,11 @@ fn orphan_to_ns_init(ctx: &mut Ctx, s: Subject) -> Check {
         let gfd = pidfd::open(gpid, false).map_err(|e| format!("pidfd_open({gpid}): {e}"))?;
         let t = WaitTarget { pid: gpid, pidfd: gfd.as_raw_fd(), pgid: 0 };
         let got = wait(WaitCall::WaitidAll, t, O(O::WEXITED | O::WNOHANG));
-        if got != reported(gpid, Event::Exited(5)) {
+        let want = expected_generic(lineage, gpid, Event::Exited(5));
+        if got != want {
             // Reap it by pidfd so that this init can exit cleanly.
             let _ = util::reap(gpid, &gfd);
-            return Err(format!("pid-namespace init's waitid(P_ALL, WEXITED|WNOHANG) after reparenting: want pid {gpid} Exited(5), got {got}"));
+            return Err(format!("pid-namespace init's waitid(P_ALL, WEXITED|WNOHANG) after reparenting: want {want}, got {got}"));
         }
         Ok(())
     })?;
