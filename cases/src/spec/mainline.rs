@@ -661,17 +661,7 @@ fn open_cases() -> Vec<Case> {
 
 /// The autoreap child's own plain child is an ordinary zombie for it.
 fn o_grandchild(ctx: &mut Ctx) -> Check {
-    spawn_ar_job(ctx, 0, || {
-        let x = util::spawn(CLONE_PIDFD, Program::Exit(6))?;
-        let fd = util::fd_of(&x)?;
-        util::await_exit(fd)?;
-        let got = wait(WaitCall::WaitidAll, util::target(x.pid, fd), O(O::WEXITED | O::WNOHANG));
-        if got != reported(x.pid, Event::Exited(6)) {
-            let _ = util::reap(x.pid, fd);
-        }
-        want("the autoreap child's own waitid(P_ALL) for its plain child", got, reported(x.pid, Event::Exited(6)))
-    })?
-    .finish()
+    spawn_ar_job(ctx, 0, || super::open::own_child_seen(false))?.finish()
 }
 
 fn o_thread_child(ctx: &mut Ctx) -> Check {

@@ -79,19 +79,23 @@ pub(crate) fn expected_generic(lineage: Lineage, pid: i32, ev: Event) -> WaitOut
 }
 
 fn grandchild_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
-    // The grandchild is made without the flag by a child that has it.
-    let lineage = Lineage { wait_pid_flag: false, creator_marked: s.hidden(), reparented: false };
-    let job = ctx.spawn_job(s, move || {
-        let x = util::spawn(CLONE_PIDFD, Program::Exit(6))?;
-        let fd = util::fd_of(&x)?;
-        util::await_exit(fd)?;
-        let got = wait(WaitCall::WaitidAll, util::target(x.pid, fd), O(O::WEXITED | O::WNOHANG));
-        if got != reported(x.pid, Event::Exited(6)) {
-            let _ = util::reap(x.pid, fd);
-        }
-        want("the child's own waitid(P_ALL) for its plain child", got, expected_generic(lineage, x.pid, Event::Exited(6)))
-    })?;
-    job.finish()
+    let hidden = s.hidden();
+    ctx.spawn_job(s, move || own_child_seen(hidden))?.finish()
+}
+
+/// Inside a job (itself made with CLONE_WAIT_PID when `creator_marked`): it
+/// makes a plain child, which exits; the job's own `waitid(P_ALL)` must
+/// answer as the model says (report it).
+pub(crate) fn own_child_seen(creator_marked: bool) -> Result<(), String> {
+    let lineage = Lineage { wait_pid_flag: false, creator_marked, reparented: false };
+    let x = util::spawn(CLONE_PIDFD, Program::Exit(6))?;
+    let fd = util::fd_of(&x)?;
+    util::await_exit(fd)?;
+    let got = wait(WaitCall::WaitidAll, util::target(x.pid, fd), O(O::WEXITED | O::WNOHANG));
+    if got != reported(x.pid, Event::Exited(6)) {
+        let _ = util::reap(x.pid, fd);
+    }
+    want("the child's own waitid(P_ALL) for its plain child", got, expected_generic(lineage, x.pid, Event::Exited(6)))
 }
 
 fn thread_child_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
