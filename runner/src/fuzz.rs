@@ -245,6 +245,12 @@ pub fn fuzz_script(s: &FuzzScript) -> String {
         shell_quote(s.flag),
         u8::from(s.risky)
     );
+    // Where the seed is silent, the tree model's semantics (seed|design;
+    // the fuzz binary refuses anything else): passed through from the
+    // runner's environment.
+    if let Ok(sem) = std::env::var("WAIT_FUZZ_SEMANTICS") {
+        let _ = writeln!(o, "export WAIT_FUZZ_SEMANTICS={}", shell_quote(&sem));
+    }
     let _ = writeln!(
         o,
         "bash {} {} {} \"$G/corpus\" \"$G/artifacts\"\necho $? > \"$G/campaign.status\"",
