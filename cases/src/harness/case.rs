@@ -322,26 +322,37 @@ impl Ctx {
 impl Job {
     /// Reap the job (focused) and return its verdict.
     pub fn finish(self) -> Check {
+        self.finish_with(Kid::reap)
+    }
+
+    /// The job's verdict, learning how it ended from `end` (a focused reap,
+    /// or for a child nobody can reap, its pidfd's exit info).
+    pub fn finish_with(self, end: impl FnOnce(Kid) -> Result<Event, Stop>) -> Check {
         let Job { kid, report } = self;
-        let ev = kid.reap()?;
-        let mut msg = Vec::new();
-        let mut buf = [0u8; 4096];
+        let ev = end(kid)?;
         // Every writer has exited (the job, and anything it made that
         // inherited the pipe is the job's business to have reaped); read
         // what is ready without blocking on a lingering copy.
-        while fd_ready(&report) {
-            match rustix::io::read(&report, &mut buf) {
-                Ok(n) if n > 0 => msg.extend_from_slice(&buf[..n]),
-                _ => break,
-            }
-        }
-        let msg = String::from_utf8_lossy(&msg).into_owned();
+        let msg = read_ready(&report);
         match ev {
             Event::Exited(0) => Ok(()),
             Event::Exited(1) if !msg.is_empty() => fail(msg),
             other => broken(format!("job ended with {other:?} {msg}")),
         }
     }
+}
+
+/// What a pipe holds now, without waiting for writers that may linger.
+pub fn read_ready(fd: &OwnedFd) -> String {
+    let mut msg = Vec::new();
+    let mut buf = [0u8; 4096];
+    while fd_ready(fd) {
+        match rustix::io::read(fd, &mut buf) {
+            Ok(n) if n > 0 => msg.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&msg).into_owned()
 }
 
 fn fd_ready(fd: &OwnedFd) -> bool {

@@ -151,56 +151,22 @@ fn finish_ar(mut k: Kid, want: Event) -> Check {
 
 /// A job (child running Rust code, reporting a verdict) made with
 /// CLONE_AUTOREAP: nobody can reap it, so its status comes from pidfs.
-struct ArJob {
-    kid: Kid,
-    report: OwnedFd,
-}
+struct ArJob(Job);
 
 fn spawn_ar_job(ctx: &Ctx, extra: u64, f: impl FnOnce() -> Result<(), String> + 'static) -> Result<ArJob, Stop> {
-    let (r, w) = pipe();
-    let kid = spawn_ar(
-        ctx,
-        extra,
-        Program::Run(Box::new(move || match f() {
-            Ok(()) => 0,
-            Err(msg) => {
-                let _ = rustix::io::write(&w, msg.as_bytes());
-                1
-            }
-        })),
-    )?;
-    Ok(ArJob { kid, report: r })
+    ctx.spawn_job_with(Clone3Request::new(AR | extra, 0), f).map(ArJob)
 }
 
 impl ArJob {
     fn finish(self) -> Check {
-        let ArJob { kid, report } = self;
-        ended(kid.pid, &kid.pidfd)?;
-        let msg = read_ready(&report);
-        match pidfd_info::exit_info(&kid.pidfd) {
-            Ok(Some(Event::Exited(0))) => Ok(()),
-            Ok(Some(Event::Exited(1))) if !msg.is_empty() => fail(msg),
-            other => broken(format!("autoreap job ended with {other:?} {msg}")),
-        }
+        self.0.finish_with(|kid| {
+            ended(kid.pid, &kid.pidfd)?;
+            match pidfd_info::exit_info(&kid.pidfd) {
+                Ok(Some(ev)) => Ok(ev),
+                other => broken(format!("autoreap job: PIDFD_INFO_EXIT gave {other:?}")),
+            }
+        })
     }
-}
-
-/// What a pipe holds now, without waiting for lingering writers.
-fn read_ready(fd: &OwnedFd) -> String {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut msg = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let mut fds = [PollFd::new(fd, PollFlags::IN)];
-        if !matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0) {
-            break;
-        }
-        match rustix::io::read(fd, &mut buf) {
-            Ok(n) if n > 0 => msg.extend_from_slice(&buf[..n]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&msg).into_owned()
 }
 
 /// Inside a job: the same end checks, as messages.
