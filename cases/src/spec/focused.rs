@@ -11,8 +11,10 @@ use crate::sys::{pidfd, Errno};
 const SEED: &str = "A process created with CLONE_WAIT_PID can only be waited upon with a focussed wait call";
 const SEED_CLOSED: &str = "This ensures that processes can be reaped even if all file descriptors referring to it are closed";
 
+/// The focused table's situations; the autoreap rows (mainline.rs) run the
+/// same ones.
 #[derive(Clone, Copy, Debug)]
-enum Situation {
+pub(crate) enum Situation {
     ExitCode,
     Killed(i32),
     LiveNohang,
@@ -24,7 +26,7 @@ enum Situation {
     Wnothread,
 }
 
-const ROWS: &[(Situation, &str)] = &[
+pub(crate) const ROWS: &[(Situation, &str)] = &[
     (Situation::ExitCode, "exit_code"),
     (Situation::Killed(libc::SIGKILL), "killed_sigkill"),
     (Situation::Killed(libc::SIGTERM), "killed_sigterm"),

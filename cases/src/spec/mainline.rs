@@ -345,30 +345,7 @@ fn generic_ar(ctx: &mut Ctx, call: WaitCall, sit: GSit, nohang: bool) -> Check {
 // ---------------------------------------------------------------------------
 // The comparison: focused waits.
 
-#[derive(Clone, Copy, Debug)]
-enum FSit {
-    ExitCode,
-    Killed(i32),
-    LiveNohang,
-    StopContinue,
-    NowaitPeek,
-    ReapedThenEchild,
-    PidfdClosed,
-    Wnothread,
-}
-
-/// The focused table's situations (focused.rs ROWS), same ids.
-const FOCUSED_ROWS: &[(FSit, &str)] = &[
-    (FSit::ExitCode, "exit_code"),
-    (FSit::Killed(libc::SIGKILL), "killed_sigkill"),
-    (FSit::Killed(libc::SIGTERM), "killed_sigterm"),
-    (FSit::LiveNohang, "live_nohang"),
-    (FSit::StopContinue, "stop_continue_exit"),
-    (FSit::NowaitPeek, "wnowait_peek"),
-    (FSit::ReapedThenEchild, "reaped_then_echild"),
-    (FSit::PidfdClosed, "pidfd_closed"),
-    (FSit::Wnothread, "wnothread_own_child"),
-];
+use super::focused::{Situation as FSit, ROWS as FOCUSED_ROWS};
 
 fn focused_cases() -> Vec<Case> {
     let mut out = Vec::new();
