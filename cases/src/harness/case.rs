@@ -104,6 +104,9 @@ pub struct Case {
     pub needs: Vec<Need>,
     pub source: Source,
     pub timeout: Duration,
+    /// What the row expects and why, in words (from the model for the wait
+    /// grid); shown by `--list --verbose` and in the report's detail.
+    pub expects: Option<String>,
     pub body: Body,
 }
 
@@ -111,7 +114,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Case {
     pub fn new(name: impl Into<String>, source: Source, body: impl Fn(&mut Ctx) -> Check + Send + Sync + 'static) -> Self {
-        Case { name: name.into(), needs: Vec::new(), source, timeout: DEFAULT_TIMEOUT, body: Arc::new(body) }
+        Case { name: name.into(), needs: Vec::new(), source, timeout: DEFAULT_TIMEOUT, expects: None, body: Arc::new(body) }
     }
     pub fn need(mut self, n: Need) -> Self {
         if !self.needs.contains(&n) {
@@ -125,6 +128,11 @@ impl Case {
     }
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
+        self
+    }
+    /// The expectation in words (what the model predicts, and why).
+    pub fn expects(mut self, text: impl Into<String>) -> Self {
+        self.expects = Some(text.into());
         self
     }
 }
