@@ -17,7 +17,7 @@ fn status_of<'a>(recs: &'a [serde_json::Value], name: &str) -> &'a str {
 }
 
 #[test]
-fn wrong_row_fails_and_hanging_row_is_broken_without_leaks() {
+fn wrong_row_fails_hang_in_wait_fails_and_other_hang_is_broken_without_leaks() {
     let dir = std::env::temp_dir().join(format!("wc-selftest-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let report = dir.join("r.jsonl");
@@ -35,7 +35,24 @@ fn wrong_row_fails_and_hanging_row_is_broken_without_leaks() {
     assert_eq!(status_of(&recs, "selftest::wrong_expectation::plain"), "fail");
     assert_eq!(status_of(&recs, "selftest::hang::plain"), "broken");
     let hang = recs.iter().find(|r| r["name"] == "selftest::hang::plain").unwrap();
-    assert!(hang["detail"].as_str().unwrap().contains("timeout"), "{hang}");
+    let d = hang["detail"].as_str().unwrap();
+    assert!(d.contains("timeout after 1.0s") && !d.contains("did not return"), "{hang}");
+    // Stuck inside a wait the row expects to return: the kernel's FAIL,
+    // naming the call and showing where the case process sleeps.
+    assert_eq!(status_of(&recs, "selftest::hang_in_wait::plain"), "fail");
+    let in_wait = recs.iter().find(|r| r["name"] == "selftest::hang_in_wait::plain").unwrap();
+    let d = in_wait["detail"].as_str().unwrap();
+    assert!(d.starts_with("kernel did not return from waitid(P_PID, pid, &si, WEXITED) on pid "), "{in_wait}");
+    assert!(d.contains("within 1.0s; stuck: pid "), "{in_wait}");
+    assert!(d.contains("wchan "), "{in_wait}");
+    if std::fs::read_to_string("/proc/self/stack").is_ok() {
+        assert!(d.contains("stack [") && d.contains("wait"), "the kernel stack names the wait: {in_wait}");
+    }
+    assert!(d.contains("; want: waitid(P_PID, pid, WEXITED) returns"), "the row's expectation is in the detail: {in_wait}");
+    // Every case line says where its expectation comes from.
+    for r in recs.iter().filter(|r| r["kind"] == "case") {
+        assert_eq!(r["provenance"], "selftest", "{r}");
+    }
     // The case process, its child and grandchild were all killed and reaped:
     // no process still runs our binary under this test's pid.
     let me = std::process::id() as i32;

@@ -43,6 +43,61 @@ pub enum Source {
     SelfTest(&'static str),
 }
 
+/// The class of a row's expectation, the thing a reader counts: where the
+/// "should" comes from (LTP's `.tags`, kselftest's XFAIL play this role).
+/// The names are stable: they appear in the case JSON line, the summaries
+/// and the runner's reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provenance {
+    /// a sentence the seed patch states
+    Seed,
+    /// documented kernel behaviour: a man page, or the kernel source's rules
+    /// (the model)
+    Documented,
+    /// the seed is silent; our use case needs this answer
+    Design,
+    /// a fuzzing finding kept as a row
+    Regression,
+    /// a switchable self-test of the harness
+    SelfTest,
+}
+
+impl Provenance {
+    pub const ALL: [Provenance; 5] =
+        [Provenance::Seed, Provenance::Documented, Provenance::Design, Provenance::Regression, Provenance::SelfTest];
+
+    /// The stable name (as serialised).
+    pub fn name(self) -> &'static str {
+        match self {
+            Provenance::Seed => "seed",
+            Provenance::Documented => "documented",
+            Provenance::Design => "design",
+            Provenance::Regression => "regression",
+            Provenance::SelfTest => "selftest",
+        }
+    }
+}
+
+impl std::fmt::Display for Provenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Source {
+    /// Which class of expectation this is.
+    pub fn provenance(&self) -> Provenance {
+        match self {
+            Source::Seed(_) => Provenance::Seed,
+            Source::Man(_) | Source::Model(_) => Provenance::Documented,
+            Source::Design(_) => Provenance::Design,
+            Source::Regression(_) => Provenance::Regression,
+            Source::SelfTest(_) => Provenance::SelfTest,
+        }
+    }
+}
+
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -367,4 +422,25 @@ fn fd_ready(fd: &OwnedFd) -> bool {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let mut fds = [PollFd::new(fd, PollFlags::IN)];
     matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provenance_classes_and_names() {
+        assert_eq!(Source::Seed("s").provenance(), Provenance::Seed);
+        assert_eq!(Source::Man("m").provenance(), Provenance::Documented);
+        assert_eq!(Source::Model("m").provenance(), Provenance::Documented);
+        assert_eq!(Source::Design("d").provenance(), Provenance::Design);
+        assert_eq!(Source::Regression("r".into()).provenance(), Provenance::Regression);
+        assert_eq!(Source::SelfTest("t").provenance(), Provenance::SelfTest);
+        for p in Provenance::ALL {
+            // The serialised name is the stable name, and it reads back.
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{}\"", p.name()));
+            assert_eq!(serde_json::from_str::<Provenance>(&json).unwrap(), p);
+        }
+    }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::case::{Case, Ctx, Need, Stop};
+use super::case::{Case, Ctx, Need, Provenance, Stop};
 use super::config::{self, Probe};
 use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
 use crate::sys::{pidfd, proc};
@@ -45,6 +45,9 @@ pub struct CaseRecord {
     pub status: Status,
     pub detail: String,
     pub duration_ms: u64,
+    /// Where the row's expectation comes from (seed, documented, design,
+    /// regression, selftest).
+    pub provenance: Provenance,
 }
 
 /// The report's first line.
@@ -54,7 +57,12 @@ pub struct EnvRecord {
     pub kernel_release: String,
     pub clone_wait_pid_flag: String,
     pub feature: String,
+    /// why absent, or why present
     pub feature_reason: String,
+    /// what the probe saw (deviations from the seed marked `unexpected:`);
+    /// never a reason for "absent"
+    #[serde(default)]
+    pub feature_observed: String,
 }
 
 pub const RUN_CASE_ARG: &str = "--wc-run-case";
@@ -98,7 +106,11 @@ fn run_probe() -> Result<Probe, String> {
 }
 
 fn test_process(table: fn() -> Vec<Case>) -> ! {
-    let args = libtest_mimic::Arguments::from_args();
+    let raw: Vec<String> = std::env::args().collect();
+    // `--verbose` is ours (libtest has no such flag): with `--list` it
+    // prints one block per case instead of one line.
+    let verbose = raw.iter().skip(1).any(|a| a == VERBOSE_ARG);
+    let args = libtest_mimic::Arguments::from_iter(raw.into_iter().filter(|a| a != VERBOSE_ARG));
     let bit = match config::configured_bit() {
         Ok(b) => b,
         Err(e) => {
@@ -107,6 +119,11 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
         }
     };
     if args.list {
+        if verbose {
+            let cases: Vec<Case> = table().into_iter().filter(|c| selected(&args, &c.name)).collect();
+            print!("{}", list_verbose(&cases));
+            std::process::exit(0);
+        }
         let trials = table().into_iter().map(|c| libtest_mimic::Trial::test(c.name, || Ok(()))).collect();
         libtest_mimic::run(&args, trials).exit();
     }
@@ -124,9 +141,11 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
         }
     };
     debug_assert_eq!(probe.bit, bit);
+    eprintln!("{}", probe_lines(&probe));
     let report = Report::open(&probe);
     let probe_json = serde_json::to_string(&probe).expect("probe json");
     let env = Env { probe: probe.clone(), root: rustix::process::geteuid().is_root(), cgroup2: cgroup2_writable() };
+    let tally = Tally::default();
     let trials = table()
         .into_iter()
         .map(|case| {
@@ -134,13 +153,22 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
             let unmet = env.unmet(&case.needs);
             let report = report.clone();
             let probe_json = probe_json.clone();
+            let tally = tally.clone();
             libtest_mimic::Trial::ignorable_test(name.clone(), move || {
                 let start = Instant::now();
-                let out = match unmet {
+                let mut out = match unmet {
                     Some(reason) => CaseOutput { status: Status::Skip, detail: reason },
                     None => supervise(&name, &probe_json, case.timeout),
                 };
-                report.record(&name, &out, start.elapsed());
+                if out.status == Status::Fail {
+                    // The reader of a failure sees what the row expected.
+                    if let Some(want) = &case.expects {
+                        out.detail = format!("{}; want: {want}", out.detail);
+                    }
+                }
+                let provenance = case.source.provenance();
+                report.record(&name, provenance, &out, start.elapsed());
+                tally.add(provenance, out.status);
                 match out.status {
                     Status::Pass => Ok(libtest_mimic::Completion::Completed),
                     Status::Skip => Ok(libtest_mimic::Completion::ignored_with(out.detail)),
@@ -151,12 +179,107 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
         })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
+    if !tally.is_empty() {
+        println!("\nby provenance:\n{}", tally.table());
+    }
     let leftovers = reap_orphans(&[]);
     if !leftovers.is_empty() {
         eprintln!("wait-conformance: leftover processes after the run: {}", leftovers.join("; "));
         std::process::exit(EXIT_HARNESS);
     }
     conclusion.exit()
+}
+
+/// The flag that makes `--list` print one block per case.
+pub const VERBOSE_ARG: &str = "--verbose";
+
+/// Whether libtest's filter arguments select this name (as libtest-mimic
+/// decides for a run: substring or `--exact`, minus `--skip`).
+fn selected(args: &libtest_mimic::Arguments, name: &str) -> bool {
+    let hit = |f: &str| if args.exact { name == f } else { name.contains(f) };
+    args.filter.as_deref().is_none_or(hit) && !args.skip.iter().any(|s| hit(s))
+}
+
+/// `--list --verbose`: per case, its name, provenance and source text,
+/// needs, timeout and expectation ("-" when the row states none).
+pub fn list_verbose(cases: &[Case]) -> String {
+    let mut out = String::new();
+    for c in cases {
+        let needs = if c.needs.is_empty() { "-".to_string() } else { c.needs.iter().map(need_name).collect::<Vec<_>>().join(", ") };
+        out.push_str(&format!(
+            "{}\n  provenance: {}\n  source:     {}\n  needs:      {}\n  timeout:    {}s\n  expects:    {}\n\n",
+            c.name,
+            c.source.provenance(),
+            c.source,
+            needs,
+            c.timeout.as_secs_f64(),
+            c.expects.as_deref().unwrap_or("-"),
+        ));
+    }
+    out
+}
+
+fn need_name(n: &Need) -> String {
+    match n {
+        Need::Feature => "feature (CLONE_WAIT_PID)".into(),
+        Need::Root => "root".into(),
+        Need::MinKernel(a, b) => format!("Linux {a}.{b}+"),
+        Need::Cgroup2 => "writable cgroup2".into(),
+        Need::Namespace(ns) => format!("{ns} namespaces"),
+    }
+}
+
+/// What the case binary says about the probe before the run.
+fn probe_lines(p: &Probe) -> String {
+    let mut s = match &p.absent {
+        Some(why) => format!("wait-conformance: CLONE_WAIT_PID at bit {:#x}: absent ({why})", p.bit),
+        None => format!("wait-conformance: CLONE_WAIT_PID at bit {:#x}: present ({})", p.bit, p.reason),
+    };
+    if !p.observed.is_empty() {
+        let tag = if p.has_warnings() { "warning: the probe saw deviations from the seed" } else { "the probe saw" };
+        s.push_str(&format!("\nwait-conformance: {tag}: {}", p.observed));
+    }
+    s
+}
+
+/// Results counted per provenance, for the end-of-run summary.
+#[derive(Clone, Default)]
+struct Tally(Arc<Mutex<std::collections::BTreeMap<Provenance, [usize; 4]>>>);
+
+impl Tally {
+    fn add(&self, p: Provenance, s: Status) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(p).or_default()[status_index(s)] += 1;
+    }
+    fn is_empty(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+    fn table(&self) -> String {
+        provenance_table(&self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+fn status_index(s: Status) -> usize {
+    match s {
+        Status::Pass => 0,
+        Status::Fail => 1,
+        Status::Skip => 2,
+        Status::Broken => 3,
+    }
+}
+
+/// The per-provenance counts as a small table with a total row.
+pub fn provenance_table(m: &std::collections::BTreeMap<Provenance, [usize; 4]>) -> String {
+    let mut out = format!("{:<12} {:>5} {:>5} {:>5} {:>6}\n", "provenance", "pass", "fail", "skip", "broken");
+    let mut total = [0usize; 4];
+    for (p, n) in m {
+        out.push_str(&format!("{:<12} {:>5} {:>5} {:>5} {:>6}\n", p.name(), n[0], n[1], n[2], n[3]));
+        for i in 0..4 {
+            total[i] += n[i];
+        }
+    }
+    out.push_str(&format!("{:<12} {:>5} {:>5} {:>5} {:>6}\n", "total", total[0], total[1], total[2], total[3]));
+    out
 }
 
 /// What the test process knows when it decides skips.
@@ -211,7 +334,8 @@ impl Report {
             kernel_release: probe.kernel_release.clone(),
             clone_wait_pid_flag: format!("{:#x}", probe.bit),
             feature: if probe.absent.is_none() { "present".into() } else { "absent".into() },
-            feature_reason: probe.absent.clone().unwrap_or_default(),
+            feature_reason: probe.absent.clone().unwrap_or_else(|| probe.reason.clone()),
+            feature_observed: probe.observed.clone(),
         };
         r.line(&serde_json::to_string(&env).expect("json"));
         r
@@ -225,13 +349,14 @@ impl Report {
         }
     }
 
-    fn record(&self, name: &str, out: &CaseOutput, took: Duration) {
+    fn record(&self, name: &str, provenance: Provenance, out: &CaseOutput, took: Duration) {
         let rec = CaseRecord {
             kind: "case".into(),
             name: name.into(),
             status: out.status,
             detail: out.detail.clone(),
             duration_ms: took.as_millis() as u64,
+            provenance,
         };
         self.line(&serde_json::to_string(&rec).expect("json"));
     }
@@ -266,21 +391,33 @@ fn supervise(name: &str, probe_json: &str, timeout: Duration) -> CaseOutput {
     };
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
-    let exited = pidfd::poll_exit(fd.as_fd(), Some(timeout)).unwrap_or(false);
+    // Drain both pipes while waiting: the case announces its kernel waits on
+    // stdout (sys::announce), and a full pipe must never block it.
+    let mut out_buf = Vec::new();
+    let mut err_buf = Vec::new();
+    let exited = watch(&fd, timeout, &mut stdout, &mut out_buf, &mut stderr, &mut err_buf);
     if !exited {
         let mut stuck = vec![proc::stuck_report(pid)];
-        stuck.extend(proc::descendants(pid).into_iter().take(4).map(proc::stuck_report));
+        let below = proc::descendants(pid);
+        stuck.extend(below.iter().take(4).copied().map(proc::stuck_report));
+        out_buf.extend_from_slice(drain(&mut stdout).as_bytes());
+        let waits = live_waits(pid, &below, &String::from_utf8_lossy(&out_buf));
         let left = kill_tree(pid, &fd);
         let _ = child.wait();
-        let mut detail = format!("timeout after {:.1}s; stuck: {}", timeout.as_secs_f64(), stuck.join("; "));
+        let mut detail = timeout_detail(&waits, timeout, &stuck);
         if !left.is_empty() {
             detail.push_str(&format!("; could not reap: {}", left.join("; ")));
         }
-        return CaseOutput { status: Status::Broken, detail };
+        // Inside a kernel wait the row expects to return: the kernel's
+        // failure. Anywhere else: the harness's own hang.
+        let status = if waits.is_empty() { Status::Broken } else { Status::Fail };
+        return CaseOutput { status, detail };
     }
     let status = child.wait();
-    let out = drain(&mut stdout);
-    let err = drain(&mut stderr);
+    out_buf.extend_from_slice(drain(&mut stdout).as_bytes());
+    err_buf.extend_from_slice(drain(&mut stderr).as_bytes());
+    let out = String::from_utf8_lossy(&out_buf);
+    let err = String::from_utf8_lossy(&err_buf);
     let parsed = out.lines().rev().find_map(|l| serde_json::from_str::<CaseOutput>(l).ok());
     match parsed {
         Some(o) => o,
@@ -292,6 +429,111 @@ fn supervise(name: &str, probe_json: &str, timeout: Duration) -> CaseOutput {
                 err.trim().lines().take(6).collect::<Vec<_>>().join(" | ")
             ),
         },
+    }
+}
+
+/// Wait up to `timeout` for the process behind `fd` to exit, reading
+/// whatever its pipes offer meanwhile. Returns whether it exited.
+fn watch<O: Read + AsFd, E: Read + AsFd>(
+    fd: &OwnedFd,
+    timeout: Duration,
+    out: &mut O,
+    out_buf: &mut Vec<u8>,
+    err: &mut E,
+    err_buf: &mut Vec<u8>,
+) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let deadline = Instant::now() + timeout;
+    let (mut out_open, mut err_open) = (true, true);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return pidfd::has_exited(fd.as_fd());
+        }
+        let left = deadline - now;
+        let ts = Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as i64 };
+        let (exited, out_ready, err_ready) = {
+            let mut fds = vec![PollFd::new(fd, PollFlags::IN)];
+            if out_open {
+                fds.push(PollFd::new(&*out, PollFlags::IN));
+            }
+            if err_open {
+                fds.push(PollFd::new(&*err, PollFlags::IN));
+            }
+            match poll(&mut fds, Some(&ts)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return pidfd::poll_exit(fd.as_fd(), Some(left)).unwrap_or(false),
+            }
+            let ready = |i: usize| fds.get(i).is_some_and(|f| !f.revents().is_empty());
+            let oi = 1;
+            let ei = if out_open { 2 } else { 1 };
+            (ready(0), out_open && ready(oi), err_open && ready(ei))
+        };
+        if exited {
+            return true;
+        }
+        if out_ready {
+            match out.read(&mut chunk) {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) => out_buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        if err_ready {
+            match err.read(&mut chunk) {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => err_buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// The announced kernel waits still open in the case process `case` or a
+/// live descendant of it (`below`), the case process's own first. A mark
+/// from a process in a nested pid namespace names a pid the supervisor does
+/// not see as a descendant and is left out; so is a thread that has gone.
+fn live_waits(case: i32, below: &[i32], announced: &str) -> Vec<String> {
+    let mut open: Vec<crate::sys::announce::Mark> = crate::sys::announce::inside(announced)
+        .into_iter()
+        .filter(|m| {
+            (m.pid == case || below.contains(&m.pid))
+                && std::path::Path::new(&format!("/proc/{}/task/{}", m.pid, m.tid)).exists()
+        })
+        .collect();
+    open.sort_by_key(|m| m.pid != case);
+    open.iter()
+        .map(|m| {
+            let whose = if m.pidfd >= 0 { pidfd_owner(m.pid, m.pidfd) } else { String::new() };
+            let who = if m.pid == case { String::new() } else { format!(" (in pid {})", m.pid) };
+            let tid = if m.tid == m.pid { String::new() } else { format!(" (thread {})", m.tid) };
+            format!("{}{whose}{who}{tid}", m.call)
+        })
+        .collect()
+}
+
+/// " of pid N" for the pidfd `fd` of process `pid`, from its fdinfo.
+fn pidfd_owner(pid: i32, fd: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Pid:").map(|v| v.trim().to_string())))
+        .map(|p| format!(" of pid {p}"))
+        .unwrap_or_default()
+}
+
+/// The detail of a timed-out case: which kernel call did not return (when
+/// the case was inside one), and where everything is stuck.
+pub fn timeout_detail(waits: &[String], timeout: Duration, stuck: &[String]) -> String {
+    let secs = timeout.as_secs_f64();
+    match waits.split_first() {
+        None => format!("timeout after {secs:.1}s; stuck: {}", stuck.join("; ")),
+        Some((first, rest)) => {
+            let mut d = format!("kernel did not return from {first} within {secs:.1}s");
+            if !rest.is_empty() {
+                d.push_str(&format!(" (also inside: {})", rest.join("; ")));
+            }
+            d.push_str(&format!("; stuck: {}", stuck.join("; ")));
+            d
+        }
     }
 }
 
@@ -428,7 +670,14 @@ fn case_process(table: fn() -> Vec<Case>, name: &str) -> ! {
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     let mut ctx = Ctx::new(probe);
     let body = case.body.clone();
+    // Announce every kernel wait to the supervisor on a copy of stdout
+    // (close-on-exec: an exec'd program does not announce), during the body
+    // only: the cleanup below is the harness's.
+    let announce = rustix::io::fcntl_dupfd_cloexec(std::io::stdout(), 100).ok();
+    crate::sys::announce::announce_to(announce.as_ref().map(std::os::fd::AsRawFd::as_raw_fd));
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| body(&mut ctx)));
+    crate::sys::announce::announce_to(None);
+    drop(announce);
     let (mut status, mut detail) = match result {
         Ok(Ok(())) => (Status::Pass, String::new()),
         Ok(Err(Stop::Fail(d))) => (Status::Fail, d),

@@ -22,12 +22,13 @@ pub fn cases() -> Vec<Case> {
         }));
     }
     if on(HANG_ENV) {
-        // A focused blocking wait on a child that never exits, while that
-        // child has a child of its own: must be BROKEN by the timeout, and
-        // nothing may be left behind.
+        // The case process blocks outside any kernel wait (reading a pipe it
+        // holds both ends of), while its child, which has a child of its
+        // own, never exits: the harness's own hang, BROKEN by the timeout,
+        // and nothing may be left behind.
         out.push(
-            Case::new("selftest::hang::plain", Source::SelfTest("a deliberately hanging row"), |ctx| {
-                let k = ctx.spawn(
+            Case::new("selftest::hang::plain", Source::SelfTest("a deliberately hanging row (outside a wait)"), |ctx| {
+                let _k = ctx.spawn(
                     Subject::Plain,
                     crate::sys::clone::Program::Run(Box::new(|| {
                         let (r, _w) = crate::sys::clone::pipe();
@@ -42,9 +43,24 @@ pub fn cases() -> Vec<Case> {
                         }
                     })),
                 )?;
-                let _ = ctx.wait(WaitCall::WaitpidPid, &k, WaitOpts::WEXITED);
+                let (r, _w) = crate::sys::clone::pipe();
+                let mut b = [0u8; 1];
+                let _ = rustix::io::read(&r, &mut b);
                 fail("the hanging row returned")
             })
+            .timeout(Duration::from_secs(1)),
+        );
+        // A focused blocking wait on a live child that never exits (kept
+        // alive by a pipe nobody writes): the kernel legitimately never
+        // returns, and a row expecting it to return must come out FAIL
+        // naming the call, with the stuck tasks' stacks.
+        out.push(
+            Case::new("selftest::hang_in_wait::plain", Source::SelfTest("a row whose wait the kernel never completes"), |ctx| {
+                let k = ctx.spawn_live(Subject::Plain, 0)?;
+                let got = ctx.wait(WaitCall::WaitidPid, &k, WaitOpts::WEXITED);
+                fail(format!("the blocking wait returned {got}"))
+            })
+            .expects("waitid(P_PID, pid, WEXITED) returns once the child exits (it never does here)")
             .timeout(Duration::from_secs(1)),
         );
     }

@@ -2,6 +2,7 @@
 //! numbers. clone3 has no wrapper in rustix or nix; the wait family and
 //! pidfds use them where they cover the call.
 
+pub mod announce;
 pub mod clone;
 pub mod errno;
 pub mod pidfd;

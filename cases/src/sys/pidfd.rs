@@ -14,8 +14,16 @@ pub fn open(pid: i32, nonblock: bool) -> Result<OwnedFd, Errno> {
 
 /// Poll the pidfd for POLLIN (the process has exited). `None` blocks.
 /// Returns whether it became readable within the timeout.
+/// Announced when a case process switched that on ([`super::announce`]).
 pub fn poll_exit(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, Errno> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let _inside = super::announce::enter(
+        || match timeout {
+            None => format!("poll(pidfd {}, POLLIN, -1) awaiting the exit", fd.as_raw_fd()),
+            Some(d) => format!("poll(pidfd {}, POLLIN, {} ms) awaiting the exit", fd.as_raw_fd(), d.as_millis()),
+        },
+        fd.as_raw_fd(),
+    );
     let ts = timeout.map(|d| Timespec { tv_sec: d.as_secs() as i64, tv_nsec: d.subsec_nanos() as i64 });
     loop {
         let mut fds = [PollFd::new(&fd, PollFlags::IN)];

@@ -195,8 +195,24 @@ const P_PID: libc::idtype_t = 1;
 const P_PGID: libc::idtype_t = 2;
 const P_PIDFD: libc::idtype_t = 3;
 
-/// Make the call once.
+/// Make the call once (announced, when a case process switched that on:
+/// see [`super::announce`]).
 pub fn wait(call: WaitCall, target: WaitTarget, opts: WaitOpts) -> WaitOutcome {
+    let _inside = super::announce::enter(|| describe_call(call, target, opts), -1);
+    wait_unannounced(call, target, opts)
+}
+
+/// The call as C source with the pid or group it names.
+pub fn describe_call(call: WaitCall, target: WaitTarget, opts: WaitOpts) -> String {
+    let s = call.spell(opts);
+    match call {
+        _ if call.is_focused() => format!("{s} on pid {}", target.pid),
+        WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid => format!("{s} with pgid {}", target.pgid),
+        _ => s,
+    }
+}
+
+fn wait_unannounced(call: WaitCall, target: WaitTarget, opts: WaitOpts) -> WaitOutcome {
     // wait4 and waitpid: WEXITED is implicit; everything else passes as is
     // (so WNOWAIT reaches the kernel, which rejects it there).
     let legacy_opts = (opts.0 & !WaitOpts::WEXITED) as i32;
