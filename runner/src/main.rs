@@ -377,6 +377,7 @@ fn main() -> ExitCode {
                         r.environment.clone_wait_pid_flag
                     );
                     print!("{}", r.summary_table());
+                    print!("\n{}", r.provenance_table());
                     println!("verdict: {} (exit {})", r.verdict, r.exit_code);
                     ExitCode::from(r.exit_code as u8)
                 }
@@ -770,7 +771,16 @@ fn bench(
                     .as_ref()
                     .map(|e| e.feature.clone())
                     .unwrap_or_default(),
-                feature_reason: String::new(),
+                feature_reason: l
+                    .env
+                    .as_ref()
+                    .map(|e| e.feature_reason.clone())
+                    .unwrap_or_default(),
+                feature_observed: l
+                    .env
+                    .as_ref()
+                    .map(|e| e.feature_observed.clone())
+                    .unwrap_or_default(),
                 expected_feature: p.expect.feature.to_string(),
                 tainted_before: l.tainted_before,
                 tainted_after: l.tainted_after,

@@ -45,12 +45,31 @@ pub struct CaseResult {
     /// Which VM (0-based) ran the case; filled in by the runner.
     #[serde(default)]
     pub vm: usize,
+    /// Where the row's expectation comes from: seed, documented, design,
+    /// regression or selftest (absent from older case binaries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
 }
 
 impl CaseResult {
     pub fn group(&self) -> &str {
         self.name.split("::").next().unwrap_or(&self.name)
     }
+
+    /// The provenance, or "unstated" for a line without one.
+    pub fn provenance(&self) -> &str {
+        self.provenance.as_deref().unwrap_or(UNSTATED)
+    }
+}
+
+/// The provenance of a case line that carries none.
+pub const UNSTATED: &str = "unstated";
+
+/// The provenance classes in reading order (others sort after them).
+const PROVENANCE_ORDER: [&str; 5] = ["seed", "documented", "design", "regression", "selftest"];
+
+fn provenance_rank(p: &str) -> (usize, String) {
+    (PROVENANCE_ORDER.iter().position(|x| *x == p).unwrap_or(PROVENANCE_ORDER.len()), p.to_owned())
 }
 
 /// The case binary's `{"kind":"env",...}` line.
@@ -64,6 +83,9 @@ pub struct CaseEnv {
     pub feature: String,
     #[serde(default)]
     pub feature_reason: String,
+    /// What the probe saw (deviations from the seed marked `unexpected:`).
+    #[serde(default)]
+    pub feature_observed: String,
 }
 
 /// What one JSON-lines report file held.
@@ -129,6 +151,9 @@ pub struct Environment {
     pub boot_seconds: Vec<f64>,
     pub feature: String,
     pub feature_reason: String,
+    /// What the case binary's probe saw, whatever it decided.
+    #[serde(default)]
+    pub feature_observed: String,
     pub expected_feature: String,
     pub tainted_before: Option<u64>,
     pub tainted_after: Option<u64>,
@@ -185,7 +210,11 @@ impl RunResults {
 
     pub fn write_all(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
-        let json = serde_json::to_string_pretty(self)?;
+        let mut value = serde_json::to_value(self)?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("by_provenance".into(), serde_json::to_value(self.provenance_counts())?);
+        }
+        let json = serde_json::to_string_pretty(&value)?;
         std::fs::write(dir.join("results.json"), json + "\n").context("results.json")?;
         std::fs::write(dir.join("results.tap"), self.tap()).context("results.tap")?;
         std::fs::write(dir.join("junit.xml"), self.junit()?).context("junit.xml")?;
@@ -215,11 +244,23 @@ impl RunResults {
                     let _ = writeln!(out, "not ok {n} {}", c.name);
                     let _ = writeln!(out, "  ---");
                     let _ = writeln!(out, "  status: {}", c.status.as_str());
+                    let _ = writeln!(out, "  provenance: {}", c.provenance());
                     let _ = writeln!(out, "  message: {}", yaml_str(&c.detail));
                     let _ = writeln!(out, "  duration_ms: {}", c.duration_ms);
                     let _ = writeln!(out, "  ...");
                 }
             }
+        }
+        for (p, m) in self.provenance_rows() {
+            let n = |s: &str| m.get(s).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "# provenance {p}: pass {} fail {} skip {} broken {}",
+                n("pass"),
+                n("fail"),
+                n("skip"),
+                n("broken")
+            );
         }
         for f in &self.console_findings {
             let _ = writeln!(out, "# console: {}: {}", f.kind, one_line(&f.line));
@@ -271,6 +312,7 @@ impl RunResults {
             };
             let mut tc = TestCase::new(c.name.as_str(), status);
             tc.set_classname(c.group());
+            tc.add_property(Property::new("provenance", c.provenance()));
             tc.set_time(std::time::Duration::from_millis(c.duration_ms));
             suite.add_test_case(tc);
         }
@@ -325,6 +367,48 @@ impl RunResults {
         for s in [Status::Pass, Status::Fail, Status::Skip, Status::Broken] {
             row.push(total.get(&s).copied().unwrap_or(0).to_string());
         }
+        rows.push(row);
+        render_table(&rows)
+    }
+}
+
+impl RunResults {
+    /// Counts per provenance and status (`{"seed": {"pass": 3, ...}}`),
+    /// as results.json's `by_provenance` holds them.
+    pub fn provenance_counts(&self) -> BTreeMap<String, BTreeMap<String, usize>> {
+        let mut m: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for c in &self.cases {
+            *m.entry(c.provenance().to_owned())
+                .or_default()
+                .entry(c.status.as_str().to_owned())
+                .or_default() += 1;
+        }
+        m
+    }
+
+    fn provenance_rows(&self) -> Vec<(String, BTreeMap<String, usize>)> {
+        let mut rows: Vec<_> = self.provenance_counts().into_iter().collect();
+        rows.sort_by_key(|(p, _)| provenance_rank(p));
+        rows
+    }
+
+    /// The summary by provenance: where the expectation of the passing,
+    /// failing, skipped and broken rows comes from.
+    pub fn provenance_table(&self) -> String {
+        let statuses = [Status::Pass, Status::Fail, Status::Skip, Status::Broken];
+        let mut rows = vec![vec!["provenance".to_owned(), "pass".into(), "fail".into(), "skip".into(), "broken".into()]];
+        let mut total = [0usize; 4];
+        for (p, m) in self.provenance_rows() {
+            let mut row = vec![p];
+            for (i, s) in statuses.iter().enumerate() {
+                let n = m.get(s.as_str()).copied().unwrap_or(0);
+                total[i] += n;
+                row.push(n.to_string());
+            }
+            rows.push(row);
+        }
+        let mut row = vec!["total".to_owned()];
+        row.extend(total.iter().map(|n| n.to_string()));
         rows.push(row);
         render_table(&rows)
     }
@@ -431,12 +515,12 @@ pub(crate) mod tests {
 
     pub(crate) fn sample() -> RunResults {
         let text = r#"{"kind":"env","kernel_release":"6.12.117-waitpid","clone_wait_pid_flag":"0x10000000000","feature":"present","feature_reason":"clone3 accepted the bit"}
-{"kind":"case","name":"generic::wait4::exited::hidden","status":"pass","detail":"","duration_ms":3}
-{"kind":"case","name":"generic::wait4::exited::plain","status":"pass","detail":"","duration_ms":2}
-{"kind":"case","name":"focused::waitid_pidfd::exited::hidden","status":"fail","detail":"expected pid 7\ngot ECHILD","duration_ms":5}
-{"kind":"case","name":"clone3::flags::no_pidfd","status":"skip","detail":"feature absent","duration_ms":0}
+{"kind":"case","name":"generic::wait4::exited::hidden","status":"pass","detail":"","duration_ms":3,"provenance":"seed"}
+{"kind":"case","name":"generic::wait4::exited::plain","status":"pass","detail":"","duration_ms":2,"provenance":"seed"}
+{"kind":"case","name":"focused::waitid_pidfd::exited::hidden","status":"fail","detail":"expected pid 7\ngot ECHILD","duration_ms":5,"provenance":"seed"}
+{"kind":"case","name":"clone3::flags::no_pidfd","status":"skip","detail":"feature absent","duration_ms":0,"provenance":"documented"}
 {"kind":"future","x":1}
-{"kind":"case","name":"reparent::init::hidden","status":"broken","detail":"timeout","duration_ms":10000}
+{"kind":"case","name":"reparent::init::hidden","status":"broken","detail":"timeout","duration_ms":10000,"provenance":"design"}
 {"kind":"case","name":"torn"#;
         let rep = parse_case_report(text, 0);
         RunResults {
@@ -451,6 +535,7 @@ pub(crate) mod tests {
                 boot_seconds: vec![9.5],
                 feature: "present".into(),
                 feature_reason: "clone3 accepted the bit".into(),
+                feature_observed: String::new(),
                 expected_feature: "present".into(),
                 tainted_before: Some(0),
                 tainted_after: Some(0),
@@ -478,6 +563,38 @@ pub(crate) mod tests {
         let r = sample();
         assert_eq!(r.cases.len(), 5);
         assert_eq!(r.cases[3].group(), "clone3");
+    }
+
+    #[test]
+    fn provenance_is_read_counted_and_shown() {
+        // A line without the field (an older case binary) still parses.
+        let rep = parse_case_report("{\"kind\":\"case\",\"name\":\"a::b\",\"status\":\"fail\"}", 0);
+        assert_eq!(rep.cases[0].provenance, None);
+        assert_eq!(rep.cases[0].provenance(), UNSTATED);
+        let mut r = sample();
+        r.cases.extend(rep.cases);
+        let counts = r.provenance_counts();
+        assert_eq!(counts["seed"]["pass"], 2);
+        assert_eq!(counts["seed"]["fail"], 1);
+        assert_eq!(counts["documented"]["skip"], 1);
+        assert_eq!(counts["design"]["broken"], 1);
+        assert_eq!(counts[UNSTATED]["fail"], 1);
+        let table = r.provenance_table();
+        let lines: Vec<&str> = table.lines().collect();
+        // Reading order: seed, documented, design, then the rest; a total.
+        assert!(lines[2].starts_with("seed") && lines[2].ends_with("2     1     0       0"), "{table}");
+        assert!(lines[3].starts_with("documented") && lines[4].starts_with("design") && lines[5].starts_with(UNSTATED), "{table}");
+        assert!(lines[6].starts_with("total") && lines[6].ends_with("2     2     1       1"), "{table}");
+        assert!(r.tap().contains("  provenance: seed\n"), "{}", r.tap());
+        assert!(r.tap().contains("# provenance design: pass 0 fail 0 skip 0 broken 1\n"), "{}", r.tap());
+        let xml = r.junit().unwrap();
+        assert!(xml.contains("<property name=\"provenance\" value=\"documented\""), "{xml}");
+        let dir = tempfile::tempdir().unwrap();
+        r.write_all(dir.path()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap()).unwrap();
+        assert_eq!(json["by_provenance"]["seed"]["fail"], 1);
+        assert_eq!(json["cases"][0]["provenance"], "seed");
     }
 
     #[test]

@@ -418,6 +418,7 @@ pub fn run_cases(
                         detail: format!("listed but not reported by the case binary (exit status {exit_status:?})"),
                         duration_ms: 0,
                         vm: index,
+                        provenance: None,
                     });
                 }
                 break;
@@ -474,6 +475,7 @@ pub fn run_cases(
                     detail: why,
                     duration_ms: 0,
                     vm: index,
+                    provenance: None,
                 });
                 if left.len() <= 1 {
                     break;
@@ -486,6 +488,7 @@ pub fn run_cases(
                             detail: format!("not run: {} VMs used up", opts.max_vms),
                             duration_ms: 0,
                             vm: index,
+                            provenance: None,
                         });
                     }
                     break;
@@ -703,6 +706,7 @@ fn empty_results(profile: &Profile) -> RunResults {
             boot_seconds: vec![],
             feature: String::new(),
             feature_reason: String::new(),
+            feature_observed: String::new(),
             expected_feature: profile.expect.feature.to_string(),
             tainted_before: None,
             tainted_after: None,
@@ -724,6 +728,7 @@ fn absorb(results: &mut RunResults, l: VmLoop, profile: &Profile) {
         e.kernel_release = env.kernel_release.clone();
         e.feature = env.feature.clone();
         e.feature_reason = env.feature_reason.clone();
+        e.feature_observed = env.feature_observed.clone();
         let hex = |t: &str| {
             u64::from_str_radix(
                 t.trim().trim_start_matches("0x").trim_start_matches("0X"),
@@ -743,17 +748,31 @@ fn absorb(results: &mut RunResults, l: VmLoop, profile: &Profile) {
     e.boot_seconds = l.vms.iter().filter_map(|v| v.boot_seconds).collect();
     e.tainted_before = l.tainted_before;
     e.tainted_after = l.tainted_after;
-    if !e.feature.is_empty() && e.feature != e.expected_feature {
-        results.problems.push(format!(
-            "feature expected {} on {}, the case binary found it {}: {}",
-            e.expected_feature, profile.name, e.feature, e.feature_reason
-        ));
+    if let Some(p) = feature_mismatch(e, &profile.name) {
+        results.problems.push(p);
     }
     results.cases = l.cases;
     results.console_findings = l.findings;
     results.vms = l.vms;
     results.infrastructure_errors.extend(l.infra);
     results.problems.extend(l.problems);
+}
+
+/// The `[expect] feature` check: a sentence when the case binary's probe
+/// disagrees with the profile, with what the probe observed (a kernel that
+/// knows the bit but breaks it shows here what it did).
+fn feature_mismatch(e: &Environment, profile: &str) -> Option<String> {
+    if e.feature.is_empty() || e.feature == e.expected_feature {
+        return None;
+    }
+    let mut p = format!(
+        "feature expected {} on {profile}, the case binary found it {}: {}",
+        e.expected_feature, e.feature, e.feature_reason
+    );
+    if !e.feature_observed.is_empty() {
+        p.push_str(&format!("; the probe observed: {}", e.feature_observed));
+    }
+    Some(p)
 }
 
 fn finish(results: &mut RunResults, paths: &Paths, opts: &RunOpts) {
@@ -791,6 +810,21 @@ fn finish(results: &mut RunResults, paths: &Paths, opts: &RunOpts) {
 mod tests {
     use super::*;
     use crate::profile::host_profile;
+
+    #[test]
+    fn feature_mismatch_names_what_the_probe_saw() {
+        let mut e = crate::report::tests::sample().environment;
+        assert_eq!(feature_mismatch(&e, "wait-pid-6.12"), None, "present as expected");
+        e.expected_feature = "absent".into();
+        e.feature_observed = "clone3(CLONE_PIDFD|0x10000000000, SIGCHLD): accepted; unexpected: visible to waitid(P_ALL)".into();
+        let p = feature_mismatch(&e, "debian-6.1").unwrap();
+        assert!(p.starts_with("feature expected absent on debian-6.1, the case binary found it present: clone3 accepted the bit"), "{p}");
+        assert!(p.ends_with("; the probe observed: clone3(CLONE_PIDFD|0x10000000000, SIGCHLD): accepted; unexpected: visible to waitid(P_ALL)"), "{p}");
+        e.feature_observed.clear();
+        assert!(!feature_mismatch(&e, "x").unwrap().contains("observed"));
+        e.feature.clear();
+        assert_eq!(feature_mismatch(&e, "x"), None, "no env line: nothing to compare");
+    }
 
     #[test]
     fn list_parsing() {

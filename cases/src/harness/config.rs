@@ -229,9 +229,10 @@ impl Decision {
 }
 
 impl Probe {
-    /// Whether the observations deviate from the seed's contract.
+    /// Whether the feature is present and the observations deviate from
+    /// the seed's contract (when absent, every refusal is expected).
     pub fn has_warnings(&self) -> bool {
-        self.observed.contains("unexpected:")
+        self.absent.is_none() && self.observed.contains("unexpected:")
     }
 }
 
