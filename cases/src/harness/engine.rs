@@ -708,3 +708,86 @@ fn case_process(table: fn() -> Vec<Case>, name: &str) -> ! {
     }
     emit(status, detail)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::case::Source;
+
+    #[test]
+    fn a_timeout_inside_a_kernel_wait_names_the_call() {
+        let stuck = vec!["pid 5 (x) state S wchan do_wait stack [do_wait < kernel_waitid]".to_string()];
+        let d = timeout_detail(&["waitid(P_PIDFD, pidfd, &si, WEXITED) on pid 6".into()], Duration::from_secs(5), &stuck);
+        assert_eq!(
+            d,
+            "kernel did not return from waitid(P_PIDFD, pidfd, &si, WEXITED) on pid 6 within 5.0s; \
+             stuck: pid 5 (x) state S wchan do_wait stack [do_wait < kernel_waitid]"
+        );
+        let d = timeout_detail(&["a()".into(), "b() (in pid 7)".into()], Duration::from_millis(1500), &stuck);
+        assert!(d.starts_with("kernel did not return from a() within 1.5s (also inside: b() (in pid 7)); stuck: pid 5"), "{d}");
+        let d = timeout_detail(&[], Duration::from_secs(1), &stuck);
+        assert!(d.starts_with("timeout after 1.0s; stuck: pid 5"), "{d}");
+        assert!(!d.contains("did not return"));
+    }
+
+    #[test]
+    fn only_live_waits_of_the_case_tree_count() {
+        use crate::sys::announce::{Mark, ENTER};
+        let me = std::process::id() as i32;
+        let mark = |pid, tid, call: &str| {
+            serde_json::to_string(&Mark { wc_wait: ENTER.into(), pid, tid, call: call.into(), pidfd: -1 }).unwrap()
+        };
+        // This process stands in for the case process (its main thread is
+        // alive); pid 1 is the init of some nested namespace's view, not a
+        // descendant; a tid that does not exist has gone.
+        let text = [mark(1, 1, "init's wait"), mark(me, me, "the case's wait"), mark(me, i32::MAX - 1, "a gone thread")].join("\n");
+        assert_eq!(live_waits(me, &[], &text), vec!["the case's wait".to_string()]);
+        assert!(live_waits(me, &[], "").is_empty());
+    }
+
+    #[test]
+    fn list_verbose_shows_provenance_needs_timeout_and_expectation() {
+        let cases = vec![
+            Case::new("g::call::sit::hidden", Source::Seed("a sentence"), |_| Ok(()))
+                .need(Need::Feature)
+                .need(Need::Root)
+                .expects("reported: pid, Exited(3)"),
+            Case::new("g::call::sit::plain", Source::Design("why"), |_| Ok(())).timeout(Duration::from_secs(20)),
+        ];
+        let text = list_verbose(&cases);
+        assert_eq!(
+            text,
+            "g::call::sit::hidden\n  provenance: seed\n  source:     seed: a sentence\n  needs:      feature (CLONE_WAIT_PID), root\n  \
+             timeout:    5s\n  expects:    reported: pid, Exited(3)\n\n\
+             g::call::sit::plain\n  provenance: design\n  source:     design: why\n  needs:      -\n  timeout:    20s\n  \
+             expects:    -\n\n"
+        );
+    }
+
+    #[test]
+    fn filters_select_as_libtest_does() {
+        let args = |v: &[&str]| libtest_mimic::Arguments::from_iter(std::iter::once("x").chain(v.iter().copied()));
+        assert!(selected(&args(&[]), "a::b"));
+        assert!(selected(&args(&["a::"]), "a::b"));
+        assert!(!selected(&args(&["c::"]), "a::b"));
+        assert!(!selected(&args(&["--exact", "a::"]), "a::b"));
+        assert!(selected(&args(&["--exact", "a::b"]), "a::b"));
+        assert!(!selected(&args(&["a::", "--skip", "b"]), "a::b"));
+    }
+
+    #[test]
+    fn provenance_counts_table() {
+        let t = Tally::default();
+        t.add(Provenance::Seed, Status::Pass);
+        t.add(Provenance::Seed, Status::Fail);
+        t.add(Provenance::Design, Status::Broken);
+        t.add(Provenance::Documented, Status::Skip);
+        let table = t.table();
+        let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(rows[0], ["provenance", "pass", "fail", "skip", "broken"]);
+        assert_eq!(rows[1], ["seed", "1", "1", "0", "0"]);
+        assert_eq!(rows[2], ["documented", "0", "0", "1", "0"]);
+        assert_eq!(rows[3], ["design", "0", "0", "0", "1"]);
+        assert_eq!(rows[4], ["total", "1", "1", "1", "1"]);
+    }
+}
