@@ -178,9 +178,12 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
             })
         })
         .collect();
+    let json = matches!(args.format, Some(libtest_mimic::FormatSetting::Json));
     let conclusion = libtest_mimic::run(&args, trials);
     if !tally.is_empty() {
-        println!("\nby provenance:\n{}", tally.table());
+        // After libtest's own summary; on stderr when stdout is a JSON stream.
+        let table = format!("\nby provenance:\n{}", tally.table());
+        if json { eprint!("{table}") } else { print!("{table}") }
     }
     let leftovers = reap_orphans(&[]);
     if !leftovers.is_empty() {
@@ -743,6 +746,16 @@ mod tests {
         let text = [mark(1, 1, "init's wait"), mark(me, me, "the case's wait"), mark(me, i32::MAX - 1, "a gone thread")].join("\n");
         assert_eq!(live_waits(me, &[], &text), vec!["the case's wait".to_string()]);
         assert!(live_waits(me, &[], "").is_empty());
+    }
+
+    #[test]
+    fn a_polled_pidfd_is_named_by_its_process() {
+        let me = std::process::id() as i32;
+        let fd = pidfd::open(me, false).unwrap();
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        assert_eq!(pidfd_owner(me, raw), format!(" of pid {me}"));
+        // Not a pidfd (stdin has no Pid: line): nothing is claimed.
+        assert_eq!(pidfd_owner(me, 0), "");
     }
 
     #[test]
