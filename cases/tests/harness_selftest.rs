@@ -110,3 +110,24 @@ fn feature_rows_skip_with_the_bits_mainline_name() {
     }
     assert_eq!(status_of(&recs, "generic::wait4_any::lone_exited_nohang::plain"), "pass");
 }
+
+#[test]
+fn list_verbose_prints_one_block_per_case() {
+    let out = bin().args(["--list", "--verbose", "selftest::"]).env("WAITCONF_SELFTEST_HANG", "1").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let blocks: Vec<&str> = text.split("\n\n").filter(|b| !b.trim().is_empty()).collect();
+    assert_eq!(blocks.len(), 2, "the two hang rows, nothing else:\n{text}");
+    let in_wait = blocks.iter().find(|b| b.starts_with("selftest::hang_in_wait::plain\n")).expect("the hang_in_wait block");
+    for line in [
+        "  provenance: selftest",
+        "  source:     self-test: a row whose wait the kernel never completes",
+        "  needs:      -",
+        "  timeout:    1s",
+        "  expects:    waitid(P_PID, pid, WEXITED) returns once the child exits (it never does here)",
+    ] {
+        assert!(in_wait.lines().any(|l| l == line), "{line:?} missing in\n{in_wait}");
+    }
+    let hang = blocks.iter().find(|b| b.starts_with("selftest::hang::plain\n")).expect("the hang block");
+    assert!(hang.lines().any(|l| l == "  expects:    -"), "{hang}");
+}
