@@ -201,7 +201,9 @@ fn generic_peek(ctx: &Ctx, d: &Clone3Desc, child: &crate::sys::clone::Spawned, w
         }
     };
     pidfd::poll_exit(std::os::fd::AsFd::as_fd(fd), None).or_else(|e| broken(format!("poll(pidfd): {e}")))?;
-    let bit = ctx.bit();
+    // The bit only means CLONE_WAIT_PID when the probe found the feature
+    // (on a kernel without it, the configured bit may be a mainline flag).
+    let bit = ctx.features.wait_pid_bit.unwrap_or(0);
     let lineage = Lineage { wait_pid_flag: bit != 0 && d.flags & bit != 0, ..Lineage::default() };
     let view = ChildView {
         pid: child.pid,

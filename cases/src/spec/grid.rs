@@ -226,7 +226,7 @@ fn clone_args(spec: &KidSpec, v: Variant, bit: u64) -> (u64, u64) {
 /// The model's view of a freshly made, live kid.
 fn kin_for(spec: &KidSpec, v: Variant, pid: i32, pgid: i32, k: &KernelFeatures, bit: u64) -> Kin {
     let (flags, exit_signal) = clone_args(spec, v, bit);
-    let lineage = Lineage { wait_pid_flag: flags & bit != 0 && bit != 0, ..Lineage::default() };
+    let lineage = Lineage { wait_pid_flag: v == Variant::Hidden && spec.role == Role::Subject, ..Lineage::default() };
     Kin {
         view: ChildView {
             pid,
@@ -664,6 +664,8 @@ pub fn run(ctx: &mut Ctx, call: WaitCall, sit: &Situation, v: Variant) -> Check 
 
 impl Run<'_> {
     fn build(&mut self, specs: &[KidSpec], v: Variant) -> Check {
+        // Hidden rows need the feature, so the configured bit is
+        // CLONE_WAIT_PID whenever a hidden kid is made.
         let bit = self.ctx.bit();
         for (i, spec) in specs.iter().enumerate() {
             let (flags, exit_signal) = clone_args(spec, v, bit);
@@ -873,6 +875,18 @@ impl Run<'_> {
     /// Every zombie the model counts is there for a focused peek; every kid
     /// it counts as gone is no zombie; then everything is reaped by pidfd.
     fn finish(&mut self) -> Check {
+        // Changes still in flux (a call saw the tree before them) take
+        // effect now: wait for each such kid to exit.
+        for (i, c) in std::mem::take(&mut self.pending) {
+            if end_of(c).is_none() {
+                return broken(format!("row: {} is left with a stop or continue in flux", self.names.words[i]));
+            }
+            if let Some(k) = self.kids[i].kid.as_ref() {
+                k.await_exit()?;
+            }
+            self.kids[i].end = end_of(c).or(self.kids[i].end);
+            apply(&mut self.state, self.kids[i].pid, c);
+        }
         for i in 0..self.kids.len() {
             let pid = self.kids[i].pid;
             let Some(k) = self.kids[i].kid.as_ref() else { continue };
