@@ -5,10 +5,12 @@
 //! - `mainline::...`: what the three flags do, their validation (every
 //!   combination, through the model, as the fuzzers see it), PIDFD_GET_INFO.
 //! - the comparison: each situation of the CLONE_WAIT_PID tables
-//!   (`generic::`, `focused::`, `reparent::`, `open::`) once more, with the
-//!   same name stem and the last component `autoreap`, asserting what
-//!   CLONE_AUTOREAP is meant to do there. A runner joins them by stem:
-//!   situation | plain | hidden (CLONE_WAIT_PID) | autoreap.
+//!   (`reparent::`, `open::`) once more, with the same name stem and the
+//!   last component `autoreap`, asserting what CLONE_AUTOREAP is meant to do
+//!   there. A runner joins them by stem: situation | plain | hidden
+//!   (CLONE_WAIT_PID) | autoreap. The `generic::` and `focused::` autoreap
+//!   rows are the wait grid's third variant (spec/grid.rs), with the
+//!   expectation from the model.
 //!
 //! An autoreap child must have exit_signal 0, so it is a "clone child": waits
 //! without __WALL or __WCLONE do not consider it at all, live or not. The
