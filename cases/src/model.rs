@@ -900,6 +900,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn wnothread_and_the_creating_thread() {
+        let view = ChildView { pid: 10, pgid: 5, hidden: false, sigchld: true, state: ChildState::Zombie(Event::Exited(3)) };
+        let by_thread = Kin { view, creator: 1, autoreap: false };
+        let sel = |call| Selector { call, pid: 10, pgid: 5, own_pgid: 5 };
+        let reported = Prediction::OneOf(vec![WaitOutcome::Reported { pid: 10, event: Event::Exited(3) }]);
+        let echild = Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)]);
+        let o = |extra| WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG | extra);
+        for call in [WaitCall::WaitidAll, WaitCall::WaitidPid] {
+            // Without __WNOTHREAD every thread waits for the group's children.
+            assert_eq!(predict_wait_from(sel(call), 0, o(0), &[by_thread]), reported);
+            assert_eq!(predict_wait_from(sel(call), 1, o(0), &[by_thread]), reported);
+            // With it, only the creating thread.
+            assert_eq!(predict_wait_from(sel(call), 0, o(WaitOpts::WNOTHREAD), &[by_thread]), echild);
+            assert_eq!(predict_wait_from(sel(call), 1, o(WaitOpts::WNOTHREAD), &[by_thread]), reported);
+        }
+        // Hidden: the creating thread's generic wait skips it too.
+        let hidden = Kin { view: ChildView { hidden: true, ..view }, ..by_thread };
+        assert_eq!(predict_wait_from(sel(WaitCall::WaitidAll), 1, o(WaitOpts::WNOTHREAD), &[hidden]), echild);
+        assert_eq!(predict_wait_from(sel(WaitCall::WaitidPid), 1, o(WaitOpts::WNOTHREAD), &[hidden]), reported);
+    }
+
+    #[test]
+    fn kin_state_steps() {
+        let view = ChildView { pid: 10, pgid: 5, hidden: false, sigchld: false, state: ChildState::Running };
+        let mut v = vec![Kin { view, creator: 0, autoreap: true }, Kin { view: ChildView { pid: 11, sigchld: true, ..view }, creator: 0, autoreap: false }];
+        kin_signalled(&mut v, 10, libc::SIGSTOP);
+        assert_eq!(v[0].view.state, ChildState::Stopped(libc::SIGSTOP));
+        kin_after_wait(&mut v, WaitOpts(WaitOpts::WSTOPPED | WaitOpts::WNOWAIT), WaitOutcome::Reported { pid: 10, event: Event::Stopped(19) });
+        assert_eq!(v[0].view.state, ChildState::Stopped(libc::SIGSTOP));
+        kin_after_wait(&mut v, WaitOpts(WaitOpts::WSTOPPED), WaitOutcome::Reported { pid: 10, event: Event::Stopped(19) });
+        assert_eq!(v[0].view.state, ChildState::StoppedReported);
+        kin_signalled(&mut v, 10, libc::SIGCONT);
+        assert_eq!(v[0].view.state, ChildState::Continued);
+        // An autoreap child is gone when it exits; a plain one is a zombie.
+        kin_signalled(&mut v, 10, libc::SIGKILL);
+        kin_exits(&mut v, 11, Event::Exited(4));
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].view.state, ChildState::Zombie(Event::Exited(4)));
+        kin_after_wait(&mut v, WaitOpts(WaitOpts::WEXITED), WaitOutcome::Reported { pid: 11, event: Event::Exited(4) });
+        assert!(v.is_empty());
+    }
+
     const ALL: [Semantics; 2] = [Semantics::Design, Semantics::Seed];
 
     #[test]
