@@ -616,6 +616,102 @@ pub fn predict_wait(sel: Selector, opts: WaitOpts, children: &[ChildView]) -> Pr
     }
 }
 
+/// A child of the waiter's process as the wait grid (spec/grid.rs) knows
+/// it: the [`ChildView`] plus what only matters to some rows. Kept apart
+/// from `ChildView` so that the fuzzers' views are unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kin {
+    pub view: ChildView,
+    /// the thread of the waiter's process that created the child (its
+    /// real_parent), 0 for the main thread
+    pub creator: u32,
+    /// made with CLONE_AUTOREAP: the kernel releases it when it exits
+    /// (do_notify_parent: `signal->autoreap` -> EXIT_DEAD), it is never a
+    /// zombie and never a child of the waiter afterwards
+    pub autoreap: bool,
+}
+
+/// Predict one wait call made by `thread` of the waiter's process.
+/// __WNOTHREAD restricts the children to the calling thread's own
+/// (kernel/exit.c do_wait: the loop over the thread group stops after the
+/// calling thread when `wo_flags & __WNOTHREAD`); without it every thread
+/// waits for the children of all threads of its group.
+pub fn predict_wait_from(sel: Selector, thread: u32, opts: WaitOpts, children: &[Kin]) -> Prediction {
+    let views: Vec<ChildView> =
+        children.iter().filter(|k| !opts.has(WaitOpts::WNOTHREAD) || k.creator == thread).map(|k| k.view).collect();
+    predict_wait(sel, opts, &views)
+}
+
+/// A child's exit (or death by a signal), as its parent sees it: a zombie
+/// that will report `ev`, or nothing at all for an autoreap child.
+pub fn kin_exits(children: &mut Vec<Kin>, pid: i32, ev: Event) {
+    if let Some(i) = children.iter().position(|k| k.view.pid == pid) {
+        if children[i].autoreap {
+            children.remove(i);
+        } else {
+            children[i].view.state = ChildState::Zombie(ev);
+        }
+    }
+}
+
+/// A signal sent to a live child (SIGSTOP, SIGCONT, a fatal one), once it
+/// has taken effect.
+pub fn kin_signalled(children: &mut Vec<Kin>, pid: i32, sig: i32) {
+    let Some(i) = children.iter().position(|k| k.view.pid == pid) else { return };
+    match (sig, children[i].view.state) {
+        (_, ChildState::Zombie(_)) => {}
+        (libc::SIGSTOP, ChildState::Running | ChildState::Continued) => children[i].view.state = ChildState::Stopped(libc::SIGSTOP),
+        (libc::SIGSTOP, _) => {}
+        (libc::SIGCONT, ChildState::Stopped(_) | ChildState::StoppedReported) => children[i].view.state = ChildState::Continued,
+        (libc::SIGCONT, _) => {}
+        (sig, _) => kin_exits(children, pid, Event::Killed(sig)),
+    }
+}
+
+/// How a wait that reported `got` changes the waiter's children
+/// (kernel/exit.c: a reaped zombie is gone, a reported stop or continue is
+/// consumed, WNOWAIT leaves everything as it was).
+pub fn kin_after_wait(children: &mut Vec<Kin>, opts: WaitOpts, got: WaitOutcome) {
+    let WaitOutcome::Reported { pid, event } = got else { return };
+    if opts.has(WaitOpts::WNOWAIT) {
+        return;
+    }
+    let Some(i) = children.iter().position(|k| k.view.pid == pid) else { return };
+    match event {
+        Event::Exited(_) | Event::Killed(_) | Event::Dumped(_) => {
+            children.remove(i);
+        }
+        Event::Stopped(_) | Event::Trapped(_) => children[i].view.state = ChildState::StoppedReported,
+        Event::Continued => children[i].view.state = ChildState::Running,
+    }
+}
+
+/// Why the model includes or leaves out one child for one call, in words
+/// (for a row's expectation text). `None` when the child is a candidate.
+pub fn why_not_considered(sel: Selector, thread: u32, opts: WaitOpts, k: &Kin) -> Option<&'static str> {
+    let ch = &k.view;
+    let call = sel.call;
+    let selected = match call {
+        WaitCall::Wait4Any | WaitCall::WaitpidAny | WaitCall::Wait | WaitCall::WaitidAll => true,
+        WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid => ch.pgid == sel.pgid,
+        WaitCall::WaitidPgidZero | WaitCall::WaitpidZero => ch.pgid == sel.own_pgid,
+        _ => ch.pid == sel.pid,
+    };
+    if !selected {
+        return Some(if call.is_focused() { "not the child the call names" } else { "not in the process group the call names" });
+    }
+    if opts.has(WaitOpts::WNOTHREAD) && k.creator != thread {
+        return Some("created by another thread: __WNOTHREAD waits only for the calling thread's children");
+    }
+    if !considers(call, ch.hidden) {
+        return Some("hidden: not considered by a generic wait (eligible_child)");
+    }
+    if !(opts.has(WaitOpts::WALL) || ch.sigchld != opts.has(WaitOpts::WCLONE)) {
+        return Some("a clone child (exit_signal 0): considered only with __WALL or __WCLONE");
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -802,6 +898,49 @@ mod tests {
                 Prediction::OneOf(vec![WaitOutcome::Reported { pid: 10, event: Event::Exited(3) }])
             );
         }
+    }
+
+    #[test]
+    fn wnothread_and_the_creating_thread() {
+        let view = ChildView { pid: 10, pgid: 5, hidden: false, sigchld: true, state: ChildState::Zombie(Event::Exited(3)) };
+        let by_thread = Kin { view, creator: 1, autoreap: false };
+        let sel = |call| Selector { call, pid: 10, pgid: 5, own_pgid: 5 };
+        let reported = Prediction::OneOf(vec![WaitOutcome::Reported { pid: 10, event: Event::Exited(3) }]);
+        let echild = Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)]);
+        let o = |extra| WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG | extra);
+        for call in [WaitCall::WaitidAll, WaitCall::WaitidPid] {
+            // Without __WNOTHREAD every thread waits for the group's children.
+            assert_eq!(predict_wait_from(sel(call), 0, o(0), &[by_thread]), reported);
+            assert_eq!(predict_wait_from(sel(call), 1, o(0), &[by_thread]), reported);
+            // With it, only the creating thread.
+            assert_eq!(predict_wait_from(sel(call), 0, o(WaitOpts::WNOTHREAD), &[by_thread]), echild);
+            assert_eq!(predict_wait_from(sel(call), 1, o(WaitOpts::WNOTHREAD), &[by_thread]), reported);
+        }
+        // Hidden: the creating thread's generic wait skips it too.
+        let hidden = Kin { view: ChildView { hidden: true, ..view }, ..by_thread };
+        assert_eq!(predict_wait_from(sel(WaitCall::WaitidAll), 1, o(WaitOpts::WNOTHREAD), &[hidden]), echild);
+        assert_eq!(predict_wait_from(sel(WaitCall::WaitidPid), 1, o(WaitOpts::WNOTHREAD), &[hidden]), reported);
+    }
+
+    #[test]
+    fn kin_state_steps() {
+        let view = ChildView { pid: 10, pgid: 5, hidden: false, sigchld: false, state: ChildState::Running };
+        let mut v = vec![Kin { view, creator: 0, autoreap: true }, Kin { view: ChildView { pid: 11, sigchld: true, ..view }, creator: 0, autoreap: false }];
+        kin_signalled(&mut v, 10, libc::SIGSTOP);
+        assert_eq!(v[0].view.state, ChildState::Stopped(libc::SIGSTOP));
+        kin_after_wait(&mut v, WaitOpts(WaitOpts::WSTOPPED | WaitOpts::WNOWAIT), WaitOutcome::Reported { pid: 10, event: Event::Stopped(19) });
+        assert_eq!(v[0].view.state, ChildState::Stopped(libc::SIGSTOP));
+        kin_after_wait(&mut v, WaitOpts(WaitOpts::WSTOPPED), WaitOutcome::Reported { pid: 10, event: Event::Stopped(19) });
+        assert_eq!(v[0].view.state, ChildState::StoppedReported);
+        kin_signalled(&mut v, 10, libc::SIGCONT);
+        assert_eq!(v[0].view.state, ChildState::Continued);
+        // An autoreap child is gone when it exits; a plain one is a zombie.
+        kin_signalled(&mut v, 10, libc::SIGKILL);
+        kin_exits(&mut v, 11, Event::Exited(4));
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].view.state, ChildState::Zombie(Event::Exited(4)));
+        kin_after_wait(&mut v, WaitOpts(WaitOpts::WEXITED), WaitOutcome::Reported { pid: 11, event: Event::Exited(4) });
+        assert!(v.is_empty());
     }
 
     const ALL: [Semantics; 2] = [Semantics::Design, Semantics::Seed];

@@ -156,7 +156,11 @@ fn run(ctx: &mut Ctx, d: &Clone3Desc) -> Check {
     let what = format!("clone3(flags {:#x}, size {}, exit_signal {})", d.flags, d.size, d.exit_signal);
     match (want, got) {
         (Verdict::Created, Ok(child)) => {
-            // Reap it with a focused __WALL wait (exit_signal may not be SIGCHLD).
+            // Once it has exited, a generic __WALL peek (exit_signal may not
+            // be SIGCHLD) sees it or not as the model says: hidden on every
+            // creation path that sets the bit.
+            generic_peek(ctx, d, &child, &what)?;
+            // Reap it with a focused __WALL wait.
             let fd = match child.pidfd.as_ref() {
                 Some(fd) => fd.as_raw_fd(),
                 None => -1,
@@ -177,6 +181,48 @@ fn run(ctx: &mut Ctx, d: &Clone3Desc) -> Check {
             fail(format!("{what}: model says {want:?}, kernel created pid {}", child.pid))
         }
         (want, Err(g)) => fail(format!("{what}: model says {want:?}, kernel said {g}")),
+    }
+}
+
+const GENERIC_PEEK: u32 = WaitOpts::WEXITED | WaitOpts::WNOHANG | WaitOpts::WNOWAIT | WaitOpts::WALL;
+
+/// The created child, once exited, against the model's generic view of it:
+/// waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT|__WALL) reports it unless it is
+/// hidden from its creator (model::hidden_from_waiter, considers).
+fn generic_peek(ctx: &Ctx, d: &Clone3Desc, child: &crate::sys::clone::Spawned, what: &str) -> Check {
+    use crate::model::{hidden_from_waiter, predict_wait, ChildState, ChildView, Lineage, Prediction, Selector, Semantics};
+    use crate::sys::wait::Event;
+    let opened;
+    let fd = match child.pidfd.as_ref() {
+        Some(fd) => fd,
+        None => {
+            opened = pidfd::open(child.pid, false).or_else(|e| broken(format!("pidfd_open({}): {e}", child.pid)))?;
+            &opened
+        }
+    };
+    pidfd::poll_exit(std::os::fd::AsFd::as_fd(fd), None).or_else(|e| broken(format!("poll(pidfd): {e}")))?;
+    // The bit only means CLONE_WAIT_PID when the probe found the feature
+    // (on a kernel without it, the configured bit may be a mainline flag).
+    let bit = ctx.features.wait_pid_bit.unwrap_or(0);
+    let lineage = Lineage { wait_pid_flag: bit != 0 && d.flags & bit != 0, ..Lineage::default() };
+    let view = ChildView {
+        pid: child.pid,
+        pgid: ctx.pgid,
+        hidden: hidden_from_waiter(Semantics::Design, lineage),
+        sigchld: d.exit_signal == SIGCHLD,
+        state: ChildState::Zombie(Event::Exited(0)),
+    };
+    let sel = Selector { call: WaitCall::WaitidAll, pid: child.pid, pgid: ctx.pgid, own_pgid: ctx.pgid };
+    let pred = predict_wait(sel, WaitOpts(GENERIC_PEEK), &[view]);
+    let got = wait(WaitCall::WaitidAll, WaitTarget { pid: child.pid, pidfd: -1, pgid: ctx.pgid }, WaitOpts(GENERIC_PEEK));
+    match pred {
+        Prediction::OneOf(v) if v.contains(&got) => Ok(()),
+        p => fail(format!(
+            "{what} created pid {}; after its exit {} gave {got}: the model says {p:?} (the child is {})",
+            child.pid,
+            WaitCall::WaitidAll.spell(WaitOpts(GENERIC_PEEK)),
+            if view.hidden { "hidden from its creator's generic waits" } else { "plain" }
+        )),
     }
 }
 

@@ -1,126 +1,153 @@
 //! Focused waits: each call that names one child reaps the hidden child with
-//! the exact status or siginfo, as it does a plain one.
+//! the exact status or siginfo, as it does a plain one. The rows are data
+//! (spec/grid.rs); what each call must answer comes from the model.
 
-use std::os::fd::AsRawFd;
-
-use super::generic::expect_exit;
+use super::grid::{self, call, call_as, call_in_thread, Hiding, KidSpec, Situation, Start, Step, Variant};
 use crate::harness::*;
-use crate::sys::wait::{Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget};
-use crate::sys::{pidfd, Errno};
+use crate::sys::wait::{WaitCall, WaitOpts as O};
 
 const SEED: &str = "A process created with CLONE_WAIT_PID can only be waited upon with a focussed wait call";
 const SEED_CLOSED: &str = "This ensures that processes can be reaped even if all file descriptors referring to it are closed";
+const GENERIC_PEEK: u32 = O::WEXITED | O::WNOHANG | O::WNOWAIT;
 
-/// The focused table's situations; the autoreap rows (mainline.rs) run the
-/// same ones.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Situation {
-    ExitCode,
-    Killed(i32),
-    LiveNohang,
-    StopContinue,
-    NowaitPeek,
-    ReapedThenEchild,
-    PidfdClosed,
-    /// __WNOTHREAD: the child was made by this very thread
-    Wnothread,
+fn sit(id: &'static str, kids: Vec<KidSpec>, steps: fn(WaitCall, Variant) -> Vec<Step>, hiding: Hiding) -> Situation {
+    Situation { id, kids, steps, hiding, needs_options: false }
 }
 
-pub(crate) const ROWS: &[(Situation, &str)] = &[
-    (Situation::ExitCode, "exit_code"),
-    (Situation::Killed(libc::SIGKILL), "killed_sigkill"),
-    (Situation::Killed(libc::SIGTERM), "killed_sigterm"),
-    (Situation::LiveNohang, "live_nohang"),
-    (Situation::StopContinue, "stop_continue_exit"),
-    (Situation::NowaitPeek, "wnowait_peek"),
-    (Situation::ReapedThenEchild, "reaped_then_echild"),
-    (Situation::PidfdClosed, "pidfd_closed"),
-    (Situation::Wnothread, "wnothread_own_child"),
-];
+/// The step, and for the autoreap child (a clone child, exit_signal 0) the
+/// same call with __WALL, which alone tells "never a zombie" from "not
+/// considered".
+fn with_wall(v: Variant, opts: u32) -> Vec<Step> {
+    let mut s = vec![call(opts)];
+    if v == Variant::Autoreap {
+        s.push(call(opts | O::WALL));
+    }
+    s
+}
+
+fn wall_if_autoreap(v: Variant, opts: u32) -> u32 {
+    if v == Variant::Autoreap { opts | O::WALL } else { opts }
+}
+
+pub fn situations() -> Vec<Situation> {
+    use Hiding::*;
+    use Start::*;
+    let s = KidSpec::subject;
+    fn killed(v: Variant, sig: i32) -> Vec<Step> {
+        let mut st = vec![Step::Signal(0, sig), call(O::WEXITED)];
+        if v == Variant::Autoreap {
+            st.extend([Step::Settle(0), call(O::WEXITED | O::WALL)]);
+        }
+        st
+    }
+    vec![
+        sit("exit_code", vec![s(Exited(7))], |_, v| with_wall(v, O::WEXITED), Invisible),
+        sit("killed_sigkill", vec![s(Live(7))], |_, v| killed(v, libc::SIGKILL), Invisible),
+        sit("killed_sigterm", vec![s(Live(7))], |_, v| killed(v, libc::SIGTERM), Invisible),
+        sit("live_nohang", vec![s(Live(7))], |_, v| with_wall(v, O::WEXITED | O::WNOHANG), Invisible),
+        sit(
+            "stop_continue_exit",
+            vec![s(Live(7))],
+            |_, v| {
+                let w = |o| wall_if_autoreap(v, o);
+                let mut st = vec![Step::Signal(0, libc::SIGSTOP)];
+                if v == Variant::Autoreap {
+                    st.push(call(O::WSTOPPED | O::WNOHANG));
+                }
+                st.extend([
+                    call(w(O::WSTOPPED)),
+                    Step::Signal(0, libc::SIGCONT),
+                    call(w(O::WCONTINUED)),
+                    Step::Release(0),
+                    call(w(O::WEXITED)),
+                ]);
+                st
+            },
+            Invisible,
+        ),
+        // A generic waitid WNOWAIT peek first (it sees the plain child, not
+        // the hidden one), then the call's own peeks (waitid) or its EINVAL
+        // for WNOWAIT (wait4, waitpid), then the reap.
+        sit(
+            "wnowait_peek",
+            vec![s(Exited(7))],
+            |c, v| {
+                let mut st = vec![call_as(WaitCall::WaitidAll, GENERIC_PEEK, grid::Group::Own)];
+                if c.is_waitid() {
+                    st.extend([call(O::WEXITED | O::WNOWAIT), call(O::WEXITED | O::WNOWAIT)]);
+                    if v == Variant::Autoreap {
+                        st.push(call(O::WEXITED | O::WNOWAIT | O::WALL));
+                    }
+                } else {
+                    st.push(call(O::WNOWAIT));
+                }
+                st.push(call(O::WEXITED));
+                st
+            },
+            Shows,
+        ),
+        sit(
+            "reaped_then_echild",
+            vec![s(Exited(7))],
+            |_, v| {
+                let w = |o| wall_if_autoreap(v, o);
+                vec![call(w(O::WEXITED)), call(w(O::WEXITED | O::WNOHANG))]
+            },
+            Invisible,
+        ),
+        sit(
+            "pidfd_closed",
+            vec![s(Exited(7))],
+            |_, v| {
+                let mut st = vec![Step::DropPidfd(0)];
+                st.extend(with_wall(v, O::WEXITED));
+                st
+            },
+            Invisible,
+        ),
+        // __WNOTHREAD: the child was made by this very thread.
+        sit("wnothread_own_child", vec![s(Exited(7))], |_, v| with_wall(v, O::WEXITED | O::WNOTHREAD), Invisible),
+        // The child made by a second thread of the case process: any thread
+        // reaps it without __WNOTHREAD, only its creator with it.
+        sit("thread_child_exit_code", vec![s(Exited(7)).by_thread()], |_, v| with_wall(v, O::WEXITED), Invisible),
+        sit(
+            "thread_child_exit_code_in_thread",
+            vec![s(Exited(7)).by_thread()],
+            |_, v| vec![call_in_thread(wall_if_autoreap(v, O::WEXITED))],
+            Invisible,
+        ),
+        sit("thread_child_wnothread", vec![s(Exited(7)).by_thread()], |_, v| with_wall(v, O::WEXITED | O::WNOTHREAD), Invisible),
+        sit(
+            "thread_child_wnothread_in_thread",
+            vec![s(Exited(7)).by_thread()],
+            |_, v| vec![call_in_thread(wall_if_autoreap(v, O::WEXITED | O::WNOTHREAD))],
+            Invisible,
+        ),
+    ]
+}
+
+fn source(sit: &Situation, v: Variant) -> Source {
+    match (sit.id, v) {
+        ("live_nohang" | "stop_continue_exit", Variant::Autoreap) => Source::Man(super::mainline::WCLONE),
+        (_, Variant::Autoreap) => Source::Man(super::mainline::AUTOREAP),
+        ("pidfd_closed", _) => Source::Seed(SEED_CLOSED),
+        ("exit_code" | "live_nohang" | "wnowait_peek", _) => Source::Seed(SEED),
+        (id, _) if id.contains("wnothread") || id.starts_with("thread_child") => {
+            Source::Man("wait(2) __WNOTHREAD: wait only for children of the calling thread; without it, for those of every thread of the group")
+        }
+        _ => Source::Man("wait(2)/waitid(2) report this state of the named child"),
+    }
+}
 
 pub fn cases() -> Vec<Case> {
-    let mut out = Vec::new();
-    for call in WaitCall::FOCUSED {
-        for (situation, id) in ROWS {
-            for s in Subject::BOTH {
-                let name = format!("focused::{}::{}::{}", call.id(), id, s.variant());
-                let source = match situation {
-                    Situation::PidfdClosed => Source::Seed(SEED_CLOSED),
-                    Situation::ExitCode | Situation::LiveNohang => Source::Seed(SEED),
-                    Situation::Wnothread => Source::Man("wait(2) __WNOTHREAD: wait only for children of the calling thread"),
-                    _ => Source::Man("wait(2)/waitid(2) report this state of the named child"),
-                };
-                let situation = *situation;
-                out.push(Case::new(name, source, move |ctx| run(ctx, call, situation, s)).for_subject(s));
-            }
-        }
-    }
-    out
+    grid::cases("focused", &WaitCall::FOCUSED, situations, source)
 }
 
-fn run(ctx: &mut Ctx, call: WaitCall, situation: Situation, s: Subject) -> Check {
-    let waitid = call.is_waitid();
-    let w = |ctx: &Ctx, k: &Kid, opts: u32, want: WaitOutcome| -> Check {
-        expect(&call.spell(O(opts)), ctx.wait(call, k, opts), want)
-    };
-    match situation {
-        Situation::ExitCode => {
-            let k = ctx.spawn_exited(s, 7)?;
-            w(ctx, &k, O::WEXITED, reported(k.pid, Event::Exited(7)))
-        }
-        Situation::Killed(sig) => {
-            let k = ctx.spawn_live(s, 7)?;
-            k.signal(sig)?;
-            w(ctx, &k, O::WEXITED, reported(k.pid, Event::Killed(sig)))
-        }
-        Situation::LiveNohang => {
-            let k = ctx.spawn_live(s, 7)?;
-            w(ctx, &k, O::WEXITED | O::WNOHANG, WaitOutcome::NothingReady)?;
-            expect_exit(k.reap()?, 7)
-        }
-        Situation::StopContinue => {
-            let mut k = ctx.spawn_live(s, 7)?;
-            k.signal(libc::SIGSTOP)?;
-            w(ctx, &k, O::WSTOPPED, reported(k.pid, Event::Stopped(libc::SIGSTOP)))?;
-            k.signal(libc::SIGCONT)?;
-            w(ctx, &k, O::WCONTINUED, reported(k.pid, Event::Continued))?;
-            k.release();
-            w(ctx, &k, O::WEXITED, reported(k.pid, Event::Exited(7)))
-        }
-        Situation::NowaitPeek => {
-            let k = ctx.spawn_exited(s, 7)?;
-            if waitid {
-                w(ctx, &k, O::WEXITED | O::WNOWAIT, reported(k.pid, Event::Exited(7)))?;
-                w(ctx, &k, O::WEXITED | O::WNOWAIT, reported(k.pid, Event::Exited(7)))?;
-                w(ctx, &k, O::WEXITED, reported(k.pid, Event::Exited(7)))
-            } else {
-                // wait4 and waitpid do not take WNOWAIT.
-                w(ctx, &k, O::WNOWAIT, errno(Errno::EINVAL))?;
-                expect_exit(k.reap()?, 7)
-            }
-        }
-        Situation::ReapedThenEchild => {
-            let k = ctx.spawn_exited(s, 7)?;
-            w(ctx, &k, O::WEXITED, reported(k.pid, Event::Exited(7)))?;
-            w(ctx, &k, O::WEXITED | O::WNOHANG, errno(Errno::ECHILD))
-        }
-        Situation::Wnothread => {
-            let k = ctx.spawn_exited(s, 7)?;
-            w(ctx, &k, O::WEXITED | O::WNOTHREAD, reported(k.pid, Event::Exited(7)))
-        }
-        Situation::PidfdClosed => {
-            let k = ctx.spawn_exited(s, 7)?;
-            let pid = k.pid;
-            drop(k);
-            if call == WaitCall::WaitidPidfd {
-                // A new pidfd for the same zombie.
-                let fd = pidfd::open(pid, false).or_else(|e| broken(format!("pidfd_open(zombie): {e}")))?;
-                let t = WaitTarget { pid, pidfd: fd.as_raw_fd(), pgid: ctx.pgid };
-                expect("pidfd_open(pid) then waitid(P_PIDFD, WEXITED)", ctx.wait_on(call, t, O::WEXITED), reported(pid, Event::Exited(7)))
-            } else {
-                let t = WaitTarget { pid, pidfd: -1, pgid: ctx.pgid };
-                expect(&call.spell(O(O::WEXITED)), ctx.wait_on(call, t, O::WEXITED), reported(pid, Event::Exited(7)))
-            }
-        }
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn no_vacuous_rows() {
+        let bad = super::grid::vacuity(&crate::sys::wait::WaitCall::FOCUSED, super::situations);
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
     }
 }

@@ -1,162 +1,115 @@
 //! Generic waits: every call that waits on "any child" or "any child of a
-//! group", against a hidden child alone, beside a plain sibling, exited or
-//! alive, with and without WNOHANG.
+//! group". The rows are data (spec/grid.rs): a small tree, a script, and the
+//! variant of the subject child; what each call must answer comes from the
+//! model.
 
+use super::grid::{self, call, call_as, call_in_thread, call_other_group, peek, waitid_twin, Group, Hiding, KidSpec, Situation, Start, Step, Variant};
 use crate::harness::*;
-use crate::sys::wait::{Event::Exited, WaitCall, WaitOpts, WaitOutcome};
-use crate::sys::Errno;
+use crate::sys::wait::{Event::Exited, WaitCall, WaitOpts as O};
 
 const SEED: &str = "If CLONE_WAIT_PID is set the newly created process will not be considered by process wait \
                     requests that wait generically on children (wait4(-1), waitpid(-1), waitid(P_ALL), waitid(P_PGID), \
                     waitpid(-pgid), wait4(-pgid))";
+const WNOTHREAD: &str = "wait(2): children of other threads in the same thread group are waited for too, unless \
+                         __WNOTHREAD; the seed: not considered by generic wait requests, whichever thread makes them";
 
-#[derive(Clone, Copy, Debug)]
-enum Situation {
-    /// the subject has exited, it is the only child
-    LoneExited,
-    /// the subject is alive (blocked on a pipe), the only child
-    LoneLive,
-    /// the subject has exited, a plain sibling has exited too
-    SiblingExited,
-    /// the subject has exited, a plain sibling is alive
-    SiblingLive,
-    /// the subject has exited, its plain sibling was already reaped
-    SiblingReaped,
+const NOHANG: u32 = O::WEXITED | O::WNOHANG;
+const BLOCK: u32 = O::WEXITED;
+const PEEK: u32 = O::WEXITED | O::WNOHANG | O::WNOWAIT;
+
+fn sit(id: &'static str, kids: Vec<KidSpec>, steps: fn(WaitCall, Variant) -> Vec<Step>, hiding: Hiding, needs_options: bool) -> Situation {
+    Situation { id, kids, steps, hiding, needs_options }
 }
 
-/// One row: a situation, blocking or not, and the rationale.
-struct Row {
-    situation: Situation,
-    id: &'static str,
-    nohang: bool,
-    says: &'static str,
+/// A WNOWAIT peek that can see hiding: waitid takes WNOWAIT itself; wait4
+/// and waitpid reject it (EINVAL), so their rows peek with the waitid call
+/// of the same selection first, then make their own call twice.
+fn wnowait_steps(c: WaitCall, group: Group) -> Vec<Step> {
+    let own = |opts| if group == Group::Other { call_other_group(opts) } else { call(opts) };
+    if c.is_waitid() {
+        vec![own(PEEK), own(PEEK), own(NOHANG)]
+    } else {
+        vec![call_as(waitid_twin(c), PEEK, group), own(O::WNOWAIT), own(NOHANG)]
+    }
 }
 
-const ROWS: &[Row] = &[
-    Row { situation: Situation::LoneExited, id: "lone_exited_nohang", nohang: true,
-          says: "hidden: ECHILD, the zombie stays for a focused wait; plain: reported" },
-    Row { situation: Situation::LoneExited, id: "lone_exited_block", nohang: false,
-          says: "hidden: ECHILD at once (no eligible child), the zombie stays; plain: reported" },
-    Row { situation: Situation::LoneLive, id: "lone_live_nohang", nohang: true,
-          says: "hidden: ECHILD (not 0: the live child is not eligible); plain: 0" },
-    Row { situation: Situation::LoneLive, id: "lone_live_block", nohang: false,
-          says: "hidden: ECHILD at once instead of blocking; plain: waits for it and reports it" },
-    Row { situation: Situation::SiblingExited, id: "sibling_exited_nohang", nohang: true,
-          says: "hidden: the plain sibling is reported, the hidden zombie stays; plain: either is reported" },
-    Row { situation: Situation::SiblingExited, id: "sibling_exited_block", nohang: false,
-          says: "hidden: the plain sibling is reported, the hidden zombie stays; plain: either is reported" },
-    Row { situation: Situation::SiblingLive, id: "sibling_live_nohang", nohang: true,
-          says: "hidden: 0, the hidden zombie is not ready for this call; plain: the exited child is reported" },
-    Row { situation: Situation::SiblingLive, id: "sibling_live_block", nohang: false,
-          says: "hidden: waits for the live sibling and reports it, never the hidden zombie; plain: either" },
-    Row { situation: Situation::SiblingReaped, id: "sibling_reaped_nohang", nohang: true,
-          says: "hidden: ECHILD once only the hidden zombie is left; plain: reported" },
-    Row { situation: Situation::SiblingReaped, id: "sibling_reaped_block", nohang: false,
-          says: "hidden: ECHILD once only the hidden zombie is left; plain: reported" },
-];
+pub fn situations() -> Vec<Situation> {
+    use Hiding::*;
+    use Start::*;
+    let s = KidSpec::subject;
+    let p = KidSpec::sibling;
+    vec![
+        sit("lone_exited_nohang", vec![s(Exited(3))], |_, _| vec![call(NOHANG)], Shows, true),
+        sit("lone_exited_block", vec![s(Exited(3))], |_, _| vec![call(BLOCK)], Shows, false),
+        sit("lone_live_nohang", vec![s(Live(3))], |_, _| vec![call(NOHANG)], Shows, true),
+        sit("lone_live_block", vec![s(Live(3))], |_, _| vec![Step::Release(0), call(BLOCK)], Shows, false),
+        sit("sibling_exited_nohang", vec![s(Exited(3)), p(Exited(4))], |_, _| vec![call(NOHANG)], Shows, true),
+        sit("sibling_exited_block", vec![s(Exited(3)), p(Exited(4))], |_, _| vec![call(BLOCK)], Shows, false),
+        sit("sibling_live_nohang", vec![s(Exited(3)), p(Live(4))], |_, _| vec![call(NOHANG)], Shows, true),
+        sit("sibling_live_block", vec![s(Exited(3)), p(Live(4))], |_, _| vec![Step::Release(1), call(BLOCK)], Shows, false),
+        sit("sibling_reaped_nohang", vec![s(Exited(3)), p(Reaped(4))], |_, _| vec![call(NOHANG)], Shows, true),
+        sit("sibling_reaped_block", vec![s(Exited(3)), p(Reaped(4))], |_, _| vec![call(BLOCK)], Shows, false),
+        // The subject in a process group of its own, a plain sibling in the
+        // case's: P_PGID,other_pgid and P_PGID,0 select different children.
+        sit("other_group_exited_nohang", vec![s(Exited(3)).in_other_group(), p(Exited(4))], |_, _| vec![call_other_group(NOHANG)], Shows, true),
+        sit("other_group_exited_block", vec![s(Exited(3)).in_other_group(), p(Exited(4))], |_, _| vec![call_other_group(BLOCK)], Shows, false),
+        sit("other_group_wnowait", vec![s(Exited(3)).in_other_group(), p(Exited(4))], |c, _| wnowait_steps(c, Group::Other), Shows, true),
+        // WNOWAIT peeks, for every call (wait4/waitpid through their waitid twin).
+        sit("lone_exited_wnowait", vec![s(Exited(3))], |c, _| wnowait_steps(c, Group::Own), Shows, true),
+        sit("sibling_exited_wnowait", vec![s(Exited(3)), p(Exited(4))], |c, _| wnowait_steps(c, Group::Own), Shows, true),
+        // A second thread blocks in the call; the subject exits first (the
+        // call must keep blocking if it is hidden: the thread has not
+        // returned, the subject is a zombie for a focused peek), then the
+        // sibling (the call returns it).
+        sit(
+            "blocked_in_thread_sibling_exits_later",
+            vec![s(Live(3)), p(Live(4))],
+            |_, _| {
+                vec![
+                    Step::BlockInThread { opts: BLOCK, group: Group::Own },
+                    Step::Release(0),
+                    Step::Settle(0),
+                    peek(0),
+                    Step::Release(1),
+                    Step::Settle(1),
+                ]
+            },
+            Shows,
+            false,
+        ),
+        // The hidden child alive next to a plain zombie; both alive.
+        sit("subject_live_sibling_exited_nohang", vec![s(Live(3)), p(Exited(4))], |_, _| vec![call(NOHANG)], Invisible, true),
+        sit("subject_live_sibling_exited_block", vec![s(Live(3)), p(Exited(4))], |_, _| vec![call(BLOCK)], Invisible, false),
+        sit("both_live_nohang", vec![s(Live(3)), p(Live(4))], |_, _| vec![call(NOHANG)], Invisible, true),
+        // The subject made by a second thread of the case process.
+        sit("thread_child_exited_nohang", vec![s(Exited(3)).by_thread()], |_, _| vec![call(NOHANG)], Shows, true),
+        sit("thread_child_exited_block", vec![s(Exited(3)).by_thread()], |_, _| vec![call(BLOCK)], Shows, false),
+        sit("thread_child_exited_nohang_in_thread", vec![s(Exited(3)).by_thread()], |_, _| vec![call_in_thread(NOHANG)], Shows, true),
+        // __WNOTHREAD from a thread that did not make the child: ECHILD,
+        // hidden or not.
+        sit("thread_child_wnothread", vec![s(Exited(3)).by_thread()], |_, _| vec![call(NOHANG | O::WNOTHREAD)], Invisible, true),
+        sit(
+            "thread_child_wnothread_in_thread",
+            vec![s(Exited(3)).by_thread()],
+            |_, _| vec![call_in_thread(NOHANG | O::WNOTHREAD)],
+            Shows,
+            true,
+        ),
+    ]
+}
+
+fn source(sit: &Situation, v: Variant) -> Source {
+    match v {
+        Variant::Autoreap if sit.id.starts_with("lone_live") => Source::Man(super::mainline::WCLONE),
+        Variant::Autoreap if sit.id.starts_with("sibling") => Source::Man(super::mainline::SELECTIVE),
+        Variant::Autoreap => Source::Man(super::mainline::AUTOREAP),
+        _ if sit.id.starts_with("thread_child") => Source::Man(WNOTHREAD),
+        _ => Source::Seed(SEED),
+    }
+}
 
 pub fn cases() -> Vec<Case> {
-    let mut out = Vec::new();
-    for call in WaitCall::GENERIC {
-        for row in ROWS {
-            if row.nohang && !call.takes_options() {
-                continue;
-            }
-            for s in Subject::BOTH {
-                let name = format!("generic::{}::{}::{}", call.id(), row.id, s.variant());
-                let (situation, nohang) = (row.situation, row.nohang);
-                let source = Source::Seed(SEED);
-                let _ = row.says;
-                out.push(Case::new(name, source, move |ctx| run(ctx, call, situation, nohang, s)).for_subject(s));
-            }
-        }
-    }
-    out
-}
-
-fn run(ctx: &mut Ctx, call: WaitCall, situation: Situation, nohang: bool, s: Subject) -> Check {
-    let opts = WaitOpts::WEXITED | if nohang { WaitOpts::WNOHANG } else { 0 };
-    let spell = call.spell(WaitOpts(opts));
-    let hidden = s.hidden();
-    match situation {
-        Situation::LoneExited => {
-            let k = ctx.spawn_exited(s, 3)?;
-            let got = ctx.wait(call, &k, opts);
-            if hidden {
-                expect(&spell, got, errno(Errno::ECHILD))?;
-                still_a_zombie(&k, 3)?;
-                expect_exit(k.reap()?, 3)
-            } else {
-                expect(&spell, got, reported(k.pid, Exited(3)))
-            }
-        }
-        Situation::LoneLive => {
-            let mut k = ctx.spawn_live(s, 3)?;
-            if hidden {
-                let got = ctx.wait(call, &k, opts);
-                expect(&spell, got, errno(Errno::ECHILD))?;
-                expect_exit(k.reap()?, 3)
-            } else if nohang {
-                let got = ctx.wait(call, &k, opts);
-                expect(&spell, got, WaitOutcome::NothingReady)?;
-                expect_exit(k.reap()?, 3)
-            } else {
-                k.release();
-                let got = ctx.wait(call, &k, opts);
-                expect(&spell, got, reported(k.pid, Exited(3)))
-            }
-        }
-        Situation::SiblingExited => {
-            let a = ctx.spawn_exited(s, 3)?;
-            let b = ctx.spawn_exited(Subject::Plain, 4)?;
-            let got = ctx.wait(call, &a, opts);
-            if hidden {
-                expect(&spell, got, reported(b.pid, Exited(4)))?;
-                still_a_zombie(&a, 3)?;
-                expect_exit(a.reap()?, 3)
-            } else {
-                reap_the_other(got, &spell, a, 3, b, 4)
-            }
-        }
-        Situation::SiblingLive => {
-            let a = ctx.spawn_exited(s, 3)?;
-            let mut b = ctx.spawn_live(Subject::Plain, 4)?;
-            if nohang {
-                let got = ctx.wait(call, &a, opts);
-                if hidden {
-                    expect(&spell, got, WaitOutcome::NothingReady)?;
-                    still_a_zombie(&a, 3)?;
-                    expect_exit(b.reap()?, 4)?;
-                    expect_exit(a.reap()?, 3)
-                } else {
-                    expect(&spell, got, reported(a.pid, Exited(3)))?;
-                    expect_exit(b.reap()?, 4)
-                }
-            } else {
-                b.release();
-                let got = ctx.wait(call, &a, opts);
-                if hidden {
-                    expect(&spell, got, reported(b.pid, Exited(4)))?;
-                    still_a_zombie(&a, 3)?;
-                    expect_exit(a.reap()?, 3)
-                } else {
-                    reap_the_other(got, &spell, a, 3, b, 4)
-                }
-            }
-        }
-        Situation::SiblingReaped => {
-            let a = ctx.spawn_exited(s, 3)?;
-            let b = ctx.spawn_exited(Subject::Plain, 4)?;
-            expect_exit(b.reap()?, 4)?;
-            let got = ctx.wait(call, &a, opts);
-            if hidden {
-                expect(&spell, got, errno(Errno::ECHILD))?;
-                expect_exit(a.reap()?, 3)
-            } else {
-                expect(&spell, got, reported(a.pid, Exited(3)))
-            }
-        }
-    }
+    grid::cases("generic", &WaitCall::GENERIC, situations, source)
 }
 
 /// The exited hidden child is still there for a focused wait.
@@ -172,16 +125,11 @@ pub(crate) fn expect_exit(ev: crate::sys::wait::Event, code: i32) -> Check {
     if ev == Exited(code) { Ok(()) } else { fail(format!("focused reap: want Exited({code}), got {ev:?}")) }
 }
 
-/// Two plain children exited: the call reports one of them; reap the other.
-fn reap_the_other(got: WaitOutcome, spell: &str, a: Kid, ca: i32, b: Kid, cb: i32) -> Check {
-    if got == reported(a.pid, Exited(ca)) {
-        expect_exit(b.reap()?, cb)
-    } else if got == reported(b.pid, Exited(cb)) {
-        expect_exit(a.reap()?, ca)
-    } else {
-        let (pa, pb) = (a.pid, b.pid);
-        let _ = a.reap();
-        let _ = b.reap();
-        fail(format!("{spell}: want pid {pa} Exited({ca}) or pid {pb} Exited({cb}), got {got}"))
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn no_vacuous_rows() {
+        let bad = super::grid::vacuity(&crate::sys::wait::WaitCall::GENERIC, super::situations);
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
     }
 }

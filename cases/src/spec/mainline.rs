@@ -5,10 +5,12 @@
 //! - `mainline::...`: what the three flags do, their validation (every
 //!   combination, through the model, as the fuzzers see it), PIDFD_GET_INFO.
 //! - the comparison: each situation of the CLONE_WAIT_PID tables
-//!   (`generic::`, `focused::`, `reparent::`, `open::`) once more, with the
-//!   same name stem and the last component `autoreap`, asserting what
-//!   CLONE_AUTOREAP is meant to do there. A runner joins them by stem:
-//!   situation | plain | hidden (CLONE_WAIT_PID) | autoreap.
+//!   (`reparent::`, `open::`) once more, with the same name stem and the
+//!   last component `autoreap`, asserting what CLONE_AUTOREAP is meant to do
+//!   there. A runner joins them by stem: situation | plain | hidden
+//!   (CLONE_WAIT_PID) | autoreap. The `generic::` and `focused::` autoreap
+//!   rows are the wait grid's third variant (spec/grid.rs), with the
+//!   expectation from the model.
 //!
 //! An autoreap child must have exit_signal 0, so it is a "clone child": waits
 //! without __WALL or __WCLONE do not consider it at all, live or not. The
@@ -37,13 +39,13 @@ use crate::sys::{pidfd, pidfd_info, proc, Errno};
 
 const NEED: Need = Need::MinKernel(7, 1);
 
-const AUTOREAP: &str = "commit 12ae2c81b21c 'clone: add CLONE_AUTOREAP' (7.1): 'makes a child process auto-reap on exit \
+pub(crate) const AUTOREAP: &str = "commit 12ae2c81b21c 'clone: add CLONE_AUTOREAP' (7.1): 'makes a child process auto-reap on exit \
                         without ever becoming a zombie'; 'the parent [can] monitor the child's exit via poll() and \
                         retrieve exit status via PIDFD_GET_INFO'; 'No exit signal is delivered so exit_signal must be zero'";
-const WCLONE: &str = "wait(2): a child whose exit signal is not SIGCHLD is a clone child, considered only with __WCLONE \
+pub(crate) const WCLONE: &str = "wait(2): a child whose exit signal is not SIGCHLD is a clone child, considered only with __WCLONE \
                       or __WALL; CLONE_AUTOREAP demands exit_signal 0. With __WALL the exit is still never reported \
                       (CLONE_AUTOREAP: 'without ever becoming a zombie')";
-const SELECTIVE: &str = "commit 12ae2c81b21c: SIGCHLD's SIG_IGN/SA_NOCLDWAIT 'applies to all children ... unsuitable for \
+pub(crate) const SELECTIVE: &str = "commit 12ae2c81b21c: SIGCHLD's SIG_IGN/SA_NOCLDWAIT 'applies to all children ... unsuitable for \
                          libraries or applications that need selective auto-reaping of specific children while still \
                          being able to wait() on others'";
 const REPARENT: &str = "commit 12ae2c81b21c: 'Since the flag lives on the child it survives reparenting: if the original \
@@ -77,8 +79,6 @@ const AR: u64 = CLONE_PIDFD | CLONE_AUTOREAP;
 
 pub fn cases() -> Vec<Case> {
     let mut out = Vec::new();
-    out.extend(generic_cases());
-    out.extend(focused_cases());
     out.extend(reparent_cases());
     out.extend(open_cases());
     out.extend(mainline_cases());
@@ -126,14 +126,14 @@ fn no_zombie(pid: i32, fd: &OwnedFd) -> Check {
 }
 
 /// The process behind `fd` exited, was never a zombie, and is released.
-fn ended(pid: i32, fd: &OwnedFd) -> Check {
+pub(crate) fn ended(pid: i32, fd: &OwnedFd) -> Check {
     pidfd::poll_exit(fd.as_fd(), None).or_else(|e| broken(format!("poll(pidfd): {e}")))?;
     no_zombie(pid, fd)?;
     pidfd_info::await_released(fd.as_fd()).or_else(|e| broken(format!("poll(pidfd) for POLLHUP: {e}")))
 }
 
 /// PIDFD_GET_INFO(PIDFD_INFO_EXIT) tells how it ended.
-fn info_says(fd: &OwnedFd, want: Event) -> Check {
+pub(crate) fn info_says(fd: &OwnedFd, want: Event) -> Check {
     match pidfd_info::exit_info(fd) {
         Ok(Some(ev)) if ev == want => Ok(()),
         Ok(Some(ev)) => fail(format!("ioctl(PIDFD_GET_INFO, PIDFD_INFO_EXIT): want {want:?}, got {ev:?}")),
@@ -250,215 +250,8 @@ fn stop_msg(s: Stop) -> String {
     }
 }
 
-// ---------------------------------------------------------------------------
-// The comparison: generic waits.
-
-#[derive(Clone, Copy, Debug)]
-enum GSit {
-    LoneExited,
-    LoneLive,
-    SiblingExited,
-    SiblingLive,
-    SiblingReaped,
-}
-
-/// The generic table's situations (generic.rs ROWS), same ids.
-const GENERIC_ROWS: &[(GSit, &str, bool)] = &[
-    (GSit::LoneExited, "lone_exited_nohang", true),
-    (GSit::LoneExited, "lone_exited_block", false),
-    (GSit::LoneLive, "lone_live_nohang", true),
-    (GSit::LoneLive, "lone_live_block", false),
-    (GSit::SiblingExited, "sibling_exited_nohang", true),
-    (GSit::SiblingExited, "sibling_exited_block", false),
-    (GSit::SiblingLive, "sibling_live_nohang", true),
-    (GSit::SiblingLive, "sibling_live_block", false),
-    (GSit::SiblingReaped, "sibling_reaped_nohang", true),
-    (GSit::SiblingReaped, "sibling_reaped_block", false),
-];
-
-fn generic_cases() -> Vec<Case> {
-    let mut out = Vec::new();
-    for call in WaitCall::GENERIC {
-        for (sit, id, nohang) in GENERIC_ROWS {
-            if *nohang && !call.takes_options() {
-                continue;
-            }
-            let (sit, nohang) = (*sit, *nohang);
-            let source = match sit {
-                GSit::LoneLive => Source::Man(WCLONE),
-                GSit::SiblingExited | GSit::SiblingLive => Source::Man(SELECTIVE),
-                _ => Source::Man(AUTOREAP),
-            };
-            out.push(Case::new(format!("generic::{}::{id}::autoreap", call.id()), source, move |ctx| {
-                generic_ar(ctx, call, sit, nohang)
-            }));
-        }
-    }
-    out
-}
-
-fn generic_ar(ctx: &mut Ctx, call: WaitCall, sit: GSit, nohang: bool) -> Check {
-    let opts = O::WEXITED | if nohang { O::WNOHANG } else { 0 };
-    let spell = call.spell(O(opts));
-    match sit {
-        // Gone before the call: nothing to report, no zombie to leave.
-        GSit::LoneExited => {
-            let k = exited_ar(ctx, 3)?;
-            expect(&spell, ctx.wait(call, &k, opts), errno(Errno::ECHILD))?;
-            info_says(&k.pidfd, Event::Exited(3))
-        }
-        // A clone child: not considered, so ECHILD at once, blocking or not.
-        GSit::LoneLive => {
-            let k = live_ar(ctx, 3)?;
-            expect(&spell, ctx.wait(call, &k, opts), errno(Errno::ECHILD))?;
-            finish_ar(k, Event::Exited(3))
-        }
-        // The others are waited for as ever.
-        GSit::SiblingExited => {
-            let a = exited_ar(ctx, 3)?;
-            let b = ctx.spawn_exited(Subject::Plain, 4)?;
-            expect(&spell, ctx.wait(call, &a, opts), reported(b.pid, Event::Exited(4)))?;
-            info_says(&a.pidfd, Event::Exited(3))
-        }
-        GSit::SiblingLive => {
-            let a = exited_ar(ctx, 3)?;
-            let mut b = ctx.spawn_live(Subject::Plain, 4)?;
-            if nohang {
-                expect(&spell, ctx.wait(call, &a, opts), WaitOutcome::NothingReady)?;
-                expect_exit(b.reap()?, 4)?;
-            } else {
-                b.release();
-                expect(&spell, ctx.wait(call, &a, opts), reported(b.pid, Event::Exited(4)))?;
-            }
-            info_says(&a.pidfd, Event::Exited(3))
-        }
-        GSit::SiblingReaped => {
-            let a = exited_ar(ctx, 3)?;
-            let b = ctx.spawn_exited(Subject::Plain, 4)?;
-            expect_exit(b.reap()?, 4)?;
-            expect(&spell, ctx.wait(call, &a, opts), errno(Errno::ECHILD))?;
-            info_says(&a.pidfd, Event::Exited(3))
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The comparison: focused waits.
-
-use super::focused::{Situation as FSit, ROWS as FOCUSED_ROWS};
-
-fn focused_cases() -> Vec<Case> {
-    let mut out = Vec::new();
-    for call in WaitCall::FOCUSED {
-        for (sit, id) in FOCUSED_ROWS {
-            let sit = *sit;
-            let source = match sit {
-                FSit::LiveNohang | FSit::StopContinue => Source::Man(WCLONE),
-                _ => Source::Man(AUTOREAP),
-            };
-            out.push(Case::new(format!("focused::{}::{id}::autoreap", call.id()), source, move |ctx| focused_ar(ctx, call, sit)));
-        }
-    }
-    out
-}
-
-fn focused_ar(ctx: &mut Ctx, call: WaitCall, sit: FSit) -> Check {
-    let w = |ctx: &Ctx, k: &Kid, opts: u32, want: WaitOutcome| -> Check {
-        expect(&call.spell(O(opts)), ctx.wait(call, k, opts), want)
-    };
-    let echild = errno(Errno::ECHILD);
-    match sit {
-        // The focused wait has nothing to reap, with or without __WALL; the
-        // status comes from pidfs.
-        FSit::ExitCode => {
-            let k = exited_ar(ctx, 7)?;
-            w(ctx, &k, O::WEXITED, echild)?;
-            w(ctx, &k, O::WEXITED | O::WALL, echild)?;
-            info_says(&k.pidfd, Event::Exited(7))
-        }
-        // __WNOTHREAD narrows the children to this thread's: still nothing
-        // to reap.
-        FSit::Wnothread => {
-            let k = exited_ar(ctx, 7)?;
-            w(ctx, &k, O::WEXITED | O::WNOTHREAD | O::WALL, echild)?;
-            info_says(&k.pidfd, Event::Exited(7))
-        }
-        FSit::Killed(sig) => {
-            let k = live_ar(ctx, 7)?;
-            k.signal(sig)?;
-            ended(k.pid, &k.pidfd)?;
-            w(ctx, &k, O::WEXITED | O::WALL, echild)?;
-            info_says(&k.pidfd, Event::Killed(sig))
-        }
-        // Live: not considered without __WALL (ECHILD); with it, 0.
-        FSit::LiveNohang => {
-            let k = live_ar(ctx, 7)?;
-            w(ctx, &k, O::WEXITED | O::WNOHANG, echild)?;
-            w(ctx, &k, O::WEXITED | O::WNOHANG | O::WALL, WaitOutcome::NothingReady)?;
-            finish_ar(k, Event::Exited(7))
-        }
-        // Stop and continue are reported (to a __WALL wait); the exit never is.
-        FSit::StopContinue => {
-            let mut k = live_ar(ctx, 7)?;
-            k.signal(libc::SIGSTOP)?;
-            w(ctx, &k, O::WSTOPPED | O::WNOHANG, echild)?;
-            w(ctx, &k, O::WSTOPPED | O::WALL, reported(k.pid, Event::Stopped(libc::SIGSTOP)))?;
-            k.signal(libc::SIGCONT)?;
-            w(ctx, &k, O::WCONTINUED | O::WALL, reported(k.pid, Event::Continued))?;
-            k.release();
-            // Blocks until the child exits, then finds nothing to report.
-            w(ctx, &k, O::WEXITED | O::WALL, echild)?;
-            ended(k.pid, &k.pidfd)?;
-            info_says(&k.pidfd, Event::Exited(7))
-        }
-        FSit::NowaitPeek => {
-            let k = exited_ar(ctx, 7)?;
-            if call.is_waitid() {
-                w(ctx, &k, O::WEXITED | O::WNOWAIT | O::WALL, echild)?;
-            } else {
-                // wait4 and waitpid do not take WNOWAIT.
-                w(ctx, &k, O::WNOWAIT, errno(Errno::EINVAL))?;
-            }
-            info_says(&k.pidfd, Event::Exited(7))
-        }
-        // Reaped by the kernel: not our child any more.
-        FSit::ReapedThenEchild => {
-            let k = exited_ar(ctx, 7)?;
-            w(ctx, &k, O::WEXITED | O::WALL, echild)?;
-            w(ctx, &k, O::WEXITED | O::WNOHANG | O::WALL, echild)?;
-            if proc::children(ctx.pid).contains(&k.pid) {
-                return fail(format!("pid {} is still listed among the caller's children after its release", k.pid));
-            }
-            info_says(&k.pidfd, Event::Exited(7))
-        }
-        // Fire and forget: every pidfd closed while it lives; it still
-        // leaves no zombie.
-        FSit::PidfdClosed => {
-            let (r, wr) = pipe();
-            let k = spawn_ar(ctx, 0, Program::AwaitThenExit { fd: r.as_raw_fd(), code: 7 })?;
-            drop(r);
-            let Kid { pid, pidfd: fd, .. } = k;
-            drop(fd);
-            rustix::io::write(&wr, b"x").or_else(|e| broken(format!("release: {e}")))?;
-            let opts = O::WEXITED | O::WALL;
-            if call == WaitCall::WaitidPidfd {
-                match pidfd::open(pid, false) {
-                    // Blocks until it exits; then nothing to report.
-                    Ok(fd) => {
-                        let t = WaitTarget { pid, pidfd: fd.as_raw_fd(), pgid: ctx.pgid };
-                        expect("pidfd_open(pid), then waitid(P_PIDFD, WEXITED|__WALL)", ctx.wait_on(call, t, opts), echild)
-                    }
-                    // Already released: a zombie could still be opened.
-                    Err(Errno::ESRCH) => Ok(()),
-                    Err(e) => broken(format!("pidfd_open({pid}): {e}")),
-                }
-            } else {
-                let t = WaitTarget { pid, pidfd: -1, pgid: ctx.pgid };
-                expect(&call.spell(O(opts)), ctx.wait_on(call, t, opts), echild)
-            }
-        }
-    }
-}
+// The comparison rows of the generic and focused tables are generated by
+// the wait grid (spec/grid.rs, variant `autoreap`) from the same situations.
 
 // ---------------------------------------------------------------------------
 // The comparison: reparenting.
@@ -1409,7 +1202,14 @@ mod tests {
     /// every autoreap row has a hidden sibling (same stem).
     #[test]
     fn comparison_stems_match() {
-        let mine = names(cases());
+        let mut mine = names(cases());
+        // The generic and focused autoreap rows come from the wait grid.
+        for c in super::super::generic::cases().into_iter().chain(super::super::focused::cases()) {
+            if c.name.ends_with("::autoreap") {
+                assert!(c.needs.contains(&Need::MinKernel(7, 1)), "{}", c.name);
+                mine.insert(c.name);
+            }
+        }
         let mut theirs = HashSet::new();
         for v in [super::super::generic::cases(), super::super::focused::cases(), super::super::reparent::cases(), super::super::open::cases()] {
             theirs.extend(names(v));

@@ -6,6 +6,7 @@ use crate::harness::Case;
 pub mod clone3;
 pub mod focused;
 pub mod generic;
+pub mod grid;
 pub mod mainline;
 pub mod open;
 pub mod regress;
