@@ -160,10 +160,14 @@ pub struct Case {
     pub source: Source,
     pub timeout: Duration,
     /// What the row expects and why, in words (from the model for the wait
-    /// grid); shown by `--list --verbose` and in the report's detail.
-    pub expects: Option<String>,
+    /// grid); shown by `--list --verbose` and in the report's detail. Made
+    /// on demand: a case process builds the whole table but needs no text.
+    pub expects: Option<Expects>,
     pub body: Body,
 }
+
+/// A row's expectation in words, made when it is read.
+pub type Expects = Arc<dyn Fn() -> String + Send + Sync>;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -186,9 +190,19 @@ impl Case {
         self
     }
     /// The expectation in words (what the model predicts, and why).
-    pub fn expects(mut self, text: impl Into<String>) -> Self {
-        self.expects = Some(text.into());
+    pub fn expects(self, text: impl Into<String>) -> Self {
+        let text = text.into();
+        self.expects_with(move || text.clone())
+    }
+    /// The expectation in words, computed only when it is read
+    /// (`--list --verbose`, a failed row's detail).
+    pub fn expects_with(mut self, text: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.expects = Some(Arc::new(text));
         self
+    }
+    /// The expectation in words, if the row states one.
+    pub fn expects_text(&self) -> Option<String> {
+        self.expects.as_ref().map(|f| f())
     }
 }
 

@@ -162,7 +162,7 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
                 };
                 if out.status == Status::Fail {
                     // The reader of a failure sees what the row expected.
-                    if let Some(want) = &case.expects {
+                    if let Some(want) = case.expects_text() {
                         out.detail = format!("{}; want: {want}", out.detail);
                     }
                 }
@@ -216,7 +216,7 @@ pub fn list_verbose(cases: &[Case]) -> String {
             c.source,
             needs,
             c.timeout.as_secs_f64(),
-            c.expects.as_deref().unwrap_or("-"),
+            c.expects_text().as_deref().unwrap_or("-"),
         ));
     }
     out

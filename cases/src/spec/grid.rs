@@ -988,13 +988,15 @@ pub fn cases(
             }
             for v in Variant::ALL {
                 let name = format!("{group}::{}::{}::{}", call.id(), sit.id, v.id());
-                let text = plan(call, &sit, v).text;
                 let src = source(&sit, v);
                 let mut c = Case::new(name, src, move |ctx| {
                     let sit = situations().into_iter().nth(idx).expect("situation");
                     run(ctx, call, &sit, v)
                 })
-                .expects(text);
+                .expects_with(move || {
+                    let sit = situations().into_iter().nth(idx).expect("situation");
+                    plan(call, &sit, v).text
+                });
                 if let Some(n) = v.need() {
                     c = c.need(n);
                 }
