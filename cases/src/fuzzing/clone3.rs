@@ -1,8 +1,13 @@
 //! `clone3_flags`: one arbitrary clone3 call, the child exits at once, then
 //! three wait steps (a focused WNOWAIT sync, one generic wait, one focused
-//! reap). The oracle is `model::clone3_verdict` for the call and
-//! `model::predict_wait` for every wait step; [`check`] replays the steps the
-//! executor recorded through the same [`WaitDriver`] the executor used.
+//! reap). The oracle is the model: `model::clone3_verdict` for the call,
+//! `model::child` for what becomes of the child (a zombie or autoreaped,
+//! hidden from our generic waits or not: `hidden_from_waiter` under
+//! [`Env::semantics`], a CLONE_PARENT or reparented child being one we did
+//! not make; how the disposable caller ends), `model::predict_wait` for
+//! every wait step; [`check`] replays the steps the executor recorded
+//! through the same [`WaitDriver`] the executor used. This module keeps the
+//! input, its execution and the wording of findings.
 //!
 //! Containment (the executor runs in a process that has no other children:
 //! the fuzz worker or a regression row's isolated process):
