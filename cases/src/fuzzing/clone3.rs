@@ -425,7 +425,8 @@ pub fn expected(case: &Clone3Case, env: &Env) -> Expected {
 /// exited (`model::child::children_after_exit`). `pid` is the child clone3
 /// returned.
 pub fn initial_children(case: &Clone3Case, env: &Env, exp: &Expected, pid: i32, own_pgid: i32) -> Vec<ChildView> {
-    child::children_after_exit(&case.desc(), &env.features, exp, route(case), env.semantics, pid, own_pgid, case.exit_code)
+    let x = child::Exited { pid, pgid: own_pgid, code: case.exit_code };
+    child::children_after_exit(&case.desc(), &env.features, exp, route(case), env.semantics, x)
 }
 
 /// The model side of the wait steps: the children it believes we have.

@@ -86,10 +86,19 @@ pub fn lineage(d: &Clone3Desc, k: &KernelFeatures, route: Route) -> Lineage {
     }
 }
 
-/// The waiter's children right after the child (pid `pid`, in group `pgid`)
-/// exited with `code`: the child as a zombie, unless it is a thread or is
-/// reaped by the kernel.
-pub fn children_after_exit(d: &Clone3Desc, k: &KernelFeatures, fate: &ChildFate, route: Route, sem: Semantics, pid: i32, pgid: i32, code: u8) -> Vec<ChildView> {
+/// The child clone3 returned, and how it exited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exited {
+    pub pid: i32,
+    /// its process group (the caller's)
+    pub pgid: i32,
+    pub code: u8,
+}
+
+/// The waiter's children right after the child exited: the child as a
+/// zombie, unless it is a thread or is reaped by the kernel.
+pub fn children_after_exit(d: &Clone3Desc, k: &KernelFeatures, fate: &ChildFate, route: Route, sem: Semantics, x: Exited) -> Vec<ChildView> {
+    let Exited { pid, pgid, code } = x;
     if d.flags & CLONE_THREAD != 0 || fate.autoreap {
         return Vec::new();
     }
@@ -108,6 +117,7 @@ mod tests {
 
     const BIT: u64 = 1 << 40;
     const ROOT: Caller = Caller { root: true, ns_init: false, ns_level: 0 };
+    const X: Exited = Exited { pid: 42, pgid: 1, code: 7 };
 
     /// The old clone3_flags oracle marked every child made with the bit
     /// hidden, whoever made it. Under Design a CLONE_PARENT child (made by
@@ -120,7 +130,7 @@ mod tests {
         for d in [Clone3Desc::new(CLONE_PIDFD | BIT | CLONE_PARENT, 0), Clone3Desc::new(CLONE_PIDFD | BIT, libc::SIGSTOP as u64)] {
             let fate = clone3_child(&d, &k, &ROOT, Route::ViaCaller);
             assert_eq!(fate.verdict, Verdict::Created);
-            let v = |sem| children_after_exit(&d, &k, &fate, Route::ViaCaller, sem, 42, 1, 7);
+            let v = |sem| children_after_exit(&d, &k, &fate, Route::ViaCaller, sem, X);
             assert!(!v(Semantics::Design)[0].hidden, "{:#x}", d.flags);
             assert!(v(Semantics::Seed)[0].hidden, "{:#x}", d.flags);
             // What the old oracle said, for both: hidden. It contradicts the
@@ -132,7 +142,7 @@ mod tests {
         let d = Clone3Desc::new(CLONE_PIDFD | BIT, libc::SIGCHLD as u64);
         let fate = clone3_child(&d, &k, &ROOT, Route::Direct);
         for sem in [Semantics::Design, Semantics::Seed] {
-            assert!(children_after_exit(&d, &k, &fate, Route::Direct, sem, 42, 1, 7)[0].hidden);
+            assert!(children_after_exit(&d, &k, &fate, Route::Direct, sem, X)[0].hidden);
         }
         // Without the feature the bit hides nothing (and clone3 refuses it).
         let k = KernelFeatures::new((6, 12), None);
