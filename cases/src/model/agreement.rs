@@ -1,15 +1,16 @@
 //! The fuzz oracle and the case table agree: each table situation about who
-//! sees a child (generic waits, reparenting, a hidden child's descendants,
-//! execve, stop/continue, ptrace) is told as a sequence of the process-tree
+//! sees a child (generic and focused waits, reparenting, a hidden child's
+//! descendants, execve, stop/continue, ptrace) is told as a sequence of the process-tree
 //! model's operations ([`Tree`], the model the `wait_sequence` target's
 //! oracle runs: `fuzzing::tree::TreeModel` maps each fuzz op onto the same
 //! [`Tree`] method), and the tree's prediction for the row's wait call must
 //! be what the row expects. The row's expectation is taken from the table's
 //! own functions (`spec::open::expected_generic_under`, `generic_sees`,
 //! `tracer_expects`, `spec::reparent::orphan_lineage`, ...), for both
-//! [`Semantics`] where the row's expectation depends on it. The generic
-//! rows state their answers inline in `spec::generic::run`; they are
-//! transcribed here, row by row, until those rows take them from the model.
+//! [`Semantics`] where the row's expectation depends on it. The generic and
+//! focused rows state their answers inline in `spec::generic::run` and
+//! `spec::focused::run`; they are transcribed here, row by row, until those
+//! rows take them from the model.
 //! Every row named here must exist in the table (`spec::all()`).
 
 use std::collections::BTreeSet;
@@ -231,6 +232,78 @@ fn generic_rows() {
                         }
                     }
                 }
+            }
+        }
+    }
+    v.finish();
+}
+
+/// focused::<call>::<situation>::<variant>: the answers `spec::focused::run`
+/// asserts, step by step (killed_sigterm is left out: the tree kills with
+/// SIGKILL only; pidfd_closed is exit_code with a fresh pidfd).
+#[test]
+fn focused_rows() {
+    let mut v = Verdicts::default();
+    for call in WaitCall::FOCUSED {
+        for s in Subject::BOTH {
+            for sem in ALL {
+                let var = s.variant();
+                let row = |sit: &str| format!("focused::{}::{sit}::{var}", call.id());
+                let new = |x: &mut Sit| x.spawn(Creator::Waiter, s.hidden());
+                // each step: the prediction, then the model's own answer applied
+                let w = |v: &mut Verdicts, x: &mut Sit, row: &str, what: &str, k: usize, opts: u32, want: &[WaitOutcome]| {
+                    v.check(row, sem, what, &x.predict(call, opts, k), one_of(want));
+                    let e = x.t.wait(call, O(opts), k);
+                    x.step(e);
+                };
+                for sit in ["exit_code", "pidfd_closed", "wnothread_own_child"] {
+                    let mut x = Sit::new(sem);
+                    let k = new(&mut x);
+                    x.exit(k, 7);
+                    let opts = O::WEXITED | if sit == "wnothread_own_child" { O::WNOTHREAD } else { 0 };
+                    let want = [reported(x.pid(k), Event::Exited(7))];
+                    w(&mut v, &mut x, &row(sit), "", k, opts, &want);
+                }
+                let mut x = Sit::new(sem);
+                let k = new(&mut x);
+                let e = x.t.kill(k);
+                x.step(e);
+                let want = [reported(x.pid(k), Event::Killed(libc::SIGKILL))];
+                w(&mut v, &mut x, &row("killed_sigkill"), "", k, O::WEXITED, &want);
+
+                let mut x = Sit::new(sem);
+                let k = new(&mut x);
+                w(&mut v, &mut x, &row("live_nohang"), "", k, O::WEXITED | O::WNOHANG, &[WaitOutcome::NothingReady]);
+
+                let mut x = Sit::new(sem);
+                let k = new(&mut x);
+                let pk = x.pid(k);
+                x.stop(k);
+                w(&mut v, &mut x, &row("stop_continue_exit"), "stopped", k, O::WSTOPPED, &[reported(pk, Event::Stopped(libc::SIGSTOP))]);
+                x.cont(k);
+                w(&mut v, &mut x, &row("stop_continue_exit"), "continued", k, O::WCONTINUED, &[reported(pk, Event::Continued)]);
+                x.exit(k, 7);
+                w(&mut v, &mut x, &row("stop_continue_exit"), "exited", k, O::WEXITED, &[reported(pk, Event::Exited(7))]);
+
+                let mut x = Sit::new(sem);
+                let k = new(&mut x);
+                let pk = x.pid(k);
+                x.exit(k, 7);
+                if call.is_waitid() {
+                    for what in ["first peek", "second peek"] {
+                        w(&mut v, &mut x, &row("wnowait_peek"), what, k, O::WEXITED | O::WNOWAIT, &[reported(pk, Event::Exited(7))]);
+                    }
+                    w(&mut v, &mut x, &row("wnowait_peek"), "reap", k, O::WEXITED, &[reported(pk, Event::Exited(7))]);
+                } else {
+                    w(&mut v, &mut x, &row("wnowait_peek"), "", k, O::WNOWAIT, &[WaitOutcome::Failed(Errno::EINVAL)]);
+                }
+
+                let mut x = Sit::new(sem);
+                let k = new(&mut x);
+                let pk = x.pid(k);
+                x.exit(k, 7);
+                w(&mut v, &mut x, &row("reaped_then_echild"), "reap", k, O::WEXITED, &[reported(pk, Event::Exited(7))]);
+                w(&mut v, &mut x, &row("reaped_then_echild"), "again", k, O::WEXITED | O::WNOHANG, &[ECHILD]);
             }
         }
     }
