@@ -488,11 +488,11 @@ fn semantics(target: &str, c: &Ctx) -> cases::model::Semantics {
 
 fn finding(target: &str, input: &str, detail: &str, c: &Ctx) -> String {
     format!(
-        "wait-conformance finding ({target}) on kernel {:?}, CLONE_WAIT_PID {:?}{}:\n{input}\n{detail}\n(turn the artifact into a case: wcfuzz regress {target} <artifact>{})",
+        "wait-conformance finding ({target}) on kernel {:?}, CLONE_WAIT_PID {:?}, {sem} semantics:\n{input}\n{detail}\n(turn the artifact into a case: wcfuzz regress {target} <artifact>, with {}={sem})",
         c.env.features.version,
         c.env.features.wait_pid_bit,
-        format!(", {} semantics", semantics(target, c)),
-        format!(", with {}={}", cases::model::Semantics::ENV, semantics(target, c)),
+        cases::model::Semantics::ENV,
+        sem = semantics(target, c),
     )
 }
 
