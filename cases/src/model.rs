@@ -6,6 +6,11 @@
 //! copy_process, alloc_pid), kernel/exit.c (do_wait, eligible_child) and the
 //! seed patch.
 
+pub mod child;
+pub mod tree;
+#[cfg(test)]
+mod agreement;
+
 use crate::sys::clone::{flags::*, CLONE_ARGS_SIZE_VER0, CLONE_ARGS_SIZE_VER2};
 use crate::sys::wait::{Event, WaitCall, WaitOpts, WaitOutcome};
 use crate::sys::Errno;

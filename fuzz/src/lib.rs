@@ -75,7 +75,7 @@ pub fn ctx() -> &'static Ctx {
         let cfg = TreeConfig::detect(features, bit);
         let inprocess = std::env::var(INPROCESS_ENV).map(|v| v != "0").unwrap_or(true);
         eprintln!(
-            "wait-conformance-fuzz: kernel {:?}, CLONE_WAIT_PID {}, caller {:?}, {}=1 {}, {}, wait_sequence model: {} semantics ({})",
+            "wait-conformance-fuzz: kernel {:?}, CLONE_WAIT_PID {}, caller {:?}, {}=1 {}, {}, model: {} semantics ({}; both targets)",
             env.features.version,
             env.features.wait_pid_bit.map(|b| format!("{b:#x}")).unwrap_or_else(|| format!("absent (configured {bit:#x})")),
             env.caller,
@@ -480,13 +480,19 @@ pub fn encode_clone3(case: &Clone3Case) -> Vec<u8> {
     v
 }
 
+/// The model semantics the target's oracle runs under (both read
+/// `WAIT_FUZZ_SEMANTICS`).
+fn semantics(target: &str, c: &Ctx) -> cases::model::Semantics {
+    if target == "wait_sequence" { c.cfg.semantics } else { c.env.semantics }
+}
+
 fn finding(target: &str, input: &str, detail: &str, c: &Ctx) -> String {
     format!(
-        "wait-conformance finding ({target}) on kernel {:?}, CLONE_WAIT_PID {:?}{}:\n{input}\n{detail}\n(turn the artifact into a case: wcfuzz regress {target} <artifact>{})",
+        "wait-conformance finding ({target}) on kernel {:?}, CLONE_WAIT_PID {:?}, {sem} semantics:\n{input}\n{detail}\n(turn the artifact into a case: wcfuzz regress {target} <artifact>, with {}={sem})",
         c.env.features.version,
         c.env.features.wait_pid_bit,
-        if target == "wait_sequence" { format!(", {} semantics", c.cfg.semantics) } else { String::new() },
-        if target == "wait_sequence" { format!(", with {}={}", cases::model::Semantics::ENV, c.cfg.semantics) } else { String::new() },
+        cases::model::Semantics::ENV,
+        sem = semantics(target, c),
     )
 }
 

@@ -1,8 +1,13 @@
 //! `clone3_flags`: one arbitrary clone3 call, the child exits at once, then
 //! three wait steps (a focused WNOWAIT sync, one generic wait, one focused
-//! reap). The oracle is `model::clone3_verdict` for the call and
-//! `model::predict_wait` for every wait step; [`check`] replays the steps the
-//! executor recorded through the same [`WaitDriver`] the executor used.
+//! reap). The oracle is the model: `model::clone3_verdict` for the call,
+//! `model::child` for what becomes of the child (a zombie or autoreaped,
+//! hidden from our generic waits or not: `hidden_from_waiter` under
+//! [`Env::semantics`], a CLONE_PARENT or reparented child being one we did
+//! not make; how the disposable caller ends), `model::predict_wait` for
+//! every wait step; [`check`] replays the steps the executor recorded
+//! through the same [`WaitDriver`] the executor used. This module keeps the
+//! input, its execution and the wording of findings.
 //!
 //! Containment (the executor runs in a process that has no other children:
 //! the fuzz worker or a regression row's isolated process):
@@ -31,10 +36,9 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{apply_outcome, call_id, describe_prediction, matches, predict, Out};
 use super::isolate;
-use crate::model::{
-    autoreaped_on_exit, clone3_verdict, Caller, CgroupDesc, ChildState, ChildView, Clone3Desc, KernelFeatures, PidfdDesc, Prediction, Selector,
-    SetTidDesc, StackDesc, Verdict,
-};
+use crate::model::child::{self, Route};
+pub use crate::model::child::{CallerFate as Ev2, ChildFate as Expected};
+use crate::model::{clone3_verdict, Caller, CgroupDesc, ChildView, Clone3Desc, KernelFeatures, PidfdDesc, Prediction, Selector, Semantics, SetTidDesc, StackDesc, Verdict};
 use crate::sys::clone::{clone3, flags::*, Clone3Request, Program, CLONE_ARGS_SIZE_VER2};
 use crate::sys::wait::{wait, Event, WaitCall, WaitOpts, WaitTarget};
 use crate::sys::{pidfd, Errno};
@@ -176,19 +180,35 @@ pub struct Env {
     pub allow_risky: bool,
     /// an open fd of our cgroup2 directory, if there is one
     pub cgroup_fd: Option<RawFd>,
+    /// whether the waiter's generic waits see a hidden child it did not
+    /// make (CLONE_PARENT, reparented): `model::hidden_from_waiter`
+    pub semantics: Semantics,
+}
+
+/// The calling process's privileges and pid-namespace depth.
+pub fn detect_caller() -> Caller {
+    Caller {
+        root: rustix::process::geteuid().is_root(),
+        ns_init: rustix::process::getpid().is_init(),
+        ns_level: crate::sys::proc::pid_ns_level() as u64,
+    }
 }
 
 impl Env {
     /// Look around: caller privileges and namespace depth, the opt-in, our
-    /// cgroup. The cgroup fd, when opened, stays open for the process life.
+    /// cgroup, the semantics from `WAIT_FUZZ_SEMANTICS` (unset: design; a
+    /// value that is neither panics). The cgroup fd, when opened, stays open
+    /// for the process life.
     pub fn detect(features: KernelFeatures) -> Env {
-        let caller = Caller {
-            root: rustix::process::geteuid().is_root(),
-            ns_init: rustix::process::getpid().is_init(),
-            ns_level: crate::sys::proc::pid_ns_level() as u64,
-        };
+        let semantics = Semantics::from_env().unwrap_or_else(|e| panic!("{e}"));
+        Env::detect_with(features, semantics)
+    }
+
+    /// The same with the semantics given (a regression replays under the
+    /// semantics saved with it).
+    pub fn detect_with(features: KernelFeatures, semantics: Semantics) -> Env {
         let allow_risky = std::env::var(RISKY_ENV).map(|v| v == "1").unwrap_or(false);
-        Env { features, caller, allow_risky, cgroup_fd: open_own_cgroup() }
+        Env { features, caller: detect_caller(), allow_risky, cgroup_fd: open_own_cgroup(), semantics }
     }
 }
 
@@ -387,69 +407,26 @@ pub fn plan(case: &Clone3Case) -> [(&'static str, WaitCall, WaitOpts); 3] {
     ]
 }
 
-/// What the model (plus the engine rules above) expects.
-#[derive(Clone, Debug)]
-pub struct Expected {
-    pub verdict: Verdict,
-    /// an exiting pid-namespace init shares our sighand (CLONE_NEWPID with
-    /// CLONE_SIGHAND, called by us): SIGCHLD is left at SIG_IGN and, with
-    /// exit_signal SIGCHLD, the child is reaped automatically.
-    pub sigchld_ignored: bool,
-    /// the child never becomes a zombie: the SIG_IGN case above, or
-    /// CLONE_AUTOREAP (7.1+, `model::autoreaped_on_exit`)
-    pub autoreap: bool,
-    /// how the disposable caller ends, if one is used and the model knows
-    pub caller_fate: Option<Ev2>,
+/// How the executor makes the call: through the disposable caller P for
+/// CLONE_PARENT and for an exit signal that would kill or stop us.
+fn route(case: &Clone3Case) -> Route {
+    if case.via_disposable_caller() { Route::ViaCaller } else { Route::Direct }
 }
 
-/// The disposable caller's end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Ev2 {
-    Exited0,
-    Killed9,
-    Stopped,
-}
-
-/// With `Verdict::Unknown` the model has no rule for the call: nothing that
+/// What the model expects of the call (`model::child::clone3_child`). With
+/// `Verdict::Unknown` the model has no rule for the call: nothing that
 /// depends on a child being created is expected (the executor makes no wait
 /// step and [`check`] compares only what the model knows).
 pub fn expected(case: &Clone3Case, env: &Env) -> Expected {
-    let verdict = clone3_verdict(&case.desc(), &env.features, &env.caller);
-    let created = matches!(verdict, Verdict::Created);
-    let unknown = matches!(verdict, Verdict::Unknown(_));
-    let pidns_init_shares = case.flags & CLONE_NEWPID != 0 && case.flags & CLONE_SIGHAND != 0;
-    let direct = !case.via_disposable_caller();
-    let sigchld_ignored = created && direct && pidns_init_shares;
-    let autoreap =
-        (sigchld_ignored && case.exit_signal == libc::SIGCHLD as u64) || (created && autoreaped_on_exit(case.flags, &env.features));
-    let caller_fate = if unknown {
-        None
-    } else if !direct {
-        Some(if !created || case.flags & CLONE_PARENT != 0 || case.thread() {
-            Ev2::Exited0
-        } else if case.exit_signal == libc::SIGKILL as u64 {
-            Ev2::Killed9
-        } else {
-            Ev2::Stopped
-        })
-    } else {
-        None
-    };
-    Expected { verdict, sigchld_ignored, autoreap, caller_fate }
+    child::clone3_child(&case.desc(), &env.features, &env.caller, route(case))
 }
 
 /// The caller's children as the model sees them right after the child
-/// exited. `pid` is the child clone3 returned.
+/// exited (`model::child::children_after_exit`). `pid` is the child clone3
+/// returned.
 pub fn initial_children(case: &Clone3Case, env: &Env, exp: &Expected, pid: i32, own_pgid: i32) -> Vec<ChildView> {
-    if case.thread() || exp.autoreap {
-        return Vec::new();
-    }
-    let hidden = env.features.wait_pid_bit.is_some_and(|b| case.flags & b != 0);
-    // Through the disposable caller the child is ours with SIGCHLD: with
-    // CLONE_PARENT it takes P's exit_signal, reparented it is reset to
-    // SIGCHLD (kernel/exit.c, reparent_leader).
-    let sigchld = case.via_disposable_caller() || case.exit_signal == libc::SIGCHLD as u64;
-    vec![ChildView { pid, pgid: own_pgid, hidden, sigchld, state: ChildState::Zombie(Event::Exited(case.exit_code as i32)) }]
+    let x = child::Exited { pid, pgid: own_pgid, code: case.exit_code };
+    child::children_after_exit(&case.desc(), &env.features, exp, route(case), env.semantics, x)
 }
 
 /// The model side of the wait steps: the children it believes we have.
@@ -849,6 +826,7 @@ pub fn check(case: &Clone3Case, env: &Env, obs: &Clone3Obs) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ChildState;
 
     fn env(version: (u32, u32), bit: Option<u64>) -> Env {
         Env {
@@ -856,6 +834,7 @@ mod tests {
             caller: Caller { root: true, ns_init: false, ns_level: 0 },
             allow_risky: false,
             cgroup_fd: None,
+            semantics: Semantics::Design,
         }
     }
 
@@ -960,5 +939,48 @@ mod tests {
         let mut o = obs(Some(Ok(42)), vec![42], false);
         o.caller_fate = Some(Ev2::Stopped);
         assert_eq!(check(&k, &e72, &o), Ok(()));
+    }
+
+    /// The old oracle marked every child made with the bit hidden, also a
+    /// CLONE_PARENT child, which the executor (not its creator P) waits for:
+    /// under design semantics that contradicted `model::hidden_from_waiter`.
+    /// Now the oracle asks the model: design expects the generic wait to
+    /// reap it, seed expects ECHILD and the focused wait to reap it.
+    #[test]
+    fn clone_parent_child_hidden_only_under_seed() {
+        let bit = 1u64 << 40;
+        let k = case(CLONE_PIDFD | bit | CLONE_PARENT, 0);
+        let steps = plan(&k);
+        let obs = |generic: Out, focused: Out| Clone3Obs {
+            result: Some(Ok(42)),
+            own_pgid: 1,
+            caller_fate: Some(Ev2::Exited0),
+            steps: vec![
+                StepObs { label: "sync".into(), call: steps[0].1.id().into(), out: Some(Out::Reported { pid: 42, event: Event::Exited(7) }) },
+                StepObs { label: "generic".into(), call: steps[1].1.id().into(), out: Some(generic) },
+                StepObs { label: "focused".into(), call: steps[2].1.id().into(), out: Some(focused) },
+            ],
+            leftovers: vec![],
+            sigchld_ignored: false,
+            signals: vec![],
+            refused: None,
+        };
+        let reaped = Out::Reported { pid: 42, event: Event::Exited(7) };
+        let design_kernel = obs(reaped, Out::Failed(libc::ECHILD));
+        let seed_kernel = obs(Out::Failed(libc::ECHILD), reaped);
+        let mut e = env((6, 12), Some(bit));
+        assert_eq!(check(&k, &e, &design_kernel), Ok(()));
+        let err = check(&k, &e, &seed_kernel).unwrap_err();
+        assert!(err.starts_with("generic: waitid(P_ALL"), "{err}");
+        e.semantics = Semantics::Seed;
+        assert_eq!(check(&k, &e, &seed_kernel), Ok(()));
+        assert!(check(&k, &e, &design_kernel).is_err());
+        // The executor's own child keeps the old answer under both.
+        let own = case(CLONE_PIDFD | bit, libc::SIGCHLD as u64);
+        for sem in [Semantics::Design, Semantics::Seed] {
+            e.semantics = sem;
+            let x = expected(&own, &e);
+            assert!(initial_children(&own, &e, &x, 42, 1)[0].hidden, "{sem}");
+        }
     }
 }

@@ -1,10 +1,10 @@
 //! Small pieces both fuzz oracles share: a serialisable mirror of the wait
-//! outcome, wait-call names, and how a reported event changes the model's
-//! view of a child (the state step on top of `model::predict_wait`).
+//! outcome and wait-call names; the wait rules themselves (effective
+//! options, how a reported event changes a child) are `model::tree`'s.
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{predict_wait, ChildState, ChildView, Prediction, Selector};
+use crate::model::{ChildView, Prediction};
 use crate::sys::wait::{Event, WaitCall, WaitOpts, WaitOutcome};
 use crate::sys::Errno;
 
@@ -73,17 +73,12 @@ pub mod call_id {
 }
 
 /// The options a call really passes: `wait()` takes none.
-pub fn effective_opts(call: WaitCall, opts: WaitOpts) -> WaitOpts {
-    if call.takes_options() { opts } else { WaitOpts(0) }
-}
+pub use crate::model::tree::effective_opts;
 
-/// Whether `observed` is one of the predicted outcomes. `Blocks` is never
-/// executed, so an observation against it is a mismatch.
+/// Whether `observed` is one of the predicted outcomes
+/// (`model::tree::admits`).
 pub fn matches(pred: &Prediction, observed: Out) -> bool {
-    match pred {
-        Prediction::OneOf(v) => v.contains(&WaitOutcome::from(observed)),
-        Prediction::Blocks => false,
-    }
+    crate::model::tree::admits(pred, WaitOutcome::from(observed))
 }
 
 pub fn describe_prediction(p: &Prediction) -> String {
@@ -94,27 +89,13 @@ pub fn describe_prediction(p: &Prediction) -> String {
 }
 
 /// How a wait that reported `observed` changes the caller's children
-/// (kernel/exit.c: a reaped zombie is gone; a reported stop or continue is
-/// consumed; WNOWAIT leaves everything as it was).
+/// (`model::tree::wait_changes`).
 pub fn apply_outcome(children: &mut Vec<ChildView>, opts: WaitOpts, observed: Out) {
-    let Out::Reported { pid, event } = observed else { return };
-    if opts.has(WaitOpts::WNOWAIT) {
-        return;
-    }
-    let Some(i) = children.iter().position(|c| c.pid == pid) else { return };
-    match event {
-        Event::Exited(_) | Event::Killed(_) | Event::Dumped(_) => {
-            children.remove(i);
-        }
-        Event::Stopped(_) | Event::Trapped(_) => children[i].state = ChildState::StoppedReported,
-        Event::Continued => children[i].state = ChildState::Running,
-    }
+    crate::model::tree::wait_changes(children, opts, WaitOutcome::from(observed))
 }
 
-/// One wait step against the model: its prediction.
-pub fn predict(sel: Selector, opts: WaitOpts, children: &[ChildView]) -> Prediction {
-    predict_wait(sel, effective_opts(sel.call, opts), children)
-}
+/// One wait step against the model: its prediction (`model::tree::predict`).
+pub use crate::model::tree::predict;
 
 #[cfg(test)]
 mod tests {

@@ -1,27 +1,16 @@
 //! `wait_sequence`: a short program of process-tree operations run by a
-//! fresh driver process D, checked step by step against [`TreeModel`], a
-//! stateful model of D's descendants built on `model::clone3_verdict` (for
-//! spawns) and `model::predict_wait` (for every wait).
+//! fresh driver process D, checked step by step against the model's process
+//! tree (`model::tree::Tree`: who is whose child, reparenting to a subreaper,
+//! stop/continue/kill, setpgid after exec, which children D's generic waits
+//! skip under the configured [`Semantics`], and every wait's prediction).
+//! This module keeps what is not semantics: the input ([`Op`], also the
+//! regression file format), the printed program, the driver and its agents,
+//! and the replay listing.
 //!
 //! Nodes are processes spawned by D or by other nodes ("agents": they loop
-//! on a command pipe). What the model adds to predict_wait, with the kernel
-//! source it follows:
-//! - an exiting or killed node's children are reparented to D when D is a
-//!   child subreaper, else out of D's view (kernel/exit.c,
-//!   find_new_reaper/reparent_leader);
-//! - whether D's generic waits skip a node is `model::hidden_from_waiter`
-//!   for the node's [`Lineage`] (its own CLONE_WAIT_PID, its creator's
-//!   mark, whether it was reparented) under the configured [`Semantics`]:
-//!   `design` (default; the case table's answers: a reparented node is
-//!   visible to D, a hidden node's children are plain) or `seed` (the
-//!   patch's PF_WAIT_PID: inherited by the node's children, kept across
-//!   reparenting and exec). `WAIT_FUZZ_SEMANTICS=seed|design` selects it
-//!   ([`TreeConfig::detect`]); a saved regression replays under the
-//!   semantics it records;
-//! - SIGSTOP stops, SIGCONT makes a stopped node "continued", SIGKILL makes
-//!   a zombie killed by 9 (kernel/signal.c);
-//! - setpgid(child) is EACCES after the child exec'd (kernel/sys.c), and
-//!   children inherit their parent's process group.
+//! on a command pipe). `WAIT_FUZZ_SEMANTICS=seed|design` selects the
+//! semantics ([`TreeConfig::detect`]); a saved regression replays under the
+//! semantics it records.
 //!
 //! Ops whose preconditions the model does not cover (stopping a node that
 //! is not D's child, commanding a stopped agent, ...) are skipped, and the
@@ -33,17 +22,15 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{apply_outcome, call_id, describe_prediction, effective_opts, matches, predict, Out};
+use super::common::{call_id, describe_prediction, effective_opts, Out};
 use super::isolate;
-use crate::model::{
-    clone3_verdict, hidden_from_waiter, Caller, ChildState, ChildView, Clone3Desc, KernelFeatures, Lineage, Prediction, Selector, Semantics,
-    Verdict,
-};
+use crate::model::tree::{Creator, Mismatch, Observed, Tree};
+pub use crate::model::tree::{Expect, TreeConfig, MAX_NODES};
+use crate::model::{KernelFeatures, Prediction, Semantics};
 use crate::sys::clone::{clone3, flags::CLONE_PIDFD, Clone3Request, Program};
-use crate::sys::wait::{wait, Event, WaitCall, WaitOpts, WaitTarget};
+use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
 use crate::sys::{pidfd, Errno};
 
-pub const MAX_NODES: usize = 6;
 pub const MAX_OPS: usize = 24;
 
 /// Who spawns.
@@ -119,21 +106,6 @@ impl std::fmt::Display for WaitProgram {
     }
 }
 
-/// Facts about the machine the model needs; fixed for a process.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TreeConfig {
-    pub features: KernelFeatures,
-    pub caller: Caller,
-    /// the bit a hidden spawn sets: the feature's, else the configured one
-    /// (then the model predicts the kernel's answer to an unknown bit)
-    pub spawn_bit: u64,
-    /// /bin/sh exists (Exec needs it)
-    pub sh: bool,
-    /// which answers the model gives where the seed is silent (reparented
-    /// and inherited hiding); see [`Semantics`]
-    pub semantics: Semantics,
-}
-
 impl TreeConfig {
     /// The machine's facts, with the semantics from `WAIT_FUZZ_SEMANTICS`
     /// (unset: design; a value that is neither `seed` nor `design` panics,
@@ -146,63 +118,24 @@ impl TreeConfig {
     /// The same with the semantics given (a regression replays under the
     /// semantics saved with it).
     pub fn detect_with(features: KernelFeatures, configured_bit: u64, semantics: Semantics) -> TreeConfig {
-        let env = super::clone3::Env::detect(features.clone());
+        let caller = super::clone3::detect_caller();
         TreeConfig {
             spawn_bit: features.wait_pid_bit.unwrap_or(configured_bit),
             features,
-            caller: env.caller,
+            caller,
             sh: std::path::Path::new("/bin/sh").exists(),
             semantics,
         }
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Parent {
-    Driver,
-    Node(usize),
-    /// reparented above D: no longer D's business
-    Elsewhere,
-}
-
-#[derive(Clone, Debug)]
-struct Node {
-    pid: i32,
-    parent: Parent,
-    /// how it was made and whether it was reparented: hidden from D's
-    /// generic waits is `hidden_from_waiter(semantics, lineage)`
-    lineage: Lineage,
-    pgid: i32,
-    state: ChildState,
-    reaped: bool,
-    execd: bool,
-}
-
-impl Node {
-    fn live(&self) -> bool {
-        !self.reaped && !matches!(self.state, ChildState::Zombie(_))
+impl From<Who> for Creator {
+    fn from(w: Who) -> Creator {
+        match w {
+            Who::Driver => Creator::Waiter,
+            Who::Node(n) => Creator::Node(n as usize),
+        }
     }
-    fn runs(&self) -> bool {
-        self.live() && matches!(self.state, ChildState::Running | ChildState::Continued)
-    }
-    fn stopped(&self) -> bool {
-        self.live() && matches!(self.state, ChildState::Stopped(_) | ChildState::StoppedReported)
-    }
-}
-
-/// What the model expects one op to do (and what the driver must do).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Expect {
-    Skip(&'static str),
-    Spawn { parent: Who, flags: u64, verdict: Verdict },
-    Exit { node: usize, code: u8 },
-    Kill { node: usize },
-    Stop { node: usize },
-    Cont { node: usize },
-    Setpgid { node: usize, pgid: i32, result: Result<(), Errno> },
-    Exec { node: usize },
-    Subreaper,
-    Wait { call: WaitCall, opts: WaitOpts, node: Option<usize>, sel: Selector, prediction: Prediction },
 }
 
 /// What the driver observed for one op.
@@ -219,207 +152,73 @@ pub enum StepOut {
     Harness(String),
 }
 
-/// The stateful model of D's process tree.
+impl StepOut {
+    /// The model's form; None for a harness failure.
+    fn observed(&self) -> Option<Observed> {
+        Some(match self {
+            StepOut::Skipped => Observed::Skipped,
+            StepOut::Spawned(r) => Observed::Spawned(r.map_err(Errno)),
+            StepOut::Done => Observed::Done,
+            StepOut::Setpgid(r) => Observed::Setpgid(r.map_err(Errno)),
+            StepOut::Waited(o) => Observed::Waited(o.map(WaitOutcome::from)),
+            StepOut::Harness(_) => return None,
+        })
+    }
+}
+
+/// The oracle: the model's process tree ([`Tree`], in `model::tree`) driven
+/// by the fuzz input's ops; it only maps ops onto the model's operations and
+/// words the model's mismatches.
 pub struct TreeModel {
-    cfg: TreeConfig,
-    dpid: i32,
-    subreaper: bool,
-    nodes: Vec<Node>,
+    tree: Tree,
 }
 
 impl TreeModel {
     pub fn new(cfg: TreeConfig, dpid: i32) -> TreeModel {
-        TreeModel { cfg, dpid, subreaper: false, nodes: Vec::new() }
-    }
-
-    fn node(&self, n: u8) -> Option<(usize, &Node)> {
-        self.nodes.get(n as usize).map(|x| (n as usize, x))
+        TreeModel { tree: Tree::new(cfg, dpid) }
     }
 
     /// D's children as predict_wait wants them.
-    fn views(&self) -> Vec<ChildView> {
-        self.nodes
-            .iter()
-            .filter(|n| n.parent == Parent::Driver && !n.reaped)
-            .map(|n| ChildView {
-                pid: n.pid,
-                pgid: n.pgid,
-                hidden: hidden_from_waiter(self.cfg.semantics, n.lineage),
-                sigchld: true,
-                state: n.state,
-            })
-            .collect()
+    pub fn views(&self) -> Vec<crate::model::ChildView> {
+        self.tree.views()
     }
 
     pub fn expect(&self, op: &Op) -> Expect {
-        use Expect::*;
+        let t = &self.tree;
         match *op {
-            Op::Spawn { parent, hidden } => {
-                if self.nodes.len() >= MAX_NODES {
-                    return Skip("node limit");
-                }
-                if let Who::Node(p) = parent {
-                    match self.node(p) {
-                        Some((_, n)) if n.runs() && !n.execd => {}
-                        _ => return Skip("parent cannot take commands"),
-                    }
-                }
-                let flags = CLONE_PIDFD | if hidden { self.cfg.spawn_bit } else { 0 };
-                let verdict = clone3_verdict(&Clone3Desc::new(flags, libc::SIGCHLD as u64), &self.cfg.features, &self.cfg.caller);
-                Spawn { parent, flags, verdict }
-            }
-            Op::Exit { node, code } => match self.node(node) {
-                Some((i, n)) if n.runs() => Exit { node: i, code },
-                _ => Skip("node not running"),
-            },
-            Op::Kill { node } => match self.node(node) {
-                Some((i, n)) if n.live() => Kill { node: i },
-                _ => Skip("node already dead"),
-            },
-            Op::Stop { node } => match self.node(node) {
-                Some((i, n)) if n.runs() && n.parent == Parent::Driver => Stop { node: i },
-                _ => Skip("only running children of D are stopped"),
-            },
-            Op::Cont { node } => match self.node(node) {
-                Some((i, n)) if n.stopped() && n.parent == Parent::Driver => Cont { node: i },
-                _ => Skip("only stopped children of D are continued"),
-            },
-            Op::Setpgid { node, own } => match self.node(node) {
-                Some((i, n)) if n.live() && n.parent == Parent::Driver => {
-                    let pgid = if own { n.pid } else { self.dpid };
-                    let result = if n.execd { Err(Errno(libc::EACCES)) } else { Ok(()) };
-                    Setpgid { node: i, pgid, result }
-                }
-                _ => Skip("setpgid only on live children of D"),
-            },
-            Op::Exec { node } => match self.node(node) {
-                Some((i, n)) if n.runs() && !n.execd && self.cfg.sh => Exec { node: i },
-                _ => Skip("node cannot exec"),
-            },
-            Op::Subreaper => Subreaper,
-            Op::Wait { call, opts, node } => {
-                let opts = effective_opts(call, WaitOpts(opts));
-                let target = self.node(node).map(|(i, n)| (i, n.pid, n.pgid));
-                if target.is_none() && call == WaitCall::WaitidPidfd {
-                    return Skip("no node to take a pidfd of");
-                }
-                let (pid, pgid) = target.map(|(_, p, g)| (p, g)).unwrap_or((self.dpid, self.dpid));
-                let sel = Selector { call, pid, pgid, own_pgid: self.dpid };
-                let prediction = predict(sel, opts, &self.views());
-                Wait { call, opts, node: target.map(|t| t.0), sel, prediction }
-            }
-        }
-    }
-
-    fn reparent_children_of(&mut self, dead: usize) {
-        let mut up = self.nodes[dead].parent;
-        // Where do the orphans go? D if D is a subreaper and the dead node
-        // is below D, else above D (our worker, also a subreaper).
-        loop {
-            match up {
-                Parent::Driver => break,
-                Parent::Elsewhere => break,
-                Parent::Node(j) => up = self.nodes[j].parent,
-            }
-        }
-        let to = if up == Parent::Driver && self.subreaper { Parent::Driver } else { Parent::Elsewhere };
-        for n in self.nodes.iter_mut() {
-            if n.parent == Parent::Node(dead) && !n.reaped {
-                n.parent = to;
-                n.lineage.reparented = true;
-            }
+            Op::Spawn { parent, hidden } => t.spawn(parent.into(), hidden),
+            Op::Exit { node, code } => t.exit(node as usize, code),
+            Op::Kill { node } => t.kill(node as usize),
+            Op::Stop { node } => t.stop(node as usize),
+            Op::Cont { node } => t.cont(node as usize),
+            Op::Setpgid { node, own } => t.setpgid(node as usize, own),
+            Op::Exec { node } => t.exec(node as usize),
+            Op::Subreaper => t.subreaper(),
+            Op::Wait { call, opts, node } => t.wait(call, WaitOpts(opts), node as usize),
         }
     }
 
     /// Check one observation against the expectation and advance.
     pub fn apply(&mut self, e: &Expect, out: &StepOut) -> Result<(), String> {
-        use Expect as E;
-        if let StepOut::Harness(s) = out {
+        let Some(o) = out.observed() else {
+            let StepOut::Harness(s) = out else { unreachable!() };
             return Err(format!("harness: {s}"));
-        }
-        match (e, out) {
-            (E::Skip(_), StepOut::Skipped) => Ok(()),
-            (E::Spawn { parent, verdict, flags }, StepOut::Spawned(r)) => {
-                match (verdict, r) {
-                    (Verdict::Created | Verdict::Unknown(_), Ok(pid)) => {
-                        // D is a plain child of the worker: never marked.
-                        let (parent, pgid, creator_marked) = match parent {
-                            Who::Driver => (Parent::Driver, self.dpid, false),
-                            Who::Node(p) => {
-                                let c = &self.nodes[*p as usize];
-                                (Parent::Node(*p as usize), c.pgid, c.lineage.marked(self.cfg.semantics))
-                            }
-                        };
-                        let wait_pid_flag = self.cfg.features.wait_pid_bit.is_some_and(|b| flags & b != 0);
-                        let lineage = Lineage { wait_pid_flag, creator_marked, reparented: false };
-                        self.nodes.push(Node { pid: *pid, parent, lineage, pgid, state: ChildState::Running, reaped: false, execd: false });
-                        Ok(())
-                    }
-                    (Verdict::Fails(want), Err(got)) if want.0 == *got => Ok(()),
-                    (Verdict::Unknown(_), Err(_)) => Ok(()),
-                    (v, r) => Err(format!(
-                        "clone3({}): model says {v:?}, kernel {}",
-                        super::clone3::flag_names(*flags),
-                        match r {
-                            Ok(p) => format!("created pid {p}"),
-                            Err(e) => format!("failed with {}", Errno(*e)),
-                        }
-                    )),
+        };
+        self.tree.apply(e, &o).map_err(|m| match m {
+            Mismatch::Spawn { flags, verdict, got } => format!(
+                "clone3({}): model says {verdict:?}, kernel {}",
+                super::clone3::flag_names(flags),
+                match got {
+                    Ok(p) => format!("created pid {p}"),
+                    Err(e) => format!("failed with {e}"),
                 }
+            ),
+            Mismatch::Setpgid { want, got } => format!("setpgid: model says {want:?}, kernel {got:?}"),
+            Mismatch::Wait { call, opts, got, prediction } => {
+                format!("{} returned {got}, model predicts {}", call.spell(opts), describe_prediction(&prediction))
             }
-            (E::Exit { node, code }, StepOut::Done) => {
-                self.nodes[*node].state = ChildState::Zombie(Event::Exited(*code as i32));
-                self.reparent_children_of(*node);
-                Ok(())
-            }
-            (E::Kill { node }, StepOut::Done) => {
-                self.nodes[*node].state = ChildState::Zombie(Event::Killed(libc::SIGKILL));
-                self.reparent_children_of(*node);
-                Ok(())
-            }
-            (E::Stop { node }, StepOut::Done) => {
-                self.nodes[*node].state = ChildState::Stopped(libc::SIGSTOP);
-                Ok(())
-            }
-            (E::Cont { node }, StepOut::Done) => {
-                self.nodes[*node].state = ChildState::Continued;
-                Ok(())
-            }
-            (E::Exec { node }, StepOut::Done) => {
-                self.nodes[*node].execd = true;
-                Ok(())
-            }
-            (E::Subreaper, StepOut::Done) => {
-                self.subreaper = true;
-                Ok(())
-            }
-            (E::Setpgid { node, pgid, result }, StepOut::Setpgid(r)) => {
-                let got = r.map_err(Errno);
-                if got != *result {
-                    return Err(format!("setpgid: model says {result:?}, kernel {got:?}"));
-                }
-                if got.is_ok() {
-                    self.nodes[*node].pgid = *pgid;
-                }
-                Ok(())
-            }
-            (E::Wait { prediction: Prediction::Blocks, .. }, StepOut::Waited(None)) => Ok(()),
-            (E::Wait { call, opts, prediction, .. }, StepOut::Waited(Some(o))) => {
-                if !matches(prediction, *o) {
-                    return Err(format!("{} returned {o}, model predicts {}", call.spell(*opts), describe_prediction(prediction)));
-                }
-                let mut v = self.views();
-                apply_outcome(&mut v, *opts, *o);
-                for n in self.nodes.iter_mut().filter(|n| n.parent == Parent::Driver && !n.reaped) {
-                    match v.iter().find(|c| c.pid == n.pid) {
-                        Some(c) => n.state = c.state,
-                        None => n.reaped = true,
-                    }
-                }
-                Ok(())
-            }
-            (e, o) => Err(format!("harness: expected to {e:?}, observed {o:?}")),
-        }
+            Mismatch::NotThisStep => format!("harness: expected to {e:?}, observed {out:?}"),
+        })
     }
 }
 
@@ -450,7 +249,7 @@ pub fn replay(program: &WaitProgram, cfg: &TreeConfig, log: &RunLog) -> (String,
         };
         let note = match (&e, out) {
             (Expect::Skip(why), _) => format!("  (skipped: {why})"),
-            (_, StepOut::Spawned(Ok(p))) => format!("  -> n{} = pid {p}", m.nodes.len()),
+            (_, StepOut::Spawned(Ok(p))) => format!("  -> n{} = pid {p}", m.tree.node_count()),
             (_, StepOut::Spawned(Err(er))) => format!("  -> {}", Errno(*er)),
             (_, StepOut::Waited(Some(o))) => format!("  -> {o}"),
             (_, StepOut::Waited(None)) => "  (not made: would block)".into(),
@@ -591,7 +390,7 @@ struct Driver {
 
 impl Driver {
     fn pid_of(&self, m: &TreeModel, i: usize) -> i32 {
-        m.nodes[i].pid
+        m.tree.pid(i).unwrap_or(-1)
     }
 
     fn await_exit(&self, i: usize) -> Result<(), String> {
@@ -605,18 +404,18 @@ impl Driver {
         match e {
             Expect::Skip(_) => StepOut::Skipped,
             Expect::Spawn { parent, flags, .. } => {
-                let idx = m.nodes.len();
+                let idx = m.tree.node_count();
                 let r = match parent {
-                    Who::Driver => {
+                    Creator::Waiter => {
                         let raw = self.pool.raw();
                         clone3(&Clone3Request::new(*flags, libc::SIGCHLD as u64), Program::Run(Box::new(move || agent(idx, raw))))
                             .map(|mut sp| (sp.pid, sp.pidfd.take()))
                             .map_err(|e| e.0)
                     }
-                    Who::Node(p) => {
+                    Creator::Node(p) => {
                         let mut msg = vec![b's', idx as u8];
                         msg.extend_from_slice(&flags.to_le_bytes());
-                        let p = *p as usize;
+                        let p = *p;
                         if !isolate::write_all(&self.pool.cmd_w[p], &msg) {
                             return StepOut::Harness(format!("n{p}: command pipe closed"));
                         }
@@ -644,7 +443,7 @@ impl Driver {
                 }
             }
             Expect::Exit { node, code } => {
-                let msg: Vec<u8> = if m.nodes[*node].execd { format!("{code}\n").into_bytes() } else { vec![b'x', *code] };
+                let msg: Vec<u8> = if m.tree.execd(*node) { format!("{code}\n").into_bytes() } else { vec![b'x', *code] };
                 if !isolate::write_all(&self.pool.cmd_w[*node], &msg) {
                     return StepOut::Harness(format!("n{node}: command pipe closed"));
                 }
@@ -817,6 +616,8 @@ mod tests {
     //! so these logs are what wait-pid-6.12 answered, not executions).
     use super::*;
     use crate::fuzzing::common::Out;
+    use crate::model::Caller;
+    use crate::sys::wait::Event;
 
     const BIT: u64 = 1 << 40;
 

@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use super::generic::{expect_exit, still_a_zombie};
 use super::util::{self, want};
 use crate::harness::*;
+use crate::model::tree::hidden_from_tracer;
 use crate::model::{hidden_from_waiter, Lineage, Semantics};
 use crate::sys::clone::{clone3, clone_legacy, flags::*, Clone3Request, Program};
 use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget};
@@ -66,16 +67,40 @@ pub fn cases() -> Vec<Case> {
     out
 }
 
+/// The lineage of the case process's own child of this subject.
+pub(crate) fn subject_lineage(s: Subject) -> Lineage {
+    Lineage { wait_pid_flag: s.hidden(), creator_marked: false, reparented: false }
+}
+
 /// Expected outcome of a generic call by the creator on a child of this
 /// subject: hidden ones are not there (ECHILD), plain ones are reported.
-fn generic_sees(s: Subject, pid: i32, ev: Event) -> WaitOutcome {
-    expected_generic(Lineage { wait_pid_flag: s.hidden(), creator_marked: false, reparented: false }, pid, ev)
+pub(crate) fn generic_sees(s: Subject, pid: i32, ev: Event) -> WaitOutcome {
+    expected_generic(subject_lineage(s), pid, ev)
 }
 
 /// What a generic wait by `lineage`'s waiter must answer, by the model's
 /// design rule (`model::hidden_from_waiter`, the rule the fuzzers share).
 pub(crate) fn expected_generic(lineage: Lineage, pid: i32, ev: Event) -> WaitOutcome {
-    if hidden_from_waiter(Semantics::Design, lineage) { errno(Errno::ECHILD) } else { reported(pid, ev) }
+    expected_generic_under(Semantics::Design, lineage, pid, ev)
+}
+
+/// The same under either semantics (the agreement test asks both).
+pub(crate) fn expected_generic_under(sem: Semantics, lineage: Lineage, pid: i32, ev: Event) -> WaitOutcome {
+    if hidden_from_waiter(sem, lineage) { errno(Errno::ECHILD) } else { reported(pid, ev) }
+}
+
+/// The lineage of the plain child a job makes (by any of its threads), the
+/// job itself made with CLONE_WAIT_PID when `creator_marked`
+/// (`open::descendants::*`, `open::threads::thread_child_generic_wait`).
+pub(crate) fn own_child_lineage(creator_marked: bool) -> Lineage {
+    Lineage { wait_pid_flag: false, creator_marked, reparented: false }
+}
+
+/// What a tracer with no children of its own gets from `call(__WALL)` for
+/// its tracee `pid` (of `tracee`'s lineage) in the attach stop, by the
+/// model (`model::tree::hidden_from_tracer`): the stop, or ECHILD.
+pub(crate) fn tracer_expects(sem: Semantics, tracee: Lineage, call: WaitCall, pid: i32) -> WaitOutcome {
+    if hidden_from_tracer(sem, tracee, call) { errno(Errno::ECHILD) } else { reported(pid, Event::Stopped(libc::SIGSTOP)) }
 }
 
 fn grandchild_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
@@ -87,7 +112,7 @@ fn grandchild_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
 /// makes a plain child, which exits; the job's own `waitid(P_ALL)` must
 /// answer as the model says (report it).
 pub(crate) fn own_child_seen(creator_marked: bool) -> Result<(), String> {
-    let lineage = Lineage { wait_pid_flag: false, creator_marked, reparented: false };
+    let lineage = own_child_lineage(creator_marked);
     let x = util::spawn(CLONE_PIDFD, Program::Exit(6))?;
     let fd = util::fd_of(&x)?;
     util::await_exit(fd)?;
@@ -107,7 +132,7 @@ fn thread_child_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
 /// second thread makes a plain child and ends; the main thread's
 /// `waitpid(-1, WNOHANG)` must answer as the model says (report it).
 pub(crate) fn thread_child_seen(creator_marked: bool) -> Result<(), String> {
-    let lineage = Lineage { wait_pid_flag: false, creator_marked, reparented: false };
+    let lineage = own_child_lineage(creator_marked);
     let made = std::thread::spawn(|| util::spawn(CLONE_PIDFD, Program::Exit(6)).map(|x| (x.pid, x.pidfd)))
         .join()
         .map_err(|_| "thread panicked".to_string())??;
@@ -168,15 +193,22 @@ fn thread_execs(ctx: &mut Ctx, s: Subject) -> Check {
 /// attach stop with a generic or a focused __WALL wait.
 fn tracer(ctx: &mut Ctx, s: Subject, generic: bool) -> Check {
     let k = ctx.spawn_live(s, 8)?;
-    let r = tracer_job(ctx, k.pid, generic)?.finish();
+    let tracee = subject_lineage(s);
+    let r = tracer_job_of(ctx, k.pid, generic, tracee)?.finish();
     expect_exit(k.reap()?, 8)?;
     r
 }
 
-/// A plain job that PTRACE_ATTACHes to `tpid`, collects the attach stop
-/// with `waitpid(-1, __WALL)` (generic) or `waitpid(tpid, __WALL)`, and
-/// detaches; its verdict is whether the stop was reported.
+/// [`tracer_job_of`] for a plain tracee.
 pub(crate) fn tracer_job(ctx: &Ctx, tpid: i32, generic: bool) -> Result<Job, Stop> {
+    tracer_job_of(ctx, tpid, generic, Lineage::default())
+}
+
+/// A plain job that PTRACE_ATTACHes to `tpid` (of `tracee`'s lineage),
+/// collects the attach stop with `waitpid(-1, __WALL)` (generic) or
+/// `waitpid(tpid, __WALL)`, and detaches; its verdict is whether the wait
+/// answered as the model says ([`tracer_expects`], design).
+pub(crate) fn tracer_job_of(ctx: &Ctx, tpid: i32, generic: bool, tracee: Lineage) -> Result<Job, Stop> {
     ctx.spawn_job(Subject::Plain, move || {
         use nix::sys::ptrace;
         let pid = nix::unistd::Pid::from_raw(tpid);
@@ -184,7 +216,7 @@ pub(crate) fn tracer_job(ctx: &Ctx, tpid: i32, generic: bool) -> Result<Job, Sto
         let t = WaitTarget { pid: tpid, pidfd: -1, pgid: 0 };
         let call = if generic { WaitCall::WaitpidAny } else { WaitCall::WaitpidPid };
         let got = wait(call, t, O(O::WALL));
-        let verdict = want(&call.spell(O(O::WALL)), got, reported(tpid, Event::Stopped(libc::SIGSTOP)));
+        let verdict = want(&call.spell(O(O::WALL)), got, tracer_expects(Semantics::Design, tracee, call, tpid));
         if got != reported(tpid, Event::Stopped(libc::SIGSTOP)) {
             // Collect the stop with a focused wait so that we can detach.
             let _ = wait(WaitCall::WaitpidPid, t, O(O::WALL));

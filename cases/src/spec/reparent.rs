@@ -63,12 +63,18 @@ pub fn cases() -> Vec<Case> {
     out
 }
 
+/// The orphan's lineage in these rows: made by a plain middle process
+/// (with CLONE_WAIT_PID when `hidden`), then reparented.
+pub(crate) fn orphan_lineage(hidden: bool) -> Lineage {
+    Lineage { wait_pid_flag: hidden, creator_marked: false, reparented: true }
+}
+
 /// A plain middle process makes the subject child G and exits; G goes to
 /// the case process (a subreaper), which must see it with waitid(P_ALL).
 fn orphan_to_subreaper(ctx: &mut Ctx, s: Subject, zombie_first: bool) -> Check {
     let g = orphan_of_middle(ctx, Clone3Request::new(ctx.flags_for(s), libc::SIGCHLD as u64), zombie_first)?;
     let gpid = g.pid;
-    let want = expected_generic(Lineage { wait_pid_flag: s.hidden(), creator_marked: false, reparented: true }, gpid, Event::Exited(5));
+    let want = expected_generic(orphan_lineage(s.hidden()), gpid, Event::Exited(5));
     let got = ctx.wait(WaitCall::WaitidAll, &g, O::WEXITED | O::WNOHANG);
     if got == want {
         return Ok(());
@@ -111,7 +117,7 @@ pub(crate) fn orphan_of_middle(ctx: &mut Ctx, req: Clone3Request, zombie_first: 
 /// The same with the init of a new pid namespace as the new parent.
 fn orphan_to_ns_init(ctx: &mut Ctx, s: Subject) -> Check {
     let flags = ctx.flags_for(s);
-    let lineage = Lineage { wait_pid_flag: s.hidden(), creator_marked: false, reparented: true };
+    let lineage = orphan_lineage(s.hidden());
     let init = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, libc::SIGCHLD as u64), move || {
         let (pid_r, pid_w) = pipe();
         let middle = util::spawn(

@@ -229,7 +229,7 @@ fn regress(target: &str, artifact: &str, id: Option<String>, finding_text: Optio
         Input::Wait(x) => serde_json::to_value(x).unwrap(),
     };
     // The semantics the finding was checked under: the row replays under it.
-    let semantics = matches!(input, Input::Wait(_)).then_some(c.cfg.semantics);
+    let semantics = Some(if matches!(input, Input::Wait(_)) { c.cfg.semantics } else { c.env.semantics });
     let f = RegressionFile { target: target.into(), id: id.clone(), source, input: value, semantics };
     let path = repo().join(format!("cases/regressions/{target}-{id}.case"));
     std::fs::write(&path, f.render(&finding)).expect("write regression");
