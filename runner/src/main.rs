@@ -50,9 +50,8 @@ struct Cli {
 enum Cmd {
     /// Run the cases on one kernel profile.
     Run {
-        /// Profile name (a file in vm-images/profiles/).
-        #[arg(long = "kernel")]
-        kernel: String,
+        #[command(flatten)]
+        kernel: KernelArgs,
         #[command(flatten)]
         cases: CaseArgs,
         #[command(flatten)]
@@ -70,15 +69,15 @@ enum Cmd {
     },
     /// Build or fetch a profile's kernel only (prints the image path and whether it was cached).
     Kernel {
-        #[arg(long = "kernel")]
-        kernel: String,
+        #[command(flatten)]
+        kernel: KernelArgs,
         #[command(flatten)]
         common: Common,
     },
     /// Boot a profile and run the runner's own CLONE_WAIT_PID smoke probe inside.
     Probe {
-        #[arg(long = "kernel")]
-        kernel: String,
+        #[command(flatten)]
+        kernel: KernelArgs,
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -86,8 +85,8 @@ enum Cmd {
     },
     /// Measure boot-to-verdict against a bare `vng -- true` boot of the same kernel.
     Bench {
-        #[arg(long = "kernel")]
-        kernel: String,
+        #[command(flatten)]
+        kernel: KernelArgs,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
         #[command(flatten)]
@@ -98,8 +97,8 @@ enum Cmd {
     /// Run a fuzz campaign (fuzz/campaign.sh) in a VM of the profile, or on the host for `host`.
     /// Exit 0 clean, 1 findings, 2 usage, 3 infrastructure.
     Fuzz {
-        #[arg(long = "kernel")]
-        kernel: String,
+        #[command(flatten)]
+        kernel: KernelArgs,
         /// The cargo-fuzz target.
         #[arg(long, value_enum)]
         target: fuzz::Target,
@@ -158,6 +157,61 @@ enum Cmd {
         #[arg(long)]
         flag: String,
     },
+}
+
+/// Which kernel: a profile, or a kernel image file with what the runner needs to know about it.
+#[derive(Args, Clone, Debug)]
+struct KernelArgs {
+    /// Profile name (a file in vm-images/profiles/).
+    #[arg(
+        long = "kernel",
+        value_name = "PROFILE",
+        required_unless_present = "kernel_image",
+        conflicts_with = "kernel_image"
+    )]
+    kernel: Option<String>,
+    /// Boot this kernel image (bzImage or vmlinuz) instead of a profile's. Its profile is named
+    /// `image`; a missing file is a usage error (exit 2).
+    #[arg(long, value_name = "PATH")]
+    kernel_image: Option<PathBuf>,
+    /// With --kernel-image: its modules, a lib/modules/<release> directory or a root holding one
+    /// (needs busybox-static on the host for the initramfs).
+    #[arg(long, value_name = "DIR", requires = "kernel_image")]
+    modules: Option<PathBuf>,
+    /// CLONE_WAIT_PID as this kernel defines it: 0x... hex, decimal or bit:N (the case binary's
+    /// grammar). Default: the profile's; for --kernel-image, 0x10000000000 (bit 40).
+    #[arg(long, value_name = "BIT", value_parser = parse_bit_arg)]
+    clone_wait_pid_flag: Option<u64>,
+    /// Whether the feature must be there (a profile's [expect] feature). Default: the
+    /// profile's; for --kernel-image, present when --clone-wait-pid-flag is given, else absent.
+    #[arg(long, value_enum, value_name = "present|absent")]
+    expect_feature: Option<profile::Feature>,
+}
+
+fn parse_bit_arg(s: &str) -> Result<u64, String> {
+    profile::parse_clone_bit(s).map_err(|e| e.0)
+}
+
+impl KernelArgs {
+    /// The profile these options name: a profile file's (with the overrides), or one made for
+    /// the image. Usage errors (unknown profile, missing image) are messages for exit 2.
+    fn resolve(&self, set: &ProfileSet) -> Result<profile::Profile, String> {
+        match (&self.kernel, &self.kernel_image) {
+            (Some(name), None) => Ok(set
+                .get(name)
+                .map_err(|e| e.0)?
+                .clone()
+                .with_overrides(self.clone_wait_pid_flag, self.expect_feature)),
+            (None, Some(image)) => profile::Profile::for_image(
+                image,
+                self.modules.as_deref(),
+                self.clone_wait_pid_flag,
+                self.expect_feature,
+            )
+            .map_err(|e| e.0),
+            _ => Err("give one of --kernel PROFILE or --kernel-image PATH".into()),
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -269,10 +323,13 @@ fn load(common: &Common) -> Result<(Paths, ProfileSet), ExitCode> {
     Ok((paths, set))
 }
 
-/// [`load`], then the profile named `kernel` (a usage error when there is none).
-fn load_profile(common: &Common, kernel: &str) -> Result<(Paths, profile::Profile), ExitCode> {
+/// [`load`], then the profile the kernel options name (a usage error when there is none).
+fn load_profile(
+    common: &Common,
+    kernel: &KernelArgs,
+) -> Result<(Paths, profile::Profile), ExitCode> {
     let (paths, set) = load(common)?;
-    let p = set.get(kernel).map_err(usage)?.clone();
+    let p = kernel.resolve(&set).map_err(usage)?;
     Ok((paths, p))
 }
 

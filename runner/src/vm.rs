@@ -102,6 +102,44 @@ pub struct VmRun {
     pub console: String,
 }
 
+/// Why a VM that exited on its own never reached the guest script, or None when it did (or was
+/// killed by a watchdog): the host-side launch failed (vng or QEMU gave up before the kernel
+/// printed its banner), in vng's own last words, or the kernel died while booting.
+pub fn launch_failure(run: &VmRun) -> Option<String> {
+    if run.end != VmEnd::Exited || run.boot_seconds.is_some() {
+        return None;
+    }
+    let status = run
+        .vng_status
+        .map(|s| format!("exit {s}"))
+        .unwrap_or_else(|| "killed by a signal".into());
+    let tail = |n: usize| {
+        let lines: Vec<&str> = run
+            .console
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines[lines.len().saturating_sub(n)..].join(" | ")
+    };
+    if run.console.contains("Linux version") {
+        Some(format!(
+            "the kernel stopped while booting, before the guest script started (vng {status}); \
+             last console lines: {}",
+            tail(3)
+        ))
+    } else {
+        Some(format!(
+            "virtme-ng failed to start the VM (vng {status}): {}",
+            if run.console.trim().is_empty() {
+                "it printed nothing".to_owned()
+            } else {
+                tail(3)
+            }
+        ))
+    }
+}
+
 pub struct Watchdogs {
     pub boot: Duration,
     pub total: Duration,
@@ -269,6 +307,33 @@ mod tests {
         assert!(r.console.contains("Linux version"));
         assert!(out.contains("case"));
         assert_eq!(r.vng_status, Some(0));
+    }
+
+    #[test]
+    fn exit_before_the_guest_is_a_launch_failure_in_vngs_words() {
+        let (r, _) = run(
+            "echo 'virtme-run: a statically linked busybox could not be found, please install busybox-static' >&2; exit 1",
+            30,
+            30,
+        );
+        let why = launch_failure(&r).unwrap();
+        assert!(
+            why.contains("failed to start") && why.contains("exit 1"),
+            "{why}"
+        );
+        assert!(why.contains("please install busybox-static"), "{why}");
+        let (r, _) = run(
+            "echo 'Linux version 6.12' >&2; echo 'reboot: System halted' >&2; exit 0",
+            30,
+            30,
+        );
+        let why = launch_failure(&r).unwrap();
+        assert!(
+            why.contains("while booting") && why.contains("System halted"),
+            "{why}"
+        );
+        let (r, _) = run(&format!("echo {START_MARKER}; exit 1"), 30, 30);
+        assert_eq!(launch_failure(&r), None, "the guest started");
     }
 
     #[test]
