@@ -7,6 +7,7 @@
 mod accel;
 mod compare;
 mod console;
+mod exec;
 mod fuzz;
 mod gate;
 mod kernel;
@@ -56,6 +57,42 @@ enum Cmd {
         cases: CaseArgs,
         #[command(flatten)]
         common: Common,
+    },
+    /// Boot a kernel like `run` does and run COMMAND inside, in the current directory, with the
+    /// host's Rust toolchain on PATH, $HOME, the cargo target directory writable and
+    /// CLONE_WAIT_PID_FLAG set: `runner exec --kernel wait-pid-6.12 -- cargo test --release`.
+    /// Exits with the command's status; 127 command not found (in the guest, or no toolchain
+    /// for a cargo/rustc command); 1 the command exited 0 over a kernel oops/BUG/WARNING; 2
+    /// usage; 3 infrastructure (no boot, launch failure, kernel panic, watchdog).
+    Exec {
+        #[command(flatten)]
+        kernel: KernelArgs,
+        /// Log directory (console.log, guest-output.log, exec.sh, exit.status); default
+        /// <target>/exec/<profile>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Extra guest environment, KEY=VALUE (repeatable; over the runner's own).
+        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_kv)]
+        env: Vec<(String, String)>,
+        /// Another directory the guest may write (repeatable); the cargo target directory and
+        /// the log directory always are.
+        #[arg(long = "rwdir", value_name = "DIR")]
+        rwdirs: Vec<PathBuf>,
+        /// Do not compile a `cargo test` command's tests on the host first (`--no-run`); the
+        /// guest then compiles what is stale, slowly under TCG.
+        #[arg(long)]
+        no_host_build: bool,
+        /// Whole-VM watchdog in seconds (default: the profile's vm.timeout_s, 900).
+        #[arg(long)]
+        vm_timeout: Option<u64>,
+        /// Seconds for the VM to reach the guest script (default 60 with KVM, 180 with TCG).
+        #[arg(long)]
+        boot_timeout: Option<u64>,
+        #[command(flatten)]
+        common: Common,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
     },
     /// Run the cases on every profile (or --kernels) and print a group x kernel table.
     Matrix {
@@ -439,6 +476,49 @@ fn main() -> ExitCode {
                 }
                 Err(RunError::Usage(m)) => usage(m),
             }
+        }
+        Cmd::Exec {
+            kernel,
+            out,
+            env,
+            rwdirs,
+            no_host_build,
+            vm_timeout,
+            boot_timeout,
+            common,
+            command,
+        } => {
+            let (paths, p) = match load_profile(&common, &kernel) {
+                Ok(x) => x,
+                Err(c) => return c,
+            };
+            let mut run = CaseArgs {
+                out: PathBuf::new(),
+                filter: None,
+                skip: vec![],
+                gate: Gate::Strict,
+                accept: false,
+                cases_bin: None,
+                no_build: true,
+                vm_timeout,
+                boot_timeout,
+                max_vms: 1,
+                test_threads: None,
+                case_env: vec![],
+                quiet: false,
+                selftest_crash: false,
+            }
+            .opts(&common);
+            run.selftest_crash = false;
+            let opts = exec::ExecOpts {
+                command,
+                out,
+                env,
+                rwdirs,
+                host_build: !no_host_build,
+                run,
+            };
+            ExitCode::from(exec::exec(&p, &paths, &opts).clamp(0, 255) as u8)
         }
         Cmd::Matrix {
             kernels,

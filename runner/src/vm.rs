@@ -32,6 +32,11 @@ impl VngConfig {
     /// The vng command line for `guest_command`, with the console on stderr (`--verbose`) and
     /// `rwdir` writable in the guest.
     pub fn command(&self, guest_command: &str, rwdir: Option<&Path>) -> Command {
+        self.command_rw(guest_command, rwdir.as_slice())
+    }
+
+    /// [`VngConfig::command`] with any number of writable directories.
+    pub fn command_rw(&self, guest_command: &str, rwdirs: &[&Path]) -> Command {
         let mut c = Command::new(&self.vng);
         // vng runs `virtme-run` from PATH: put the venv's bin first.
         if let Some(bin) = self.vng.parent() {
@@ -51,7 +56,7 @@ impl VngConfig {
         if self.accel == Accel::Tcg {
             c.arg("--disable-kvm");
         }
-        if let Some(dir) = rwdir {
+        for dir in rwdirs {
             c.arg("--rwdir").arg(dir);
         }
         c.arg("--exec").arg(guest_command);
@@ -154,11 +159,33 @@ enum Line {
 /// `stdout_log` the guest script's output; both are appended as lines arrive, so they survive a
 /// watchdog kill. With `echo`, guest output is also echoed to stderr as progress.
 pub fn run_vm(
-    mut cmd: Command,
+    cmd: Command,
     wd: &Watchdogs,
     console_log: &Path,
     stdout_log: &Path,
     echo: bool,
+) -> Result<VmRun> {
+    let echo = if echo { Echo::Progress } else { Echo::Off };
+    run_vm_echo(cmd, wd, console_log, stdout_log, echo)
+}
+
+/// Where [`run_vm_echo`] copies the guest's output lines as they arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    Off,
+    /// To stderr, as `  guest| LINE` progress.
+    Progress,
+    /// To stdout, as they are: the guest command's own output (`runner exec`).
+    Plain,
+}
+
+/// [`run_vm`] with a choice of where guest output is echoed.
+pub fn run_vm_echo(
+    mut cmd: Command,
+    wd: &Watchdogs,
+    console_log: &Path,
+    stdout_log: &Path,
+    echo: Echo,
 ) -> Result<VmRun> {
     use std::os::unix::process::CommandExt;
     let mut console_file = std::fs::OpenOptions::new()
@@ -215,8 +242,16 @@ pub fn run_vm(
                     boot_seconds = Some(started.elapsed().as_secs_f64());
                 } else if l.trim() == END_MARKER {
                     saw_end = true;
-                } else if echo {
-                    eprintln!("  guest| {l}");
+                } else {
+                    match echo {
+                        Echo::Off => {}
+                        Echo::Progress => eprintln!("  guest| {l}"),
+                        Echo::Plain => {
+                            let mut o = std::io::stdout().lock();
+                            let _ = writeln!(o, "{l}");
+                            let _ = o.flush();
+                        }
+                    }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
