@@ -22,6 +22,11 @@ use crate::progress;
 use crate::run::{self, shell_quote, RunOpts};
 use crate::vm::{self, Echo, VmEnd, Watchdogs, END_MARKER, START_MARKER};
 
+/// The whole-VM watchdog's default for `exec` (or the profile's vm.timeout_s when longer): a
+/// whole `cargo test` runs far longer in a TCG guest than the case binary alone, since each
+/// case re-executes a test binary read over 9p.
+pub const EXEC_TIMEOUT_S: u64 = 3600;
+
 /// The shell's "command not found".
 pub const EXIT_NOT_FOUND: i32 = 127;
 
@@ -410,7 +415,7 @@ pub fn exec(profile: &Profile, paths: &Paths, o: &ExecOpts) -> i32 {
             (
                 cfg.command_rw(&guest_cmd, &rw),
                 boot,
-                o.run.vm_timeout.unwrap_or(profile.vm.timeout_s),
+                o.run.vm_timeout.unwrap_or(EXEC_TIMEOUT_S.max(profile.vm.timeout_s)),
                 cfg.accel.as_str(),
             )
         }
@@ -420,7 +425,7 @@ pub fn exec(profile: &Profile, paths: &Paths, o: &ExecOpts) -> i32 {
             (
                 c,
                 30,
-                o.run.vm_timeout.unwrap_or(profile.vm.timeout_s),
+                o.run.vm_timeout.unwrap_or(EXEC_TIMEOUT_S.max(profile.vm.timeout_s)),
                 "none (host)",
             )
         }

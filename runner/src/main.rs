@@ -82,7 +82,7 @@ enum Cmd {
         /// guest then compiles what is stale, slowly under TCG.
         #[arg(long)]
         no_host_build: bool,
-        /// Whole-VM watchdog in seconds (default: the profile's vm.timeout_s, 900).
+        /// Whole-VM watchdog in seconds (default 3600, or the profile's vm.timeout_s when longer).
         #[arg(long)]
         vm_timeout: Option<u64>,
         /// Seconds for the VM to reach the guest script (default 60 with KVM, 180 with TCG).
