@@ -303,11 +303,25 @@ fn target_dir(paths: &Paths, cwd: &Path) -> PathBuf {
     }
 }
 
+/// The command as a shell would take it back: words with spaces or quotes quoted.
+pub fn shown_command(command: &[String]) -> String {
+    let plain = |a: &str| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    };
+    command
+        .iter()
+        .map(|a| if plain(a) { a.clone() } else { shell_quote(a) })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Runs `o.command` in a VM of `profile` (on the host for the host profile) and returns the
 /// runner's exit status.
 pub fn exec(profile: &Profile, paths: &Paths, o: &ExecOpts) -> i32 {
     let started = Instant::now();
-    let shown = o.command.join(" ");
+    let shown = shown_command(&o.command);
     let fail = |code: i32, m: &str| {
         eprintln!("runner exec: {m}");
         code
@@ -482,7 +496,11 @@ pub fn exec(profile: &Profile, paths: &Paths, o: &ExecOpts) -> i32 {
             .map(|b| format!("{b:.1} s"))
             .unwrap_or_else(|| "not reached".into()),
         started.elapsed().as_secs_f64(),
-        why.map(|w| format!(": {w}")).unwrap_or_default()
+        match why {
+            Some(w) if code == EXIT_INFRA => format!(": infrastructure failure: {w}"),
+            Some(w) => format!(": {w}"),
+            None => " (the command's own status)".into(),
+        }
     );
     code
 }
@@ -525,6 +543,18 @@ mod tests {
         assert_eq!(host_prebuild(&s(&["cargo", "build"])), None);
         assert_eq!(host_prebuild(&s(&["sh", "-c", "cargo test"])), None);
         assert_eq!(host_prebuild(&s(&["cargo"])), None);
+    }
+
+    #[test]
+    fn commands_are_shown_requoted() {
+        assert_eq!(
+            shown_command(&s(&["sh", "-c", "echo c > /proc/sysrq-trigger"])),
+            "sh -c 'echo c > /proc/sysrq-trigger'"
+        );
+        assert_eq!(
+            shown_command(&s(&["cargo", "test", "-p", "cases", "--", "--exact", "a::b"])),
+            "cargo test -p cases -- --exact a::b"
+        );
     }
 
     #[test]
