@@ -429,7 +429,9 @@ pub fn exec(profile: &Profile, paths: &Paths, o: &ExecOpts) -> i32 {
             (
                 cfg.command_rw(&guest_cmd, &rw),
                 boot,
-                o.run.vm_timeout.unwrap_or(EXEC_TIMEOUT_S.max(profile.vm.timeout_s)),
+                o.run
+                    .vm_timeout
+                    .unwrap_or(EXEC_TIMEOUT_S.max(profile.vm.timeout_s)),
                 cfg.accel.as_str(),
             )
         }
@@ -439,7 +441,9 @@ pub fn exec(profile: &Profile, paths: &Paths, o: &ExecOpts) -> i32 {
             (
                 c,
                 30,
-                o.run.vm_timeout.unwrap_or(EXEC_TIMEOUT_S.max(profile.vm.timeout_s)),
+                o.run
+                    .vm_timeout
+                    .unwrap_or(EXEC_TIMEOUT_S.max(profile.vm.timeout_s)),
                 "none (host)",
             )
         }
@@ -552,7 +556,9 @@ mod tests {
             "sh -c 'echo c > /proc/sysrq-trigger'"
         );
         assert_eq!(
-            shown_command(&s(&["cargo", "test", "-p", "cases", "--", "--exact", "a::b"])),
+            shown_command(&s(&[
+                "cargo", "test", "-p", "cases", "--", "--exact", "a::b"
+            ])),
             "cargo test -p cases -- --exact a::b"
         );
     }
