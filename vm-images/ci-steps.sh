@@ -20,9 +20,10 @@ profile=${WAITCONF_CI_PROFILE:-wait-pid-6.12}
 step() { echo "== ci-steps: $*"; }
 
 # Debian packages: QEMU, udev (virtme-ng-init needs udevd for /dev/virtio-ports), kmod
-# (depmod for module-based kernels), python3-venv (the virtme-ng venv), the kernel build
-# toolchain, and the Debian archive keyring for the runner's private apt sources.
-pkgs=(qemu-system-x86 udev kmod python3-venv python3-pip debian-archive-keyring
+# (depmod for module-based kernels), busybox-static (virtme-ng's initramfs for module-based
+# kernels: the debian-* profiles, --kernel-image --modules), python3-venv (the virtme-ng venv),
+# the kernel build toolchain, and the Debian archive keyring for the runner's private apt sources.
+pkgs=(qemu-system-x86 udev kmod busybox-static python3-venv python3-pip debian-archive-keyring
       build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils zstd patch)
 missing=()
 for p in "${pkgs[@]}"; do
