@@ -169,6 +169,7 @@ impl StepOut {
 /// The oracle: the model's process tree ([`Tree`], in `model::tree`) driven
 /// by the fuzz input's ops; it only maps ops onto the model's operations and
 /// words the model's mismatches.
+#[derive(Clone)]
 pub struct TreeModel {
     tree: Tree,
 }

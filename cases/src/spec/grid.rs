@@ -373,6 +373,9 @@ fn spell(call: WaitCall, opts: u32, group: Group, from: By) -> String {
 pub struct Plan {
     pub text: String,
     pub predictions: Vec<Prediction>,
+    /// every `Step::Wait` of the script, as planned (the agreement test
+    /// replays them on the fuzz oracle's tree)
+    pub waits: Vec<PlannedWait>,
     /// for each Wait step: whether the subject was a candidate for the
     /// row's own call but for hiding (the plain variant's view)
     pub subject_selected: bool,
@@ -381,12 +384,40 @@ pub struct Plan {
     pub errors: Vec<String>,
 }
 
+/// One `Step::Wait` of a row's script as [`plan`] runs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedWait {
+    /// its index in the script
+    pub step: usize,
+    /// the call, resolved (the row's call where the step says `None`)
+    pub call: WaitCall,
+    pub opts: u32,
+    pub about: usize,
+    pub group: Group,
+    pub from: By,
+    /// the model's prediction on the tree before the changes in flux, and
+    /// after all of them
+    pub before: Prediction,
+    pub after: Prediction,
+    /// the outcome the plan goes on with (the first the model allows);
+    /// None: it blocks
+    pub took: Option<WaitOutcome>,
+    /// whether going on with `took` settles every change in flux (the tree
+    /// before them does not allow it)
+    pub settles: bool,
+}
+
+/// The pid [`plan`] gives kid `i` of a row's tree.
+pub const fn plan_pid(i: usize) -> i32 {
+    1001 + i as i32
+}
+
 pub fn plan(call: WaitCall, sit: &Situation, v: Variant) -> Plan {
     const OWN: i32 = 100;
     const OTHER: i32 = 1001;
     let bit = 1u64 << 40;
     let k = KernelFeatures::new((7, 1), Some(bit));
-    let pids: Vec<i32> = (0..sit.kids.len() as i32).map(|i| 1001 + i).collect();
+    let pids: Vec<i32> = (0..sit.kids.len()).map(plan_pid).collect();
     let names = Names { pids: pids.clone(), words: kid_words(&sit.kids, v) };
     let mut state = Vec::new();
     let mut other_pgid = None;
@@ -413,8 +444,9 @@ pub fn plan(call: WaitCall, sit: &Situation, v: Variant) -> Plan {
     let mut subject_selected = false;
     let mut first_reason = None;
     let mut errors = Vec::new();
+    let mut waits = Vec::new();
     let steps = (sit.steps)(call, v);
-    for step in &steps {
+    for (idx, step) in steps.iter().enumerate() {
         match *step {
             Step::Wait { call: c, opts, about, group, from } => {
                 let c = c.unwrap_or(call);
@@ -441,16 +473,20 @@ pub fn plan(call: WaitCall, sit: &Situation, v: Variant) -> Plan {
                 }
                 parts.push(format!("{} {}", spell(c, opts, group, from), names.prediction(&p)));
                 predictions.push(p.clone());
+                let mut planned = PlannedWait { step: idx, call: c, opts, about, group, from, before: b.clone(), after: a, took: None, settles: false };
                 if let Prediction::OneOf(v) = &p {
                     let got = v[0];
+                    planned.took = Some(got);
                     if contains(&b, &got) {
                         kin_after_wait(&mut state, o, got);
                     } else {
+                        planned.settles = true;
                         state = after;
                         pending.clear();
                         kin_after_wait(&mut state, o, got);
                     }
                 }
+                waits.push(planned);
             }
             Step::Release(i) => {
                 pending.push((i, Change::Exit(Event::Exited(sit.kids[i].code()))));
@@ -516,7 +552,7 @@ pub fn plan(call: WaitCall, sit: &Situation, v: Variant) -> Plan {
     if v == Variant::Autoreap {
         parts.push("the autoreap child is never a zombie; PIDFD_INFO_EXIT gives its end".into());
     }
-    Plan { text: parts.join("; "), predictions, subject_selected, errors }
+    Plan { text: parts.join("; "), predictions, waits, subject_selected, errors }
 }
 
 // ---------------------------------------------------------------------------
