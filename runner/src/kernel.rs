@@ -51,6 +51,7 @@ pub fn acquire(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Result<K
         },
         Kind::Source => build_from_source(profile, paths, opts)?,
         Kind::DebianPrebuilt => fetch_prebuilt(profile, paths, opts)?,
+        Kind::Image => image_artifact(profile, paths)?,
     };
     art.seconds = started.elapsed().as_secs_f64();
     Ok(art)
@@ -243,6 +244,82 @@ fn fetch_prebuilt(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Resul
         cache_hit,
         seconds: 0.0,
     })
+}
+
+/// A kernel image file, used where it is. With a modules directory, virtme-ng must find the
+/// modules next to the image (it looks for `lib/modules/<release>` above the image's path), so
+/// the runner stages a root under the cache: `boot/vmlinuz-<release>` and
+/// `lib/modules/<release>`, both symlinks to the user's files.
+fn image_artifact(profile: &Profile, paths: &Paths) -> Result<KernelArtifact> {
+    let spec = profile
+        .image
+        .as_ref()
+        .ok_or_else(|| anyhow!("profile {} has no [image] table", profile.name))?;
+    if !spec.path.is_file() {
+        bail!("kernel image {} does not exist", spec.path.display());
+    }
+    let source = format!("kernel image {}", spec.path.display());
+    let Some(modules) = &spec.modules else {
+        return Ok(KernelArtifact {
+            image: Some(spec.path.clone()),
+            release: None,
+            source,
+            cache_hit: true,
+            seconds: 0.0,
+        });
+    };
+    let (moddir, release) = modules_release_dir(modules).ok_or_else(|| {
+        anyhow!(
+            "--modules {}: neither a lib/modules/<release> directory (with modules.order or \
+             modules.dep) nor a root holding exactly one",
+            modules.display()
+        )
+    })?;
+    let mut h = Sha256::new();
+    h.update(format!("{}\0{}", spec.path.display(), moddir.display()));
+    let key: String = h
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let root = paths.kernels().join(format!("image-{key}")).join("root");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("boot"))?;
+    std::fs::create_dir_all(root.join("lib/modules"))?;
+    let image = root.join(format!("boot/vmlinuz-{release}"));
+    std::os::unix::fs::symlink(&spec.path, &image)?;
+    std::os::unix::fs::symlink(&moddir, root.join("lib/modules").join(&release))?;
+    Ok(KernelArtifact {
+        image: Some(image),
+        release: Some(release.clone()),
+        source: format!("{source}, modules {} ({release})", moddir.display()),
+        cache_hit: true,
+        seconds: 0.0,
+    })
+}
+
+/// The `lib/modules/<release>` directory `dir` is or holds, and the release.
+pub fn modules_release_dir(dir: &Path) -> Option<(PathBuf, String)> {
+    let is_release_dir =
+        |d: &Path| d.join("modules.order").is_file() || d.join("modules.dep").is_file();
+    if is_release_dir(dir) {
+        let rel = dir.file_name()?.to_str()?.to_owned();
+        return Some((dir.to_owned(), rel));
+    }
+    for base in ["lib/modules", "usr/lib/modules", "modules"] {
+        let found: Vec<PathBuf> = std::fs::read_dir(dir.join(base))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_release_dir(p))
+            .collect();
+        if let [one] = found.as_slice() {
+            let rel = one.file_name()?.to_str()?.to_owned();
+            return Some((one.clone(), rel));
+        }
+    }
+    None
 }
 
 /// The kernel image in an unpacked package tree and its release: `boot/vmlinuz-<release>`
@@ -541,6 +618,84 @@ fn run_logged(mut cmd: Command, log: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use crate::profile::ProfileSet;
+
+    #[test]
+    fn modules_directory_forms() {
+        let d = tempfile::tempdir().unwrap();
+        let rel = d.path().join("lib/modules/6.12.0-x");
+        std::fs::create_dir_all(&rel).unwrap();
+        assert_eq!(modules_release_dir(d.path()), None, "no modules.order yet");
+        std::fs::write(rel.join("modules.order"), "").unwrap();
+        let want = Some((rel.clone(), "6.12.0-x".to_owned()));
+        assert_eq!(
+            modules_release_dir(&rel),
+            want,
+            "the release directory itself"
+        );
+        assert_eq!(
+            modules_release_dir(d.path()),
+            want,
+            "an INSTALL_MOD_PATH root"
+        );
+        std::fs::create_dir_all(d.path().join("lib/modules/6.13")).unwrap();
+        std::fs::write(d.path().join("lib/modules/6.13/modules.dep"), "").unwrap();
+        assert_eq!(
+            modules_release_dir(d.path()),
+            None,
+            "two releases: ambiguous"
+        );
+    }
+
+    #[test]
+    fn image_with_modules_is_staged_where_vng_looks() {
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("bzImage");
+        std::fs::write(&img, b"k").unwrap();
+        let mods = d.path().join("mods/lib/modules/6.12.9");
+        std::fs::create_dir_all(&mods).unwrap();
+        std::fs::write(mods.join("modules.dep"), "").unwrap();
+        let paths = Paths {
+            workspace: d.path().to_owned(),
+            vm_images: d.path().to_owned(),
+            snapshots: d.path().to_owned(),
+            cache: d.path().join("cache"),
+        };
+        let p = Profile::for_image(&img, Some(&d.path().join("mods")), None, None).unwrap();
+        let a = acquire(
+            &p,
+            &paths,
+            &AcquireOpts {
+                jobs: 1,
+                refresh_apt: false,
+            },
+        )
+        .unwrap();
+        let staged = a.image.unwrap();
+        assert!(
+            staged.ends_with("root/boot/vmlinuz-6.12.9"),
+            "{}",
+            staged.display()
+        );
+        let root = staged.parent().unwrap().parent().unwrap();
+        assert_eq!(
+            std::fs::canonicalize(root.join("lib/modules/6.12.9")).unwrap(),
+            std::fs::canonicalize(&mods).unwrap()
+        );
+        assert_eq!(std::fs::read(&staged).unwrap(), b"k");
+        assert_eq!(a.release.as_deref(), Some("6.12.9"));
+        // Without modules the image is used where it is.
+        let p = Profile::for_image(&img, None, None, None).unwrap();
+        let a = acquire(
+            &p,
+            &paths,
+            &AcquireOpts {
+                jobs: 1,
+                refresh_apt: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(a.image.unwrap(), std::fs::canonicalize(&img).unwrap());
+    }
 
     #[test]
     fn candidate_parsing() {

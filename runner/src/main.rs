@@ -7,6 +7,7 @@
 mod accel;
 mod compare;
 mod console;
+mod exec;
 mod fuzz;
 mod gate;
 mod kernel;
@@ -50,13 +51,48 @@ struct Cli {
 enum Cmd {
     /// Run the cases on one kernel profile.
     Run {
-        /// Profile name (a file in vm-images/profiles/).
-        #[arg(long = "kernel")]
-        kernel: String,
+        #[command(flatten)]
+        kernel: KernelArgs,
         #[command(flatten)]
         cases: CaseArgs,
         #[command(flatten)]
         common: Common,
+    },
+    /// Boot a kernel like `run` does and run COMMAND inside, in the current directory, with the
+    /// host's Rust toolchain on PATH, $HOME, the cargo target directory writable and
+    /// CLONE_WAIT_PID_FLAG set: `runner exec --kernel wait-pid-6.12 -- cargo test --release`.
+    /// Exits with the command's status; 127 command not found (in the guest, or no toolchain
+    /// for a cargo/rustc command); 1 the command exited 0 over a kernel oops/BUG/WARNING; 2
+    /// usage; 3 infrastructure (no boot, launch failure, kernel panic, watchdog).
+    Exec {
+        #[command(flatten)]
+        kernel: KernelArgs,
+        /// Log directory (console.log, guest-output.log, exec.sh, exit.status); default
+        /// <target>/exec/<profile>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Extra guest environment, KEY=VALUE (repeatable; over the runner's own).
+        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_kv)]
+        env: Vec<(String, String)>,
+        /// Another directory the guest may write (repeatable); the cargo target directory and
+        /// the log directory always are.
+        #[arg(long = "rwdir", value_name = "DIR")]
+        rwdirs: Vec<PathBuf>,
+        /// Do not compile a `cargo test` command's tests on the host first (`--no-run`); the
+        /// guest then compiles what is stale, slowly under TCG.
+        #[arg(long)]
+        no_host_build: bool,
+        /// Whole-VM watchdog in seconds (default: the profile's vm.timeout_s, 900).
+        #[arg(long)]
+        vm_timeout: Option<u64>,
+        /// Seconds for the VM to reach the guest script (default 60 with KVM, 180 with TCG).
+        #[arg(long)]
+        boot_timeout: Option<u64>,
+        #[command(flatten)]
+        common: Common,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
     },
     /// Run the cases on every profile (or --kernels) and print a group x kernel table.
     Matrix {
@@ -70,15 +106,15 @@ enum Cmd {
     },
     /// Build or fetch a profile's kernel only (prints the image path and whether it was cached).
     Kernel {
-        #[arg(long = "kernel")]
-        kernel: String,
+        #[command(flatten)]
+        kernel: KernelArgs,
         #[command(flatten)]
         common: Common,
     },
     /// Boot a profile and run the runner's own CLONE_WAIT_PID smoke probe inside.
     Probe {
-        #[arg(long = "kernel")]
-        kernel: String,
+        #[command(flatten)]
+        kernel: KernelArgs,
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -86,8 +122,8 @@ enum Cmd {
     },
     /// Measure boot-to-verdict against a bare `vng -- true` boot of the same kernel.
     Bench {
-        #[arg(long = "kernel")]
-        kernel: String,
+        #[command(flatten)]
+        kernel: KernelArgs,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
         #[command(flatten)]
@@ -98,8 +134,8 @@ enum Cmd {
     /// Run a fuzz campaign (fuzz/campaign.sh) in a VM of the profile, or on the host for `host`.
     /// Exit 0 clean, 1 findings, 2 usage, 3 infrastructure.
     Fuzz {
-        #[arg(long = "kernel")]
-        kernel: String,
+        #[command(flatten)]
+        kernel: KernelArgs,
         /// The cargo-fuzz target.
         #[arg(long, value_enum)]
         target: fuzz::Target,
@@ -158,6 +194,61 @@ enum Cmd {
         #[arg(long)]
         flag: String,
     },
+}
+
+/// Which kernel: a profile, or a kernel image file with what the runner needs to know about it.
+#[derive(Args, Clone, Debug)]
+struct KernelArgs {
+    /// Profile name (a file in vm-images/profiles/).
+    #[arg(
+        long = "kernel",
+        value_name = "PROFILE",
+        required_unless_present = "kernel_image",
+        conflicts_with = "kernel_image"
+    )]
+    kernel: Option<String>,
+    /// Boot this kernel image (bzImage or vmlinuz) instead of a profile's. Its profile is named
+    /// `image`; a missing file is a usage error (exit 2).
+    #[arg(long, value_name = "PATH")]
+    kernel_image: Option<PathBuf>,
+    /// With --kernel-image: its modules, a lib/modules/<release> directory or a root holding one
+    /// (needs busybox-static on the host for the initramfs).
+    #[arg(long, value_name = "DIR", requires = "kernel_image")]
+    modules: Option<PathBuf>,
+    /// CLONE_WAIT_PID as this kernel defines it: 0x... hex, decimal or bit:N (the case binary's
+    /// grammar). Default: the profile's; for --kernel-image, 0x10000000000 (bit 40).
+    #[arg(long, value_name = "BIT", value_parser = parse_bit_arg)]
+    clone_wait_pid_flag: Option<u64>,
+    /// Whether the feature must be there (a profile's [expect] feature). Default: the
+    /// profile's; for --kernel-image, present when --clone-wait-pid-flag is given, else absent.
+    #[arg(long, value_enum, value_name = "present|absent")]
+    expect_feature: Option<profile::Feature>,
+}
+
+fn parse_bit_arg(s: &str) -> Result<u64, String> {
+    profile::parse_clone_bit(s).map_err(|e| e.0)
+}
+
+impl KernelArgs {
+    /// The profile these options name: a profile file's (with the overrides), or one made for
+    /// the image. Usage errors (unknown profile, missing image) are messages for exit 2.
+    fn resolve(&self, set: &ProfileSet) -> Result<profile::Profile, String> {
+        match (&self.kernel, &self.kernel_image) {
+            (Some(name), None) => Ok(set
+                .get(name)
+                .map_err(|e| e.0)?
+                .clone()
+                .with_overrides(self.clone_wait_pid_flag, self.expect_feature)),
+            (None, Some(image)) => profile::Profile::for_image(
+                image,
+                self.modules.as_deref(),
+                self.clone_wait_pid_flag,
+                self.expect_feature,
+            )
+            .map_err(|e| e.0),
+            _ => Err("give one of --kernel PROFILE or --kernel-image PATH".into()),
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -269,10 +360,13 @@ fn load(common: &Common) -> Result<(Paths, ProfileSet), ExitCode> {
     Ok((paths, set))
 }
 
-/// [`load`], then the profile named `kernel` (a usage error when there is none).
-fn load_profile(common: &Common, kernel: &str) -> Result<(Paths, profile::Profile), ExitCode> {
+/// [`load`], then the profile the kernel options name (a usage error when there is none).
+fn load_profile(
+    common: &Common,
+    kernel: &KernelArgs,
+) -> Result<(Paths, profile::Profile), ExitCode> {
     let (paths, set) = load(common)?;
-    let p = set.get(kernel).map_err(usage)?.clone();
+    let p = kernel.resolve(&set).map_err(usage)?;
     Ok((paths, p))
 }
 
@@ -382,6 +476,49 @@ fn main() -> ExitCode {
                 }
                 Err(RunError::Usage(m)) => usage(m),
             }
+        }
+        Cmd::Exec {
+            kernel,
+            out,
+            env,
+            rwdirs,
+            no_host_build,
+            vm_timeout,
+            boot_timeout,
+            common,
+            command,
+        } => {
+            let (paths, p) = match load_profile(&common, &kernel) {
+                Ok(x) => x,
+                Err(c) => return c,
+            };
+            let mut run = CaseArgs {
+                out: PathBuf::new(),
+                filter: None,
+                skip: vec![],
+                gate: Gate::Strict,
+                accept: false,
+                cases_bin: None,
+                no_build: true,
+                vm_timeout,
+                boot_timeout,
+                max_vms: 1,
+                test_threads: None,
+                case_env: vec![],
+                quiet: false,
+                selftest_crash: false,
+            }
+            .opts(&common);
+            run.selftest_crash = false;
+            let opts = exec::ExecOpts {
+                command,
+                out,
+                env,
+                rwdirs,
+                host_build: !no_host_build,
+                run,
+            };
+            ExitCode::from(exec::exec(&p, &paths, &opts).clamp(0, 255) as u8)
         }
         Cmd::Matrix {
             kernels,

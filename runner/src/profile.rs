@@ -1,13 +1,14 @@
 //! Kernel profiles: the declarative descriptions under `vm-images/profiles/*.toml`.
 //!
 //! A profile says where a kernel comes from (a Debian source package plus patches and config
-//! fragments, a prebuilt Debian image package, or the running host kernel), which clone3 bit
+//! fragments, a prebuilt Debian image package, a kernel image file, or the running host
+//! kernel), which clone3 bit
 //! the kernel uses for CLONE_WAIT_PID, and whether the feature is expected to be there. The
 //! engine never hard-codes a kernel; adding one is adding a file.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,10 +22,13 @@ pub enum Kind {
     DebianPrebuilt,
     /// The running kernel; no VM.
     Host,
+    /// A kernel image file (bzImage or vmlinuz) built elsewhere, with an optional modules
+    /// directory: `runner run --kernel-image PATH`, or an `[image]` table in a profile file.
+    Image,
 }
 
 /// Whether the kernel implements CLONE_WAIT_PID at the profile's bit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Feature {
     Present,
@@ -85,6 +89,19 @@ pub struct PrebuiltSpec {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// The kernel image, bzImage or vmlinuz (a profile file's relative path is relative to
+    /// `vm-images/`).
+    pub path: PathBuf,
+    /// Its modules: a `lib/modules/<release>` directory, or a root holding one (what
+    /// `make modules_install INSTALL_MOD_PATH=ROOT` leaves). Booting with modules needs an
+    /// initramfs, which virtme-ng builds with the host's busybox-static.
+    #[serde(default)]
+    pub modules: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct VmSpec {
     #[serde(default = "default_memory")]
     pub memory: String,
@@ -130,6 +147,8 @@ pub struct Profile {
     #[serde(default)]
     pub prebuilt: Option<PrebuiltSpec>,
     #[serde(default)]
+    pub image: Option<ImageSpec>,
+    #[serde(default)]
     pub vm: VmSpec,
 }
 
@@ -145,29 +164,16 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Parses a clone3 flag word written as hex (`0x10000000000`). It must be exactly one bit, and
-/// one of the clone3-only bits (32..=63): the legacy 32 bits are all taken.
+/// Parses a clone3 flag word the way the case binary reads `CLONE_WAIT_PID_FLAG` (one parser
+/// for both: `cases::harness::config::parse_bit`): `0x...` hex, decimal or `bit:N`, exactly one
+/// bit, and one of the clone3-only bits 32..=63 (the legacy 32 bits are all taken).
 pub fn parse_clone_bit(text: &str) -> Result<u64, ConfigError> {
-    let digits = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-        .ok_or_else(|| ConfigError(format!("clone bit {text:?}: write it as hex, 0x...")))?;
-    let value = u64::from_str_radix(digits, 16)
-        .map_err(|e| ConfigError(format!("clone bit {text:?}: {e}")))?;
-    if value.count_ones() != 1 {
-        return Err(ConfigError(format!(
-            "clone bit {text:?}: must be exactly one bit"
-        )));
-    }
-    if value.trailing_zeros() < 32 {
-        return Err(ConfigError(format!(
-            "clone bit {text:?}: bit {} is a legacy clone flag; CLONE_WAIT_PID lives in the \
-             clone3-only bits 32..63",
-            value.trailing_zeros()
-        )));
-    }
-    Ok(value)
+    cases::harness::config::parse_bit(text).map_err(ConfigError)
 }
+
+/// The bit an image is probed at when nobody names one: the 6.12 port's bit 40, free in every
+/// mainline kernel up to 7.2 (clone3 rejects it with EINVAL there, so the feature rows skip).
+pub const DEFAULT_IMAGE_BIT: u64 = 1 << 40;
 
 impl Profile {
     /// Parses and validates one profile file's text. `file_stem` must equal `name`.
@@ -187,17 +193,19 @@ impl Profile {
         }
         parse_clone_bit(&self.clone_wait_pid_flag)
             .map_err(|e| ConfigError(format!("profile {}: {e}", self.name)))?;
-        match (self.kind, &self.source, &self.prebuilt) {
-            (Kind::Source, Some(s), None) => {
+        match (self.kind, &self.source, &self.prebuilt, &self.image) {
+            (Kind::Source, Some(s), None, None) => {
                 if s.config_fragments.is_empty() {
                     return err("a source profile needs at least one config fragment".into());
                 }
             }
-            (Kind::DebianPrebuilt, None, Some(_)) | (Kind::Host, None, None) => {}
-            (kind, _, _) => {
+            (Kind::DebianPrebuilt, None, Some(_), None)
+            | (Kind::Image, None, None, Some(_))
+            | (Kind::Host, None, None, None) => {}
+            (kind, _, _, _) => {
                 return err(format!(
                     "kind {kind:?} needs exactly its own table ([source] for source, \
-                     [prebuilt] for debian-prebuilt, neither for host)"
+                     [prebuilt] for debian-prebuilt, [image] for image, none for host)"
                 ))
             }
         }
@@ -205,6 +213,83 @@ impl Profile {
             return err("vm.cpus and vm.timeout_s must be positive".into());
         }
         Ok(())
+    }
+
+    /// The profile for `--kernel-image PATH [--modules DIR]`: named `image`, probed at `bit`
+    /// (default [`DEFAULT_IMAGE_BIT`]), the feature expected present when a bit is named and
+    /// absent otherwise unless `expect` says. A missing image or modules directory is a usage
+    /// error (exit 2): nothing was started.
+    pub fn for_image(
+        path: &Path,
+        modules: Option<&Path>,
+        bit: Option<u64>,
+        expect: Option<Feature>,
+    ) -> Result<Profile, ConfigError> {
+        let image = std::fs::canonicalize(path)
+            .ok()
+            .filter(|p| p.is_file())
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "--kernel-image {}: no such file (give a bzImage or vmlinuz)",
+                    path.display()
+                ))
+            })?;
+        let modules = match modules {
+            Some(m) => Some(
+                std::fs::canonicalize(m)
+                    .ok()
+                    .filter(|p| p.is_dir())
+                    .ok_or_else(|| {
+                        ConfigError(format!("--modules {}: no such directory", m.display()))
+                    })?,
+            ),
+            None => None,
+        };
+        let p = Profile {
+            name: "image".into(),
+            description: format!("kernel image {}", image.display()),
+            kind: Kind::Image,
+            clone_wait_pid_flag: String::new(),
+            expect: Expect {
+                feature: Feature::Absent,
+            },
+            source: None,
+            prebuilt: None,
+            image: Some(ImageSpec {
+                path: image,
+                modules,
+            }),
+            vm: VmSpec::default(),
+        };
+        Ok(p.with_overrides(
+            Some(bit.unwrap_or(DEFAULT_IMAGE_BIT)),
+            Some(expect.unwrap_or(if bit.is_some() {
+                Feature::Present
+            } else {
+                Feature::Absent
+            })),
+        ))
+    }
+
+    /// The profile with `--clone-wait-pid-flag` and `--expect-feature` applied.
+    pub fn with_overrides(mut self, bit: Option<u64>, expect: Option<Feature>) -> Profile {
+        if let Some(b) = bit {
+            self.clone_wait_pid_flag = format!("{b:#x}");
+        }
+        if let Some(f) = expect {
+            self.expect.feature = f;
+        }
+        self
+    }
+
+    /// Whether virtme-ng must build an initramfs for this kernel (modules to load: the Debian
+    /// kernels' virtio and 9p drivers, an image's `--modules`), which needs busybox-static.
+    pub fn needs_initramfs(&self) -> bool {
+        match self.kind {
+            Kind::DebianPrebuilt => true,
+            Kind::Image => self.image.as_ref().is_some_and(|i| i.modules.is_some()),
+            Kind::Source | Kind::Host => false,
+        }
     }
 
     pub fn clone_bit(&self) -> u64 {
@@ -252,7 +337,13 @@ impl ProfileSet {
                 .to_owned();
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-            let profile = Profile::parse(&text, &stem)?;
+            let mut profile = Profile::parse(&text, &stem)?;
+            if let Some(img) = &mut profile.image {
+                img.path = vm_images.join(&img.path);
+                if let Some(m) = &mut img.modules {
+                    *m = vm_images.join(&*m);
+                }
+            }
             for rel in profile.referenced_files() {
                 if !vm_images.join(rel).is_file() {
                     return Err(ConfigError(format!(
@@ -335,13 +426,79 @@ mod tests {
     #[test]
     fn clone_bit_validation() {
         assert_eq!(parse_clone_bit("0x200000000").unwrap(), 1 << 33);
-        assert!(parse_clone_bit("12").is_err(), "decimal");
+        // The case binary's grammar: decimal and bit:N too.
+        assert_eq!(parse_clone_bit("1099511627776").unwrap(), 1 << 40);
+        assert_eq!(parse_clone_bit("bit:40").unwrap(), 1 << 40);
+        assert!(parse_clone_bit("12").is_err(), "a legacy bit");
+        assert!(parse_clone_bit("bit:64").is_err());
         assert!(parse_clone_bit("0x3").is_err(), "two bits");
         assert!(parse_clone_bit("0x1000").unwrap_err().0.contains("legacy"));
         assert!(parse_clone_bit("0xzz").is_err());
         assert!(parse_clone_bit("0x0").is_err());
         let bad = SOURCE.replace("0x10000000000", "0x30000000000");
         assert!(Profile::parse(&bad, "k").is_err());
+    }
+
+    #[test]
+    fn image_profile_defaults_and_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("bzImage");
+        std::fs::write(&img, b"not really a kernel").unwrap();
+        // No bit: probed at bit 40, the feature expected absent.
+        let p = Profile::for_image(&img, None, None, None).unwrap();
+        assert_eq!((p.kind, p.name.as_str()), (Kind::Image, "image"));
+        assert_eq!(
+            (p.clone_bit(), p.expect.feature),
+            (1 << 40, Feature::Absent)
+        );
+        assert!(!p.needs_initramfs());
+        // A bit: the feature expected present, unless told otherwise.
+        let p = Profile::for_image(&img, None, Some(1 << 41), None).unwrap();
+        assert_eq!(
+            (p.clone_bit(), p.expect.feature),
+            (1 << 41, Feature::Present)
+        );
+        let p = Profile::for_image(&img, Some(dir.path()), Some(1 << 41), Some(Feature::Absent))
+            .unwrap();
+        assert_eq!(p.expect.feature, Feature::Absent);
+        assert!(p.needs_initramfs(), "modules need an initramfs");
+        let missing = Profile::for_image(&dir.path().join("nope"), None, None, None).unwrap_err();
+        assert!(missing.0.contains("no such file"), "{missing}");
+        let no_mods = Profile::for_image(&img, Some(&img), None, None).unwrap_err();
+        assert!(no_mods.0.contains("no such directory"), "{no_mods}");
+    }
+
+    #[test]
+    fn image_kind_needs_its_table() {
+        let text = r#"
+            name = "k"
+            description = "d"
+            kind = "image"
+            clone_wait_pid_flag = "bit:40"
+            [expect]
+            feature = "present"
+            [image]
+            path = "/boot/vmlinuz"
+        "#;
+        let p = Profile::parse(text, "k").unwrap();
+        assert_eq!(p.clone_bit(), 1 << 40);
+        let bare = text.replace("[image]\n            path = \"/boot/vmlinuz\"", "");
+        assert!(Profile::parse(&bare, "k")
+            .unwrap_err()
+            .0
+            .contains("exactly"));
+    }
+
+    #[test]
+    fn profile_overrides() {
+        let p = Profile::parse(SOURCE, "k")
+            .unwrap()
+            .with_overrides(Some(1 << 41), Some(Feature::Absent));
+        assert_eq!(
+            (p.clone_bit(), p.expect.feature),
+            (1 << 41, Feature::Absent)
+        );
+        assert!(!p.needs_initramfs());
     }
 
     #[test]

@@ -399,6 +399,12 @@ pub fn run_cases(
             cases_reported: reported,
         });
         let left: Vec<&String> = listed.iter().filter(|n| !done.contains(*n)).collect();
+        if let Some(why) = vm::launch_failure(&run).filter(|_| !panicked) {
+            // No case ran, and a deterministic failure would only repeat in a fresh VM.
+            r.infra
+                .push(format!("VM {index}: {why}; {} case(s) not run", left.len()));
+            break;
+        }
         if panicked {
             r.infra
                 .push(format!("kernel panic in VM {index} (see console.log)"));
@@ -508,6 +514,10 @@ pub struct Prepared {
 
 /// Kernel, virtme-ng and accelerator for a VM profile (nothing for the host profile).
 pub fn prepare(profile: &Profile, paths: &Paths, opts: &RunOpts) -> Result<Prepared> {
+    // Before any download: virtme-ng would fail only once QEMU is about to start.
+    if profile.needs_initramfs() {
+        vng::static_busybox()?;
+    }
     let artifact = kernel::acquire(
         profile,
         paths,
@@ -724,14 +734,8 @@ fn absorb(results: &mut RunResults, l: VmLoop, profile: &Profile) {
         e.kernel_release = env.kernel_release.clone();
         e.feature = env.feature.clone();
         e.feature_reason = env.feature_reason.clone();
-        let hex = |t: &str| {
-            u64::from_str_radix(
-                t.trim().trim_start_matches("0x").trim_start_matches("0X"),
-                16,
-            )
-            .ok()
-        };
-        if hex(&env.clone_wait_pid_flag) != hex(&profile.clone_wait_pid_flag) {
+        let bit = |t: &str| crate::profile::parse_clone_bit(t).ok();
+        if bit(&env.clone_wait_pid_flag) != bit(&profile.clone_wait_pid_flag) {
             results.problems.push(format!(
                 "the case binary used flag {} but the profile says {}",
                 env.clone_wait_pid_flag, profile.clone_wait_pid_flag

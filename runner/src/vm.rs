@@ -32,6 +32,11 @@ impl VngConfig {
     /// The vng command line for `guest_command`, with the console on stderr (`--verbose`) and
     /// `rwdir` writable in the guest.
     pub fn command(&self, guest_command: &str, rwdir: Option<&Path>) -> Command {
+        self.command_rw(guest_command, rwdir.as_slice())
+    }
+
+    /// [`VngConfig::command`] with any number of writable directories.
+    pub fn command_rw(&self, guest_command: &str, rwdirs: &[&Path]) -> Command {
         let mut c = Command::new(&self.vng);
         // vng runs `virtme-run` from PATH: put the venv's bin first.
         if let Some(bin) = self.vng.parent() {
@@ -51,7 +56,7 @@ impl VngConfig {
         if self.accel == Accel::Tcg {
             c.arg("--disable-kvm");
         }
-        if let Some(dir) = rwdir {
+        for dir in rwdirs {
             c.arg("--rwdir").arg(dir);
         }
         c.arg("--exec").arg(guest_command);
@@ -102,6 +107,44 @@ pub struct VmRun {
     pub console: String,
 }
 
+/// Why a VM that exited on its own never reached the guest script, or None when it did (or was
+/// killed by a watchdog): the host-side launch failed (vng or QEMU gave up before the kernel
+/// printed its banner), in vng's own last words, or the kernel died while booting.
+pub fn launch_failure(run: &VmRun) -> Option<String> {
+    if run.end != VmEnd::Exited || run.boot_seconds.is_some() {
+        return None;
+    }
+    let status = run
+        .vng_status
+        .map(|s| format!("exit {s}"))
+        .unwrap_or_else(|| "killed by a signal".into());
+    let tail = |n: usize| {
+        let lines: Vec<&str> = run
+            .console
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines[lines.len().saturating_sub(n)..].join(" | ")
+    };
+    if run.console.contains("Linux version") {
+        Some(format!(
+            "the kernel stopped while booting, before the guest script started (vng {status}); \
+             last console lines: {}",
+            tail(3)
+        ))
+    } else {
+        Some(format!(
+            "virtme-ng failed to start the VM (vng {status}): {}",
+            if run.console.trim().is_empty() {
+                "it printed nothing".to_owned()
+            } else {
+                tail(3)
+            }
+        ))
+    }
+}
+
 pub struct Watchdogs {
     pub boot: Duration,
     pub total: Duration,
@@ -116,11 +159,33 @@ enum Line {
 /// `stdout_log` the guest script's output; both are appended as lines arrive, so they survive a
 /// watchdog kill. With `echo`, guest output is also echoed to stderr as progress.
 pub fn run_vm(
-    mut cmd: Command,
+    cmd: Command,
     wd: &Watchdogs,
     console_log: &Path,
     stdout_log: &Path,
     echo: bool,
+) -> Result<VmRun> {
+    let echo = if echo { Echo::Progress } else { Echo::Off };
+    run_vm_echo(cmd, wd, console_log, stdout_log, echo)
+}
+
+/// Where [`run_vm_echo`] copies the guest's output lines as they arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    Off,
+    /// To stderr, as `  guest| LINE` progress.
+    Progress,
+    /// To stdout, as they are: the guest command's own output (`runner exec`).
+    Plain,
+}
+
+/// [`run_vm`] with a choice of where guest output is echoed.
+pub fn run_vm_echo(
+    mut cmd: Command,
+    wd: &Watchdogs,
+    console_log: &Path,
+    stdout_log: &Path,
+    echo: Echo,
 ) -> Result<VmRun> {
     use std::os::unix::process::CommandExt;
     let mut console_file = std::fs::OpenOptions::new()
@@ -177,8 +242,16 @@ pub fn run_vm(
                     boot_seconds = Some(started.elapsed().as_secs_f64());
                 } else if l.trim() == END_MARKER {
                     saw_end = true;
-                } else if echo {
-                    eprintln!("  guest| {l}");
+                } else {
+                    match echo {
+                        Echo::Off => {}
+                        Echo::Progress => eprintln!("  guest| {l}"),
+                        Echo::Plain => {
+                            let mut o = std::io::stdout().lock();
+                            let _ = writeln!(o, "{l}");
+                            let _ = o.flush();
+                        }
+                    }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
@@ -269,6 +342,33 @@ mod tests {
         assert!(r.console.contains("Linux version"));
         assert!(out.contains("case"));
         assert_eq!(r.vng_status, Some(0));
+    }
+
+    #[test]
+    fn exit_before_the_guest_is_a_launch_failure_in_vngs_words() {
+        let (r, _) = run(
+            "echo 'virtme-run: a statically linked busybox could not be found, please install busybox-static' >&2; exit 1",
+            30,
+            30,
+        );
+        let why = launch_failure(&r).unwrap();
+        assert!(
+            why.contains("failed to start") && why.contains("exit 1"),
+            "{why}"
+        );
+        assert!(why.contains("please install busybox-static"), "{why}");
+        let (r, _) = run(
+            "echo 'Linux version 6.12' >&2; echo 'reboot: System halted' >&2; exit 0",
+            30,
+            30,
+        );
+        let why = launch_failure(&r).unwrap();
+        assert!(
+            why.contains("while booting") && why.contains("System halted"),
+            "{why}"
+        );
+        let (r, _) = run(&format!("echo {START_MARKER}; exit 1"), 30, 30);
+        assert_eq!(launch_failure(&r), None, "the guest started");
     }
 
     #[test]

@@ -55,6 +55,59 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
     Ok(vng)
 }
 
+/// The busybox virtme-ng puts into the initramfs it builds for a kernel with modules (the
+/// Debian profiles, `--kernel-image --modules`), found the way virtme-ng looks: the first of
+/// `busybox-static`, `busybox.static`, `busybox` on PATH or in /usr/local, /usr, / (bin, sbin).
+/// It must be statically linked: virtme-ng refuses a dynamic one, after QEMU was prepared, with a
+/// message only in its own stderr. The error says what to install.
+pub fn static_busybox() -> Result<PathBuf> {
+    const INSTALL: &str = "apt-get install busybox-static (vm-images/ci-steps.sh does)";
+    let found = ["busybox-static", "busybox.static", "busybox"]
+        .iter()
+        .find_map(|n| {
+            which(n).or_else(|| {
+                ["usr/local", "usr", ""]
+                    .iter()
+                    .flat_map(|p| ["bin", "sbin"].map(|b| Path::new("/").join(p).join(b).join(n)))
+                    .find(|c| c.is_file())
+            })
+        });
+    let Some(bb) = found else {
+        bail!("this kernel boots with modules, so virtme-ng needs a statically linked busybox for its initramfs, and there is none: {INSTALL}");
+    };
+    match elf_is_static(&bb) {
+        Ok(true) => Ok(bb),
+        Ok(false) => bail!(
+            "this kernel boots with modules, so virtme-ng needs a statically linked busybox for its initramfs; {} is dynamically linked: {INSTALL}",
+            bb.display()
+        ),
+        Err(e) => bail!("cannot read {}: {e}", bb.display()),
+    }
+}
+
+/// Whether an ELF64 file has no PT_INTERP program header (static, or static-pie).
+pub fn elf_is_static(path: &Path) -> std::io::Result<bool> {
+    let data = std::fs::read(std::fs::canonicalize(path)?)?;
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an ELF64 file");
+    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
+        return Err(bad());
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(data[0x20..0x28].try_into().expect("8 bytes")) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    for i in 0..phnum {
+        let at = phoff + i * phentsize;
+        let Some(h) = data.get(at..at + 4) else {
+            return Err(bad());
+        };
+        const PT_INTERP: u32 = 3;
+        if u32::from_le_bytes(h.try_into().expect("4 bytes")) == PT_INTERP {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 pub fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
@@ -68,4 +121,24 @@ fn is_executable(p: &Path) -> bool {
     p.metadata()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_and_dynamic_elf() {
+        // /bin/sh is dynamically linked on every supported host.
+        assert!(!elf_is_static(Path::new("/bin/sh")).unwrap());
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("x");
+        std::fs::write(&f, "#!/bin/sh\n").unwrap();
+        assert!(elf_is_static(&f).is_err(), "a script is no ELF");
+        // A minimal ELF64 header with no program headers at all: nothing asks for ld.so.
+        let mut elf = vec![0u8; 64];
+        elf[..5].copy_from_slice(b"\x7fELF\x02");
+        std::fs::write(&f, &elf).unwrap();
+        assert!(elf_is_static(&f).unwrap());
+    }
 }
