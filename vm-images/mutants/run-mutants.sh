@@ -19,7 +19,11 @@
 #                       linux-source-6.12 + 0001, obj/ the build; the tree is left with 0001 only
 #   MUTANTS_OUT         results (default /tmp/mutants): mutation.json, baseline/, <mutant>/
 #   MUTANTS_RUNNER      runner binary (default target/release/runner of this repository)
-#   MUTANTS_REBASELINE  1: rerun the baseline even if $MUTANTS_OUT/baseline/results.json exists
+#   MUTANTS_CASES_BIN   case binary, the same for the baseline and every mutant (default
+#                       target/release/wait-conformance); build both with
+#                       cargo build --release -p runner -p cases --bin runner --bin wait-conformance
+#   MUTANTS_RUNNER_ARGS extra words for `runner run` (e.g. --filter clone3::)
+#   MUTANTS_REBASELINE  1: rerun the baseline even if $MUTANTS_OUT/baseline/run/results.json exists
 #   MUTANTS_JOBS        make -j (default 2)
 #
 # Booting an image: `runner run --kernel-image IMG --clone-wait-pid-flag 0x10000000000
@@ -36,6 +40,7 @@ cache=${WAITCONF_CACHE:-/var/cache/wait-conformance}
 tree=${MUTANTS_TREE:-$cache/trees/wait-pid-6.12}
 out=${MUTANTS_OUT:-/tmp/mutants}
 runner=${MUTANTS_RUNNER:-$repo/target/release/runner}
+cases_bin=${MUTANTS_CASES_BIN:-$repo/target/release/wait-conformance}
 jobs=${MUTANTS_JOBS:-2}
 seed_patch=$repo/vm-images/patches/0001-pidfd-add-CLONE_WAIT_PID-6.12.patch
 fragment=$repo/vm-images/config/base-virtme.config
@@ -117,8 +122,10 @@ boot_and_run() {
     mkdir -p "$dir"
     # The runner exits 1 on failures (expected for a mutant) and 3 on infrastructure trouble;
     # what counts is results.json.
+    # shellcheck disable=SC2086 # MUTANTS_RUNNER_ARGS is a list of words
     nice -n 5 "$runner" run --kernel-image "$img" --clone-wait-pid-flag "$flag" \
-        --expect-feature present --out "$dir/run" > "$dir/runner.log" 2>&1 || true
+        --expect-feature present --cases-bin "$cases_bin" --no-build \
+        ${MUTANTS_RUNNER_ARGS:-} --out "$dir/run" > "$dir/runner.log" 2>&1 || true
     [ -f "$dir/run/results.json" ]
 }
 
@@ -157,7 +164,9 @@ cmd_run() {
             else die "no mutant $m" 2; fi
         done
     fi
-    [ -x "$runner" ] || die "no runner at $runner (cargo build --release -p runner -p cases --bin runner --bin wait-conformance)" 2
+    if [ ! -x "$runner" ] || [ ! -x "$cases_bin" ]; then
+        die "no $runner or $cases_bin (cargo build --release -p runner -p cases --bin runner --bin wait-conformance)" 2
+    fi
     mkdir -p "$out"
     exec 9> "$tree.lock"
     flock 9
@@ -246,6 +255,6 @@ case "${1:-run}" in
     prepare) shift; exec 9> "$tree.lock"; flock 9; prepare ;;
     image) shift; exec 9> "$tree.lock"; flock 9; cmd_image "$@" ;;
     run) [ $# -gt 0 ] && shift; cmd_run "$@" ;;
-    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' ;;
+    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' ;;
     *) cmd_run "$@" ;;
 esac
