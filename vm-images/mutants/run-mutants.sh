@@ -255,6 +255,6 @@ case "${1:-run}" in
     prepare) shift; exec 9> "$tree.lock"; flock 9; prepare ;;
     image) shift; exec 9> "$tree.lock"; flock 9; cmd_image "$@" ;;
     run) [ $# -gt 0 ] && shift; cmd_run "$@" ;;
-    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' ;;
+    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//' ;;
     *) cmd_run "$@" ;;
 esac
