@@ -43,6 +43,12 @@ runner=${MUTANTS_RUNNER:-$repo/target/release/runner}
 cases_bin=${MUTANTS_CASES_BIN:-$repo/target/release/wait-conformance}
 jobs=${MUTANTS_JOBS:-2}
 seed_patch=$repo/vm-images/patches/0001-pidfd-add-CLONE_WAIT_PID-6.12.patch
+# The reference fix's header hunks (a field in signal_struct, unused without the fix's code) go
+# into the kept tree's baseline: changing include/linux/sched/signal.h rebuilds two thirds of
+# the kernel, so with it in the baseline, `image OUT 0002` recompiles three files. The baseline
+# behaves as 0001 alone (nothing reads the field); the mutants touch kernel/*.c only.
+fix_patch=$repo/vm-images/patches/0002-pidfd-CLONE_WAIT_PID-fixes-6.12.patch
+base_re='^a/include/'
 fragment=$repo/vm-images/config/base-virtme.config
 localversion=waitpid-kept
 flag=0x10000000000
@@ -81,6 +87,12 @@ apply() {
 
 build() { mk -s -j"$jobs" bzImage; }
 
+# The sections (from one "diff --git" to the next) of patch $1 whose a/ path matches (or with
+# $3 = not, does not match) the ERE $2.
+sections() {
+    awk -v re="$2" -v inv="${3:-}" '/^diff --git /{keep = ($3 ~ re); if (inv == "not") keep = !keep} keep' "$1"
+}
+
 # The kept tree: unpack, 0001, allnoconfig + fragment + localversion (as
 # vm-images/recipes/build-kernel.sh), baseline bzImage. Reused while its stamp matches.
 prepare() {
@@ -88,11 +100,14 @@ prepare() {
     deb=$(find "$cache/downloads" -maxdepth 1 -name 'linux-source-6.12_*.deb' | sort | tail -n1)
     [ -n "$deb" ] || die "no linux-source-6.12 .deb in $cache/downloads (run: runner kernel --kernel wait-pid-6.12)"
     mkdir -p "$tree"
-    want=$(cat "$deb.sha256" 2>/dev/null || basename "$deb")
-    want="$want $(sha256sum < "$seed_patch" | cut -c1-16) $(sha256sum < "$fragment" | cut -c1-16) $localversion"
+    want="$(basename "$deb") $(sha256sum < "$seed_patch" | cut -c1-16)"
+    want="$want $(sections "$fix_patch" "$base_re" | sha256sum | cut -c1-16)"
+    want="$want $(sha256sum < "$fragment" | cut -c1-16) $localversion"
     stamp=$(cat "$tree/stamp" 2>/dev/null || true)
     restore
-    if [ "$stamp" != "$want" ] || [ ! -f "$obj/arch/x86/boot/bzImage" ]; then
+    # The stamp is written once the tree is unpacked, patched and configured: an interrupted
+    # build resumes incrementally.
+    if [ "$stamp" != "$want" ]; then
         step "new kept tree in $tree from $(basename "$deb")"
         rm -rf "$src" "$obj" "$tree/stamp"
         mkdir -p "$src" "$obj"
@@ -100,17 +115,15 @@ prepare() {
         [ -n "$tarball" ] || die "no linux-source tarball in $deb"
         dpkg-deb --fsys-tarfile "$deb" | tar -xO "$tarball" | tar -xJ --strip-components=1 -C "$src"
         patch -p1 --batch --forward --silent -d "$src" < "$seed_patch"
+        sections "$fix_patch" "$base_re" | patch -p1 --batch --forward --silent -d "$src"
         merged=$tree/fragment.config
         { printf '# ---- %s\n' "$(basename "$fragment")"; cat "$fragment"
           printf 'CONFIG_LOCALVERSION="-%s"\n# CONFIG_LOCALVERSION_AUTO is not set\n' "$localversion"; } > "$merged"
         mk -s allnoconfig KCONFIG_ALLCONFIG="$merged"
-        step "building the baseline bzImage (-j$jobs)"
-        build
         echo "$want" > "$tree/stamp"
-    else
-        step "kept tree $tree is current; incremental rebuild of the baseline"
-        build
     fi
+    step "building the baseline bzImage (-j$jobs; incremental in a kept tree)"
+    build
     mkdir -p "$out/baseline"
     cp "$obj/arch/x86/boot/bzImage" "$out/baseline/bzImage"
 }
@@ -143,8 +156,17 @@ cmd_image() {
     local dest=$1; shift
     prepare
     trap restore EXIT
-    local p
-    for p in "$@"; do apply "$(realpath "$p")" || exit 3; done
+    local p f
+    for p in "$@"; do
+        p=$(realpath "$p")
+        if [ "$p" = "$fix_patch" ]; then
+            # Its header sections are in the baseline already.
+            f=$tree/$(basename "$p" .patch).code.patch
+            sections "$p" "$base_re" not > "$f"
+            p=$f
+        fi
+        apply "$p" || exit 3
+    done
     step "building with $(printf '%s ' "${@##*/}")"
     build || exit 3
     cp "$obj/arch/x86/boot/bzImage" "$dest"
