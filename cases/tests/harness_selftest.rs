@@ -131,3 +131,37 @@ fn list_verbose_prints_one_block_per_case() {
     let hang = blocks.iter().find(|b| b.starts_with("selftest::hang::plain\n")).expect("the hang block");
     assert!(hang.lines().any(|l| l == "  expects:    -"), "{hang}");
 }
+
+/// probe::feature::as_expected: the runner's expectation against the probe.
+/// The host's kernel does not know the configured bit (it is absent here),
+/// so "present" must FAIL with the probe's reason, "absent" must pass, and
+/// no expectation is a skip.
+#[test]
+fn feature_expectation_row_fails_when_the_probe_disagrees() {
+    let dir = std::env::temp_dir().join(format!("wc-expect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (want, status) in [("present", "fail"), ("absent", "pass"), ("", "skip")] {
+        let report = dir.join(format!("r-{want}.jsonl"));
+        let _ = std::fs::remove_file(&report);
+        // Bit 40: unknown to stock kernels, so the probe says absent.
+        let out = bin()
+            .args(["--exact", "probe::feature::as_expected"])
+            .env("CLONE_WAIT_PID_FLAG", "0x10000000000")
+            .env("WAITCONF_EXPECT_FEATURE", want)
+            .env("WAITCONF_REPORT", &report)
+            .output()
+            .unwrap();
+        let recs = records(&report);
+        if recs[0]["feature"] != "absent" {
+            eprintln!("this kernel knows bit 40: the expectation row is checked in VMs only");
+            return;
+        }
+        assert_eq!(status_of(&recs, "probe::feature::as_expected"), status, "{want:?}: {recs:?}");
+        assert_eq!(out.status.success(), status != "fail", "{want:?}: exit {:?}", out.status);
+        if status == "fail" {
+            let r = recs.iter().find(|r| r["name"] == "probe::feature::as_expected").unwrap();
+            assert!(r["detail"].as_str().unwrap().contains("probe finds it absent"), "{r}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

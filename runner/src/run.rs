@@ -269,10 +269,11 @@ pub fn run_cases(
         guest_release: None,
     };
     let mut done: BTreeSet<String> = BTreeSet::new();
-    let mut env: Vec<(String, String)> = vec![(
-        "CLONE_WAIT_PID_FLAG".into(),
-        profile.clone_wait_pid_flag.clone(),
-    )];
+    let mut env: Vec<(String, String)> = vec![
+        ("CLONE_WAIT_PID_FLAG".into(), profile.clone_wait_pid_flag.clone()),
+        // probe::feature::as_expected fails when the probe disagrees.
+        ("WAITCONF_EXPECT_FEATURE".into(), profile.expect.feature.to_string()),
+    ];
     env.extend(opts.case_env.iter().cloned());
     for index in 0..opts.max_vms.max(1) {
         let dir = guest_root.join(format!("vm{index}"));

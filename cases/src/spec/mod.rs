@@ -9,6 +9,7 @@ pub mod generic;
 pub mod grid;
 pub mod mainline;
 pub mod open;
+pub mod probe;
 pub mod regress;
 pub mod reparent;
 pub mod util;
@@ -21,6 +22,7 @@ pub fn all() -> Vec<Case> {
     v.extend(clone3::cases());
     v.extend(reparent::cases());
     v.extend(open::cases());
+    v.extend(probe::cases());
     v.extend(mainline::cases());
     v.extend(regress::cases());
     v.extend(selftest::cases());
