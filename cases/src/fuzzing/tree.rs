@@ -617,19 +617,10 @@ mod tests {
     //! so these logs are what wait-pid-6.12 answered, not executions).
     use super::*;
     use crate::fuzzing::common::Out;
-    use crate::model::Caller;
     use crate::sys::wait::Event;
 
-    const BIT: u64 = 1 << 40;
-
     fn cfg(semantics: Semantics) -> TreeConfig {
-        TreeConfig {
-            features: KernelFeatures::new((6, 12), Some(BIT)),
-            caller: Caller { root: false, ns_init: false, ns_level: 0 },
-            spawn_bit: BIT,
-            sh: true,
-            semantics,
-        }
+        TreeConfig::wait_pid_612(semantics, false)
     }
 
     fn wait(call: WaitCall, opts: u32, node: u8) -> Op {

@@ -20,24 +20,17 @@
 use std::collections::BTreeSet;
 
 use super::tree::{effective_opts, Creator, Expect, Tree, TreeConfig};
-use super::{Caller, KernelFeatures, Lineage, Prediction, Semantics, Verdict};
+use super::{Lineage, Prediction, Semantics, Verdict};
 use crate::fuzzing::tree::{Op, StepOut, TreeModel, Who};
 use crate::harness::Subject;
 use crate::spec::grid::{plan, plan_pid, Group, KidSpec, PlannedWait, Role, Situation, Start, Step, Variant};
 use crate::spec::{focused, generic, open, reparent};
 use crate::sys::wait::{Event, WaitCall, WaitOpts as O, WaitOutcome};
 
-const BIT: u64 = 1 << 40;
 const ALL: [Semantics; 2] = [Semantics::Design, Semantics::Seed];
 
 fn cfg(semantics: Semantics) -> TreeConfig {
-    TreeConfig {
-        features: KernelFeatures::new((6, 12), Some(BIT)),
-        caller: Caller { root: true, ns_init: false, ns_level: 0 },
-        spawn_bit: BIT,
-        sh: true,
-        semantics,
-    }
+    TreeConfig::wait_pid_612(semantics, true)
 }
 
 /// A situation being built: every operation must be inside the model (no

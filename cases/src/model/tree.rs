@@ -151,6 +151,21 @@ pub struct TreeConfig {
     pub semantics: Semantics,
 }
 
+#[cfg(test)]
+impl TreeConfig {
+    /// The unit tests' machine: wait-pid-6.12 (CLONE_WAIT_PID at bit 40),
+    /// /bin/sh present, the caller root or not.
+    pub(crate) fn wait_pid_612(semantics: Semantics, root: bool) -> TreeConfig {
+        TreeConfig {
+            features: KernelFeatures::new((6, 12), Some(1 << 40)),
+            caller: Caller { root, ns_init: false, ns_level: 0 },
+            spawn_bit: 1 << 40,
+            sh: true,
+            semantics,
+        }
+    }
+}
+
 /// Who makes a child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Creator {
@@ -512,16 +527,8 @@ impl Tree {
 mod tests {
     use super::*;
 
-    const BIT: u64 = 1 << 40;
-
     fn cfg(semantics: Semantics) -> TreeConfig {
-        TreeConfig {
-            features: KernelFeatures::new((6, 12), Some(BIT)),
-            caller: Caller { root: false, ns_init: false, ns_level: 0 },
-            spawn_bit: BIT,
-            sh: true,
-            semantics,
-        }
+        TreeConfig::wait_pid_612(semantics, false)
     }
 
     /// Run expectations through the model's own answers.
