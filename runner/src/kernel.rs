@@ -661,15 +661,18 @@ mod tests {
             cache: d.path().join("cache"),
         };
         let p = Profile::for_image(&img, Some(&d.path().join("mods")), None, None).unwrap();
-        let a = acquire(
-            &p,
-            &paths,
-            &AcquireOpts {
-                jobs: 1,
-                refresh_apt: false,
-            },
-        )
-        .unwrap();
+        let stage = |p: &Profile| {
+            acquire(
+                p,
+                &paths,
+                &AcquireOpts {
+                    jobs: 1,
+                    refresh_apt: false,
+                },
+            )
+            .unwrap()
+        };
+        let a = stage(&p);
         let staged = a.image.unwrap();
         assert!(
             staged.ends_with("root/boot/vmlinuz-6.12.9"),
@@ -685,15 +688,7 @@ mod tests {
         assert_eq!(a.release.as_deref(), Some("6.12.9"));
         // Without modules the image is used where it is.
         let p = Profile::for_image(&img, None, None, None).unwrap();
-        let a = acquire(
-            &p,
-            &paths,
-            &AcquireOpts {
-                jobs: 1,
-                refresh_apt: false,
-            },
-        )
-        .unwrap();
+        let a = stage(&p);
         assert_eq!(a.image.unwrap(), std::fs::canonicalize(&img).unwrap());
     }
 
