@@ -938,6 +938,10 @@ mod tests {
 
     /// Lists the fake binary's cases and runs all of them on the host, with a 30 s boot and a
     /// `total_s` whole-run watchdog.
+    /// Seconds of the VM watchdog in the wedge tests: long enough for a healthy fake run in a
+    /// loaded TCG guest (about 1 s there), short enough to keep the test quick.
+    const WEDGE_WATCHDOG_S: u64 = 5;
+
     fn host_loop(dir: &Path, bin: &Path, o: &RunOpts, total_s: u64) -> VmLoop {
         let p = host_profile();
         let listed = list_cases(bin, &p, o, false).unwrap();
@@ -978,8 +982,9 @@ exit 0"#,
   *) exec sleep 600;;
 esac"#,
         );
-        // A one-second watchdog is the behaviour under test.
-        let l = host_loop(dir.path(), &bin, &opts(), 1);
+        // The watchdog firing is the behaviour under test. It must also leave the healthy rerun
+        // time to finish where a shell start is slow (inside a TCG guest, under load).
+        let l = host_loop(dir.path(), &bin, &opts(), WEDGE_WATCHDOG_S);
         assert_eq!(l.vms.len(), 2);
         assert_eq!(l.vms[0].outcome, "watchdog");
         let one = l.cases.iter().find(|c| c.name == "g::one::hidden").unwrap();
@@ -1004,8 +1009,8 @@ esac"#,
             test_threads: Some(2),
             ..opts()
         };
-        // A one-second watchdog is the behaviour under test.
-        let l = host_loop(dir.path(), &bin, &o, 1);
+        // As above: the wedging runs cost one watchdog each, the healthy one must fit in it.
+        let l = host_loop(dir.path(), &bin, &o, WEDGE_WATCHDOG_S);
         let outcomes: Vec<&str> = l.vms.iter().map(|v| v.outcome.as_str()).collect();
         assert_eq!(outcomes, ["watchdog", "watchdog", "completed"]);
         let one = l.cases.iter().find(|c| c.name == "g::one::hidden").unwrap();
