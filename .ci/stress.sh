@@ -18,7 +18,7 @@ end=$(date +%s%N)
 rm -f /tmp/wc-stress.$$
 left=$(for p in /proc/[0-9]*; do
   exe=$(readlink "$p/exe" 2>/dev/null || true)
-  case "$exe" in *"/wait-conformance"*) echo "${p#/proc/} $(cat "$p/stat" 2>/dev/null | awk '{print $3}')";; esac
+  case "$exe" in *"/wait-conformance"*) echo "${p#/proc/} $(awk '{print $3}' "$p/stat" 2>/dev/null)";; esac
 done)
 zombies=$(awk '$3=="Z"' /proc/[0-9]*/stat 2>/dev/null | grep -c wait-conform || true)
 echo "stress: $n runs, $fails failed, $(( (end - start) / 1000000 )) ms total; leftover processes: ${left:-none}; zombies: $zombies"

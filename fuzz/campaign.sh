@@ -42,7 +42,7 @@ last=$(grep -E '^#[0-9]+' "$log" | tail -1)
 cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
 ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
 left=$(ps -eo pid=,stat=,comm= | awk -v b="$target" '$3 == b' | wc -l)
-echo "CAMPAIGN target=$target secs=$secs rc=$rc execs=$(stat stat::number_of_executed_units) exec_per_sec=$(stat stat::average_exec_per_sec) cov=${cov:-0} ft=${ft:-0} corpus=$(ls "$corpus" | wc -l) artifacts=$(ls "$artifacts" | wc -l) leftovers=$left"
+echo "CAMPAIGN target=$target secs=$secs rc=$rc execs=$(stat stat::number_of_executed_units) exec_per_sec=$(stat stat::average_exec_per_sec) cov=${cov:-0} ft=${ft:-0} corpus=$(find "$corpus" -mindepth 1 -maxdepth 1 | wc -l) artifacts=$(find "$artifacts" -mindepth 1 -maxdepth 1 | wc -l) leftovers=$left"
 rm -f "$log"
 if [ "$rc" -ne 0 ]; then exit 1; fi
 if [ "$left" -ne 0 ]; then exit 3; fi
