@@ -11,12 +11,14 @@ mod exec;
 mod fuzz;
 mod gate;
 mod kernel;
+mod mutate;
 mod paths;
 mod probe;
 mod profile;
 mod progress;
 mod report;
 mod run;
+mod tree;
 mod vm;
 mod vng;
 
