@@ -11,6 +11,7 @@ mod exec;
 mod fuzz;
 mod gate;
 mod kernel;
+mod ktap;
 mod mutate;
 mod paths;
 mod probe;

@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Parse a run's KTAP report with the kernel's own parser and compare its counts with
+results.json: pass, fail (fail + broken: KTAP has no "broken") and skip must match.
+
+usage: ktap-check.py RESULTS.KTAP RESULTS.JSON KUNIT_DIR
+KUNIT_DIR holds kunit_parser.py (tools/testing/kunit of a linux-source tree).
+"""
+import io
+import json
+import sys
+
+
+def main():
+    ktap, results, kunit_dir = sys.argv[1:4]
+    sys.path.insert(0, kunit_dir)
+    import kunit_parser  # noqa: E402  (the kernel's, from KUNIT_DIR)
+    import kunit_printer  # noqa: E402
+
+    # The parser prints kunit.py's progress view while it parses; keep it out of the way.
+    kunit_printer.stdout._output = io.StringIO()
+    with open(ktap, encoding="utf-8") as f:
+        test = kunit_parser.parse_run_tests(f.readlines())
+    c = test.counts
+    got = {"pass": c.passed, "fail": c.failed + c.crashed, "skip": c.skipped, "errors": c.errors}
+    with open(results, encoding="utf-8") as f:
+        cases = json.load(f)["cases"]
+    want = {"pass": 0, "fail": 0, "skip": 0, "errors": 0}
+    for case in cases:
+        s = case["status"]
+        want["fail" if s == "broken" else s] += 1
+    print(f"kunit_parser: {got}; results.json: {want}; parser status {test.status.name}")
+    if got != want:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
