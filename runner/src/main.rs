@@ -10,6 +10,7 @@ mod console;
 mod exec;
 mod fuzz;
 mod gate;
+mod kcidb;
 mod kernel;
 mod ktap;
 mod mutate;
