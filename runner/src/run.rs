@@ -938,9 +938,22 @@ mod tests {
 
     /// Lists the fake binary's cases and runs all of them on the host, with a 30 s boot and a
     /// `total_s` whole-run watchdog.
-    /// Seconds of the VM watchdog in the wedge tests: long enough for a healthy fake run in a
-    /// loaded TCG guest (about 1 s there), short enough to keep the test quick.
-    const WEDGE_WATCHDOG_S: u64 = 5;
+    /// The VM watchdog of the wedge tests: four times what a healthy fake run takes here (at
+    /// least a second), measured first with a generous watchdog. The wedging runs cost one
+    /// watchdog each, the healthy rerun must fit in one: inside a loaded TCG guest a healthy
+    /// run takes seconds (every exec of the guest script is slow), on a host milliseconds.
+    fn wedge_watchdog_s(dir: &Path) -> u64 {
+        std::fs::create_dir_all(dir.join("calibrate")).unwrap();
+        let healthy = fake_bin(
+            &dir.join("calibrate"),
+            r#"echo '{"kind":"case","name":"g::one::hidden","status":"pass","detail":"","duration_ms":1}' >> "$WAITCONF_REPORT"
+echo '{"kind":"case","name":"g::two::plain","status":"pass","detail":"","duration_ms":1}' >> "$WAITCONF_REPORT""#,
+        );
+        let started = std::time::Instant::now();
+        let l = host_loop(&dir.join("calibrate"), &healthy, &opts(), 120);
+        assert_eq!(l.vms.len(), 1, "the calibration run is healthy");
+        (started.elapsed().as_secs_f64() * 4.0).ceil().max(1.0) as u64
+    }
 
     fn host_loop(dir: &Path, bin: &Path, o: &RunOpts, total_s: u64) -> VmLoop {
         let p = host_profile();
@@ -984,7 +997,7 @@ esac"#,
         );
         // The watchdog firing is the behaviour under test. It must also leave the healthy rerun
         // time to finish where a shell start is slow (inside a TCG guest, under load).
-        let l = host_loop(dir.path(), &bin, &opts(), WEDGE_WATCHDOG_S);
+        let l = host_loop(dir.path(), &bin, &opts(), wedge_watchdog_s(dir.path()));
         assert_eq!(l.vms.len(), 2);
         assert_eq!(l.vms[0].outcome, "watchdog");
         let one = l.cases.iter().find(|c| c.name == "g::one::hidden").unwrap();
@@ -1010,7 +1023,7 @@ esac"#,
             ..opts()
         };
         // As above: the wedging runs cost one watchdog each, the healthy one must fit in it.
-        let l = host_loop(dir.path(), &bin, &o, WEDGE_WATCHDOG_S);
+        let l = host_loop(dir.path(), &bin, &o, wedge_watchdog_s(dir.path()));
         let outcomes: Vec<&str> = l.vms.iter().map(|v| v.outcome.as_str()).collect();
         assert_eq!(outcomes, ["watchdog", "watchdog", "completed"]);
         let one = l.cases.iter().find(|c| c.name == "g::one::hidden").unwrap();
