@@ -220,16 +220,12 @@ pub struct KernelArgs {
     modules: Option<PathBuf>,
     /// CLONE_WAIT_PID as this kernel defines it: 0x... hex, decimal or bit:N (the case binary's
     /// grammar). Default: the profile's; for --kernel-image, 0x10000000000 (bit 40).
-    #[arg(long, value_name = "BIT", value_parser = parse_bit_arg)]
+    #[arg(long, value_name = "BIT", value_parser = protocol::bit::parse_bit)]
     clone_wait_pid_flag: Option<u64>,
     /// Whether the feature must be there (a profile's [expect] feature). Default: the
     /// profile's; for --kernel-image, present when --clone-wait-pid-flag is given, else absent.
     #[arg(long, value_enum, value_name = "present|absent")]
     expect_feature: Option<profile::Feature>,
-}
-
-pub fn parse_bit_arg(s: &str) -> Result<u64, String> {
-    profile::parse_clone_bit(s).map_err(|e| e.0)
 }
 
 impl KernelArgs {
