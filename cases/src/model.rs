@@ -15,19 +15,8 @@ use crate::sys::clone::{flags::*, CLONE_ARGS_SIZE_VER0, CLONE_ARGS_SIZE_VER2};
 use crate::sys::wait::{Event, WaitCall, WaitOpts, WaitOutcome};
 use crate::sys::Errno;
 
-/// clone3-only bits mainline gave a meaning, and since when.
-pub const MAINLINE_CLONE3_BITS: &[(u64, &str, (u32, u32))] = &[
-    (CLONE_CLEAR_SIGHAND, "CLONE_CLEAR_SIGHAND", (5, 5)),
-    (CLONE_INTO_CGROUP, "CLONE_INTO_CGROUP", (5, 7)),
-    (CLONE_AUTOREAP, "CLONE_AUTOREAP", (7, 1)),
-    (CLONE_NNP, "CLONE_NNP", (7, 1)),
-    (CLONE_PIDFD_AUTOKILL, "CLONE_PIDFD_AUTOKILL", (7, 1)),
-    // Present in 7.2 (clone3_args_valid in Debian's linux-source-7.2
-    // accepts it); merged into the vfs tree on 2026-03-12 together with the
-    // three bits above, i.e. for the 7.1 merge window (not checked against a
-    // 7.1 tree).
-    (CLONE_EMPTY_MNTNS, "CLONE_EMPTY_MNTNS", (7, 1)),
-];
+/// clone3-only bits mainline gave a meaning, and since when (the protocol's table).
+pub use protocol::flags::MAINLINE_CLONE3_BITS;
 
 /// The mainline name of a clone3 bit on a kernel of this version, if any.
 pub fn mainline_bit_name(bit: u64, version: (u32, u32)) -> Option<(&'static str, (u32, u32))> {
@@ -499,7 +488,7 @@ pub enum Semantics {
 impl Semantics {
     /// The environment variable that selects the fuzzers' semantics
     /// (`seed` or `design`; unset or empty: design).
-    pub const ENV: &'static str = "WAIT_FUZZ_SEMANTICS";
+    pub const ENV: &'static str = protocol::env::WAIT_FUZZ_SEMANTICS;
 
     pub fn name(self) -> &'static str {
         match self {

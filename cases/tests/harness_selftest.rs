@@ -165,3 +165,24 @@ fn feature_expectation_row_fails_when_the_probe_disagrees() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--probe` (what `runner probe` runs in a guest): the env record alone, one JSON line, the
+/// same as a report's first line. On the host kernel (no CLONE_WAIT_PID) bit 40 is absent.
+#[test]
+fn probe_mode_prints_the_env_record() {
+    let out = bin().arg("--probe").env("CLONE_WAIT_PID_FLAG", "bit:40").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let rec: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(rec["kind"], "env");
+    assert_eq!(rec["clone_wait_pid_flag"], "0x10000000000");
+    assert!(rec["feature"] == "present" || rec["feature"] == "absent", "{rec}");
+    assert!(!rec["feature_reason"].as_str().unwrap().is_empty(), "{rec}");
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(rec["kernel_release"], release.trim());
+    let bad = bin().arg("--probe").env("CLONE_WAIT_PID_FLAG", "0x3").output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(bad.stdout.is_empty());
+}

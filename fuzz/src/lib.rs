@@ -36,7 +36,7 @@ use cases::sys::wait::{WaitCall, WaitOpts};
 pub const STEP_TIMEOUT_MS: i32 = 10_000;
 
 /// Environment variable: `0` runs every input in the worker.
-pub const INPROCESS_ENV: &str = "WAIT_FUZZ_INPROCESS";
+pub const INPROCESS_ENV: &str = protocol::env::WAIT_FUZZ_INPROCESS;
 
 pub struct Ctx {
     pub env: Env,

@@ -165,10 +165,10 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Parses a clone3 flag word the way the case binary reads `CLONE_WAIT_PID_FLAG` (one parser
-/// for both: `cases::harness::config::parse_bit`): `0x...` hex, decimal or `bit:N`, exactly one
+/// for both: `protocol::bit::parse_bit`): `0x...` hex, decimal or `bit:N`, exactly one
 /// bit, and one of the clone3-only bits 32..=63 (the legacy 32 bits are all taken).
 pub fn parse_clone_bit(text: &str) -> Result<u64, ConfigError> {
-    cases::harness::config::parse_bit(text).map_err(ConfigError)
+    protocol::bit::parse_bit(text).map_err(ConfigError)
 }
 
 /// The bit an image is probed at when nobody names one: the 6.12 port's bit 40, free in every

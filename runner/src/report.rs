@@ -10,48 +10,43 @@ use serde::{Deserialize, Serialize};
 
 use crate::console::Finding;
 
-/// The closed vocabulary of case outcomes (the case binary's `status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    Fail,
-    Skip,
-    Broken,
-}
+pub use protocol::{EnvRecord, Status};
+use protocol::{CaseRecord, Line, Record};
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Fail => "fail",
-            Status::Skip => "skip",
-            Status::Broken => "broken",
-        }
-    }
-    pub fn is_bad(self) -> bool {
-        matches!(self, Status::Fail | Status::Broken)
-    }
-}
-
+/// A case row of the results: the case binary's record (the protocol's [`CaseRecord`], its
+/// fields reachable through `Deref`) and the VM that ran it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseResult {
-    pub name: String,
-    pub status: Status,
-    #[serde(default)]
-    pub detail: String,
-    #[serde(default)]
-    pub duration_ms: u64,
+    #[serde(flatten)]
+    pub record: CaseRecord,
     /// Which VM (0-based) ran the case; filled in by the runner.
     #[serde(default)]
     pub vm: usize,
-    /// Where the row's expectation comes from: seed, documented, design,
-    /// regression or selftest (absent from older case binaries).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provenance: Option<String>,
+}
+
+impl std::ops::Deref for CaseResult {
+    type Target = CaseRecord;
+    fn deref(&self) -> &CaseRecord {
+        &self.record
+    }
 }
 
 impl CaseResult {
+    /// A row the runner writes itself for a case that gave no result of its own: broken, with
+    /// why, no provenance.
+    pub fn broken(name: &str, detail: String, vm: usize) -> CaseResult {
+        CaseResult {
+            record: CaseRecord {
+                name: name.to_owned(),
+                status: Status::Broken,
+                detail,
+                duration_ms: 0,
+                provenance: None,
+            },
+            vm,
+        }
+    }
+
     pub fn group(&self) -> &str {
         self.name.split("::").next().unwrap_or(&self.name)
     }
@@ -72,56 +67,26 @@ fn provenance_rank(p: &str) -> (usize, String) {
     (PROVENANCE_ORDER.iter().position(|x| *x == p).unwrap_or(PROVENANCE_ORDER.len()), p.to_owned())
 }
 
-/// The case binary's `{"kind":"env",...}` line.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CaseEnv {
-    #[serde(default)]
-    pub kernel_release: String,
-    #[serde(default)]
-    pub clone_wait_pid_flag: String,
-    #[serde(default)]
-    pub feature: String,
-    #[serde(default)]
-    pub feature_reason: String,
-    /// What the probe saw (deviations from the seed marked `unexpected:`).
-    #[serde(default)]
-    pub feature_observed: String,
-}
-
 /// What one JSON-lines report file held.
 #[derive(Debug, Default)]
 pub struct CaseReport {
-    pub env: Option<CaseEnv>,
+    pub env: Option<EnvRecord>,
     pub cases: Vec<CaseResult>,
     /// Lines that were not valid JSON (e.g. the last line cut short by a panic).
     pub malformed: Vec<String>,
 }
 
-/// Parses the case binary's JSON lines. Unknown `kind`s are ignored (forward compatible);
-/// a torn last line is recorded as malformed, not an error.
+/// Parses the case binary's JSON lines (tolerantly: [`protocol::record::parse_line`]). Unknown
+/// `kind`s are ignored (forward compatible); a torn last line is recorded as malformed, not an
+/// error.
 pub fn parse_case_report(text: &str, vm: usize) -> CaseReport {
     let mut report = CaseReport::default();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let value: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(_) => {
-                report.malformed.push(line.to_owned());
-                continue;
-            }
-        };
-        match value.get("kind").and_then(|k| k.as_str()) {
-            Some("env") => match serde_json::from_value::<CaseEnv>(value) {
-                Ok(env) => report.env = Some(env),
-                Err(_) => report.malformed.push(line.to_owned()),
-            },
-            Some("case") => match serde_json::from_value::<CaseResult>(value) {
-                Ok(mut case) => {
-                    case.vm = vm;
-                    report.cases.push(case);
-                }
-                Err(_) => report.malformed.push(line.to_owned()),
-            },
-            _ => {}
+        match protocol::record::parse_line(line) {
+            Line::Record(Record::Env(env)) => report.env = Some(env),
+            Line::Record(Record::Case(record)) => report.cases.push(CaseResult { record, vm }),
+            Line::Unknown => {}
+            Line::Malformed => report.malformed.push(line.to_owned()),
         }
     }
     report

@@ -188,16 +188,16 @@ pub fn run_vm_echo(
     echo: Echo,
 ) -> Result<VmRun> {
     use std::os::unix::process::CommandExt;
-    let mut console_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(console_log)?;
-    let mut stdout_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(stdout_log)?;
-    writeln!(console_file, "# {cmd:?}")?;
-    let started = Instant::now();
+    let mut w = Watch {
+        console_file: append(console_log)?,
+        stdout_file: append(stdout_log)?,
+        console: String::new(),
+        boot_seconds: None,
+        saw_end: false,
+        started: Instant::now(),
+        echo,
+    };
+    writeln!(w.console_file, "# {cmd:?}")?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -219,86 +219,114 @@ pub fn run_vm_echo(
             let _ = tx2.send(Line::Console(l));
         }
     });
-    let mut console = String::new();
-    let mut boot_seconds = None;
-    let mut saw_end = false;
-    let mut killed: Option<VmEnd> = None;
-    loop {
-        let deadline = if boot_seconds.is_none() {
-            wd.boot
-        } else {
-            wd.total
-        };
-        let left = deadline.saturating_sub(started.elapsed());
-        match rx.recv_timeout(left) {
-            Ok(Line::Console(l)) => {
-                writeln!(console_file, "{l}")?;
-                console.push_str(&l);
-                console.push('\n');
-            }
-            Ok(Line::Out(l)) => {
-                writeln!(stdout_file, "{l}")?;
-                if l.trim() == START_MARKER && boot_seconds.is_none() {
-                    boot_seconds = Some(started.elapsed().as_secs_f64());
-                } else if l.trim() == END_MARKER {
-                    saw_end = true;
-                } else {
-                    match echo {
-                        Echo::Off => {}
-                        Echo::Progress => eprintln!("  guest| {l}"),
-                        Echo::Plain => {
-                            let mut o = std::io::stdout().lock();
-                            let _ = writeln!(o, "{l}");
-                            let _ = o.flush();
-                        }
-                    }
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                let end = if boot_seconds.is_none() {
-                    VmEnd::BootTimeout
-                } else {
-                    VmEnd::Watchdog
-                };
-                writeln!(
-                    console_file,
-                    "# runner: {} after {:.1} s, killing the VM",
-                    end.as_str(),
-                    started.elapsed().as_secs_f64()
-                )?;
-                kill_group(&child);
-                killed = Some(end);
-                // Drain what is left; the pipes close once QEMU is gone.
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        if killed.is_some() {
-            // After a kill, keep reading until both pipes close but stop enforcing deadlines.
-            for line in rx.iter() {
-                if let Line::Console(l) = line {
-                    writeln!(console_file, "{l}")?;
-                    console.push_str(&l);
-                    console.push('\n');
-                }
-            }
-            break;
-        }
-    }
+    let killed = w.watch(&rx, wd, &child)?;
     let _ = t1.join();
     let _ = t2.join();
     let status = child.wait()?;
     let end = match killed {
         Some(e) => e,
-        None if saw_end => VmEnd::Completed,
+        None if w.saw_end => VmEnd::Completed,
         None => VmEnd::Exited,
     };
     Ok(VmRun {
         end,
-        boot_seconds,
-        wall_seconds: started.elapsed().as_secs_f64(),
+        boot_seconds: w.boot_seconds,
+        wall_seconds: w.started.elapsed().as_secs_f64(),
         vng_status: status.code(),
-        console,
+        console: w.console,
     })
+}
+
+fn append(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// What [`run_vm_echo`] has seen of a VM so far.
+struct Watch {
+    console_file: std::fs::File,
+    stdout_file: std::fs::File,
+    console: String,
+    boot_seconds: Option<f64>,
+    saw_end: bool,
+    started: Instant,
+    echo: Echo,
+}
+
+impl Watch {
+    /// Takes lines until both pipes close, enforcing the watchdogs: the end a watchdog
+    /// killed the VM with, if one did.
+    fn watch(
+        &mut self,
+        rx: &std::sync::mpsc::Receiver<Line>,
+        wd: &Watchdogs,
+        child: &std::process::Child,
+    ) -> Result<Option<VmEnd>> {
+        loop {
+            let deadline = if self.boot_seconds.is_none() {
+                wd.boot
+            } else {
+                wd.total
+            };
+            let left = deadline.saturating_sub(self.started.elapsed());
+            match rx.recv_timeout(left) {
+                Ok(Line::Console(l)) => self.console_line(&l)?,
+                Ok(Line::Out(l)) => self.output_line(&l)?,
+                Err(RecvTimeoutError::Timeout) => {
+                    let end = if self.boot_seconds.is_none() {
+                        VmEnd::BootTimeout
+                    } else {
+                        VmEnd::Watchdog
+                    };
+                    writeln!(
+                        self.console_file,
+                        "# runner: {} after {:.1} s, killing the VM",
+                        end.as_str(),
+                        self.started.elapsed().as_secs_f64()
+                    )?;
+                    kill_group(child);
+                    // Drain what is left (the pipes close once QEMU is gone), no deadlines.
+                    for line in rx.iter() {
+                        if let Line::Console(l) = line {
+                            self.console_line(&l)?;
+                        }
+                    }
+                    return Ok(Some(end));
+                }
+                Err(RecvTimeoutError::Disconnected) => return Ok(None),
+            }
+        }
+    }
+
+    fn console_line(&mut self, l: &str) -> Result<()> {
+        writeln!(self.console_file, "{l}")?;
+        self.console.push_str(l);
+        self.console.push('\n');
+        Ok(())
+    }
+
+    fn output_line(&mut self, l: &str) -> Result<()> {
+        writeln!(self.stdout_file, "{l}")?;
+        if l.trim() == START_MARKER && self.boot_seconds.is_none() {
+            self.boot_seconds = Some(self.started.elapsed().as_secs_f64());
+        } else if l.trim() == END_MARKER {
+            self.saw_end = true;
+        } else {
+            match self.echo {
+                Echo::Off => {}
+                Echo::Progress => eprintln!("  guest| {l}"),
+                Echo::Plain => {
+                    let mut o = std::io::stdout().lock();
+                    let _ = writeln!(o, "{l}");
+                    let _ = o.flush();
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn kill_group(child: &std::process::Child) {

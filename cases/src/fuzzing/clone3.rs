@@ -46,7 +46,7 @@ use crate::sys::{pidfd, Errno};
 /// Environment variable that allows, on the host, executions that create
 /// namespaces or `CLONE_VM` children. Without it such flag words are only
 /// executed when the model says the kernel rejects them.
-pub const RISKY_ENV: &str = "WAIT_FUZZ_RISKY";
+pub const RISKY_ENV: &str = protocol::env::WAIT_FUZZ_RISKY;
 
 /// Bits whose successful use creates namespaces or shares our memory.
 pub const RISKY_BITS: u64 =
@@ -362,30 +362,9 @@ impl std::fmt::Display for Clone3Case {
     }
 }
 
-/// `CLONE_PIDFD|CLONE_VM|0x10000000000`-style spelling of a flag word.
+/// `CLONE_PIDFD|CLONE_VM|0x10000000000`-style spelling of a flag word (the protocol's names).
 pub fn flag_names(f: u64) -> String {
-    const NAMES: &[(u64, &str)] = &[
-        (CLONE_VM, "CLONE_VM"), (CLONE_FS, "CLONE_FS"), (CLONE_FILES, "CLONE_FILES"), (CLONE_SIGHAND, "CLONE_SIGHAND"),
-        (CLONE_PIDFD, "CLONE_PIDFD"), (CLONE_PTRACE, "CLONE_PTRACE"), (CLONE_VFORK, "CLONE_VFORK"), (CLONE_PARENT, "CLONE_PARENT"),
-        (CLONE_THREAD, "CLONE_THREAD"), (CLONE_NEWNS, "CLONE_NEWNS"), (CLONE_SYSVSEM, "CLONE_SYSVSEM"), (CLONE_SETTLS, "CLONE_SETTLS"),
-        (CLONE_PARENT_SETTID, "CLONE_PARENT_SETTID"), (CLONE_CHILD_CLEARTID, "CLONE_CHILD_CLEARTID"), (CLONE_DETACHED, "CLONE_DETACHED"),
-        (CLONE_UNTRACED, "CLONE_UNTRACED"), (CLONE_CHILD_SETTID, "CLONE_CHILD_SETTID"), (CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
-        (CLONE_NEWUTS, "CLONE_NEWUTS"), (CLONE_NEWIPC, "CLONE_NEWIPC"), (CLONE_NEWUSER, "CLONE_NEWUSER"), (CLONE_NEWPID, "CLONE_NEWPID"),
-        (CLONE_NEWNET, "CLONE_NEWNET"), (CLONE_IO, "CLONE_IO"), (CLONE_NEWTIME, "CLONE_NEWTIME"),
-        (CLONE_CLEAR_SIGHAND, "CLONE_CLEAR_SIGHAND"), (CLONE_INTO_CGROUP, "CLONE_INTO_CGROUP"),
-    ];
-    let mut rest = f;
-    let mut parts = Vec::new();
-    for (b, n) in NAMES {
-        if rest & b != 0 {
-            parts.push(n.to_string());
-            rest &= !b;
-        }
-    }
-    if rest != 0 {
-        parts.push(format!("{rest:#x}"));
-    }
-    if parts.is_empty() { "0".into() } else { parts.join("|") }
+    protocol::flags::names(f)
 }
 
 /// The three wait steps, in order: (label, call, options).

@@ -10,31 +10,12 @@ use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
 use crate::sys::{pidfd, Errno};
 
 /// The environment variable naming the bit.
-pub const FLAG_ENV: &str = "CLONE_WAIT_PID_FLAG";
+pub const FLAG_ENV: &str = protocol::env::CLONE_WAIT_PID_FLAG;
 /// The seed's value (CLONE_INTO_CGROUP in mainline since 5.7).
 pub const SEED_BIT: u64 = 0x2_0000_0000;
 
-/// Parse the bit: one bit, above the legacy 32-bit word. Accepts 0x-hex,
-/// decimal, or `bit:N`.
-pub fn parse_bit(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let v = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u64::from_str_radix(&h.replace('_', ""), 16)
-    } else if let Some(n) = s.strip_prefix("bit:") {
-        n.parse::<u32>().ok().filter(|n| *n < 64).map(|n| 1u64 << n).ok_or(())
-            .or_else(|_| "x".parse::<u64>())
-    } else {
-        s.parse::<u64>()
-    }
-    .map_err(|_| format!("{FLAG_ENV}={s:?}: not a number (want e.g. 0x200000000 or bit:33)"))?;
-    if v.count_ones() != 1 {
-        return Err(format!("{FLAG_ENV}={s}: must be exactly one bit, got {:#x}", v));
-    }
-    if v <= CLONE_LEGACY_FLAGS {
-        return Err(format!("{FLAG_ENV}={v:#x}: bits 0-31 are the legacy clone flags; CLONE_WAIT_PID is a clone3-only bit (32-63)"));
-    }
-    Ok(v)
-}
+/// Parse the bit (the protocol's one grammar: 0x-hex, decimal or `bit:N`, one clone3-only bit).
+pub use protocol::bit::parse_bit;
 
 /// The configured bit (environment, else the seed's).
 pub fn configured_bit() -> Result<u64, String> {
@@ -316,15 +297,9 @@ fn try_combo(bit: u64, c: Combo) -> Answer {
 mod tests {
     use super::*;
     #[test]
-    fn bits() {
+    fn seed_bit_parses() {
+        // The grammar's own tests are in protocol::bit.
         assert_eq!(parse_bit("0x200000000"), Ok(SEED_BIT));
-        assert_eq!(parse_bit("bit:40"), Ok(1 << 40));
-        assert_eq!(parse_bit("1099511627776"), Ok(1 << 40));
-        assert!(parse_bit("0x3").is_err());
-        assert!(parse_bit("0x1000").unwrap_err().contains("legacy"));
-        assert!(parse_bit("0x300000000").unwrap_err().contains("exactly one bit"));
-        assert!(parse_bit("CLONE_FOO").unwrap_err().contains("not a number"));
-        assert!(parse_bit("bit:64").is_err());
     }
 
     const BIT: u64 = 1 << 40;

@@ -20,15 +20,8 @@ use super::config::{self, Probe};
 use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
 use crate::sys::{pidfd, proc};
 
-/// LTP's closed vocabulary of results.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    Fail,
-    Skip,
-    Broken,
-}
+pub use protocol::Status;
+use protocol::{CaseRecord, EnvRecord, Record};
 
 /// What the case process prints on its stdout, one JSON line.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -37,39 +30,14 @@ pub struct CaseOutput {
     pub detail: String,
 }
 
-/// One line of the JSON-lines report.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CaseRecord {
-    pub kind: String,
-    pub name: String,
-    pub status: Status,
-    pub detail: String,
-    pub duration_ms: u64,
-    /// Where the row's expectation comes from (seed, documented, design,
-    /// regression, selftest).
-    pub provenance: Provenance,
-}
-
-/// The report's first line.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct EnvRecord {
-    pub kind: String,
-    pub kernel_release: String,
-    pub clone_wait_pid_flag: String,
-    pub feature: String,
-    /// why absent, or why present
-    pub feature_reason: String,
-    /// what the probe saw (deviations from the seed marked `unexpected:`);
-    /// never a reason for "absent"
-    #[serde(default)]
-    pub feature_observed: String,
-}
-
 pub const RUN_CASE_ARG: &str = "--wc-run-case";
 pub const PROBE_ARG: &str = "--wc-probe";
+/// Run the feature probe alone and print its env record (one JSON line, as the report's first
+/// line): what `runner probe` runs in the guest.
+pub const PROBE_RECORD_ARG: &str = "--probe";
 pub const EXIT_ARG: &str = "--wc-exit";
-pub const PROBE_ENV: &str = "WAITCONF_PROBE";
-pub const REPORT_ENV: &str = "WAITCONF_REPORT";
+pub const PROBE_ENV: &str = protocol::env::WAITCONF_PROBE;
+pub const REPORT_ENV: &str = protocol::env::WAITCONF_REPORT;
 
 /// Exit code for bad configuration (an unusable CLONE_WAIT_PID_FLAG).
 pub const EXIT_CONFIG: i32 = 2;
@@ -82,6 +50,7 @@ pub fn main(table: fn() -> Vec<Case>) -> ! {
     match argv.get(1).map(String::as_str) {
         Some(RUN_CASE_ARG) => case_process(table, argv.get(2).map(String::as_str).unwrap_or("")),
         Some(PROBE_ARG) => probe_process(),
+        Some(PROBE_RECORD_ARG) => probe_record_process(),
         // A tiny program for execve rows: exit with the given code.
         Some(EXIT_ARG) => std::process::exit(argv.get(2).and_then(|s| s.parse().ok()).unwrap_or(127)),
         _ => test_process(table),
@@ -93,6 +62,37 @@ fn probe_process() -> ! {
     let p = config::probe(bit);
     println!("{}", serde_json::to_string(&p).expect("probe json"));
     std::process::exit(0)
+}
+
+/// `--probe`: the probe's env record on stdout. Exit 0 whatever it found, [`EXIT_CONFIG`] for
+/// an unusable bit, [`EXIT_HARNESS`] when the probe broke.
+fn probe_record_process() -> ! {
+    if let Err(e) = config::configured_bit() {
+        eprintln!("wait-conformance: configuration error: {e}");
+        std::process::exit(EXIT_CONFIG);
+    }
+    match run_probe() {
+        Ok(p) => {
+            eprintln!("{}", probe_lines(&p));
+            println!("{}", Record::Env(env_record(&p)).to_line());
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("wait-conformance: the feature probe broke: {e}");
+            std::process::exit(EXIT_HARNESS)
+        }
+    }
+}
+
+/// The report's first line, from the probe.
+fn env_record(probe: &Probe) -> EnvRecord {
+    EnvRecord {
+        kernel_release: probe.kernel_release.clone(),
+        clone_wait_pid_flag: protocol::bit::spell(probe.bit),
+        feature: if probe.absent.is_none() { protocol::record::PRESENT } else { protocol::record::ABSENT }.into(),
+        feature_reason: probe.absent.clone().unwrap_or_else(|| probe.reason.clone()),
+        feature_observed: probe.observed.clone(),
+    }
 }
 
 /// Run the probe in a child process of its own (it must be the only child
@@ -252,22 +252,13 @@ struct Tally(Arc<Mutex<std::collections::BTreeMap<Provenance, [usize; 4]>>>);
 impl Tally {
     fn add(&self, p: Provenance, s: Status) {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry(p).or_default()[status_index(s)] += 1;
+        m.entry(p).or_default()[s.index()] += 1;
     }
     fn is_empty(&self) -> bool {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
     fn table(&self) -> String {
         provenance_table(&self.0.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-fn status_index(s: Status) -> usize {
-    match s {
-        Status::Pass => 0,
-        Status::Fail => 1,
-        Status::Skip => 2,
-        Status::Broken => 3,
     }
 }
 
@@ -332,15 +323,7 @@ impl Report {
             }
         };
         let r = Report(Some(Arc::new(Mutex::new(f))));
-        let env = EnvRecord {
-            kind: "env".into(),
-            kernel_release: probe.kernel_release.clone(),
-            clone_wait_pid_flag: format!("{:#x}", probe.bit),
-            feature: if probe.absent.is_none() { "present".into() } else { "absent".into() },
-            feature_reason: probe.absent.clone().unwrap_or_else(|| probe.reason.clone()),
-            feature_observed: probe.observed.clone(),
-        };
-        r.line(&serde_json::to_string(&env).expect("json"));
+        r.line(&Record::Env(env_record(probe)).to_line());
         r
     }
 
@@ -354,14 +337,13 @@ impl Report {
 
     fn record(&self, name: &str, provenance: Provenance, out: &CaseOutput, took: Duration) {
         let rec = CaseRecord {
-            kind: "case".into(),
             name: name.into(),
             status: out.status,
             detail: out.detail.clone(),
             duration_ms: took.as_millis() as u64,
-            provenance,
+            provenance: Some(provenance.name().into()),
         };
-        self.line(&serde_json::to_string(&rec).expect("json"));
+        self.line(&Record::Case(rec).to_line());
     }
 }
 

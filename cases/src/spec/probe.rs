@@ -8,7 +8,7 @@ use crate::harness::*;
 
 /// `present` or `absent`: what the kernel under test is built to do; set by
 /// the runner from the profile (or `--expect-feature`).
-pub const EXPECT_ENV: &str = "WAITCONF_EXPECT_FEATURE";
+pub const EXPECT_ENV: &str = protocol::env::WAITCONF_EXPECT_FEATURE;
 
 const WHY: &str = "a kernel built with CLONE_WAIT_PID must accept the bit: one whose clone3 refuses it everywhere \
                    is a broken patch, not an absent feature (and a kernel built without it must not accept it)";

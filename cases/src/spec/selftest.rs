@@ -5,8 +5,8 @@ use crate::harness::*;
 use crate::sys::wait::{Event, WaitCall, WaitOpts};
 use std::time::Duration;
 
-pub const WRONG_ENV: &str = "WAITCONF_SELFTEST_WRONG";
-pub const HANG_ENV: &str = "WAITCONF_SELFTEST_HANG";
+pub const WRONG_ENV: &str = protocol::env::WAITCONF_SELFTEST_WRONG;
+pub const HANG_ENV: &str = protocol::env::WAITCONF_SELFTEST_HANG;
 
 fn on(var: &str) -> bool {
     std::env::var(var).map(|v| v == "1").unwrap_or(false)

@@ -1,0 +1,23 @@
+//! The environment variables that configure the case binary, the fuzz targets and the
+//! campaign script, by name. Everyone spells them through these constants.
+
+/// The CLONE_WAIT_PID bit of the kernel under test, in the [`crate::bit`] grammar.
+pub const CLONE_WAIT_PID_FLAG: &str = "CLONE_WAIT_PID_FLAG";
+/// Where the case binary appends its JSON-lines report ([`crate::record`]).
+pub const WAITCONF_REPORT: &str = "WAITCONF_REPORT";
+/// The probe's result, handed from the test process to each case process (JSON).
+pub const WAITCONF_PROBE: &str = "WAITCONF_PROBE";
+/// `present` or `absent`: what `probe::feature::as_expected` holds the probe to.
+pub const WAITCONF_EXPECT_FEATURE: &str = "WAITCONF_EXPECT_FEATURE";
+/// `1` turns the switchable self-test rows' wrong expectation on.
+pub const WAITCONF_SELFTEST_WRONG: &str = "WAITCONF_SELFTEST_WRONG";
+/// `1` makes the switchable self-test row hang.
+pub const WAITCONF_SELFTEST_HANG: &str = "WAITCONF_SELFTEST_HANG";
+/// `1`: the fuzz targets may create namespaces and CLONE_VM children.
+pub const WAIT_FUZZ_RISKY: &str = "WAIT_FUZZ_RISKY";
+/// `seed` or `design`: the tree model's semantics where the seed is silent.
+pub const WAIT_FUZZ_SEMANTICS: &str = "WAIT_FUZZ_SEMANTICS";
+/// `0`: a fuzz target runs every input in its worker process instead of in process.
+pub const WAIT_FUZZ_INPROCESS: &str = "WAIT_FUZZ_INPROCESS";
+/// Where campaign.sh finds the fuzz binaries.
+pub const FUZZ_BIN_DIR: &str = "FUZZ_BIN_DIR";

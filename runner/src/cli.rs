@@ -1,0 +1,383 @@
+//! The command line: clap's definitions of the subcommands and their options, and how options
+//! become the runner's own option structs. `main.rs` has one function per subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::accel::AccelChoice;
+use crate::fuzz;
+use crate::gate::Gate;
+use crate::profile::{self, ProfileSet};
+use crate::run::RunOpts;
+
+/// `1` does what `--selftest-crash` does (the runner's own environment, not the guest's).
+pub const SELFTEST_CRASH_ENV: &str = "WAITCONF_RUNNER_SELFTEST_CRASH";
+
+#[derive(Parser)]
+#[command(
+    name = "runner",
+    version,
+    about = "Kernel matrix runner for wait-conformance (virtme-ng)"
+)]
+#[command(
+    after_help = "Exit codes: 0 as expected, 1 test failures/regressions, 2 usage or \
+configuration error, 3 infrastructure failure (fetch, build, boot, kernel panic)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Run the cases on one kernel profile.
+    Run(RunArgs),
+    /// Boot a kernel like `run` does and run COMMAND inside, in the current directory, with the
+    /// host's Rust toolchain on PATH, $HOME, the cargo target directory writable and
+    /// CLONE_WAIT_PID_FLAG set: `runner exec --kernel wait-pid-6.12 -- cargo test --release`.
+    /// Exits with the command's status; 127 command not found (in the guest, or no toolchain
+    /// for a cargo/rustc command); 1 the command exited 0 over a kernel oops/BUG/WARNING; 2
+    /// usage; 3 infrastructure (no boot, launch failure, kernel panic, watchdog).
+    Exec(ExecArgs),
+    /// Run the cases on every profile (or --kernels) and print a group x kernel table.
+    Matrix(MatrixArgs),
+    /// Build or fetch a profile's kernel only (prints the image path and whether it was cached).
+    Kernel(KernelCmdArgs),
+    /// Boot a profile and run the case binary's CLONE_WAIT_PID probe inside (`wait-conformance
+    /// --probe`); prints what it found. Exit 0 as the profile expects, 1 not, 3 infrastructure.
+    Probe(ProbeArgs),
+    /// Measure boot-to-verdict against a bare `vng -- true` boot of the same kernel.
+    Bench(BenchArgs),
+    /// Run a fuzz campaign (fuzz/campaign.sh) in a VM of the profile, or on the host for `host`.
+    /// Exit 0 clean, 1 findings, 2 usage, 3 infrastructure.
+    Fuzz(FuzzArgs),
+    /// Write <out>/comparison.md (plain child | CLONE_WAIT_PID | CLONE_AUTOREAP per situation)
+    /// from existing reports (results.json files or report directories).
+    Compare(CompareArgs),
+    /// List the profiles.
+    Profiles(ProfilesArgs),
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub cases: CaseArgs,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Log directory (console.log, guest-output.log, exec.sh, exit.status); default
+    /// <target>/exec/<profile>.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Extra guest environment, KEY=VALUE (repeatable; over the runner's own).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    pub env: Vec<(String, String)>,
+    /// Another directory the guest may write (repeatable); the cargo target directory and
+    /// the log directory always are.
+    #[arg(long = "rwdir", value_name = "DIR")]
+    pub rwdirs: Vec<PathBuf>,
+    /// Do not compile a `cargo test` command's tests on the host first (`--no-run`); the
+    /// guest then compiles what is stale, slowly under TCG.
+    #[arg(long)]
+    pub no_host_build: bool,
+    /// Whole-VM watchdog in seconds (default 3600, or the profile's vm.timeout_s when longer).
+    #[arg(long)]
+    pub vm_timeout: Option<u64>,
+    /// Seconds for the VM to reach the guest script (default 60 with KVM, 180 with TCG).
+    #[arg(long)]
+    pub boot_timeout: Option<u64>,
+    #[command(flatten)]
+    pub common: Common,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct MatrixArgs {
+    /// Comma-separated profiles; all when absent.
+    #[arg(long, value_delimiter = ',')]
+    pub kernels: Vec<String>,
+    #[command(flatten)]
+    pub cases: CaseArgs,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args)]
+pub struct KernelCmdArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    #[command(flatten)]
+    pub cases: CaseArgs,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args)]
+pub struct FuzzArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// The cargo-fuzz target.
+    #[arg(long, value_enum)]
+    pub target: fuzz::Target,
+    /// Campaign length in seconds (libFuzzer's -max_total_time).
+    #[arg(long = "time", value_name = "SECS", default_value_t = 60)]
+    pub time: u64,
+    /// Report directory (fuzz.json, artifacts/, readable/, console.log, guest-output.log).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Host profile only: allow flag words that create namespaces or CLONE_VM children
+    /// (WAIT_FUZZ_RISKY=1). Without it the host runs with WAIT_FUZZ_RISKY=0.
+    #[arg(long)]
+    pub allow_risky_host: bool,
+    /// Do not run `cargo fuzz build -s none` (and the wcfuzz build) first.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Whole-VM watchdog in seconds (default: boot watchdog + --time + 300).
+    #[arg(long)]
+    pub vm_timeout: Option<u64>,
+    /// Seconds for the VM to reach the guest script (default 60 with KVM, 180 with TCG).
+    #[arg(long)]
+    pub boot_timeout: Option<u64>,
+    /// Do not echo the guest's output (libFuzzer's log).
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Profile whose `::plain` rows fill the plain-child column.
+    #[arg(long, default_value = "wait-pid-6.12")]
+    pub plain_from: String,
+    /// Profile whose `::hidden` rows fill the CLONE_WAIT_PID column.
+    #[arg(long, default_value = "wait-pid-6.12")]
+    pub hidden_from: String,
+    /// Profile whose `::autoreap` rows fill the CLONE_AUTOREAP column.
+    #[arg(long, default_value = "debian-7.2")]
+    pub autoreap_from: String,
+    /// results.json files or report directories holding one.
+    #[arg(required = true, value_name = "RESULTS")]
+    pub results: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ProfilesArgs {
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Which kernel: a profile, or a kernel image file with what the runner needs to know about it.
+#[derive(Args, Clone, Debug)]
+pub struct KernelArgs {
+    /// Profile name (a file in vm-images/profiles/).
+    #[arg(
+        long = "kernel",
+        value_name = "PROFILE",
+        required_unless_present = "kernel_image",
+        conflicts_with = "kernel_image"
+    )]
+    kernel: Option<String>,
+    /// Boot this kernel image (bzImage or vmlinuz) instead of a profile's. Its profile is named
+    /// `image`; a missing file is a usage error (exit 2).
+    #[arg(long, value_name = "PATH")]
+    kernel_image: Option<PathBuf>,
+    /// With --kernel-image: its modules, a lib/modules/<release> directory or a root holding one
+    /// (needs busybox-static on the host for the initramfs).
+    #[arg(long, value_name = "DIR", requires = "kernel_image")]
+    modules: Option<PathBuf>,
+    /// CLONE_WAIT_PID as this kernel defines it: 0x... hex, decimal or bit:N (the case binary's
+    /// grammar). Default: the profile's; for --kernel-image, 0x10000000000 (bit 40).
+    #[arg(long, value_name = "BIT", value_parser = protocol::bit::parse_bit)]
+    clone_wait_pid_flag: Option<u64>,
+    /// Whether the feature must be there (a profile's [expect] feature). Default: the
+    /// profile's; for --kernel-image, present when --clone-wait-pid-flag is given, else absent.
+    #[arg(long, value_enum, value_name = "present|absent")]
+    expect_feature: Option<profile::Feature>,
+}
+
+impl KernelArgs {
+    /// The profile these options name: a profile file's (with the overrides), or one made for
+    /// the image. Usage errors (unknown profile, missing image) are messages for exit 2.
+    pub fn resolve(&self, set: &ProfileSet) -> Result<profile::Profile, String> {
+        match (&self.kernel, &self.kernel_image) {
+            (Some(name), None) => Ok(set
+                .get(name)
+                .map_err(|e| e.0)?
+                .clone()
+                .with_overrides(self.clone_wait_pid_flag, self.expect_feature)),
+            (None, Some(image)) => profile::Profile::for_image(
+                image,
+                self.modules.as_deref(),
+                self.clone_wait_pid_flag,
+                self.expect_feature,
+            )
+            .map_err(|e| e.0),
+            _ => Err("give one of --kernel PROFILE or --kernel-image PATH".into()),
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct Common {
+    /// The vm-images directory (profiles, patches, config fragments, recipes).
+    #[arg(long)]
+    pub vm_images: Option<PathBuf>,
+    /// QEMU accelerator; auto probes KVM once per machine and remembers.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: AccelChoice,
+    /// Forget the remembered accelerator decision and probe again.
+    #[arg(long)]
+    pub reprobe_accel: bool,
+    /// Parallel jobs for kernel builds.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: u32,
+    /// Run apt-get update before fetching packages.
+    #[arg(long)]
+    pub refresh_apt: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct CaseArgs {
+    /// Report directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Case name filter (substring), passed to the case binary.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Skip cases whose name contains PAT (repeatable), passed to the case binary.
+    #[arg(long = "skip", value_name = "PAT")]
+    pub skip: Vec<String>,
+    /// strict: any fail/broken fails; snapshot: only differences from the reviewed snapshot fail.
+    #[arg(long, value_enum, default_value = "strict")]
+    pub gate: Gate,
+    /// With --gate snapshot: write this run's matrix as the reviewed snapshot.
+    #[arg(long)]
+    pub accept: bool,
+    /// Case binary to run (default: cargo build --release -p cases, target/release/wait-conformance).
+    #[arg(long)]
+    pub cases_bin: Option<PathBuf>,
+    /// Do not run cargo build for the case binary.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Whole-VM watchdog in seconds (default: the profile's vm.timeout_s).
+    #[arg(long)]
+    pub vm_timeout: Option<u64>,
+    /// Seconds for a VM to reach the guest script (default 60 with KVM, 180 with TCG).
+    #[arg(long)]
+    pub boot_timeout: Option<u64>,
+    /// VMs to use at most when a VM wedges or crashes and cases are left.
+    #[arg(long, default_value_t = 4)]
+    pub max_vms: usize,
+    /// --test-threads for the case binary in the first VM (default: the VM's CPU count). VMs
+    /// started after a wedge or crash always run one case at a time.
+    #[arg(long)]
+    pub test_threads: Option<u32>,
+    /// Extra environment for the case binary, e.g. WAITCONF_SELFTEST_WRONG=1 (repeatable).
+    #[arg(long = "case-env", value_parser = parse_kv)]
+    pub case_env: Vec<(String, String)>,
+    /// Do not echo the guest's output.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Test only: crash the guest kernel (sysrq c) halfway through the first VM. Also
+    /// WAITCONF_RUNNER_SELFTEST_CRASH=1. Refused for the host profile.
+    #[arg(long, hide = true)]
+    pub selftest_crash: bool,
+}
+
+pub fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))
+}
+
+impl CaseArgs {
+    pub fn opts(&self, common: &Common) -> RunOpts {
+        RunOpts {
+            filter: self.filter.clone(),
+            skip: self.skip.clone(),
+            gate: self.gate,
+            accept: self.accept,
+            accel: common.accel,
+            reprobe_accel: common.reprobe_accel,
+            cases_bin: self.cases_bin.clone(),
+            build_cases: !self.no_build,
+            jobs: common.jobs,
+            refresh_apt: common.refresh_apt,
+            vm_timeout: self.vm_timeout,
+            boot_timeout: self.boot_timeout,
+            max_vms: self.max_vms,
+            test_threads: self.test_threads,
+            case_env: self.case_env.clone(),
+            echo_guest: !self.quiet,
+            selftest_crash: self.selftest_crash
+                || std::env::var(SELFTEST_CRASH_ENV).is_ok_and(|v| v == "1"),
+        }
+    }
+}
+
+impl CaseArgs {
+    /// The case options of a subcommand that runs no case selection of its own (`exec`,
+    /// `probe`): one VM, no filter, the strict gate, nothing echoed away.
+    pub fn internal(out: PathBuf, vm_timeout: Option<u64>, boot_timeout: Option<u64>) -> CaseArgs {
+        CaseArgs {
+            out,
+            filter: None,
+            skip: vec![],
+            gate: Gate::Strict,
+            accept: false,
+            cases_bin: None,
+            no_build: true,
+            vm_timeout,
+            boot_timeout,
+            max_vms: 1,
+            test_threads: None,
+            case_env: vec![],
+            quiet: false,
+            selftest_crash: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
