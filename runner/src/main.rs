@@ -856,6 +856,7 @@ fn bench(
     let total = opts.vm_timeout.unwrap_or(p.vm.timeout_s);
     let mut bare = Vec::new();
     let mut full = Vec::new();
+    let mut cases_per_round = 0;
     for round in 0..rounds {
         let dir = out.join(format!("round{round}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -937,12 +938,17 @@ fn bench(
         progress!("round {round}: bare vng -- true {bare_s:.2} s; boot-to-verdict {full_s:.2} s ({n} cases)");
         bare.push(bare_s);
         full.push(full_s);
+        cases_per_round = n;
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
     let (mb, mf) = (median(&mut bare.clone()), median(&mut full.clone()));
+    // What each case costs beyond the boot: the spawn (a fork from the case
+    // binary's fork server, or an exec with `--case-env WAITCONF_SPAWN=exec`), the
+    // case itself and its supervision.
+    let per_case_ms = 1000.0 * (mf - mb) / cases_per_round.max(1) as f64;
     let summary = serde_json::json!({
         "profile": p.name,
         "accelerator": cfg.accel.as_str(),
@@ -953,13 +959,16 @@ fn bench(
         "median_boot_to_verdict": mf,
         "ratio": mf / mb,
         "goal_ratio": 1.2,
+        "cases": cases_per_round,
+        "per_case_ms": per_case_ms,
     });
     let _ = std::fs::write(
         out.join("bench.json"),
         serde_json::to_string_pretty(&summary).unwrap_or_default(),
     );
     println!(
-        "bench {} ({}): bare `vng -- true` median {mb:.2} s, boot-to-verdict median {mf:.2} s, ratio {:.2} (goal <= 1.2)",
+        "bench {} ({}): bare `vng -- true` median {mb:.2} s, boot-to-verdict median {mf:.2} s, ratio {:.2} (goal <= 1.2); \
+         {cases_per_round} cases, {per_case_ms:.1} ms per case beyond the boot",
         p.name,
         cfg.accel.as_str(),
         mf / mb
