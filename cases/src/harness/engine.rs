@@ -1,8 +1,10 @@
 //! How a case runs: the test process (libtest-mimic, one thread per trial)
-//! spawns one case process per case and watches it through a pidfd; the
-//! case process is a child subreaper, runs the body, proves nothing is left
-//! and prints one result line. Nothing here ever waits generically: every
-//! reap is a focused wait on a known pid or pidfd.
+//! spawns one case process per case (forked by the fork server,
+//! [`super::zygote`], or with `WAITCONF_SPAWN=exec` a re-exec of this
+//! binary) and watches it through a pidfd; the case process is a child
+//! subreaper, runs the body, proves nothing is left and prints one result
+//! line. Spawning, killing and reaping are [`super::executor`]'s: nothing
+//! here ever waits generically, every reap is a focused wait on a pidfd.
 
 use std::fs::File;
 use std::io::Write;
