@@ -16,9 +16,17 @@ fn status_of<'a>(recs: &'a [serde_json::Value], name: &str) -> &'a str {
     recs.iter().find(|r| r["name"] == name).and_then(|r| r["status"].as_str()).unwrap_or("missing")
 }
 
+/// Both ways of making case processes: forked by the fork server (the
+/// default) and a re-exec of the case binary per case. One after the other:
+/// the leak check below counts every child of this test process.
 #[test]
 fn wrong_row_fails_hang_in_wait_fails_and_other_hang_is_broken_without_leaks() {
-    let dir = std::env::temp_dir().join(format!("wc-selftest-{}", std::process::id()));
+    selftest_rows("fork");
+    selftest_rows("exec");
+}
+
+fn selftest_rows(spawn: &str) {
+    let dir = std::env::temp_dir().join(format!("wc-selftest-{spawn}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let report = dir.join("r.jsonl");
     let _ = std::fs::remove_file(&report);
@@ -27,9 +35,13 @@ fn wrong_row_fails_hang_in_wait_fails_and_other_hang_is_broken_without_leaks() {
         .env("WAITCONF_SELFTEST_WRONG", "1")
         .env("WAITCONF_SELFTEST_HANG", "1")
         .env("WAITCONF_REPORT", &report)
+        .env(protocol::env::WAITCONF_SPAWN, spawn)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(101), "libtest-mimic exits 101 on failures");
+    // The fork server started (no fallback to exec) when asked for.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("no fork server"), "{stderr}");
     let recs = records(&report);
     assert_eq!(recs[0]["kind"], "env");
     assert_eq!(status_of(&recs, "selftest::wrong_expectation::plain"), "fail");

@@ -7,6 +7,9 @@ pub const CLONE_WAIT_PID_FLAG: &str = "CLONE_WAIT_PID_FLAG";
 pub const WAITCONF_REPORT: &str = "WAITCONF_REPORT";
 /// The probe's result, handed from the test process to each case process (JSON).
 pub const WAITCONF_PROBE: &str = "WAITCONF_PROBE";
+/// `fork` (the default: case processes come from the fork server) or `exec` (a re-exec of
+/// the case binary per case).
+pub const WAITCONF_SPAWN: &str = "WAITCONF_SPAWN";
 /// `present` or `absent`: what `probe::feature::as_expected` holds the probe to.
 pub const WAITCONF_EXPECT_FEATURE: &str = "WAITCONF_EXPECT_FEATURE";
 /// `1` turns the switchable self-test rows' wrong expectation on.

@@ -1,5 +1,6 @@
 //! `runner bench`: boot-to-verdict against a bare `vng -- true` boot of the same kernel with the
-//! same vng options, alternated `rounds` times; medians and their ratio (goal <= 1.2).
+//! same vng options, alternated `rounds` times; medians, their ratio (goal <= 1.5, the figure
+//! asked for under TCG) and what each case costs beyond the boot.
 
 use std::path::Path;
 use std::time::Instant;
@@ -33,6 +34,7 @@ pub fn bench(p: &Profile, paths: &Paths, out: &Path, opts: &RunOpts, rounds: usi
         wd: &session::watchdogs(180, total),
     };
     let (mut bare, mut full) = (Vec::new(), Vec::new());
+    let mut cases_per_round = 0;
     for round in 0..rounds {
         let dir = out.join(format!("round{round}"));
         GuestSession::prepare_dir(&dir)?;
@@ -61,16 +63,20 @@ pub fn bench(p: &Profile, paths: &Paths, out: &Path, opts: &RunOpts, rounds: usi
         progress!("round {round}: bare vng -- true {bare_s:.2} s; boot-to-verdict {full_s:.2} s ({n} cases)");
         bare.push(bare_s);
         full.push(full_s);
+        cases_per_round = n;
     }
     Ok(summarise(
         p,
         launcher.accel_name(),
         rounds,
-        bare,
-        full,
+        (bare, full),
+        cases_per_round,
         &out,
     ))
 }
+
+/// Boot-to-verdict over a bare boot, at most.
+pub const GOAL_RATIO: f64 = 1.5;
 
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
@@ -83,11 +89,15 @@ fn summarise(
     p: &Profile,
     accel: &str,
     rounds: usize,
-    bare: Vec<f64>,
-    full: Vec<f64>,
+    (bare, full): (Vec<f64>, Vec<f64>),
+    cases: usize,
     out: &Path,
 ) -> i32 {
     let (mb, mf) = (median(&bare), median(&full));
+    // What each case costs beyond the boot: the spawn (a fork from the case binary's fork
+    // server, or an exec with `--case-env WAITCONF_SPAWN=exec`), the case itself and its
+    // supervision.
+    let per_case_ms = 1000.0 * (mf - mb) / cases.max(1) as f64;
     let summary = serde_json::json!({
         "profile": p.name,
         "accelerator": accel,
@@ -97,18 +107,21 @@ fn summarise(
         "median_bare": mb,
         "median_boot_to_verdict": mf,
         "ratio": mf / mb,
-        "goal_ratio": 1.2,
+        "goal_ratio": GOAL_RATIO,
+        "cases": cases,
+        "per_case_ms": per_case_ms,
     });
     let _ = std::fs::write(
         out.join("bench.json"),
         serde_json::to_string_pretty(&summary).unwrap_or_default(),
     );
     println!(
-        "bench {} ({accel}): bare `vng -- true` median {mb:.2} s, boot-to-verdict median {mf:.2} s, ratio {:.2} (goal <= 1.2)",
+        "bench {} ({accel}): bare `vng -- true` median {mb:.2} s, boot-to-verdict median {mf:.2} s, ratio {:.2} (goal <= {GOAL_RATIO}); \
+         {cases} cases, {per_case_ms:.1} ms per case beyond the boot",
         p.name,
         mf / mb
     );
-    if mf / mb <= 1.2 {
+    if mf / mb <= GOAL_RATIO {
         EXIT_OK
     } else {
         EXIT_FAILURES

@@ -701,9 +701,9 @@ fn exec_disposable(case: &Clone3Case, env: &Env, obs: &mut Clone3Obs) {
         crate::sys::wait::WaitOutcome::Reported { event: Event::Exited(0), .. } => Ev2::Exited0,
         crate::sys::wait::WaitOutcome::Reported { event: Event::Killed(9), .. } => Ev2::Killed9,
         crate::sys::wait::WaitOutcome::Reported { event: Event::Stopped(_), .. } => {
-            // SAFETY: kill() on our stopped, unreaped child.
-            unsafe {
-                libc::kill(p.pid, libc::SIGKILL);
+            // Our stopped, unreaped child: its pid is still its own.
+            if let Ok(stopped) = crate::harness::executor::Proc::open(p.pid) {
+                let _ = stopped.kill();
             }
             let _ = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED));
             Ev2::Stopped

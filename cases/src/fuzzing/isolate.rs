@@ -4,7 +4,7 @@
 
 use std::os::fd::OwnedFd;
 
-use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
+use crate::harness::executor;
 
 /// The calling thread's signal mask, to restore later (the kernel's 64-bit
 /// mask).
@@ -192,27 +192,10 @@ pub fn reap_all_children() -> Vec<i32> {
 }
 
 /// [`reap_all_children`] for the children `list` names (it is called again
-/// after each round, until it names none).
+/// after each round, until it names none): the harness's
+/// [`executor::kill_and_reap`] (SIGKILL and a focused wait, by pidfd).
 pub fn reap_children_with(list: impl Fn() -> Vec<i32>) -> Vec<i32> {
-    let mut reaped = Vec::new();
-    for _round in 0..64 {
-        let kids = list();
-        if kids.is_empty() {
-            break;
-        }
-        for pid in kids {
-            // SAFETY: kill() with a pid that is our unreaped child: the pid
-            // cannot be reused before we reap it.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-            let t = WaitTarget { pid, pidfd: -1, pgid: 0 };
-            if let WaitOutcome::Reported { .. } = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL)) {
-                reaped.push(pid);
-            }
-        }
-    }
-    reaped
+    executor::kill_and_reap(list)
 }
 
 /// The lowest free fd number: any fd leaked since the last call takes it

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{call_id, describe_prediction, effective_opts, Out};
 use super::isolate;
+use crate::harness::executor::{self, Proc};
 use crate::model::tree::{Creator, Mismatch, Observed, Tree};
 pub use crate::model::tree::{Expect, TreeConfig, MAX_NODES};
 use crate::model::{KernelFeatures, Prediction, Semantics};
@@ -508,12 +509,7 @@ impl Driver {
 
     /// Kill every node that may still run and wait until each has exited.
     fn finish(&mut self) {
-        for fd in self.pidfds.iter().flatten() {
-            let _ = pidfd::send_signal(fd, libc::SIGKILL);
-        }
-        for fd in self.pidfds.iter().flatten() {
-            let _ = pidfd::poll_exit(fd.as_fd(), None);
-        }
+        crate::harness::executor::kill_and_await(self.pidfds.iter().flatten().map(|f| f.as_fd()));
     }
 }
 
@@ -565,7 +561,7 @@ pub fn run_isolated(program: &WaitProgram, cfg: &TreeConfig, timeout_ms: i32) ->
     let mut log = RunLog::default();
     match spawned {
         Err(e) => log.hang = Some(format!("could not start the driver: {e}")),
-        Ok(sp) => {
+        Ok(mut sp) => {
             let mut buf = Vec::new();
             let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.max(0) as u64);
             loop {
@@ -589,20 +585,22 @@ pub fn run_isolated(program: &WaitProgram, cfg: &TreeConfig, timeout_ms: i32) ->
                     Ok(l) => log = l,
                     Err(e) => log.hang = Some(format!("driver died without a log ({e})")),
                 }
-            } else {
-                for p in crate::sys::proc::descendants(sp.pid) {
-                    // SAFETY: best-effort SIGKILL to the stuck tree below our
-                    // own unreaped child.
-                    unsafe {
-                        libc::kill(p, libc::SIGKILL);
-                    }
+            }
+            // D by its pidfd (CLONE_PIDFD); after a hang, everything below
+            // it too (SIGKILL through pidfds; what reparents to us is reaped
+            // below).
+            // (Without one, reap_all_children below takes D.)
+            let d = match sp.pidfd.take() {
+                Some(fd) => Ok(Proc::from_pidfd(sp.pid, fd)),
+                None => Proc::open(sp.pid),
+            };
+            if let Ok(d) = d {
+                if log.hang.is_some() {
+                    drop(executor::kill_descendants(d.pid()));
                 }
+                let _ = d.kill();
+                let _ = d.reap();
             }
-            if let Some(fd) = &sp.pidfd {
-                let _ = pidfd::send_signal(fd, libc::SIGKILL);
-            }
-            let t = WaitTarget { pid: sp.pid, pidfd: -1, pgid: 0 };
-            let _ = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED));
         }
     }
     isolate::reap_all_children();

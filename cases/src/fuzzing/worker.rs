@@ -19,7 +19,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use serde::{Deserialize, Serialize};
 
 use super::isolate;
-use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
+use crate::harness::executor::{self, Proc};
+use crate::sys::wait::WaitOutcome;
 
 /// What W appends to every reply.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +65,8 @@ impl std::fmt::Display for WorkerFailure {
 
 pub struct Worker {
     pid: i32,
+    /// W by its pidfd until it is reaped
+    proc: Option<Proc>,
     /// W's exit_signal is SIGCHLD (forked), not 0 (see [`Worker::spawn`])
     sigchld: bool,
     /// W's process group, as read back after setting it
@@ -102,8 +105,8 @@ impl Worker {
         let (rr, ww) = (req_r.as_raw_fd(), rep_w.as_raw_fd());
         let (theirs_w, theirs_r) = (req_w.as_raw_fd(), rep_r.as_raw_fd());
         let body = move || {
-            isolate::die_with_parent();
-            if std::os::unix::process::parent_id() != parent {
+            // A subreaper that dies with F (and exits when F died first).
+            if executor::isolate_self(Some(parent), false).is_err() {
                 return 0;
             }
             // SAFETY: F's ends of the two pipes, copied into this process by
@@ -112,11 +115,8 @@ impl Worker {
                 libc::close(theirs_w);
                 libc::close(theirs_r);
             }
-            // SAFETY: setpgid(0, 0) takes two integers (see Worker::spawn).
-            unsafe {
-                libc::setpgid(0, 0);
-            }
-            let _ = isolate::become_subreaper();
+            // Its own group (see Worker::spawn); set by F too.
+            let _ = executor::own_process_group();
             let _ = isolate::block_all_signals();
             isolate::restore_sigchld_default();
             // SAFETY: our private copies of the request read end and the
@@ -150,7 +150,9 @@ impl Worker {
         };
         drop(req_r);
         drop(rep_w);
-        Ok(Worker { pid, sigchld: !quiet, pgid, to_w: req_w, from_w: rep_r })
+        // Our unreaped child: the pid is still W's.
+        let proc = Proc::open(pid).map_err(|e| format!("pidfd_open(worker): {e}"))?;
+        Ok(Worker { pid, proc: Some(proc), sigchld: !quiet, pgid, to_w: req_w, from_w: rep_r })
     }
 
     pub fn pid(&self) -> i32 {
@@ -185,16 +187,12 @@ impl Worker {
         Ok((env.payload, env.hygiene))
     }
 
+    /// Kill and reap W (by pidfd; `__WALL` inside: W may be a clone child
+    /// with exit_signal 0); how it ended.
     fn reap(&mut self) -> String {
-        // SAFETY: kill() on our own unreaped child.
-        unsafe {
-            libc::kill(self.pid, libc::SIGKILL);
-        }
-        let t = WaitTarget { pid: self.pid, pidfd: -1, pgid: 0 };
-        // __WALL: W may be a clone child (exit_signal 0).
-        let r = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL));
-        self.pid = -1;
-        match r {
+        let Some(p) = self.proc.take() else { return "already reaped".into() };
+        let _ = p.kill();
+        match p.reap() {
             WaitOutcome::Reported { event, .. } => format!("{event:?}"),
             other => other.to_string(),
         }
@@ -203,17 +201,10 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if self.pid > 0 {
-            // W and everything below it: W dies, its children get SIGKILL
-            // through PDEATHSIG or EOF on their command pipes.
-            for d in crate::sys::proc::descendants(self.pid) {
-                // SAFETY: best-effort SIGKILL to processes below our child;
-                // their pids stay theirs while their parents have not reaped
-                // them.
-                unsafe {
-                    libc::kill(d, libc::SIGKILL);
-                }
-            }
+        if let Some(p) = &self.proc {
+            // Everything below W dies with it (SIGKILL through pidfds); what
+            // W has not reaped goes to W's reaper, not to us.
+            drop(executor::kill_descendants(p.pid()));
             self.reap();
         }
     }

@@ -1,14 +1,16 @@
 //! How a case runs: the test process (libtest-mimic, one thread per trial)
-//! spawns one case process per case and watches it through a pidfd; the
-//! case process is a child subreaper, runs the body, proves nothing is left
-//! and prints one result line. Nothing here ever waits generically: every
-//! reap is a focused wait on a known pid or pidfd.
+//! spawns one case process per case (forked by the fork server,
+//! [`super::zygote`], or with `WAITCONF_SPAWN=exec` a re-exec of this
+//! binary) and watches it through a pidfd; the case process is a child
+//! subreaper, runs the body, proves nothing is left and prints one result
+//! line. Spawning, killing and reaping are [`super::executor`]'s: nothing
+//! here ever waits generically, every reap is a focused wait on a pidfd.
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::panic::AssertUnwindSafe;
+use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
+use std::panic::AssertUnwindSafe;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use super::case::{Case, Ctx, Need, Provenance, Stop};
 use super::config::{self, Probe};
-use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
-use crate::sys::{pidfd, proc};
+use super::executor::{self, Proc, Supervised};
+use super::zygote::Zygote;
+use crate::sys::proc;
 
 pub use protocol::Status;
 use protocol::{CaseRecord, EnvRecord, Record};
@@ -38,6 +41,10 @@ pub const PROBE_RECORD_ARG: &str = "--probe";
 pub const EXIT_ARG: &str = "--wc-exit";
 pub const PROBE_ENV: &str = protocol::env::WAITCONF_PROBE;
 pub const REPORT_ENV: &str = protocol::env::WAITCONF_REPORT;
+/// How case processes are made: `fork` (the default: forked from the fork
+/// server, [`super::zygote`]) or `exec` (a re-exec of the case binary per
+/// case).
+pub const SPAWN_ENV: &str = protocol::env::WAITCONF_SPAWN;
 
 /// Exit code for bad configuration (an unusable CLONE_WAIT_PID_FLAG).
 pub const EXIT_CONFIG: i32 = 2;
@@ -146,19 +153,21 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
     let probe_json = serde_json::to_string(&probe).expect("probe json");
     let env = Env { probe: probe.clone(), root: rustix::process::geteuid().is_root(), cgroup2: cgroup2_writable() };
     let tally = Tally::default();
-    let trials = table()
+    let cases = table();
+    let spawner = Arc::new(Spawner::new(&cases, &probe, probe_json));
+    let trials = cases
         .into_iter()
         .map(|case| {
             let name = case.name.clone();
             let unmet = env.unmet(&case.needs);
             let report = report.clone();
-            let probe_json = probe_json.clone();
+            let spawner = spawner.clone();
             let tally = tally.clone();
             libtest_mimic::Trial::ignorable_test(name.clone(), move || {
                 let start = Instant::now();
                 let mut out = match unmet {
                     Some(reason) => CaseOutput { status: Status::Skip, detail: reason },
-                    None => supervise(&name, &probe_json, case.timeout),
+                    None => supervise(&spawner, &name, case.timeout),
                 };
                 if out.status == Status::Fail {
                     // The reader of a failure sees what the row expected.
@@ -185,7 +194,11 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
         let table = format!("\nby provenance:\n{}", tally.table());
         if json { eprint!("{table}") } else { print!("{table}") }
     }
-    let leftovers = reap_orphans(&[]);
+    let mut leftovers = Vec::new();
+    if let Ok(Spawner::Fork(z)) = Arc::try_unwrap(spawner) {
+        leftovers.extend(z.stop());
+    }
+    leftovers.extend(executor::reap_children(&[]));
     if !leftovers.is_empty() {
         eprintln!("wait-conformance: leftover processes after the run: {}", leftovers.join("; "));
         std::process::exit(EXIT_HARNESS);
@@ -347,12 +360,44 @@ impl Report {
     }
 }
 
-/// Run one case in its own process and judge what came back.
-fn supervise(name: &str, probe_json: &str, timeout: Duration) -> CaseOutput {
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => return CaseOutput { status: Status::Broken, detail: format!("current_exe: {e}") },
-    };
+/// How the test process makes case processes ([`SPAWN_ENV`]).
+enum Spawner {
+    /// A re-exec of the case binary per case, the probe in its environment.
+    Exec { probe_json: String },
+    /// Forked by the fork server.
+    Fork(Zygote),
+}
+
+impl Spawner {
+    /// The fork server unless [`SPAWN_ENV`] says `exec` (or it cannot
+    /// start: then exec, with a note).
+    fn new(cases: &[Case], probe: &Probe, probe_json: String) -> Spawner {
+        match std::env::var(SPAWN_ENV).as_deref() {
+            Ok("exec") => return Spawner::Exec { probe_json },
+            Ok("fork") | Ok("") | Err(_) => {}
+            Ok(other) => eprintln!("wait-conformance: {SPAWN_ENV}={other:?} is neither fork nor exec: using fork"),
+        }
+        match Zygote::start(cases.to_vec(), probe.clone(), case_process_for) {
+            Ok(z) => Spawner::Fork(z),
+            Err(e) => {
+                eprintln!("wait-conformance: no fork server ({e}): each case is an exec of the case binary");
+                Spawner::Exec { probe_json }
+            }
+        }
+    }
+
+    fn spawn(&self, name: &str) -> Result<Supervised, String> {
+        match self {
+            Spawner::Fork(z) => z.spawn(name),
+            Spawner::Exec { probe_json } => spawn_exec(name, probe_json),
+        }
+    }
+}
+
+/// The exec path: the case binary again, as `--wc-run-case NAME`, in a
+/// process group of its own.
+fn spawn_exec(name: &str, probe_json: &str) -> Result<Supervised, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.arg(RUN_CASE_ARG)
         .arg(name)
@@ -361,34 +406,42 @@ fn supervise(name: &str, probe_json: &str, timeout: Duration) -> CaseOutput {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return CaseOutput { status: Status::Broken, detail: format!("spawn case process: {e}") },
-    };
-    let pid = child.id() as i32;
-    let fd = match pidfd::open(pid, false) {
-        Ok(fd) => fd,
+    let mut child = cmd.spawn().map_err(|e| format!("spawn case process: {e}"))?;
+    let stdout = OwnedFd::from(child.stdout.take().expect("piped"));
+    let stderr = OwnedFd::from(child.stderr.take().expect("piped"));
+    // Our own unreaped child: the pid is still its own. From here on it is
+    // held, killed and reaped by pidfd (dropping `child` does not wait).
+    match Proc::open(child.id() as i32) {
+        Ok(proc) => Ok(Supervised { proc, stdout, stderr }),
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
-            return CaseOutput { status: Status::Broken, detail: format!("pidfd_open(case process): {e}") };
+            Err(format!("pidfd_open(case process): {e}"))
         }
-    };
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    // Drain both pipes while waiting: the case announces its kernel waits on
-    // stdout (sys::announce), and a full pipe must never block it.
-    let mut out_buf = Vec::new();
-    let mut err_buf = Vec::new();
-    let exited = watch(&fd, timeout, &mut stdout, &mut out_buf, &mut stderr, &mut err_buf);
-    if !exited {
+    }
+}
+
+/// Run one case in its own process and judge what came back.
+fn supervise(spawner: &Spawner, name: &str, timeout: Duration) -> CaseOutput {
+    match spawner.spawn(name) {
+        Ok(s) => judge(s, timeout),
+        Err(detail) => CaseOutput { status: Status::Broken, detail },
+    }
+}
+
+/// Watch a case process until it exits or times out, and judge it.
+fn judge(mut s: Supervised, timeout: Duration) -> CaseOutput {
+    let pid = s.proc.pid();
+    // Both pipes are drained while waiting: the case announces its kernel
+    // waits on stdout (sys::announce), and a full pipe must never block it.
+    let seen = s.watch(timeout);
+    if !seen.exited {
         let mut stuck = vec![proc::stuck_report(pid)];
         let below = proc::descendants(pid);
         stuck.extend(below.iter().take(4).copied().map(proc::stuck_report));
-        out_buf.extend_from_slice(drain(&mut stdout).as_bytes());
-        let waits = live_waits(pid, &below, &String::from_utf8_lossy(&out_buf));
-        let left = kill_tree(pid, &fd);
-        let _ = child.wait();
+        let waits = live_waits(pid, &below, &String::from_utf8_lossy(&seen.out));
+        let left = executor::kill_tree(&s.proc);
+        let _ = s.proc.reap();
         let mut detail = timeout_detail(&waits, timeout, &stuck);
         if !left.is_empty() {
             detail.push_str(&format!("; could not reap: {}", left.join("; ")));
@@ -398,78 +451,19 @@ fn supervise(name: &str, probe_json: &str, timeout: Duration) -> CaseOutput {
         let status = if waits.is_empty() { Status::Broken } else { Status::Fail };
         return CaseOutput { status, detail };
     }
-    let status = child.wait();
-    out_buf.extend_from_slice(drain(&mut stdout).as_bytes());
-    err_buf.extend_from_slice(drain(&mut stderr).as_bytes());
-    let out = String::from_utf8_lossy(&out_buf);
-    let err = String::from_utf8_lossy(&err_buf);
+    let status = s.proc.reap();
+    let out = String::from_utf8_lossy(&seen.out);
+    let err = String::from_utf8_lossy(&seen.err);
     let parsed = out.lines().rev().find_map(|l| serde_json::from_str::<CaseOutput>(l).ok());
     match parsed {
         Some(o) => o,
         None => CaseOutput {
             status: Status::Broken,
             detail: format!(
-                "case process reported no result ({}); stderr: {}",
-                status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+                "case process reported no result ({status}); stderr: {}",
                 err.trim().lines().take(6).collect::<Vec<_>>().join(" | ")
             ),
         },
-    }
-}
-
-/// Wait up to `timeout` for the process behind `fd` to exit, reading
-/// whatever its pipes offer meanwhile. Returns whether it exited.
-fn watch<O: Read + AsFd, E: Read + AsFd>(
-    fd: &OwnedFd,
-    timeout: Duration,
-    out: &mut O,
-    out_buf: &mut Vec<u8>,
-    err: &mut E,
-    err_buf: &mut Vec<u8>,
-) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let deadline = Instant::now() + timeout;
-    let (mut out_open, mut err_open) = (true, true);
-    let mut chunk = [0u8; 8192];
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return pidfd::has_exited(fd.as_fd());
-        }
-        let left = deadline - now;
-        let ts = Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as i64 };
-        let (exited, out_ready, err_ready) = {
-            let mut fds = vec![PollFd::new(fd, PollFlags::IN)];
-            if out_open {
-                fds.push(PollFd::new(&*out, PollFlags::IN));
-            }
-            if err_open {
-                fds.push(PollFd::new(&*err, PollFlags::IN));
-            }
-            match poll(&mut fds, Some(&ts)) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(_) => return pidfd::poll_exit(fd.as_fd(), Some(left)).unwrap_or(false),
-            }
-            let ready = |i: usize| fds.get(i).is_some_and(|f| !f.revents().is_empty());
-            let oi = 1;
-            let ei = if out_open { 2 } else { 1 };
-            (ready(0), out_open && ready(oi), err_open && ready(ei))
-        };
-        if exited {
-            return true;
-        }
-        if out_ready {
-            match out.read(&mut chunk) {
-                Ok(0) | Err(_) => out_open = false,
-                Ok(n) => out_buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        if err_ready {
-            match err.read(&mut chunk) {
-                Ok(0) | Err(_) => err_open = false,
-                Ok(n) => err_buf.extend_from_slice(&chunk[..n]),
-            }
-        }
     }
 }
 
@@ -522,124 +516,8 @@ pub fn timeout_detail(waits: &[String], timeout: Duration, stuck: &[String]) -> 
     }
 }
 
-/// Read what is in a pipe without waiting for writers that may linger (a
-/// leaked grandchild could still hold it): only what is ready now.
-fn drain<R: Read + AsFd>(r: &mut R) -> String {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let ready = {
-            let mut fds = [PollFd::new(r, PollFlags::IN)];
-            matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
-        };
-        if !ready {
-            break;
-        }
-        match r.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// SIGKILL a case process and everything below it, then reap what was
-/// reparented to the test process (a subreaper) by pidfd. Returns what could
-/// not be reaped (an unkillable task), described.
-fn kill_tree(pid: i32, fd: &OwnedFd) -> Vec<String> {
-    let fds = kill_descendants(pid);
-    let _ = pidfd::send_signal(fd, libc::SIGKILL);
-    reap_by_pidfd(fds)
-}
-
-/// SIGKILL every descendant of `root` through a pidfd opened first (it
-/// stays valid across reparenting and pid reuse); three passes catch what
-/// was forked meanwhile. Returns the pidfds for reaping.
-fn kill_descendants(root: i32) -> Vec<(i32, OwnedFd)> {
-    let mut fds: Vec<(i32, OwnedFd)> = Vec::new();
-    for _ in 0..3 {
-        for d in proc::descendants(root) {
-            if fds.iter().all(|(p, _)| *p != d) {
-                if let Ok(f) = pidfd::open(d, false) {
-                    let _ = pidfd::send_signal(&f, libc::SIGKILL);
-                    fds.push((d, f));
-                }
-            }
-        }
-    }
-    fds
-}
-
-/// Reap the given processes (children of this process by now, or soon) with
-/// focused waits; give each a bounded time to die.
-fn reap_by_pidfd(fds: Vec<(i32, OwnedFd)>) -> Vec<String> {
-    let mut left = Vec::new();
-    for (p, f) in fds {
-        let died = pidfd::poll_exit(f.as_fd(), Some(Duration::from_secs(2))).unwrap_or(false);
-        if !died {
-            left.push(proc::stuck_report(p));
-            continue;
-        }
-        // The process has exited; it becomes our child once its own parent
-        // (also killed) has exited and it is reparented. A focused blocking
-        // wait that reports ECHILD means someone else is still its parent or
-        // it is already gone: retry while its parent is alive.
-        let target = WaitTarget { pid: p, pidfd: std::os::fd::AsRawFd::as_raw_fd(&f), pgid: 0 };
-        // Bounded: a parent that does not finish exiting (stuck in the
-        // kernel) keeps its zombie; name both and move on.
-        for _ in 0..8 {
-            match wait(WaitCall::WaitidPidfd, target, WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL)) {
-                WaitOutcome::Failed(crate::sys::Errno::ECHILD) => {
-                    let Some(pp) = proc::ppid(p) else { break };
-                    if pp == std::process::id() as i32 {
-                        continue;
-                    }
-                    let parent_gone = match pidfd::open(pp, false) {
-                        Ok(pf) => pidfd::poll_exit(pf.as_fd(), Some(Duration::from_millis(500))).unwrap_or(false),
-                        Err(_) => true,
-                    };
-                    if !parent_gone {
-                        left.push(format!("pid {p} is held by its parent {}", proc::stuck_report(pp)));
-                        break;
-                    }
-                }
-                _ => break,
-            }
-        }
-    }
-    left
-}
-
-/// Reap every child of the test process that is not a known live case
-/// process; describe what is left. Called once the trials are done.
-fn reap_orphans(keep: &[i32]) -> Vec<String> {
-    let me = std::process::id() as i32;
-    let mut fds = Vec::new();
-    for c in proc::children(me) {
-        if keep.contains(&c) {
-            continue;
-        }
-        if let Ok(f) = pidfd::open(c, false) {
-            let _ = pidfd::send_signal(&f, libc::SIGKILL);
-            fds.push((c, f));
-        }
-    }
-    let mut out: Vec<String> = fds.iter().map(|(p, _)| format!("pid {p} (killed and reaped)")).collect();
-    out.extend(reap_by_pidfd(fds));
-    out
-}
-
-/// The case process: a child subreaper that runs one body, then proves
-/// that nothing is left below it.
+/// The case process of the exec path: find the case, then run it.
 fn case_process(table: fn() -> Vec<Case>, name: &str) -> ! {
-    let emit = |status: Status, detail: String| -> ! {
-        let line = serde_json::to_string(&CaseOutput { status, detail }).expect("json");
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
-        std::process::exit(0)
-    };
     let probe: Probe = match std::env::var(PROBE_ENV).ok().and_then(|s| serde_json::from_str(&s).ok()) {
         Some(p) => p,
         None => emit(Status::Broken, format!("case process started without {PROBE_ENV}")),
@@ -647,12 +525,25 @@ fn case_process(table: fn() -> Vec<Case>, name: &str) -> ! {
     let Some(case) = table().into_iter().find(|c| c.name == name) else {
         emit(Status::Broken, format!("no case named {name:?}"))
     };
-    let me = rustix::process::getpid();
-    if let Err(e) = rustix::process::set_child_subreaper(Some(me)) {
-        emit(Status::Broken, format!("PR_SET_CHILD_SUBREAPER: {e}"));
+    case_process_for(&case, probe)
+}
+
+/// Print the case process's one result line and exit.
+fn emit(status: Status, detail: String) -> ! {
+    let line = serde_json::to_string(&CaseOutput { status, detail }).expect("json");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+    std::process::exit(0)
+}
+
+/// The case process (exec'd or forked): a child subreaper that dies with
+/// the test process, runs one body, then proves that nothing is left below
+/// it.
+fn case_process_for(case: &Case, probe: Probe) -> ! {
+    if let Err(e) = executor::isolate_self(None, false) {
+        emit(Status::Broken, e);
     }
-    // Die with the test process, whatever happens to it.
-    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     let mut ctx = Ctx::new(probe);
     let body = case.body.clone();
     // Announce every kernel wait to the supervisor on a copy of stdout
@@ -674,16 +565,7 @@ fn case_process(table: fn() -> Vec<Case>, name: &str) -> ! {
         }
     };
     // Anything still below the case process is a leak of this case.
-    let left = proc::children(me.as_raw_nonzero().get());
-    if !left.is_empty() {
-        let states: Vec<String> =
-            left.iter().map(|p| format!("{p}({})", proc::state(*p).map(String::from).unwrap_or_else(|| "?".into()))).collect();
-        let fds = kill_descendants(me.as_raw_nonzero().get());
-        let stuck = reap_by_pidfd(fds);
-        let mut note = format!("left children behind: {}", states.join(" "));
-        if !stuck.is_empty() {
-            note.push_str(&format!("; unkillable: {}", stuck.join("; ")));
-        }
+    if let Some(note) = executor::check_no_leftovers() {
         if status == Status::Pass {
             status = Status::Fail;
             detail = note;
@@ -733,7 +615,7 @@ mod tests {
     #[test]
     fn a_polled_pidfd_is_named_by_its_process() {
         let me = std::process::id() as i32;
-        let fd = pidfd::open(me, false).unwrap();
+        let fd = crate::sys::pidfd::open(me, false).unwrap();
         let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
         assert_eq!(pidfd_owner(me, raw), format!(" of pid {me}"));
         // Not a pidfd (stdin has no Pid: line): nothing is claimed.

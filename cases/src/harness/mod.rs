@@ -4,5 +4,7 @@
 pub mod config;
 pub mod case;
 pub mod engine;
+pub mod executor;
+pub mod zygote;
 
 pub use case::*;
