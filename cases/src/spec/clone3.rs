@@ -10,9 +10,10 @@ use crate::harness::*;
 use crate::model::{clone3_verdict, Caller, CgroupDesc, Clone3Desc, PidfdDesc, SetTidDesc, StackDesc, Verdict};
 use crate::sys::clone::{clone3, flags::*, Clone3Request, Program, CLONE_ARGS_SIZE_VER2};
 use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
+use crate::sys::signal as sig;
 use crate::sys::{pidfd, proc};
 
-const SIGCHLD: u64 = libc::SIGCHLD as u64;
+const SIGCHLD: u64 = sig::SIGCHLD as u64;
 
 /// One row: how the argument block differs from `{flags: 0, exit_signal:
 /// SIGCHLD, size: VER2}`. `exact` rows run once with exactly these flags;
@@ -55,7 +56,7 @@ const ROWS: &[Row] = &[
     row!("size_above_page", FORK_C, |d| d.size = 4097),
     row!("size_nonzero_tail", FORK_C, |d| { d.size = 96; d.tail_nonzero = true }),
     row!("exit_signal_zero", FORK_C, |d| d.exit_signal = 0),
-    row!("exit_signal_sigusr1", FORK_C, |d| d.exit_signal = libc::SIGUSR1 as u64),
+    row!("exit_signal_sigusr1", FORK_C, |d| d.exit_signal = sig::SIGUSR1 as u64),
     row!("exit_signal_nsig", FORK_C, |d| d.exit_signal = 64),
     row!("exit_signal_above_nsig", FORK_C, |d| d.exit_signal = 65),
     row!("exit_signal_high_bits", FORK_C, |d| d.exit_signal = (1 << 32) | SIGCHLD),
@@ -320,12 +321,11 @@ fn reap_any(child: &crate::sys::clone::Spawned) -> WaitOutcome {
 /// A child's exit signal other than SIGCHLD would kill the case process
 /// (default action): ignore it. Ignoring it does not auto-reap (only
 /// SIGCHLD's disposition does), so the rows are unchanged by this.
-pub(crate) fn ignore_exit_signal(sig: u64) {
-    let sig = sig as i32;
-    if sig > 0 && sig <= 64 && sig != libc::SIGCHLD && sig != libc::SIGKILL && sig != libc::SIGSTOP {
-        // SAFETY: installing SIG_IGN for a valid, catchable signal number.
-        unsafe {
-            libc::signal(sig, libc::SIG_IGN);
-        }
+pub(crate) fn ignore_exit_signal(exit_signal: u64) {
+    // The low 32 bits, as the old `as i32` read them; numbers that are no
+    // signal, SIGKILL and SIGSTOP are refused by sig::ignore and left alone.
+    let signo = exit_signal as i32;
+    if signo != sig::SIGCHLD {
+        let _ = sig::ignore(signo);
     }
 }

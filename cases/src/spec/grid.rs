@@ -28,8 +28,9 @@ use crate::model::{
     ChildState, ChildView, Kin, KernelFeatures, Lineage, Prediction, Selector, Semantics,
 };
 use crate::sys::clone::{clone3, flags::*, pipe, Clone3Request, Program};
-use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget};
-use crate::sys::{pidfd, pidfd_info, Errno};
+use crate::sys::signal as sig;
+use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget, WAIT_SYSCALL_NUMBERS};
+use crate::sys::{pidfd, pidfd_info, process, Errno};
 
 /// How the subject child is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -215,7 +216,7 @@ fn options_for(call: WaitCall, opts: u32) -> O {
 
 /// clone3 flags and exit signal of a kid of this variant.
 fn clone_args(spec: &KidSpec, v: Variant, bit: u64) -> (u64, u64) {
-    let sigchld = libc::SIGCHLD as u64;
+    let sigchld = sig::SIGCHLD as u64;
     match (spec.role, v) {
         (Role::Sibling, _) | (Role::Subject, Variant::Plain) => (CLONE_PIDFD, sigchld),
         (Role::Subject, Variant::Hidden) => (CLONE_PIDFD | bit, sigchld),
@@ -232,7 +233,7 @@ fn kin_for(spec: &KidSpec, v: Variant, pid: i32, pgid: i32, k: &KernelFeatures, 
             pid,
             pgid,
             hidden: hidden_from_waiter(Semantics::Design, lineage),
-            sigchld: exit_signal == libc::SIGCHLD as u64,
+            sigchld: exit_signal == sig::SIGCHLD as u64,
             state: ChildState::Running,
         },
         creator: spec.by.thread(),
@@ -251,7 +252,7 @@ enum Change {
 fn end_of(c: Change) -> Option<Event> {
     match c {
         Change::Exit(ev) => Some(ev),
-        Change::Signal(sig) if sig != libc::SIGSTOP && sig != libc::SIGCONT => Some(Event::Killed(sig)),
+        Change::Signal(sig) if sig != sig::SIGSTOP && sig != sig::SIGCONT => Some(Event::Killed(sig)),
         Change::Signal(_) => None,
     }
 }
@@ -626,7 +627,7 @@ fn ready_now(fd: &OwnedFd) -> bool {
 /// generic wait is already blocked, not before it starts.
 fn await_blocked_in_wait(tid: i32) -> Check {
     let path = format!("/proc/self/task/{tid}/syscall");
-    let nrs = [libc::SYS_wait4.to_string(), libc::SYS_waitid.to_string()];
+    let nrs = WAIT_SYSCALL_NUMBERS.map(|n| n.to_string());
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let s = std::fs::read_to_string(&path).or_else(|e| broken(format!("reading {path}: {e}")))?;
@@ -725,10 +726,9 @@ impl Run<'_> {
                 Group::Own => self.ctx.pgid,
                 Group::Other => {
                     let g = *self.other_pgid.get_or_insert(pid);
-                    // SAFETY: setpgid takes two integers; the child is ours
-                    // and has not exec'd.
-                    if unsafe { libc::setpgid(pid, g) } != 0 {
-                        return broken(format!("setup: setpgid({pid}, {g}): {}", std::io::Error::last_os_error()));
+                    // The child is ours and has not exec'd.
+                    if let Err(e) = process::setpgid(pid, g) {
+                        return broken(format!("setup: setpgid({pid}, {g}): {}", e.io_error()));
                     }
                     g
                 }
@@ -951,9 +951,9 @@ impl Run<'_> {
                 Some(ChildState::Zombie(ev)) => Some(ev),
                 Some(ChildState::Stopped(_) | ChildState::StoppedReported) => {
                     if let Some(k) = self.kids[i].kid.as_ref() {
-                        k.signal(libc::SIGKILL)?;
+                        k.signal(sig::SIGKILL)?;
                     }
-                    Some(Event::Killed(libc::SIGKILL))
+                    Some(Event::Killed(sig::SIGKILL))
                 }
                 Some(_) => Some(Event::Exited(code)),
                 None => None,
@@ -985,7 +985,7 @@ impl Run<'_> {
     fn force_cleanup(&mut self) {
         for c in &mut self.kids {
             if let Some(k) = c.kid.as_mut() {
-                let _ = k.signal(libc::SIGKILL);
+                let _ = k.signal(sig::SIGKILL);
             }
         }
         if let Some(b) = self.blocked.take() {

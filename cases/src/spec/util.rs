@@ -8,7 +8,7 @@ use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
 use crate::sys::pidfd;
 
 pub fn spawn(flags: u64, program: Program) -> Result<Spawned, String> {
-    clone3(&Clone3Request::new(flags, libc::SIGCHLD as u64), program).map_err(|e| format!("clone3({flags:#x}): {e}"))
+    clone3(&Clone3Request::new(flags, crate::sys::signal::SIGCHLD as u64), program).map_err(|e| format!("clone3({flags:#x}): {e}"))
 }
 
 pub fn fd_of(sp: &Spawned) -> Result<&OwnedFd, String> {
@@ -66,11 +66,6 @@ impl ExecExit {
 
     /// execv; returns only on failure.
     pub fn exec(&self) -> String {
-        let mut argv: Vec<*const libc::c_char> = self.args.iter().map(|a| a.as_ptr()).collect();
-        argv.push(std::ptr::null());
-        // SAFETY: path and argv are NUL-terminated C strings that live in
-        // self; argv ends with a NULL pointer.
-        unsafe { libc::execv(self.path.as_ptr(), argv.as_ptr()) };
-        format!("execv: {}", std::io::Error::last_os_error())
+        format!("execv: {}", crate::sys::process::execv(&self.path, &self.args).io_error())
     }
 }

@@ -190,6 +190,11 @@ pub struct WaitTarget {
     pub pgid: i32,
 }
 
+/// The numbers /proc/<tid>/syscall shows for a task blocked in wait4(2) or
+/// waitid(2) (libc: the only one of the three that publishes syscall
+/// numbers).
+pub const WAIT_SYSCALL_NUMBERS: [i64; 2] = [libc::SYS_wait4, libc::SYS_waitid];
+
 const P_ALL: libc::idtype_t = 0;
 const P_PID: libc::idtype_t = 1;
 const P_PGID: libc::idtype_t = 2;
