@@ -206,7 +206,7 @@ pub fn reap_children_with(list: impl Fn() -> Vec<i32>) -> Vec<i32> {
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
             }
-            let t = WaitTarget { pid, pidfd: -1, pgid: 0 };
+            let t = WaitTarget::pid(pid);
             if let WaitOutcome::Reported { .. } = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL)) {
                 reaped.push(pid);
             }

@@ -190,7 +190,7 @@ impl Worker {
         unsafe {
             libc::kill(self.pid, libc::SIGKILL);
         }
-        let t = WaitTarget { pid: self.pid, pidfd: -1, pgid: 0 };
+        let t = WaitTarget::pid(self.pid);
         // __WALL: W may be a clone child (exit_signal 0).
         let r = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL));
         self.pid = -1;

@@ -603,7 +603,7 @@ fn reap_by_pidfd(fds: Vec<(i32, OwnedFd)>) -> Vec<String> {
         // (also killed) has exited and it is reparented. A focused blocking
         // wait that reports ECHILD means someone else is still its parent or
         // it is already gone: retry while its parent is alive.
-        let target = WaitTarget { pid: p, pidfd: std::os::fd::AsRawFd::as_raw_fd(&f), pgid: 0 };
+        let target = WaitTarget { pid: p, pidfd: Some(std::os::fd::AsFd::as_fd(&f)), pgid: 0 };
         // Bounded: a parent that does not finish exiting (stuck in the
         // kernel) keeps its zombie; name both and move on.
         for _ in 0..8 {

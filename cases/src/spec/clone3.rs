@@ -4,7 +4,7 @@
 //! (model::clone3_verdict, keyed on the kernel's feature set), so the rows
 //! and the fuzzers share one statement of the rules.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::harness::*;
 use crate::model::{clone3_verdict, Caller, CgroupDesc, Clone3Desc, PidfdDesc, SetTidDesc, StackDesc, Verdict};
@@ -162,14 +162,10 @@ fn run(ctx: &mut Ctx, d: &Clone3Desc) -> Check {
             // creation path that sets the bit.
             generic_peek(ctx, d, &child, &what)?;
             // Reap it with a focused __WALL wait.
-            let fd = match child.pidfd.as_ref() {
-                Some(fd) => fd.as_raw_fd(),
-                None => -1,
-            };
-            let (call, t) = if fd >= 0 {
-                (WaitCall::WaitidPidfd, WaitTarget { pid: child.pid, pidfd: fd, pgid: 0 })
+            let (call, t) = if let Some(fd) = child.pidfd.as_ref() {
+                (WaitCall::WaitidPidfd, WaitTarget::with_pidfd(child.pid, fd.as_fd()))
             } else {
-                (WaitCall::WaitidPid, WaitTarget { pid: child.pid, pidfd: -1, pgid: 0 })
+                (WaitCall::WaitidPid, WaitTarget::pid(child.pid))
             };
             match wait(call, t, WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL)) {
                 WaitOutcome::Reported { pid, event: crate::sys::wait::Event::Exited(0) } if pid == child.pid => Ok(()),
@@ -215,7 +211,7 @@ fn generic_peek(ctx: &Ctx, d: &Clone3Desc, child: &crate::sys::clone::Spawned, w
     };
     let sel = Selector { call: WaitCall::WaitidAll, pid: child.pid, pgid: ctx.pgid, own_pgid: ctx.pgid };
     let pred = predict_wait(sel, WaitOpts(GENERIC_PEEK), &[view]);
-    let got = wait(WaitCall::WaitidAll, WaitTarget { pid: child.pid, pidfd: -1, pgid: ctx.pgid }, WaitOpts(GENERIC_PEEK));
+    let got = wait(WaitCall::WaitidAll, WaitTarget::pid(child.pid).in_group(ctx.pgid), WaitOpts(GENERIC_PEEK));
     match pred {
         Prediction::OneOf(v) if v.contains(&got) => Ok(()),
         p => fail(format!(
@@ -315,7 +311,7 @@ fn reap_any(child: &crate::sys::clone::Spawned) -> WaitOutcome {
     if let Some(fd) = child.pidfd.as_ref() {
         let _ = pidfd::poll_exit(std::os::fd::AsFd::as_fd(fd), None);
     }
-    wait(WaitCall::WaitidPid, WaitTarget { pid: child.pid, pidfd: -1, pgid: 0 }, WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL))
+    wait(WaitCall::WaitidPid, WaitTarget::pid(child.pid), WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL))
 }
 
 /// A child's exit signal other than SIGCHLD would kill the case process

@@ -817,9 +817,11 @@ impl Run<'_> {
                     let call = self.call;
                     let sel = self.sel(call, 0, group);
                     let o = options_for(call, opts);
-                    let t = self.target(0, sel.pgid)?;
+                    // The thread owns a duplicate of the pidfd (if any) until
+                    // its call returns.
+                    let t = self.target(0, sel.pgid)?.to_owned_target().or_else(|e| broken(format!("dup(pidfd): {e}")))?;
                     let worker = self.worker.as_ref().expect("worker");
-                    let (rx, done) = worker.submit(move || wait(call, t, O(opts)))?;
+                    let (rx, done) = worker.submit(move || wait(call, t.target(), O(opts)))?;
                     await_blocked_in_wait(worker.tid)?;
                     let what = spell(call, opts, group, By::Thread);
                     self.blocked = Some(Blocked { sel, opts: o, what, rx, done });
@@ -834,9 +836,9 @@ impl Run<'_> {
     }
 
     /// The kid's target: its pidfd, or a new one if it was dropped.
-    fn target(&self, about: usize, pgid: i32) -> Result<WaitTarget, Stop> {
+    fn target(&self, about: usize, pgid: i32) -> Result<WaitTarget<'_>, Stop> {
         let c = &self.kids[about];
-        Ok(WaitTarget { pid: c.pid, pidfd: c.kid.as_ref().map(|k| k.pidfd.as_raw_fd()).unwrap_or(-1), pgid })
+        Ok(WaitTarget { pid: c.pid, pidfd: c.kid.as_ref().map(|k| k.pidfd.as_fd()), pgid })
     }
 
     fn wait_step(&mut self, call: WaitCall, opts: u32, about: usize, group: Group, from: By) -> Check {
@@ -849,13 +851,13 @@ impl Run<'_> {
         if p == Prediction::Blocks {
             return broken(format!("row: the model says {what} blocks here"));
         }
+        let fresh;
         let mut t = self.target(about, sel.pgid)?;
-        let mut _fresh = None;
-        if call == WaitCall::WaitidPidfd && t.pidfd < 0 {
+        if call == WaitCall::WaitidPidfd && t.pidfd.is_none() {
             match pidfd::open(t.pid, false) {
                 Ok(fd) => {
-                    t.pidfd = fd.as_raw_fd();
-                    _fresh = Some(fd);
+                    fresh = fd;
+                    t.pidfd = Some(fresh.as_fd());
                 }
                 Err(Errno::ESRCH) if !after.iter().any(|k| k.view.pid == t.pid) => return Ok(()),
                 Err(e) => return fail(format!("pidfd_open({}) for {what}: {e}", t.pid)),
@@ -863,7 +865,11 @@ impl Run<'_> {
         }
         let got = match from {
             By::Main => wait(call, t, O(opts)),
-            By::Thread => self.worker.as_ref().expect("worker").run(move || wait(call, t, O(opts)))?,
+            By::Thread => {
+                // Synchronous: the duplicate is closed before the next step.
+                let t = t.to_owned_target().or_else(|e| broken(format!("dup(pidfd): {e}")))?;
+                self.worker.as_ref().expect("worker").run(move || wait(call, t.target(), O(opts)))?
+            }
         };
         if !contains(&p, &got) {
             return fail(format!("{what}: the model says it {}, got {}", self.names.prediction(&p), self.names.outcome(&got)));
@@ -961,7 +967,7 @@ impl Run<'_> {
             let Some(mut k) = self.kids[i].kid.take() else {
                 if let Some(ev) = want {
                     // pidfd dropped: reap by pid.
-                    let t = WaitTarget { pid, pidfd: -1, pgid: 0 };
+                    let t = WaitTarget::pid(pid);
                     expect("reaping by waitid(P_PID, WEXITED|__WALL)", wait(WaitCall::WaitidPid, t, O(O::WEXITED | O::WALL)), reported(pid, ev))?;
                 }
                 continue;

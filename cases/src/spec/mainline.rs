@@ -116,7 +116,7 @@ fn exited_ar(ctx: &Ctx, code: i32) -> Result<Kid, Stop> {
 /// parent finds a zombie. Deterministic: the autoreap decision is taken in
 /// exit_notify under tasklist_lock, which the wait call takes too.
 fn no_zombie(pid: i32, fd: &OwnedFd) -> Check {
-    let t = WaitTarget { pid, pidfd: fd.as_raw_fd(), pgid: 0 };
+    let t = WaitTarget { pid, pidfd: Some(fd.as_fd()), pgid: 0 };
     let opts = O(O::WEXITED | O::WNOHANG | O::WNOWAIT | O::WALL);
     match wait(WaitCall::WaitidPidfd, t, opts) {
         WaitOutcome::Failed(Errno::ECHILD) => Ok(()),
@@ -291,7 +291,7 @@ fn exits_before_its_parent(ctx: &mut Ctx) -> Check {
     if !left.is_empty() {
         return fail(format!("processes reparented to the subreaper: {left:?}"));
     }
-    let t = WaitTarget { pid: -1, pidfd: -1, pgid: ctx.pgid };
+    let t = WaitTarget::pid(-1).in_group(ctx.pgid);
     expect("the subreaper's waitid(P_ALL, WEXITED|WNOHANG)", ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED | O::WNOHANG), errno(Errno::ECHILD))
 }
 
@@ -319,7 +319,7 @@ fn orphan_to_ns_init(ctx: &mut Ctx) -> Check {
         let gfd = pidfd::open(gpid, false).map_err(|e| format!("pidfd_open({gpid}): {e}"))?;
         let _ = rustix::io::write(&rel_w, b"x");
         util::await_exit(&gfd)?;
-        let t = WaitTarget { pid: gpid, pidfd: gfd.as_raw_fd(), pgid: 0 };
+        let t = WaitTarget { pid: gpid, pidfd: Some(gfd.as_fd()), pgid: 0 };
         let got = wait(WaitCall::WaitidAll, t, O(O::WEXITED | O::WNOHANG));
         want("pid-namespace init's waitid(P_ALL, WEXITED|WNOHANG) after the reparented autoreap child exited", got, errno(Errno::ECHILD))?;
         ended_in_job(gpid, &gfd, Event::Exited(5))
@@ -535,7 +535,7 @@ fn o_wclone_sigusr1(_ctx: &mut Ctx) -> Check {
         Err(Errno::EINVAL) => Ok(()),
         Err(e) => fail(format!("clone3(CLONE_PIDFD|CLONE_AUTOREAP, exit_signal SIGUSR1): want EINVAL, got {e}")),
         Ok(child) => {
-            let t = WaitTarget { pid: child.pid, pidfd: -1, pgid: 0 };
+            let t = WaitTarget::pid(child.pid);
             let _ = wait(WaitCall::WaitidPid, t, O(O::WEXITED | O::WALL));
             fail(format!("clone3(CLONE_PIDFD|CLONE_AUTOREAP, exit_signal SIGUSR1) created pid {}: want EINVAL", child.pid))
         }
@@ -559,7 +559,7 @@ fn o_pidfd_poll(ctx: &mut Ctx) -> Check {
 fn o_pidfd_nonblock(ctx: &mut Ctx) -> Check {
     let k = live_ar(ctx, 3)?;
     let fd = pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))?;
-    let t = WaitTarget { pid: k.pid, pidfd: fd.as_raw_fd(), pgid: ctx.pgid };
+    let t = WaitTarget { pid: k.pid, pidfd: Some(fd.as_fd()), pgid: ctx.pgid };
     expect("waitid(P_PIDFD nonblocking, WEXITED) on a live autoreap child", ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED), errno(Errno::ECHILD))?;
     expect("waitid(P_PIDFD nonblocking, WEXITED|__WALL) on a live autoreap child", ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED | O::WALL), errno(Errno::EAGAIN))?;
     finish_ar(k, Event::Exited(3))
@@ -568,7 +568,7 @@ fn o_pidfd_nonblock(ctx: &mut Ctx) -> Check {
 fn o_legacy_clone(ctx: &mut Ctx) -> Check {
     let child = clone_legacy(sig::SIGCHLD as u64 | CLONE_AUTOREAP, Program::Exit(5))
         .or_else(|e| fail(format!("clone(SIGCHLD|CLONE_AUTOREAP): {e}")))?;
-    let t = WaitTarget { pid: child.pid, pidfd: -1, pgid: ctx.pgid };
+    let t = WaitTarget::pid(child.pid).in_group(ctx.pgid);
     expect("waitid(P_ALL, WEXITED) after legacy clone with bit 34", ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED), reported(child.pid, Event::Exited(5)))
 }
 
@@ -788,7 +788,7 @@ fn m_tracer(ctx: &mut Ctx, collect: bool) -> Check {
     let (ready_r, ready_w) = pipe();
     let job = ctx.spawn_job(Subject::Plain, move || {
         ptrace::attach(tpid).map_err(|e| format!("PTRACE_ATTACH: {}", e.described()))?;
-        let t = WaitTarget { pid: tpid, pidfd: -1, pgid: 0 };
+        let t = WaitTarget::pid(tpid);
         want("the tracer's waitpid(pid, __WALL) for the attach stop", wait(WaitCall::WaitpidPid, t, O(O::WALL)), reported(tpid, Event::Stopped(sig::SIGSTOP)))?;
         ptrace::cont(tpid).map_err(|e| format!("PTRACE_CONT: {}", e.described()))?;
         let _ = rustix::io::write(&ready_w, b"r");
@@ -1146,7 +1146,7 @@ fn check_created(
         (Verdict::Created, Ok(child)) => {
             // exit_signal may be 0: __WALL. An autoreap child leaves
             // nothing: the blocking wait ends with ECHILD once it is gone.
-            let t = WaitTarget { pid: child.pid, pidfd: -1, pgid: 0 };
+            let t = WaitTarget::pid(child.pid);
             let got = wait(WaitCall::WaitidPid, t, O(O::WEXITED | O::WALL));
             let want_ev = if autoreaped_on_exit(flags, k) { errno(Errno::ECHILD) } else { reported(child.pid, Event::Exited(0)) };
             want(&format!("{what} created pid {}; waitid(P_PID, WEXITED|__WALL)", child.pid), got, want_ev)?;
@@ -1159,7 +1159,7 @@ fn check_created(
             Ok(())
         }
         (want, Ok(child)) => {
-            let t = WaitTarget { pid: child.pid, pidfd: -1, pgid: 0 };
+            let t = WaitTarget::pid(child.pid);
             let _ = wait(WaitCall::WaitidPid, t, O(O::WEXITED | O::WALL));
             Err(format!("{what}: model says {want:?}, kernel created pid {}", child.pid))
         }

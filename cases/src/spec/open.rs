@@ -5,7 +5,7 @@
 //! PID-1 process manager, a library's helper processes, an event loop) need,
 //! and says why.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 use super::generic::{expect_exit, still_a_zombie};
 use super::util::{self, want};
@@ -208,7 +208,7 @@ pub(crate) fn tracer_job(ctx: &Ctx, tpid: i32, generic: bool) -> Result<Job, Sto
 pub(crate) fn tracer_job_of(ctx: &Ctx, tpid: i32, generic: bool, tracee: Lineage) -> Result<Job, Stop> {
     ctx.spawn_job(Subject::Plain, move || {
         ptrace::attach(tpid).map_err(|e| format!("PTRACE_ATTACH: {}", e.described()))?;
-        let t = WaitTarget { pid: tpid, pidfd: -1, pgid: 0 };
+        let t = WaitTarget::pid(tpid);
         let call = if generic { WaitCall::WaitpidAny } else { WaitCall::WaitpidPid };
         let got = wait(call, t, O(O::WALL));
         let verdict = want(&call.spell(O(O::WALL)), got, tracer_expects(Semantics::Design, tracee, call, tpid));
@@ -334,7 +334,7 @@ fn pidfd_poll(ctx: &mut Ctx, s: Subject) -> Check {
 fn pidfd_nonblock(ctx: &mut Ctx, s: Subject) -> Check {
     let k = ctx.spawn_live(s, 3)?;
     let fd = pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))?;
-    let t = WaitTarget { pid: k.pid, pidfd: fd.as_raw_fd(), pgid: ctx.pgid };
+    let t = WaitTarget { pid: k.pid, pidfd: Some(fd.as_fd()), pgid: ctx.pgid };
     expect("waitid(P_PIDFD nonblocking, WEXITED) on a live child", ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED), errno(Errno::EAGAIN))?;
     expect_exit(k.reap()?, 3)
 }
@@ -342,7 +342,7 @@ fn pidfd_nonblock(ctx: &mut Ctx, s: Subject) -> Check {
 fn legacy_clone(ctx: &mut Ctx, s: Subject) -> Check {
     let high = if s.hidden() { ctx.bit() } else { 0 };
     let child = clone_legacy(sig::SIGCHLD as u64 | high, Program::Exit(5)).or_else(|e| fail(format!("clone(SIGCHLD|{high:#x}): {e}")))?;
-    let t = WaitTarget { pid: child.pid, pidfd: -1, pgid: ctx.pgid };
+    let t = WaitTarget::pid(child.pid).in_group(ctx.pgid);
     expect("waitid(P_ALL, WEXITED) after legacy clone", ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED), reported(child.pid, Event::Exited(5)))
 }
 

@@ -2,7 +2,7 @@
 //! subreaper or to the init of a pid namespace; pid-namespace teardown with
 //! a hidden child alive or already a zombie.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use super::util::{self, want};
 use super::open::expected_generic;
@@ -136,7 +136,7 @@ fn orphan_to_ns_init(ctx: &mut Ctx, s: Subject) -> Check {
         want("init reaps the middle process", util::reap(middle.pid, mfd), reported(middle.pid, Event::Exited(0)))?;
         let gpid = util::recv_pid(&pid_r)?;
         let gfd = pidfd::open(gpid, false).map_err(|e| format!("pidfd_open({gpid}): {e}"))?;
-        let t = WaitTarget { pid: gpid, pidfd: gfd.as_raw_fd(), pgid: 0 };
+        let t = WaitTarget { pid: gpid, pidfd: Some(gfd.as_fd()), pgid: 0 };
         let got = wait(WaitCall::WaitidAll, t, O(O::WEXITED | O::WNOHANG));
         let want = expected_generic(lineage, gpid, Event::Exited(5));
         if got != want {

@@ -1,7 +1,7 @@
 //! Small helpers for code that runs inside jobs (children running Rust
 //! code), where a failure is a message rather than a Stop.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use crate::sys::clone::{clone3, Clone3Request, Program, Spawned};
 use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
@@ -15,8 +15,8 @@ pub fn fd_of(sp: &Spawned) -> Result<&OwnedFd, String> {
     sp.pidfd.as_ref().ok_or_else(|| "no pidfd".to_string())
 }
 
-pub fn target(pid: i32, fd: &OwnedFd) -> WaitTarget {
-    WaitTarget { pid, pidfd: fd.as_raw_fd(), pgid: 0 }
+pub fn target(pid: i32, fd: &OwnedFd) -> WaitTarget<'_> {
+    WaitTarget { pid, pidfd: Some(fd.as_fd()), pgid: 0 }
 }
 
 pub fn await_exit(fd: &OwnedFd) -> Result<(), String> {

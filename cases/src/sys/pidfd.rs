@@ -22,7 +22,7 @@ pub fn poll_exit(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, 
             None => format!("poll(pidfd {}, POLLIN, -1) awaiting the exit", fd.as_raw_fd()),
             Some(d) => format!("poll(pidfd {}, POLLIN, {} ms) awaiting the exit", fd.as_raw_fd(), d.as_millis()),
         },
-        fd.as_raw_fd(),
+        Some(fd),
     );
     let ts = timeout.map(|d| Timespec { tv_sec: d.as_secs() as i64, tv_nsec: d.subsec_nanos() as i64 });
     loop {

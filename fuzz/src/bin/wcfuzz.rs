@@ -124,7 +124,7 @@ fn regressions() -> bool {
             }
             out.extend_from_slice(&buf[..n]);
         }
-        let _ = wait(WaitCall::WaitidPid, WaitTarget { pid, pidfd: -1, pgid: 0 }, WaitOpts(WaitOpts::WEXITED));
+        let _ = wait(WaitCall::WaitidPid, WaitTarget::pid(pid), WaitOpts(WaitOpts::WEXITED));
         let msg = String::from_utf8_lossy(&out).to_string();
         ok &= msg == "PASS";
         println!("{}: {}\n    ({})", row.name, if msg.is_empty() { "FAIL (row process died)".into() } else { msg }, row.source);
@@ -403,7 +403,7 @@ const BLOCK: usize = 50;
 
 fn raw_once() {
     let sp = clone3(&Clone3Request::new(CLONE_PIDFD, libc::SIGCHLD as u64), Program::Exit(0)).expect("clone3");
-    let t = WaitTarget { pid: sp.pid, pidfd: -1, pgid: 0 };
+    let t = WaitTarget::pid(sp.pid);
     let r = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED));
     assert!(matches!(r, cases::sys::wait::WaitOutcome::Reported { .. }));
 }
