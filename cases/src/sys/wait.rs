@@ -1,9 +1,18 @@
 //! Every wait call of the seed as one enum, with one normalised outcome.
 //!
-//! waitpid goes through nix (it decodes the status word for us); wait(2),
-//! wait4(2) and waitid(2) go through libc: nix has no wait4 (rusage) and its
-//! waitid folds `si_code` into a status enum, while the cases assert the
-//! exact `si_code`/`si_status`/`si_pid` the kernel filled in.
+//! Which library makes each call:
+//! - waitpid through nix, which decodes the status word including the core
+//!   dump bit and ptrace stops; rustix has every waitpid form, but its
+//!   `WaitStatus` does not tell a core dump apart.
+//! - wait(3) through libc: it is a libc function (wait4(-1, &st, 0, NULL)
+//!   on x86_64), not a system call either crate wraps.
+//! - wait4(2) through libc: neither rustix nor nix has it (rusage).
+//! - waitid(2) through libc: rustix's `WaitIdStatus` has no `si_pid` and
+//!   its `WaitId::PidFd` cannot name a closed fd; nix's waitid folds
+//!   `si_code` into a status enum; the cases assert the exact
+//!   `si_code`/`si_status`/`si_pid` the kernel filled in.
+//! - the status-word macros (WIFEXITED...) through libc: nix's decoder
+//!   refuses signal numbers its `Signal` enum lacks (realtime ones).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
