@@ -531,8 +531,7 @@ fn bench(iters: usize, rounds: usize, corpus: Option<String>) {
     println!("  {:<50} {:>27}   {:>27}", "", "in-process mode", "worker only");
     for (k, (name, set)) in sets.iter().enumerate() {
         let mut col = String::new();
-        for m in 0..2 {
-            let (rates, ratios) = &mut res[k][m];
+        for (rates, ratios) in res[k].iter_mut() {
             let f = median(rates);
             let q = median(ratios);
             let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
