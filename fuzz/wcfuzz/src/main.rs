@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cases::fuzzing::clone3::{self, Cgroup, Clone3Case, Pidfd, SetTid, Stack};
-use cases::fuzzing::regress::{render_index, RegressionFile};
+use cases::fuzzing::regress::RegressionFile;
 use cases::fuzzing::tree::{self, Op, WaitProgram, Who};
 use cases::sys::clone::{clone3, flags::*, Clone3Request, Program};
 use cases::sys::wait::{wait, WaitCall, WaitOpts, WaitTarget};
@@ -47,7 +47,8 @@ enum Command {
     Print { target: Target, artifact: PathBuf },
     /// Execute the input once (in a worker) and print the verdict; exit 1 on a finding.
     Run { target: Target, artifact: PathBuf },
-    /// Shrink the input and save it as cases/regressions/<target>-<id>.case.
+    /// Shrink the input and save it as cases/regressions/<target>-<id>.case
+    /// (the next build of cases embeds it as a row).
     Regress {
         target: Target,
         artifact: PathBuf,
@@ -60,8 +61,6 @@ enum Command {
     },
     /// Run every embedded regression row, each in an isolated subreaper process.
     Regressions,
-    /// Regenerate cases/src/fuzzing/regressions_index.rs.
-    Reindex,
     /// (Re)write the seed corpus under fuzz/corpus/.
     Seeds,
     /// clone3_flags per-input work against a raw clone3 loop, in-process mode
@@ -176,16 +175,6 @@ fn regressions() -> bool {
     ok
 }
 
-fn reindex() {
-    let dir = repo().join("cases/regressions");
-    let files: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.ends_with(".case")).collect())
-        .unwrap_or_default();
-    let out = repo().join("cases/src/fuzzing/regressions_index.rs");
-    std::fs::write(&out, render_index(files.clone())).expect("write index");
-    println!("{}: {} file(s)", out.display(), files.len());
-}
-
 /// The first line of a finding, as its signature for shrinking.
 fn signature(i: &Input) -> Option<String> {
     let e = verdict(i).err()?;
@@ -280,7 +269,7 @@ fn regress(target: Target, artifact: &Path, id: Option<String>, finding_text: Op
     std::fs::write(&path, f.render(&finding)).expect("write regression");
     println!("wrote {} (row regress::{target}::{id})", path.display());
     println!("finding: {finding}");
-    reindex();
+    println!("cases/build.rs embeds it at the next build of the case binary");
 }
 
 fn base(flags: u64) -> Clone3Case {
@@ -558,7 +547,6 @@ fn main() {
             }
         }
         Command::Regress { target, artifact, id, finding } => regress(target, &artifact, id, finding),
-        Command::Reindex => reindex(),
         Command::Regressions => {
             if !regressions() {
                 std::process::exit(1)
