@@ -11,14 +11,22 @@ fn main() {
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap_or_else(|e| panic!("{}: {e}", dir.display())).path())
+        .map(|e| {
+            e.unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .path()
+        })
         .filter(|p| p.extension().is_some_and(|x| x == "case"))
         .collect();
     files.sort();
     let mut out = String::from("pub const FILES: &[(&str, &str)] = &[\n");
     for p in &files {
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_else(|| panic!("{}: not UTF-8", p.display()));
-        let path = p.to_str().unwrap_or_else(|| panic!("{}: not UTF-8", p.display()));
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_else(|| panic!("{}: not UTF-8", p.display()));
+        let path = p
+            .to_str()
+            .unwrap_or_else(|| panic!("{}: not UTF-8", p.display()));
         out.push_str(&format!("    ({name:?}, include_str!({path:?})),\n"));
     }
     out.push_str("];\n");

@@ -42,13 +42,19 @@ pub enum ChildDisposition {
 pub fn set_child_disposition(d: ChildDisposition) -> Result<(), Errno> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let act = match d {
-        ChildDisposition::NoCldWait => SigAction::new(SigHandler::SigDfl, SaFlags::SA_NOCLDWAIT, SigSet::empty()),
-        ChildDisposition::Ignore => SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty()),
+        ChildDisposition::NoCldWait => {
+            SigAction::new(SigHandler::SigDfl, SaFlags::SA_NOCLDWAIT, SigSet::empty())
+        }
+        ChildDisposition::Ignore => {
+            SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty())
+        }
     };
     // SAFETY: SIG_IGN and SIG_DFL are dispositions, not handlers: no code
     // of ours runs in signal context, which is what nix's sigaction asks
     // the caller to make sound.
-    unsafe { sigaction(Signal::SIGCHLD, &act) }.map(drop).map_err(Errno::from)
+    unsafe { sigaction(Signal::SIGCHLD, &act) }
+        .map(drop)
+        .map_err(Errno::from)
 }
 
 /// Ignore signal `sig` (`SIG_IGN`), any number from 1 to [`SIGRTMAX`]
@@ -60,7 +66,11 @@ pub fn ignore(sig: i32) -> Result<(), Errno> {
     // libc: realtime numbers have no nix `Signal` (see the module note).
     // SAFETY: SIG_IGN installs no handler; `sig` is a catchable signal.
     let r = unsafe { libc::signal(sig, libc::SIG_IGN) };
-    if r == libc::SIG_ERR { Err(Errno::last()) } else { Ok(()) }
+    if r == libc::SIG_ERR {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
 }
 
 /// Block `sig` in the calling thread (sigprocmask/pthread_sigmask).
@@ -85,7 +95,10 @@ pub fn take_pending(sig: i32) -> Result<Option<Pending>, Errno> {
     set.add(named(sig)?);
     // SAFETY: an all-zero siginfo_t is a valid value of this plain C type.
     let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // libc: neither rustix (outside `runtime`) nor nix has sigtimedwait.
     // SAFETY: set, si and ts are valid for the duration of the call.
     let got = unsafe { libc::sigtimedwait(set.as_ref(), &mut si, &ts) };
@@ -114,7 +127,10 @@ mod tests {
 
     #[test]
     fn numbers_are_the_x86_64_ones() {
-        assert_eq!((SIGTRAP, SIGKILL, SIGUSR1, SIGSEGV, SIGTERM, SIGCHLD, SIGCONT, SIGSTOP), (5, 9, 10, 11, 15, 17, 18, 19));
+        assert_eq!(
+            (SIGTRAP, SIGKILL, SIGUSR1, SIGSEGV, SIGTERM, SIGCHLD, SIGCONT, SIGSTOP),
+            (5, 9, 10, 11, 15, 17, 18, 19)
+        );
     }
 
     #[test]
@@ -132,7 +148,13 @@ mod tests {
             assert_eq!(take_pending(SIGUSR1), Ok(None));
             nix::sys::signal::raise(nix::sys::signal::Signal::SIGUSR1).unwrap();
             let me = rustix::process::getpid().as_raw_nonzero().get();
-            assert_eq!(take_pending(SIGUSR1), Ok(Some(Pending { signo: SIGUSR1, pid: me })));
+            assert_eq!(
+                take_pending(SIGUSR1),
+                Ok(Some(Pending {
+                    signo: SIGUSR1,
+                    pid: me
+                }))
+            );
             assert_eq!(take_pending(SIGUSR1), Ok(None));
         })
         .join()
