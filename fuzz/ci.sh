@@ -20,8 +20,8 @@ run() { # target runs
     # New units go to the scratch dir; the checked-in corpus stays as it is.
     if ! cargo fuzz run -s none "$t" "$work" "corpus/$t" -- -runs="$n" -len_control=0 -timeout=60 -print_final_stats=1; then
         echo "fuzz/ci.sh: $t found something; artifacts under fuzz/artifacts/$t/" >&2
-        echo "  readable: cargo run --release --manifest-path fuzz/Cargo.toml --features tool --bin wcfuzz -- print $t <artifact>" >&2
-        echo "  as case:  cargo run --release --manifest-path fuzz/Cargo.toml --features tool --bin wcfuzz -- regress $t <artifact>" >&2
+        echo "  readable: cargo run --release --manifest-path fuzz/Cargo.toml -p wcfuzz -- print $t <artifact>" >&2
+        echo "  as case:  cargo run --release --manifest-path fuzz/Cargo.toml -p wcfuzz -- regress $t <artifact>" >&2
         rm -rf "$work"
         exit 1
     fi
@@ -30,9 +30,9 @@ run() { # target runs
 run clone3_flags "${FUZZ_CI_RUNS_CLONE3:-3000}"
 run wait_sequence "${FUZZ_CI_RUNS_WAIT:-300}"
 
-# The tool builds on stable too; its regressions subcommand runs every
-# embedded regression row the way the case table does.
-cargo run --release --features tool --bin wcfuzz -- regressions
+# The tool (the wcfuzz/ member) builds on stable too; its regressions
+# subcommand runs every embedded regression row the way the case table does.
+cargo run --release -p wcfuzz -- regressions
 
 # Nothing of ours may be left: no fuzz process, no zombie child of this shell.
 left=$(ps -eo pid=,ppid=,stat=,comm= | awk -v me=$$ '$4 ~ /^(clone3_flags|wait_sequence|wcfuzz)$/ || ($2 == me && $3 ~ /Z/)')

@@ -328,17 +328,10 @@ fn build_fuzz(paths: &Paths) -> Result<Option<String>> {
             .args(["fuzz", "build", "-s", "none"])
             .current_dir(&fuzz_dir),
     )?;
-    progress!("building wcfuzz (cargo build --release --features tool --bin wcfuzz in fuzz/)");
+    progress!("building wcfuzz (cargo build --release -p wcfuzz in fuzz/)");
     Ok(kernel::run_checked(
         Command::new(&cargo)
-            .args([
-                "build",
-                "--release",
-                "--features",
-                "tool",
-                "--bin",
-                "wcfuzz",
-            ])
+            .args(["build", "--release", "-p", "wcfuzz"])
             .current_dir(&fuzz_dir),
     )
     .err()
@@ -353,7 +346,7 @@ pub fn artifact_commands(
     profile: &str,
 ) -> (String, String) {
     use protocol::env::{CLONE_WAIT_PID_FLAG as FLAG_ENV, WAIT_FUZZ_RISKY as RISKY_ENV};
-    let t = "cargo run --release --manifest-path fuzz/Cargo.toml --features tool --bin wcfuzz --";
+    let t = "cargo run --release --manifest-path fuzz/Cargo.toml -p wcfuzz --";
     let a = shell_quote(&artifact.display().to_string());
     (
         // print only decodes: WAIT_FUZZ_RISKY=1 keeps the flag word as the VM ran it (without

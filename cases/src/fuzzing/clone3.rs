@@ -29,7 +29,7 @@
 //! alone ([`Scope`]) and that none of the input's waits may consider
 //! ([`unseen_by_waits`]).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -620,12 +620,11 @@ pub fn execute_in(case: &Clone3Case, env: &Env, scope: &Scope) -> Clone3Obs {
         let own_fd: Option<OwnedFd> = if case.thread() || have_fd { None } else { pidfd::open(pid, false).ok() };
         let fd = keep
             .as_ref()
-            .and_then(|(slotfd, _, sp)| slotfd.as_ref().map(|f| f.as_raw_fd()).or_else(|| sp.as_ref().and_then(|s| s.pidfd.as_ref().map(|f| f.as_raw_fd()))))
+            .and_then(|(slotfd, _, sp)| slotfd.as_ref().map(|f| f.as_fd()).or_else(|| sp.as_ref().and_then(|s| s.pidfd.as_ref().map(|f| f.as_fd()))))
             .filter(|_| !case.thread())
-            .or_else(|| own_fd.as_ref().map(|f| f.as_raw_fd()))
-            .unwrap_or(-1);
+            .or_else(|| own_fd.as_ref().map(|f| f.as_fd()));
         for (label, call, opts) in plan(case) {
-            let call = if call == WaitCall::WaitidPidfd && fd < 0 { WaitCall::WaitidPid } else { call };
+            let call = if call == WaitCall::WaitidPidfd && fd.is_none() { WaitCall::WaitidPid } else { call };
             let pred = d.prediction(call, opts);
             if pred == Prediction::Blocks {
                 obs.steps.push(StepObs { label: label.into(), call: call.id().into(), out: None });
@@ -679,7 +678,7 @@ fn exec_disposable(case: &Clone3Case, env: &Env, obs: &mut Clone3Obs) {
                 if c.flags & (CLONE_PARENT | CLONE_THREAD) == 0 {
                     // Wait (without reaping) until the child is a zombie:
                     // its exit_signal reaches us before we exit.
-                    let t = WaitTarget { pid: sp.pid, pidfd: -1, pgid: 0 };
+                    let t = WaitTarget::pid(sp.pid);
                     let _ = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOWAIT | WaitOpts::WALL));
                 }
                 std::mem::forget(sp);
@@ -695,7 +694,7 @@ fn exec_disposable(case: &Clone3Case, env: &Env, obs: &mut Clone3Obs) {
             return;
         }
     };
-    let t = WaitTarget { pid: p.pid, pidfd: -1, pgid: 0 };
+    let t = WaitTarget::pid(p.pid);
     let fate = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED | WaitOpts::WSTOPPED));
     obs.caller_fate = Some(match fate {
         crate::sys::wait::WaitOutcome::Reported { event: Event::Exited(0), .. } => Ev2::Exited0,

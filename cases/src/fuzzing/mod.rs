@@ -14,7 +14,6 @@ pub mod clone3;
 pub mod common;
 pub mod isolate;
 pub mod regress;
-mod regressions_index;
 pub mod tree;
 pub mod worker;
 

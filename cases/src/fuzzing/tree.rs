@@ -470,7 +470,7 @@ impl Driver {
                 }
                 // Block (without consuming it) until the state change is
                 // reportable: the kernel's own notification, no sleeping.
-                let t = WaitTarget { pid: self.pid_of(m, *node), pidfd: -1, pgid: 0 };
+                let t = WaitTarget::pid(self.pid_of(m, *node));
                 match wait(WaitCall::WaitidPid, t, WaitOpts(bit | WaitOpts::WNOWAIT)) {
                     crate::sys::wait::WaitOutcome::Reported { .. } => StepOut::Done,
                     other => StepOut::Harness(format!("sync wait for the {} state: {other}", if sig == libc::SIGSTOP { "stopped" } else { "continued" })),
@@ -500,7 +500,7 @@ impl Driver {
                 if *prediction == Prediction::Blocks {
                     return StepOut::Waited(None);
                 }
-                let pidfd = node.and_then(|i| self.pidfds[i].as_ref().map(|f| f.as_raw_fd())).unwrap_or(-1);
+                let pidfd = node.and_then(|i| self.pidfds[i].as_ref().map(|f| f.as_fd()));
                 let t = WaitTarget { pid: sel.pid, pidfd, pgid: sel.pgid };
                 StepOut::Waited(Some(wait(*call, t, *opts).into()))
             }

@@ -309,8 +309,8 @@ impl Kid {
         self
     }
 
-    pub fn target(&self, pgid: i32) -> WaitTarget {
-        WaitTarget { pid: self.pid, pidfd: self.pidfd.as_raw_fd(), pgid }
+    pub fn target(&self, pgid: i32) -> WaitTarget<'_> {
+        WaitTarget { pid: self.pid, pidfd: Some(self.pidfd.as_fd()), pgid }
     }
 
     /// Let a live child exit: one byte on its pipe (children share copies

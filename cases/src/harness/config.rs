@@ -257,7 +257,7 @@ fn try_combo(bit: u64, c: Combo) -> Answer {
         Ok(f) => f,
         Err(why) => {
             // No pidfd at all: a focused waitpid(pid) reaps it.
-            let t = WaitTarget { pid, pidfd: -1, pgid: 0 };
+            let t = WaitTarget::pid(pid);
             let reap = wait(WaitCall::WaitpidPid, t, WaitOpts(WaitOpts::WALL));
             return Answer::Accepted(ChildSeen {
                 visible_to_all: false,
@@ -267,7 +267,7 @@ fn try_combo(bit: u64, c: Combo) -> Answer {
         }
     };
     let _ = pidfd::poll_exit(fd.as_fd(), None);
-    let target = WaitTarget { pid, pidfd: std::os::fd::AsRawFd::as_raw_fd(&fd), pgid: 0 };
+    let target = WaitTarget { pid, pidfd: Some(std::os::fd::AsFd::as_fd(&fd)), pgid: 0 };
     let all = WaitOpts::WALL;
     let peek = wait(WaitCall::WaitidAll, target, WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG | WaitOpts::WNOWAIT | all));
     let visible_to_all = matches!(peek, WaitOutcome::Reported { pid: p, .. } if p == pid);

@@ -21,7 +21,7 @@
 //!   [`kill_and_reap`]: the kill-tree-and-reap variants, one each;
 //! - [`leftovers`]: the children a process still has, with their states.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
@@ -82,11 +82,7 @@ impl Proc {
     /// Reap it (the caller must be its parent): a blocking focused wait,
     /// `__WALL` so that a child with exit_signal 0 is reaped too.
     pub fn reap(&self) -> WaitOutcome {
-        let target = WaitTarget {
-            pid: self.pid,
-            pidfd: self.fd.as_raw_fd(),
-            pgid: 0,
-        };
+        let target = WaitTarget::with_pidfd(self.pid, self.fd.as_fd());
         wait(
             WaitCall::WaitidPidfd,
             target,
@@ -418,7 +414,7 @@ mod tests {
         let mut sp = clone3(
             &req,
             Program::AwaitThenExit {
-                fd: release.as_raw_fd(),
+                fd: std::os::fd::AsRawFd::as_raw_fd(release),
                 code,
             },
         )

@@ -4,15 +4,16 @@
 //! (model::clone3_verdict, keyed on the kernel's feature set), so the rows
 //! and the fuzzers share one statement of the rules.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::harness::*;
 use crate::model::{clone3_verdict, Caller, CgroupDesc, Clone3Desc, PidfdDesc, SetTidDesc, StackDesc, Verdict};
 use crate::sys::clone::{clone3, flags::*, Clone3Request, Program, CLONE_ARGS_SIZE_VER2};
 use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
+use crate::sys::signal as sig;
 use crate::sys::{pidfd, proc};
 
-const SIGCHLD: u64 = libc::SIGCHLD as u64;
+const SIGCHLD: u64 = sig::SIGCHLD as u64;
 
 /// One row: how the argument block differs from `{flags: 0, exit_signal:
 /// SIGCHLD, size: VER2}`. `exact` rows run once with exactly these flags;
@@ -55,7 +56,7 @@ const ROWS: &[Row] = &[
     row!("size_above_page", FORK_C, |d| d.size = 4097),
     row!("size_nonzero_tail", FORK_C, |d| { d.size = 96; d.tail_nonzero = true }),
     row!("exit_signal_zero", FORK_C, |d| d.exit_signal = 0),
-    row!("exit_signal_sigusr1", FORK_C, |d| d.exit_signal = libc::SIGUSR1 as u64),
+    row!("exit_signal_sigusr1", FORK_C, |d| d.exit_signal = sig::SIGUSR1 as u64),
     row!("exit_signal_nsig", FORK_C, |d| d.exit_signal = 64),
     row!("exit_signal_above_nsig", FORK_C, |d| d.exit_signal = 65),
     row!("exit_signal_high_bits", FORK_C, |d| d.exit_signal = (1 << 32) | SIGCHLD),
@@ -161,14 +162,10 @@ fn run(ctx: &mut Ctx, d: &Clone3Desc) -> Check {
             // creation path that sets the bit.
             generic_peek(ctx, d, &child, &what)?;
             // Reap it with a focused __WALL wait.
-            let fd = match child.pidfd.as_ref() {
-                Some(fd) => fd.as_raw_fd(),
-                None => -1,
-            };
-            let (call, t) = if fd >= 0 {
-                (WaitCall::WaitidPidfd, WaitTarget { pid: child.pid, pidfd: fd, pgid: 0 })
+            let (call, t) = if let Some(fd) = child.pidfd.as_ref() {
+                (WaitCall::WaitidPidfd, WaitTarget::with_pidfd(child.pid, fd.as_fd()))
             } else {
-                (WaitCall::WaitidPid, WaitTarget { pid: child.pid, pidfd: -1, pgid: 0 })
+                (WaitCall::WaitidPid, WaitTarget::pid(child.pid))
             };
             match wait(call, t, WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL)) {
                 WaitOutcome::Reported { pid, event: crate::sys::wait::Event::Exited(0) } if pid == child.pid => Ok(()),
@@ -214,7 +211,7 @@ fn generic_peek(ctx: &Ctx, d: &Clone3Desc, child: &crate::sys::clone::Spawned, w
     };
     let sel = Selector { call: WaitCall::WaitidAll, pid: child.pid, pgid: ctx.pgid, own_pgid: ctx.pgid };
     let pred = predict_wait(sel, WaitOpts(GENERIC_PEEK), &[view]);
-    let got = wait(WaitCall::WaitidAll, WaitTarget { pid: child.pid, pidfd: -1, pgid: ctx.pgid }, WaitOpts(GENERIC_PEEK));
+    let got = wait(WaitCall::WaitidAll, WaitTarget::pid(child.pid).in_group(ctx.pgid), WaitOpts(GENERIC_PEEK));
     match pred {
         Prediction::OneOf(v) if v.contains(&got) => Ok(()),
         p => fail(format!(
@@ -314,18 +311,17 @@ fn reap_any(child: &crate::sys::clone::Spawned) -> WaitOutcome {
     if let Some(fd) = child.pidfd.as_ref() {
         let _ = pidfd::poll_exit(std::os::fd::AsFd::as_fd(fd), None);
     }
-    wait(WaitCall::WaitidPid, WaitTarget { pid: child.pid, pidfd: -1, pgid: 0 }, WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL))
+    wait(WaitCall::WaitidPid, WaitTarget::pid(child.pid), WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL))
 }
 
 /// A child's exit signal other than SIGCHLD would kill the case process
 /// (default action): ignore it. Ignoring it does not auto-reap (only
 /// SIGCHLD's disposition does), so the rows are unchanged by this.
-pub(crate) fn ignore_exit_signal(sig: u64) {
-    let sig = sig as i32;
-    if sig > 0 && sig <= 64 && sig != libc::SIGCHLD && sig != libc::SIGKILL && sig != libc::SIGSTOP {
-        // SAFETY: installing SIG_IGN for a valid, catchable signal number.
-        unsafe {
-            libc::signal(sig, libc::SIG_IGN);
-        }
+pub(crate) fn ignore_exit_signal(exit_signal: u64) {
+    // The low 32 bits, as the old `as i32` read them; numbers that are no
+    // signal, SIGKILL and SIGSTOP are refused by sig::ignore and left alone.
+    let signo = exit_signal as i32;
+    if signo != sig::SIGCHLD {
+        let _ = sig::ignore(signo);
     }
 }

@@ -4,6 +4,7 @@
 
 use super::grid::{self, call, call_as, call_in_thread, Hiding, KidSpec, Situation, Start, Step, Variant};
 use crate::harness::*;
+use crate::sys::signal as sig;
 use crate::sys::wait::{WaitCall, WaitOpts as O};
 
 const SEED: &str = "A process created with CLONE_WAIT_PID can only be waited upon with a focussed wait call";
@@ -42,21 +43,21 @@ pub fn situations() -> Vec<Situation> {
     }
     vec![
         sit("exit_code", vec![s(Exited(7))], |_, v| with_wall(v, O::WEXITED), Invisible),
-        sit("killed_sigkill", vec![s(Live(7))], |_, v| killed(v, libc::SIGKILL), Invisible),
-        sit("killed_sigterm", vec![s(Live(7))], |_, v| killed(v, libc::SIGTERM), Invisible),
+        sit("killed_sigkill", vec![s(Live(7))], |_, v| killed(v, sig::SIGKILL), Invisible),
+        sit("killed_sigterm", vec![s(Live(7))], |_, v| killed(v, sig::SIGTERM), Invisible),
         sit("live_nohang", vec![s(Live(7))], |_, v| with_wall(v, O::WEXITED | O::WNOHANG), Invisible),
         sit(
             "stop_continue_exit",
             vec![s(Live(7))],
             |_, v| {
                 let w = |o| wall_if_autoreap(v, o);
-                let mut st = vec![Step::Signal(0, libc::SIGSTOP)];
+                let mut st = vec![Step::Signal(0, sig::SIGSTOP)];
                 if v == Variant::Autoreap {
                     st.push(call(O::WSTOPPED | O::WNOHANG));
                 }
                 st.extend([
                     call(w(O::WSTOPPED)),
-                    Step::Signal(0, libc::SIGCONT),
+                    Step::Signal(0, sig::SIGCONT),
                     call(w(O::WCONTINUED)),
                     Step::Release(0),
                     call(w(O::WEXITED)),

@@ -28,8 +28,9 @@ use crate::model::{
     ChildState, ChildView, Kin, KernelFeatures, Lineage, Prediction, Selector, Semantics,
 };
 use crate::sys::clone::{clone3, flags::*, pipe, Clone3Request, Program};
-use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget};
-use crate::sys::{pidfd, pidfd_info, Errno};
+use crate::sys::signal as sig;
+use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget, WAIT_SYSCALL_NUMBERS};
+use crate::sys::{pidfd, pidfd_info, process, Errno};
 
 /// How the subject child is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -215,7 +216,7 @@ fn options_for(call: WaitCall, opts: u32) -> O {
 
 /// clone3 flags and exit signal of a kid of this variant.
 fn clone_args(spec: &KidSpec, v: Variant, bit: u64) -> (u64, u64) {
-    let sigchld = libc::SIGCHLD as u64;
+    let sigchld = sig::SIGCHLD as u64;
     match (spec.role, v) {
         (Role::Sibling, _) | (Role::Subject, Variant::Plain) => (CLONE_PIDFD, sigchld),
         (Role::Subject, Variant::Hidden) => (CLONE_PIDFD | bit, sigchld),
@@ -232,7 +233,7 @@ fn kin_for(spec: &KidSpec, v: Variant, pid: i32, pgid: i32, k: &KernelFeatures, 
             pid,
             pgid,
             hidden: hidden_from_waiter(Semantics::Design, lineage),
-            sigchld: exit_signal == libc::SIGCHLD as u64,
+            sigchld: exit_signal == sig::SIGCHLD as u64,
             state: ChildState::Running,
         },
         creator: spec.by.thread(),
@@ -251,7 +252,7 @@ enum Change {
 fn end_of(c: Change) -> Option<Event> {
     match c {
         Change::Exit(ev) => Some(ev),
-        Change::Signal(sig) if sig != libc::SIGSTOP && sig != libc::SIGCONT => Some(Event::Killed(sig)),
+        Change::Signal(sig) if sig != sig::SIGSTOP && sig != sig::SIGCONT => Some(Event::Killed(sig)),
         Change::Signal(_) => None,
     }
 }
@@ -626,7 +627,7 @@ fn ready_now(fd: &OwnedFd) -> bool {
 /// generic wait is already blocked, not before it starts.
 fn await_blocked_in_wait(tid: i32) -> Check {
     let path = format!("/proc/self/task/{tid}/syscall");
-    let nrs = [libc::SYS_wait4.to_string(), libc::SYS_waitid.to_string()];
+    let nrs = WAIT_SYSCALL_NUMBERS.map(|n| n.to_string());
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let s = std::fs::read_to_string(&path).or_else(|e| broken(format!("reading {path}: {e}")))?;
@@ -725,10 +726,9 @@ impl Run<'_> {
                 Group::Own => self.ctx.pgid,
                 Group::Other => {
                     let g = *self.other_pgid.get_or_insert(pid);
-                    // SAFETY: setpgid takes two integers; the child is ours
-                    // and has not exec'd.
-                    if unsafe { libc::setpgid(pid, g) } != 0 {
-                        return broken(format!("setup: setpgid({pid}, {g}): {}", std::io::Error::last_os_error()));
+                    // The child is ours and has not exec'd.
+                    if let Err(e) = process::setpgid(pid, g) {
+                        return broken(format!("setup: setpgid({pid}, {g}): {}", e.io_error()));
                     }
                     g
                 }
@@ -817,9 +817,11 @@ impl Run<'_> {
                     let call = self.call;
                     let sel = self.sel(call, 0, group);
                     let o = options_for(call, opts);
-                    let t = self.target(0, sel.pgid)?;
+                    // The thread owns a duplicate of the pidfd (if any) until
+                    // its call returns.
+                    let t = self.target(0, sel.pgid)?.to_owned_target().or_else(|e| broken(format!("dup(pidfd): {e}")))?;
                     let worker = self.worker.as_ref().expect("worker");
-                    let (rx, done) = worker.submit(move || wait(call, t, O(opts)))?;
+                    let (rx, done) = worker.submit(move || wait(call, t.target(), O(opts)))?;
                     await_blocked_in_wait(worker.tid)?;
                     let what = spell(call, opts, group, By::Thread);
                     self.blocked = Some(Blocked { sel, opts: o, what, rx, done });
@@ -834,9 +836,9 @@ impl Run<'_> {
     }
 
     /// The kid's target: its pidfd, or a new one if it was dropped.
-    fn target(&self, about: usize, pgid: i32) -> Result<WaitTarget, Stop> {
+    fn target(&self, about: usize, pgid: i32) -> Result<WaitTarget<'_>, Stop> {
         let c = &self.kids[about];
-        Ok(WaitTarget { pid: c.pid, pidfd: c.kid.as_ref().map(|k| k.pidfd.as_raw_fd()).unwrap_or(-1), pgid })
+        Ok(WaitTarget { pid: c.pid, pidfd: c.kid.as_ref().map(|k| k.pidfd.as_fd()), pgid })
     }
 
     fn wait_step(&mut self, call: WaitCall, opts: u32, about: usize, group: Group, from: By) -> Check {
@@ -849,13 +851,13 @@ impl Run<'_> {
         if p == Prediction::Blocks {
             return broken(format!("row: the model says {what} blocks here"));
         }
+        let fresh;
         let mut t = self.target(about, sel.pgid)?;
-        let mut _fresh = None;
-        if call == WaitCall::WaitidPidfd && t.pidfd < 0 {
+        if call == WaitCall::WaitidPidfd && t.pidfd.is_none() {
             match pidfd::open(t.pid, false) {
                 Ok(fd) => {
-                    t.pidfd = fd.as_raw_fd();
-                    _fresh = Some(fd);
+                    fresh = fd;
+                    t.pidfd = Some(fresh.as_fd());
                 }
                 Err(Errno::ESRCH) if !after.iter().any(|k| k.view.pid == t.pid) => return Ok(()),
                 Err(e) => return fail(format!("pidfd_open({}) for {what}: {e}", t.pid)),
@@ -863,7 +865,11 @@ impl Run<'_> {
         }
         let got = match from {
             By::Main => wait(call, t, O(opts)),
-            By::Thread => self.worker.as_ref().expect("worker").run(move || wait(call, t, O(opts)))?,
+            By::Thread => {
+                // Synchronous: the duplicate is closed before the next step.
+                let t = t.to_owned_target().or_else(|e| broken(format!("dup(pidfd): {e}")))?;
+                self.worker.as_ref().expect("worker").run(move || wait(call, t.target(), O(opts)))?
+            }
         };
         if !contains(&p, &got) {
             return fail(format!("{what}: the model says it {}, got {}", self.names.prediction(&p), self.names.outcome(&got)));
@@ -951,9 +957,9 @@ impl Run<'_> {
                 Some(ChildState::Zombie(ev)) => Some(ev),
                 Some(ChildState::Stopped(_) | ChildState::StoppedReported) => {
                     if let Some(k) = self.kids[i].kid.as_ref() {
-                        k.signal(libc::SIGKILL)?;
+                        k.signal(sig::SIGKILL)?;
                     }
-                    Some(Event::Killed(libc::SIGKILL))
+                    Some(Event::Killed(sig::SIGKILL))
                 }
                 Some(_) => Some(Event::Exited(code)),
                 None => None,
@@ -961,7 +967,7 @@ impl Run<'_> {
             let Some(mut k) = self.kids[i].kid.take() else {
                 if let Some(ev) = want {
                     // pidfd dropped: reap by pid.
-                    let t = WaitTarget { pid, pidfd: -1, pgid: 0 };
+                    let t = WaitTarget::pid(pid);
                     expect("reaping by waitid(P_PID, WEXITED|__WALL)", wait(WaitCall::WaitidPid, t, O(O::WEXITED | O::WALL)), reported(pid, ev))?;
                 }
                 continue;
@@ -985,7 +991,7 @@ impl Run<'_> {
     fn force_cleanup(&mut self) {
         for c in &mut self.kids {
             if let Some(k) = c.kid.as_mut() {
-                let _ = k.signal(libc::SIGKILL);
+                let _ = k.signal(sig::SIGKILL);
             }
         }
         if let Some(b) = self.blocked.take() {

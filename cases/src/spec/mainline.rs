@@ -35,6 +35,8 @@ use crate::harness::*;
 use crate::model::{autoreaped_on_exit, clone3_verdict_from, Caller, CallerTask, Clone3Desc, KernelFeatures, Verdict};
 use crate::sys::clone::{clone3, clone_legacy, exit_now, flags::*, pipe, Clone3Request, Program};
 use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget};
+use crate::sys::process::ptrace;
+use crate::sys::signal as sig;
 use crate::sys::{pidfd, pidfd_info, proc, Errno};
 
 const NEED: Need = Need::MinKernel(7, 1);
@@ -114,7 +116,7 @@ fn exited_ar(ctx: &Ctx, code: i32) -> Result<Kid, Stop> {
 /// parent finds a zombie. Deterministic: the autoreap decision is taken in
 /// exit_notify under tasklist_lock, which the wait call takes too.
 fn no_zombie(pid: i32, fd: &OwnedFd) -> Check {
-    let t = WaitTarget { pid, pidfd: fd.as_raw_fd(), pgid: 0 };
+    let t = WaitTarget { pid, pidfd: Some(fd.as_fd()), pgid: 0 };
     let opts = O(O::WEXITED | O::WNOHANG | O::WNOWAIT | O::WALL);
     match wait(WaitCall::WaitidPidfd, t, opts) {
         WaitOutcome::Failed(Errno::ECHILD) => Ok(()),
@@ -224,24 +226,12 @@ impl Echo {
 }
 
 fn block_sigchld() -> Check {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGCHLD);
-    set.thread_block().or_else(|e| broken(format!("sigprocmask: {e}")))
+    sig::block(sig::SIGCHLD).or_else(|e| broken(format!("sigprocmask: {}", e.described())))
 }
 
 /// Take a pending SIGCHLD, if any (zero timeout): the sender's pid.
 fn take_sigchld() -> Option<i32> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGCHLD);
-    // SAFETY: an all-zero siginfo is a valid out-value.
-    let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: set, si and ts are valid for the call; the timeout is zero.
-    let sig = unsafe { libc::sigtimedwait(set.as_ref(), &mut si, &ts) };
-    // SAFETY: on success sigtimedwait filled a SIGCHLD siginfo.
-    (sig == libc::SIGCHLD).then(|| unsafe { si.si_pid() })
+    sig::take_pending(sig::SIGCHLD).ok().flatten().map(|p| p.pid)
 }
 
 fn stop_msg(s: Stop) -> String {
@@ -301,14 +291,14 @@ fn exits_before_its_parent(ctx: &mut Ctx) -> Check {
     if !left.is_empty() {
         return fail(format!("processes reparented to the subreaper: {left:?}"));
     }
-    let t = WaitTarget { pid: -1, pidfd: -1, pgid: ctx.pgid };
+    let t = WaitTarget::pid(-1).in_group(ctx.pgid);
     expect("the subreaper's waitid(P_ALL, WEXITED|WNOHANG)", ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED | O::WNOHANG), errno(Errno::ECHILD))
 }
 
 /// The init of a new pid namespace inherits a live autoreap orphan; when it
 /// exits, init's generic wait finds nothing.
 fn orphan_to_ns_init(ctx: &mut Ctx) -> Check {
-    let init = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, libc::SIGCHLD as u64), move || {
+    let init = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, sig::SIGCHLD as u64), move || {
         let (pid_r, pid_w) = pipe();
         let (rel_r, rel_w) = pipe();
         let rel_fd = rel_r.as_raw_fd();
@@ -329,7 +319,7 @@ fn orphan_to_ns_init(ctx: &mut Ctx) -> Check {
         let gfd = pidfd::open(gpid, false).map_err(|e| format!("pidfd_open({gpid}): {e}"))?;
         let _ = rustix::io::write(&rel_w, b"x");
         util::await_exit(&gfd)?;
-        let t = WaitTarget { pid: gpid, pidfd: gfd.as_raw_fd(), pgid: 0 };
+        let t = WaitTarget { pid: gpid, pidfd: Some(gfd.as_fd()), pgid: 0 };
         let got = wait(WaitCall::WaitidAll, t, O(O::WEXITED | O::WNOHANG));
         want("pid-namespace init's waitid(P_ALL, WEXITED|WNOHANG) after the reparented autoreap child exited", got, errno(Errno::ECHILD))?;
         ended_in_job(gpid, &gfd, Event::Exited(5))
@@ -342,7 +332,7 @@ fn orphan_to_ns_init(ctx: &mut Ctx) -> Check {
 fn ns_teardown(ctx: &mut Ctx, exited: bool) -> Check {
     let (hold_r, _hold_w) = pipe();
     let hold = hold_r.as_raw_fd();
-    let init = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, libc::SIGCHLD as u64), move || {
+    let init = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, sig::SIGCHLD as u64), move || {
         let prog = if exited { Program::Exit(5) } else { Program::AwaitThenExit { fd: hold, code: 5 } };
         let g = clone3(&Clone3Request::new(AR, 0), prog).map_err(|e| format!("clone3: {e}"))?;
         if exited {
@@ -415,10 +405,7 @@ fn o_exit_group_from_thread(ctx: &mut Ctx) -> Check {
         0,
         Program::Run(Box::new(|| {
             std::thread::spawn(|| exit_now(9, false));
-            loop {
-                // SAFETY: pause(2) has no arguments; the other thread ends the process.
-                unsafe { libc::pause() };
-            }
+            sig::pause_forever()
         })),
     )?;
     ended(k.pid, &k.pidfd)?;
@@ -444,10 +431,8 @@ fn o_thread_execs(ctx: &mut Ctx) -> Check {
             let _ = ex.exec();
             exit_now(127, false)
         });
-        loop {
-            // SAFETY: pause(2) has no arguments; de_thread ends this thread.
-            unsafe { libc::pause() };
-        }
+        // de_thread ends this thread.
+        sig::pause_forever()
     })))?;
     ended(k.pid, &k.pidfd)?;
     generic_wall_peek(ctx, &k, "after a non-leader thread's execve")?;
@@ -483,14 +468,8 @@ fn o_sigchld(ctx: &mut Ctx) -> Check {
 }
 
 fn o_disposition(ctx: &mut Ctx, nocldwait: bool) -> Check {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let act = if nocldwait {
-        SigAction::new(SigHandler::SigDfl, SaFlags::SA_NOCLDWAIT, SigSet::empty())
-    } else {
-        SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty())
-    };
-    // SAFETY: SIG_IGN/SIG_DFL dispositions; no handler code runs.
-    unsafe { sigaction(Signal::SIGCHLD, &act) }.or_else(|e| broken(format!("sigaction: {e}")))?;
+    let d = if nocldwait { sig::ChildDisposition::NoCldWait } else { sig::ChildDisposition::Ignore };
+    sig::set_child_disposition(d).or_else(|e| broken(format!("sigaction: {}", e.described())))?;
     let k = exited_ar(ctx, 3)?;
     expect("waitid(P_PIDFD, WEXITED|__WALL) on the auto-reaped child", ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WALL), errno(Errno::ECHILD))?;
     info_says(&k.pidfd, Event::Exited(3))
@@ -515,20 +494,20 @@ fn o_wnowait_generic(ctx: &mut Ctx) -> Check {
 /// only with __WALL (the child is a clone child).
 fn o_generic_wstopped(ctx: &mut Ctx) -> Check {
     let k = live_ar(ctx, 3)?;
-    k.signal(libc::SIGSTOP)?;
-    expect("waitid(P_PIDFD, WSTOPPED|WNOWAIT|__WALL)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED | O::WNOWAIT | O::WALL), reported(k.pid, Event::Stopped(libc::SIGSTOP)))?;
+    k.signal(sig::SIGSTOP)?;
+    expect("waitid(P_PIDFD, WSTOPPED|WNOWAIT|__WALL)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED | O::WNOWAIT | O::WALL), reported(k.pid, Event::Stopped(sig::SIGSTOP)))?;
     expect("waitid(P_ALL, WSTOPPED|WNOHANG)", ctx.wait(WaitCall::WaitidAll, &k, O::WSTOPPED | O::WNOHANG), errno(Errno::ECHILD))?;
-    expect("waitid(P_ALL, WSTOPPED|WNOHANG|__WALL)", ctx.wait(WaitCall::WaitidAll, &k, O::WSTOPPED | O::WNOHANG | O::WALL), reported(k.pid, Event::Stopped(libc::SIGSTOP)))?;
-    k.signal(libc::SIGKILL)?;
+    expect("waitid(P_ALL, WSTOPPED|WNOHANG|__WALL)", ctx.wait(WaitCall::WaitidAll, &k, O::WSTOPPED | O::WNOHANG | O::WALL), reported(k.pid, Event::Stopped(sig::SIGSTOP)))?;
+    k.signal(sig::SIGKILL)?;
     ended(k.pid, &k.pidfd)?;
-    info_says(&k.pidfd, Event::Killed(libc::SIGKILL))
+    info_says(&k.pidfd, Event::Killed(sig::SIGKILL))
 }
 
 fn o_generic_wcontinued(ctx: &mut Ctx) -> Check {
     let k = live_ar(ctx, 3)?;
-    k.signal(libc::SIGSTOP)?;
-    expect("waitid(P_PIDFD, WSTOPPED|__WALL)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED | O::WALL), reported(k.pid, Event::Stopped(libc::SIGSTOP)))?;
-    k.signal(libc::SIGCONT)?;
+    k.signal(sig::SIGSTOP)?;
+    expect("waitid(P_PIDFD, WSTOPPED|__WALL)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED | O::WALL), reported(k.pid, Event::Stopped(sig::SIGSTOP)))?;
+    k.signal(sig::SIGCONT)?;
     expect("waitid(P_PIDFD, WCONTINUED|WNOWAIT|__WALL)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WCONTINUED | O::WNOWAIT | O::WALL), reported(k.pid, Event::Continued))?;
     expect("waitpid(-1, WCONTINUED|WNOHANG)", ctx.wait(WaitCall::WaitpidAny, &k, O::WCONTINUED | O::WNOHANG), errno(Errno::ECHILD))?;
     expect("waitpid(-1, WCONTINUED|WNOHANG|__WALL)", ctx.wait(WaitCall::WaitpidAny, &k, O::WCONTINUED | O::WNOHANG | O::WALL), reported(k.pid, Event::Continued))?;
@@ -551,12 +530,12 @@ fn o_wclone_generic_wall(ctx: &mut Ctx) -> Check {
 /// The hidden row's situation (an exit signal other than SIGCHLD) cannot be
 /// built: clone3 refuses an autoreap child any exit signal.
 fn o_wclone_sigusr1(_ctx: &mut Ctx) -> Check {
-    super::clone3::ignore_exit_signal(libc::SIGUSR1 as u64);
-    match clone3(&Clone3Request::new(AR, libc::SIGUSR1 as u64), Program::Exit(3)) {
+    super::clone3::ignore_exit_signal(sig::SIGUSR1 as u64);
+    match clone3(&Clone3Request::new(AR, sig::SIGUSR1 as u64), Program::Exit(3)) {
         Err(Errno::EINVAL) => Ok(()),
         Err(e) => fail(format!("clone3(CLONE_PIDFD|CLONE_AUTOREAP, exit_signal SIGUSR1): want EINVAL, got {e}")),
         Ok(child) => {
-            let t = WaitTarget { pid: child.pid, pidfd: -1, pgid: 0 };
+            let t = WaitTarget::pid(child.pid);
             let _ = wait(WaitCall::WaitidPid, t, O(O::WEXITED | O::WALL));
             fail(format!("clone3(CLONE_PIDFD|CLONE_AUTOREAP, exit_signal SIGUSR1) created pid {}: want EINVAL", child.pid))
         }
@@ -580,16 +559,16 @@ fn o_pidfd_poll(ctx: &mut Ctx) -> Check {
 fn o_pidfd_nonblock(ctx: &mut Ctx) -> Check {
     let k = live_ar(ctx, 3)?;
     let fd = pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))?;
-    let t = WaitTarget { pid: k.pid, pidfd: fd.as_raw_fd(), pgid: ctx.pgid };
+    let t = WaitTarget { pid: k.pid, pidfd: Some(fd.as_fd()), pgid: ctx.pgid };
     expect("waitid(P_PIDFD nonblocking, WEXITED) on a live autoreap child", ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED), errno(Errno::ECHILD))?;
     expect("waitid(P_PIDFD nonblocking, WEXITED|__WALL) on a live autoreap child", ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED | O::WALL), errno(Errno::EAGAIN))?;
     finish_ar(k, Event::Exited(3))
 }
 
 fn o_legacy_clone(ctx: &mut Ctx) -> Check {
-    let child = clone_legacy(libc::SIGCHLD as u64 | CLONE_AUTOREAP, Program::Exit(5))
+    let child = clone_legacy(sig::SIGCHLD as u64 | CLONE_AUTOREAP, Program::Exit(5))
         .or_else(|e| fail(format!("clone(SIGCHLD|CLONE_AUTOREAP): {e}")))?;
-    let t = WaitTarget { pid: child.pid, pidfd: -1, pgid: ctx.pgid };
+    let t = WaitTarget::pid(child.pid).in_group(ctx.pgid);
     expect("waitid(P_ALL, WEXITED) after legacy clone with bit 34", ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED), reported(child.pid, Event::Exited(5)))
 }
 
@@ -700,7 +679,7 @@ fn m_focused_wall_block(ctx: &mut Ctx) -> Check {
 /// is gone through CLONE_CHILD_CLEARTID (the kernel zeroes the word and
 /// wakes its futex when the leader's thread exits).
 fn m_leader_first(ctx: &mut Ctx) -> Check {
-    let (pk, prel) = leader_first(ctx, CLONE_PIDFD, libc::SIGCHLD as u64)?;
+    let (pk, prel) = leader_first(ctx, CLONE_PIDFD, sig::SIGCHLD as u64)?;
     rustix::io::write(&prel, b"x").or_else(|e| broken(format!("release: {e}")))?;
     let plain_ev = pk.reap()?;
     let (k, release) = leader_first(ctx, AR, 0)?;
@@ -808,12 +787,10 @@ fn m_tracer(ctx: &mut Ctx, collect: bool) -> Check {
     let tpid = k.pid;
     let (ready_r, ready_w) = pipe();
     let job = ctx.spawn_job(Subject::Plain, move || {
-        use nix::sys::ptrace;
-        let pid = nix::unistd::Pid::from_raw(tpid);
-        ptrace::attach(pid).map_err(|e| format!("PTRACE_ATTACH: {e}"))?;
-        let t = WaitTarget { pid: tpid, pidfd: -1, pgid: 0 };
-        want("the tracer's waitpid(pid, __WALL) for the attach stop", wait(WaitCall::WaitpidPid, t, O(O::WALL)), reported(tpid, Event::Stopped(libc::SIGSTOP)))?;
-        ptrace::cont(pid, None).map_err(|e| format!("PTRACE_CONT: {e}"))?;
+        ptrace::attach(tpid).map_err(|e| format!("PTRACE_ATTACH: {}", e.described()))?;
+        let t = WaitTarget::pid(tpid);
+        want("the tracer's waitpid(pid, __WALL) for the attach stop", wait(WaitCall::WaitpidPid, t, O(O::WALL)), reported(tpid, Event::Stopped(sig::SIGSTOP)))?;
+        ptrace::cont(tpid).map_err(|e| format!("PTRACE_CONT: {}", e.described()))?;
         let _ = rustix::io::write(&ready_w, b"r");
         let opts = if collect { O::WEXITED | O::WALL } else { O::WEXITED | O::WALL | O::WNOWAIT };
         want(&format!("the tracer's {}", WaitCall::WaitidPid.spell(O(opts))), wait(WaitCall::WaitidPid, t, O(opts)), reported(tpid, Event::Exited(8)))
@@ -877,7 +854,7 @@ fn parent_without_nnp() -> Check {
 
 fn m_nnp_child(ctx: &mut Ctx) -> Check {
     parent_without_nnp()?;
-    let job = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NNP, libc::SIGCHLD as u64), || {
+    let job = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NNP, sig::SIGCHLD as u64), || {
         if nnp_now()? { Ok(()) } else { Err("the CLONE_NNP child has no_new_privs unset".into()) }
     })?;
     job.finish()?;
@@ -900,7 +877,7 @@ fn m_autoreap_no_nnp(ctx: &mut Ctx) -> Check {
 
 fn m_nnp_inherited(ctx: &mut Ctx) -> Check {
     parent_without_nnp()?;
-    let job = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NNP, libc::SIGCHLD as u64), || {
+    let job = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NNP, sig::SIGCHLD as u64), || {
         let x = util::spawn(CLONE_PIDFD, Program::Run(Box::new(|| if matches!(nnp_now(), Ok(true)) { 0 } else { 1 })))?;
         let fd = util::fd_of(&x)?;
         want("the CLONE_NNP child's plain child exits 0 iff it has no_new_privs", util::reap(x.pid, fd), reported(x.pid, Event::Exited(0)))
@@ -910,7 +887,7 @@ fn m_nnp_inherited(ctx: &mut Ctx) -> Check {
 
 fn m_nnp_sticky(ctx: &mut Ctx) -> Check {
     parent_without_nnp()?;
-    let job = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NNP, libc::SIGCHLD as u64), || {
+    let job = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NNP, sig::SIGCHLD as u64), || {
         match rustix::thread::set_no_new_privs(false) {
             Err(rustix::io::Errno::INVAL) => {}
             other => return Err(format!("prctl(PR_SET_NO_NEW_PRIVS, 0) in the CLONE_NNP child: want EINVAL, got {other:?}")),
@@ -936,7 +913,7 @@ fn killed_by_autokill(pid: i32, obs: &OwnedFd, echo: &Echo) -> Check {
         return fail("the autokill child still answers after the last reference to its clone3 pidfd was closed");
     }
     ended(pid, obs)?;
-    info_says(obs, Event::Killed(libc::SIGKILL))
+    info_says(obs, Event::Killed(sig::SIGKILL))
 }
 
 fn observe(pid: i32) -> Result<OwnedFd, Stop> {
@@ -993,7 +970,7 @@ fn m_ak_fork(ctx: &mut Ctx) -> Check {
     let Kid { pid, pidfd: fd, .. } = k;
     drop(fd);
     if !echo.alive()? {
-        let _ = holder.signal(libc::SIGKILL);
+        let _ = holder.signal(sig::SIGKILL);
         let _ = holder.reap();
         return fail("closing the clone3 pidfd killed the autokill child while a forked process held it");
     }
@@ -1090,7 +1067,7 @@ fn validation_cases() -> Vec<Case> {
                             Shape::Thread => CLONE_THREAD | CLONE_SIGHAND | CLONE_VM,
                             Shape::Sibling => CLONE_PARENT,
                         };
-                        let es = if sigchld { libc::SIGCHLD as u64 } else { 0 };
+                        let es = if sigchld { sig::SIGCHLD as u64 } else { 0 };
                         // A sibling made from a plain caller is the parent's
                         // business (clone3.rs), not one of these rules'.
                         let sibling_made = shape == Shape::Sibling
@@ -1169,7 +1146,7 @@ fn check_created(
         (Verdict::Created, Ok(child)) => {
             // exit_signal may be 0: __WALL. An autoreap child leaves
             // nothing: the blocking wait ends with ECHILD once it is gone.
-            let t = WaitTarget { pid: child.pid, pidfd: -1, pgid: 0 };
+            let t = WaitTarget::pid(child.pid);
             let got = wait(WaitCall::WaitidPid, t, O(O::WEXITED | O::WALL));
             let want_ev = if autoreaped_on_exit(flags, k) { errno(Errno::ECHILD) } else { reported(child.pid, Event::Exited(0)) };
             want(&format!("{what} created pid {}; waitid(P_PID, WEXITED|__WALL)", child.pid), got, want_ev)?;
@@ -1182,7 +1159,7 @@ fn check_created(
             Ok(())
         }
         (want, Ok(child)) => {
-            let t = WaitTarget { pid: child.pid, pidfd: -1, pgid: 0 };
+            let t = WaitTarget::pid(child.pid);
             let _ = wait(WaitCall::WaitidPid, t, O(O::WEXITED | O::WALL));
             Err(format!("{what}: model says {want:?}, kernel created pid {}", child.pid))
         }

@@ -5,7 +5,7 @@
 //! PID-1 process manager, a library's helper processes, an event loop) need,
 //! and says why.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 use super::generic::{expect_exit, still_a_zombie};
 use super::util::{self, want};
@@ -14,6 +14,8 @@ use crate::model::tree::hidden_from_tracer;
 use crate::model::{hidden_from_waiter, Lineage, Semantics};
 use crate::sys::clone::{clone3, clone_legacy, flags::*, Clone3Request, Program};
 use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget};
+use crate::sys::process::ptrace;
+use crate::sys::signal as sig;
 use crate::sys::{pidfd, Errno};
 
 const HELPER_CHILDREN: &str = "use case 2: a library's helper is an ordinary program; the flag describes its relation \
@@ -100,7 +102,7 @@ pub(crate) fn own_child_lineage(creator_marked: bool) -> Lineage {
 /// its tracee `pid` (of `tracee`'s lineage) in the attach stop, by the
 /// model (`model::tree::hidden_from_tracer`): the stop, or ECHILD.
 pub(crate) fn tracer_expects(sem: Semantics, tracee: Lineage, call: WaitCall, pid: i32) -> WaitOutcome {
-    if hidden_from_tracer(sem, tracee, call) { errno(Errno::ECHILD) } else { reported(pid, Event::Stopped(libc::SIGSTOP)) }
+    if hidden_from_tracer(sem, tracee, call) { errno(Errno::ECHILD) } else { reported(pid, Event::Stopped(sig::SIGSTOP)) }
 }
 
 fn grandchild_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
@@ -150,10 +152,7 @@ fn exit_group_from_thread(ctx: &mut Ctx, s: Subject) -> Check {
         s,
         Program::Run(Box::new(|| {
             std::thread::spawn(|| crate::sys::clone::exit_now(9, false));
-            loop {
-                // SAFETY: pause(2) has no arguments; the other thread ends the process.
-                unsafe { libc::pause() };
-            }
+            crate::sys::signal::pause_forever()
         })),
     )?;
     k.await_exit()?;
@@ -179,10 +178,8 @@ fn thread_execs(ctx: &mut Ctx, s: Subject) -> Check {
             let _ = ex.exec();
             crate::sys::clone::exit_now(127, false)
         });
-        loop {
-            // SAFETY: pause(2) has no arguments; de_thread ends this thread.
-            unsafe { libc::pause() };
-        }
+        // de_thread ends this thread.
+        crate::sys::signal::pause_forever()
     })))?;
     k.await_exit()?;
     expect("after a non-leader thread's execve, waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WNOHANG | O::WNOWAIT), generic_sees(s, k.pid, Event::Exited(34)))?;
@@ -210,18 +207,16 @@ pub(crate) fn tracer_job(ctx: &Ctx, tpid: i32, generic: bool) -> Result<Job, Sto
 /// answered as the model says ([`tracer_expects`], design).
 pub(crate) fn tracer_job_of(ctx: &Ctx, tpid: i32, generic: bool, tracee: Lineage) -> Result<Job, Stop> {
     ctx.spawn_job(Subject::Plain, move || {
-        use nix::sys::ptrace;
-        let pid = nix::unistd::Pid::from_raw(tpid);
-        ptrace::attach(pid).map_err(|e| format!("PTRACE_ATTACH: {e}"))?;
-        let t = WaitTarget { pid: tpid, pidfd: -1, pgid: 0 };
+        ptrace::attach(tpid).map_err(|e| format!("PTRACE_ATTACH: {}", e.described()))?;
+        let t = WaitTarget::pid(tpid);
         let call = if generic { WaitCall::WaitpidAny } else { WaitCall::WaitpidPid };
         let got = wait(call, t, O(O::WALL));
         let verdict = want(&call.spell(O(O::WALL)), got, tracer_expects(Semantics::Design, tracee, call, tpid));
-        if got != reported(tpid, Event::Stopped(libc::SIGSTOP)) {
+        if got != reported(tpid, Event::Stopped(sig::SIGSTOP)) {
             // Collect the stop with a focused wait so that we can detach.
             let _ = wait(WaitCall::WaitpidPid, t, O(O::WALL));
         }
-        ptrace::detach(pid, None).map_err(|e| format!("PTRACE_DETACH: {e}"))?;
+        ptrace::detach(tpid).map_err(|e| format!("PTRACE_DETACH: {}", e.described()))?;
         verdict
     })
 }
@@ -235,37 +230,27 @@ fn tracer_focused(ctx: &mut Ctx, s: Subject) -> Check {
 }
 
 fn sigchld_delivered(ctx: &mut Ctx, s: Subject) -> Check {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGCHLD);
-    set.thread_block().or_else(|e| broken(format!("sigprocmask: {e}")))?;
+    sig::block(sig::SIGCHLD).or_else(|e| broken(format!("sigprocmask: {}", e.described())))?;
     let k = ctx.spawn_exited(s, 3)?;
     let pid = k.pid;
     // Once the focused reap has succeeded, exit_notify has queued SIGCHLD.
     expect_exit(k.reap()?, 3)?;
-    // SAFETY: an all-zero siginfo is a valid out-value; the timeout is zero.
-    let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: set, si and ts are valid for the call.
-    let sig = unsafe { libc::sigtimedwait(set.as_ref(), &mut si, &ts) };
-    // SAFETY: sigtimedwait filled a SIGCHLD siginfo (or failed).
-    let from = unsafe { si.si_pid() };
-    if sig == libc::SIGCHLD && from == pid {
+    // Nothing pending (or the call failing) reads as signal -1 from pid 0,
+    // what sigtimedwait's return value and a zeroed siginfo said.
+    let (signo, from) = match sig::take_pending(sig::SIGCHLD) {
+        Ok(Some(p)) => (p.signo, p.pid),
+        Ok(None) | Err(_) => (-1, 0),
+    };
+    if signo == sig::SIGCHLD && from == pid {
         Ok(())
     } else {
-        fail(format!("after the child's exit, want SIGCHLD from pid {pid} pending, got signal {sig} from pid {from}"))
+        fail(format!("after the child's exit, want SIGCHLD from pid {pid} pending, got signal {signo} from pid {from}"))
     }
 }
 
 fn autoreap(ctx: &mut Ctx, s: Subject, nocldwait: bool) -> Check {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let act = if nocldwait {
-        SigAction::new(SigHandler::SigDfl, SaFlags::SA_NOCLDWAIT, SigSet::empty())
-    } else {
-        SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty())
-    };
-    // SAFETY: SIG_IGN/SIG_DFL dispositions; no handler code runs.
-    unsafe { sigaction(Signal::SIGCHLD, &act) }.or_else(|e| broken(format!("sigaction: {e}")))?;
+    let d = if nocldwait { sig::ChildDisposition::NoCldWait } else { sig::ChildDisposition::Ignore };
+    sig::set_child_disposition(d).or_else(|e| broken(format!("sigaction: {}", e.described())))?;
     let k = ctx.spawn_exited(s, 3)?;
     // Blocking focused wait: once the child is released it fails ECHILD.
     expect("waitid(P_PIDFD, WEXITED) on an auto-reaped child", ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED), errno(Errno::ECHILD))
@@ -288,22 +273,22 @@ fn wnowait_generic_peek(ctx: &mut Ctx, s: Subject) -> Check {
 
 fn generic_wstopped(ctx: &mut Ctx, s: Subject) -> Check {
     let k = ctx.spawn_live(s, 3)?;
-    k.signal(libc::SIGSTOP)?;
+    k.signal(sig::SIGSTOP)?;
     // Wait (focused, without consuming) until the stop is reportable.
-    expect("waitid(P_PIDFD, WSTOPPED|WNOWAIT)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED | O::WNOWAIT), reported(k.pid, Event::Stopped(libc::SIGSTOP)))?;
-    expect("waitid(P_ALL, WSTOPPED|WNOHANG)", ctx.wait(WaitCall::WaitidAll, &k, O::WSTOPPED | O::WNOHANG), generic_sees(s, k.pid, Event::Stopped(libc::SIGSTOP)))?;
-    k.signal(libc::SIGKILL)?;
+    expect("waitid(P_PIDFD, WSTOPPED|WNOWAIT)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED | O::WNOWAIT), reported(k.pid, Event::Stopped(sig::SIGSTOP)))?;
+    expect("waitid(P_ALL, WSTOPPED|WNOHANG)", ctx.wait(WaitCall::WaitidAll, &k, O::WSTOPPED | O::WNOHANG), generic_sees(s, k.pid, Event::Stopped(sig::SIGSTOP)))?;
+    k.signal(sig::SIGKILL)?;
     match k.reap()? {
-        Event::Killed(libc::SIGKILL) => Ok(()),
+        Event::Killed(sig::SIGKILL) => Ok(()),
         other => fail(format!("focused reap after SIGKILL: {other:?}")),
     }
 }
 
 fn generic_wcontinued(ctx: &mut Ctx, s: Subject) -> Check {
     let k = ctx.spawn_live(s, 3)?;
-    k.signal(libc::SIGSTOP)?;
-    expect("waitid(P_PIDFD, WSTOPPED)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED), reported(k.pid, Event::Stopped(libc::SIGSTOP)))?;
-    k.signal(libc::SIGCONT)?;
+    k.signal(sig::SIGSTOP)?;
+    expect("waitid(P_PIDFD, WSTOPPED)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED), reported(k.pid, Event::Stopped(sig::SIGSTOP)))?;
+    k.signal(sig::SIGCONT)?;
     expect("waitid(P_PIDFD, WCONTINUED|WNOWAIT)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WCONTINUED | O::WNOWAIT), reported(k.pid, Event::Continued))?;
     expect("waitpid(-1, WCONTINUED|WNOHANG)", ctx.wait(WaitCall::WaitpidAny, &k, O::WCONTINUED | O::WNOHANG), generic_sees(s, k.pid, Event::Continued))?;
     expect_exit(k.reap()?, 3)
@@ -329,7 +314,7 @@ fn wclone_generic_wall(ctx: &mut Ctx, s: Subject) -> Check {
 }
 
 fn wclone_generic_sigusr1(ctx: &mut Ctx, s: Subject) -> Check {
-    let k = spawn_signal(ctx, s, libc::SIGUSR1, 3)?;
+    let k = spawn_signal(ctx, s, sig::SIGUSR1, 3)?;
     expect("waitpid(-1, __WCLONE|WNOHANG)", ctx.wait(WaitCall::WaitpidAny, &k, O::WCLONE | O::WNOHANG), generic_sees(s, k.pid, Event::Exited(3)))?;
     if s.hidden() { expect_exit(k.reap_with(O::WCLONE)?, 3) } else { Ok(()) }
 }
@@ -349,21 +334,21 @@ fn pidfd_poll(ctx: &mut Ctx, s: Subject) -> Check {
 fn pidfd_nonblock(ctx: &mut Ctx, s: Subject) -> Check {
     let k = ctx.spawn_live(s, 3)?;
     let fd = pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))?;
-    let t = WaitTarget { pid: k.pid, pidfd: fd.as_raw_fd(), pgid: ctx.pgid };
+    let t = WaitTarget { pid: k.pid, pidfd: Some(fd.as_fd()), pgid: ctx.pgid };
     expect("waitid(P_PIDFD nonblocking, WEXITED) on a live child", ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED), errno(Errno::EAGAIN))?;
     expect_exit(k.reap()?, 3)
 }
 
 fn legacy_clone(ctx: &mut Ctx, s: Subject) -> Check {
     let high = if s.hidden() { ctx.bit() } else { 0 };
-    let child = clone_legacy(libc::SIGCHLD as u64 | high, Program::Exit(5)).or_else(|e| fail(format!("clone(SIGCHLD|{high:#x}): {e}")))?;
-    let t = WaitTarget { pid: child.pid, pidfd: -1, pgid: ctx.pgid };
+    let child = clone_legacy(sig::SIGCHLD as u64 | high, Program::Exit(5)).or_else(|e| fail(format!("clone(SIGCHLD|{high:#x}): {e}")))?;
+    let t = WaitTarget::pid(child.pid).in_group(ctx.pgid);
     expect("waitid(P_ALL, WEXITED) after legacy clone", ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED), reported(child.pid, Event::Exited(5)))
 }
 
 fn vfork_child(ctx: &mut Ctx, s: Subject) -> Check {
     // CLONE_VFORK: clone3 returns once the child has exited.
-    let req = Clone3Request::new(ctx.flags_for(s) | CLONE_VM | CLONE_VFORK, libc::SIGCHLD as u64);
+    let req = Clone3Request::new(ctx.flags_for(s) | CLONE_VM | CLONE_VFORK, sig::SIGCHLD as u64);
     let k = match clone3(&req, Program::Exit(4)) {
         Ok(sp) => Kid::adopt_spawned(sp)?,
         Err(e) => return broken(format!("clone3(CLONE_VM|CLONE_VFORK): {e}")),

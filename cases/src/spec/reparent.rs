@@ -2,7 +2,7 @@
 //! subreaper or to the init of a pid namespace; pid-namespace teardown with
 //! a hidden child alive or already a zombie.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use super::util::{self, want};
 use super::open::expected_generic;
@@ -10,6 +10,7 @@ use crate::harness::*;
 use crate::model::Lineage;
 use crate::sys::clone::{flags::*, pipe, Clone3Request, Program};
 use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitTarget};
+use crate::sys::signal as sig;
 use crate::sys::{pidfd, proc};
 
 const MANAGER: &str = "use case 1: a process manager 'needs to reap all children assigned to it' and 'might not \
@@ -72,7 +73,7 @@ pub(crate) fn orphan_lineage(hidden: bool) -> Lineage {
 /// A plain middle process makes the subject child G and exits; G goes to
 /// the case process (a subreaper), which must see it with waitid(P_ALL).
 fn orphan_to_subreaper(ctx: &mut Ctx, s: Subject, zombie_first: bool) -> Check {
-    let g = orphan_of_middle(ctx, Clone3Request::new(ctx.flags_for(s), libc::SIGCHLD as u64), zombie_first)?;
+    let g = orphan_of_middle(ctx, Clone3Request::new(ctx.flags_for(s), sig::SIGCHLD as u64), zombie_first)?;
     let gpid = g.pid;
     let want = expected_generic(orphan_lineage(s.hidden()), gpid, Event::Exited(5));
     let got = ctx.wait(WaitCall::WaitidAll, &g, O::WEXITED | O::WNOHANG);
@@ -118,7 +119,7 @@ pub(crate) fn orphan_of_middle(ctx: &mut Ctx, req: Clone3Request, zombie_first: 
 fn orphan_to_ns_init(ctx: &mut Ctx, s: Subject) -> Check {
     let flags = ctx.flags_for(s);
     let lineage = orphan_lineage(s.hidden());
-    let init = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, libc::SIGCHLD as u64), move || {
+    let init = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, sig::SIGCHLD as u64), move || {
         let (pid_r, pid_w) = pipe();
         let middle = util::spawn(
             CLONE_PIDFD,
@@ -135,7 +136,7 @@ fn orphan_to_ns_init(ctx: &mut Ctx, s: Subject) -> Check {
         want("init reaps the middle process", util::reap(middle.pid, mfd), reported(middle.pid, Event::Exited(0)))?;
         let gpid = util::recv_pid(&pid_r)?;
         let gfd = pidfd::open(gpid, false).map_err(|e| format!("pidfd_open({gpid}): {e}"))?;
-        let t = WaitTarget { pid: gpid, pidfd: gfd.as_raw_fd(), pgid: 0 };
+        let t = WaitTarget { pid: gpid, pidfd: Some(gfd.as_fd()), pgid: 0 };
         let got = wait(WaitCall::WaitidAll, t, O(O::WEXITED | O::WNOHANG));
         let want = expected_generic(lineage, gpid, Event::Exited(5));
         if got != want {
@@ -156,7 +157,7 @@ fn ns_teardown(ctx: &mut Ctx, s: Subject, zombie: bool) -> Check {
     // (and in the child's own copy), so only the namespace teardown ends it.
     let (hold_r, _hold_w) = pipe();
     let hold = hold_r.as_raw_fd();
-    let init = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, libc::SIGCHLD as u64), move || {
+    let init = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, sig::SIGCHLD as u64), move || {
         let g = util::spawn(flags, if zombie { Program::Exit(5) } else { Program::AwaitThenExit { fd: hold, code: 5 } })?;
         if zombie {
             util::await_exit(util::fd_of(&g)?)?;

@@ -33,7 +33,7 @@ pub fn cases() -> Vec<Case> {
                     crate::sys::clone::Program::Run(Box::new(|| {
                         let (r, _w) = crate::sys::clone::pipe();
                         let g = crate::sys::clone::clone3(
-                            &crate::sys::clone::Clone3Request::new(0, libc::SIGCHLD as u64),
+                            &crate::sys::clone::Clone3Request::new(0, crate::sys::signal::SIGCHLD as u64),
                             crate::sys::clone::Program::AwaitThenExit { fd: std::os::fd::AsRawFd::as_raw_fd(&r), code: 0 },
                         );
                         let _ = g;

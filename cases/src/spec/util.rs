@@ -1,22 +1,22 @@
 //! Small helpers for code that runs inside jobs (children running Rust
 //! code), where a failure is a message rather than a Stop.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use crate::sys::clone::{clone3, Clone3Request, Program, Spawned};
 use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
 use crate::sys::pidfd;
 
 pub fn spawn(flags: u64, program: Program) -> Result<Spawned, String> {
-    clone3(&Clone3Request::new(flags, libc::SIGCHLD as u64), program).map_err(|e| format!("clone3({flags:#x}): {e}"))
+    clone3(&Clone3Request::new(flags, crate::sys::signal::SIGCHLD as u64), program).map_err(|e| format!("clone3({flags:#x}): {e}"))
 }
 
 pub fn fd_of(sp: &Spawned) -> Result<&OwnedFd, String> {
     sp.pidfd.as_ref().ok_or_else(|| "no pidfd".to_string())
 }
 
-pub fn target(pid: i32, fd: &OwnedFd) -> WaitTarget {
-    WaitTarget { pid, pidfd: fd.as_raw_fd(), pgid: 0 }
+pub fn target(pid: i32, fd: &OwnedFd) -> WaitTarget<'_> {
+    WaitTarget { pid, pidfd: Some(fd.as_fd()), pgid: 0 }
 }
 
 pub fn await_exit(fd: &OwnedFd) -> Result<(), String> {
@@ -66,11 +66,6 @@ impl ExecExit {
 
     /// execv; returns only on failure.
     pub fn exec(&self) -> String {
-        let mut argv: Vec<*const libc::c_char> = self.args.iter().map(|a| a.as_ptr()).collect();
-        argv.push(std::ptr::null());
-        // SAFETY: path and argv are NUL-terminated C strings that live in
-        // self; argv ends with a NULL pointer.
-        unsafe { libc::execv(self.path.as_ptr(), argv.as_ptr()) };
-        format!("execv: {}", std::io::Error::last_os_error())
+        format!("execv: {}", crate::sys::process::execv(&self.path, &self.args).io_error())
     }
 }

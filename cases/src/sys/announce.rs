@@ -11,7 +11,7 @@
 //! tid. A line is one write(2) below PIPE_BUF, so lines from several
 //! processes on the same pipe never interleave.
 
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -87,7 +87,7 @@ impl Drop for Inside {
 
 /// Announce entering `call` (spelled only when announcing is on); the
 /// returned guard announces leaving it.
-pub fn enter(call: impl FnOnce() -> String, pidfd: RawFd) -> Inside {
+pub fn enter(call: impl FnOnce() -> String, pidfd: Option<BorrowedFd<'_>>) -> Inside {
     let fd = FD.load(Ordering::Relaxed);
     if fd >= 0 {
         let m = Mark {
@@ -95,7 +95,7 @@ pub fn enter(call: impl FnOnce() -> String, pidfd: RawFd) -> Inside {
             pid: rustix::process::getpid().as_raw_nonzero().get(),
             tid: rustix::thread::gettid().as_raw_nonzero().get(),
             call: call(),
-            pidfd,
+            pidfd: pidfd.map_or(-1, |fd| fd.as_raw_fd()),
         };
         write_mark(fd, &m);
     }

@@ -5,6 +5,11 @@
 //! stack the kernel gave it, and that function ends in `exit_group`/`exit`.
 //! With `CLONE_VM` the child therefore never runs on the parent's stack: when
 //! the caller did not supply one, [`clone3`] maps a private stack for it.
+//!
+//! Neither rustix nor nix wraps clone3(2) or a legacy clone(2) whose flag
+//! word keeps its high bits (nix's `clone` takes `CloneFlags`, a c_int):
+//! clone3 is inline assembly, clone goes through libc's syscall(2), and
+//! the syscall numbers come from libc.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
@@ -225,7 +230,10 @@ extern "C" fn child_entry(task: usize) -> ! {
     exit_now(code, task.thread)
 }
 
-/// Terminate the calling thread (or its whole thread group) with a raw syscall.
+/// Terminate the calling thread (or its whole thread group) with a raw
+/// syscall: libc's syscall(2), because rustix has exit/exit_group only in
+/// its `runtime` feature and nix only the libc `_exit`, which ends the
+/// whole group.
 pub fn exit_now(code: i32, thread_only: bool) -> ! {
     let nr = if thread_only { libc::SYS_exit } else { libc::SYS_exit_group };
     loop {

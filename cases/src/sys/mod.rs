@@ -1,6 +1,7 @@
 //! The syscall layer: small typed wrappers, nothing above it touches raw
-//! numbers. clone3 has no wrapper in rustix or nix; the wait family and
-//! pidfds use them where they cover the call.
+//! numbers. Each call goes through rustix where rustix has it, through nix
+//! where rustix lacks it, and through libc only where neither has it; each
+//! module says which and why. clone3 has no wrapper in rustix or nix.
 
 pub mod announce;
 pub mod clone;
@@ -8,6 +9,8 @@ pub mod errno;
 pub mod pidfd;
 pub mod pidfd_info;
 pub mod proc;
+pub mod process;
+pub mod signal;
 pub mod wait;
 
 pub use errno::Errno;

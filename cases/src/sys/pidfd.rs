@@ -22,7 +22,7 @@ pub fn poll_exit(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, 
             None => format!("poll(pidfd {}, POLLIN, -1) awaiting the exit", fd.as_raw_fd()),
             Some(d) => format!("poll(pidfd {}, POLLIN, {} ms) awaiting the exit", fd.as_raw_fd(), d.as_millis()),
         },
-        fd.as_raw_fd(),
+        Some(fd),
     );
     let ts = timeout.map(|d| Timespec { tv_sec: d.as_secs() as i64, tv_nsec: d.subsec_nanos() as i64 });
     loop {
@@ -41,8 +41,9 @@ pub fn has_exited(fd: BorrowedFd<'_>) -> bool {
     poll_exit(fd, Some(Duration::ZERO)).unwrap_or(false)
 }
 
-/// pidfd_send_signal(2) with any signal number (rustix only takes its named
-/// signals; the cases also send realtime and invalid numbers).
+/// pidfd_send_signal(2) with any signal number: libc, because rustix only
+/// takes its named signals (the cases also send realtime and invalid
+/// numbers) and nix has no pidfd_send_signal.
 pub fn send_signal(fd: impl AsFd, sig: i32) -> Result<(), Errno> {
     // SAFETY: the syscall reads an fd, an integer, a NULL siginfo and flags 0.
     let r = unsafe {

@@ -63,7 +63,8 @@ impl PidfdInfo {
     }
 }
 
-/// Decode a wait status word the way wait4 callers do.
+/// Decode a wait status word the way wait4 callers do (libc's macros: see
+/// the note in [`super::wait`]).
 pub fn decode_status(st: i32) -> Event {
     if libc::WIFEXITED(st) {
         Event::Exited(libc::WEXITSTATUS(st))

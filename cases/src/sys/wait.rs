@@ -1,11 +1,20 @@
 //! Every wait call of the seed as one enum, with one normalised outcome.
 //!
-//! waitpid goes through nix (it decodes the status word for us); wait(2),
-//! wait4(2) and waitid(2) go through libc: nix has no wait4 (rusage) and its
-//! waitid folds `si_code` into a status enum, while the cases assert the
-//! exact `si_code`/`si_status`/`si_pid` the kernel filled in.
+//! Which library makes each call:
+//! - waitpid through nix, which decodes the status word including the core
+//!   dump bit and ptrace stops; rustix has every waitpid form, but its
+//!   `WaitStatus` does not tell a core dump apart.
+//! - wait(3) through libc: it is a libc function (wait4(-1, &st, 0, NULL)
+//!   on x86_64), not a system call either crate wraps.
+//! - wait4(2) through libc: neither rustix nor nix has it (rusage).
+//! - waitid(2) through libc: rustix's `WaitIdStatus` has no `si_pid` and
+//!   its `WaitId::PidFd` cannot name a closed fd; nix's waitid folds
+//!   `si_code` into a status enum; the cases assert the exact
+//!   `si_code`/`si_status`/`si_pid` the kernel filled in.
+//! - the status-word macros (WIFEXITED...) through libc: nix's decoder
+//!   refuses signal numbers its `Signal` enum lacks (realtime ones).
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use super::errno::Errno;
 
@@ -183,12 +192,59 @@ impl std::fmt::Display for WaitOutcome {
 }
 
 /// Who the call is about: the child (pid, pidfd) and the process group.
+/// `pidfd` borrows the caller's pidfd for the call; without one,
+/// `waitid(P_PIDFD)` passes -1 and the kernel answers EBADF.
 #[derive(Clone, Copy, Debug)]
-pub struct WaitTarget {
+pub struct WaitTarget<'fd> {
     pub pid: i32,
-    pub pidfd: RawFd,
+    pub pidfd: Option<BorrowedFd<'fd>>,
     pub pgid: i32,
 }
+
+impl<'fd> WaitTarget<'fd> {
+    /// A child named by pid only (no pidfd), in no particular group.
+    pub fn pid(pid: i32) -> Self {
+        WaitTarget { pid, pidfd: None, pgid: 0 }
+    }
+
+    /// A child with its pidfd.
+    pub fn with_pidfd(pid: i32, pidfd: BorrowedFd<'fd>) -> Self {
+        WaitTarget { pid, pidfd: Some(pidfd), pgid: 0 }
+    }
+
+    /// The same target with process group `pgid`.
+    pub fn in_group(self, pgid: i32) -> Self {
+        WaitTarget { pgid, ..self }
+    }
+
+    /// The same target owning a duplicate of the pidfd (fcntl
+    /// F_DUPFD_CLOEXEC, through rustix), for a call another thread makes:
+    /// the duplicate names the same pidfd file and is closed when the
+    /// [`OwnedTarget`] is dropped.
+    pub fn to_owned_target(self) -> Result<OwnedTarget, Errno> {
+        let pidfd = self.pidfd.map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0)).transpose()?;
+        Ok(OwnedTarget { pid: self.pid, pidfd, pgid: self.pgid })
+    }
+}
+
+/// A [`WaitTarget`] that owns its pidfd (see [`WaitTarget::to_owned_target`]).
+#[derive(Debug)]
+pub struct OwnedTarget {
+    pub pid: i32,
+    pub pidfd: Option<OwnedFd>,
+    pub pgid: i32,
+}
+
+impl OwnedTarget {
+    pub fn target(&self) -> WaitTarget<'_> {
+        WaitTarget { pid: self.pid, pidfd: self.pidfd.as_ref().map(|f| f.as_fd()), pgid: self.pgid }
+    }
+}
+
+/// The numbers /proc/<tid>/syscall shows for a task blocked in wait4(2) or
+/// waitid(2) (libc: the only one of the three that publishes syscall
+/// numbers).
+pub const WAIT_SYSCALL_NUMBERS: [i64; 2] = [libc::SYS_wait4, libc::SYS_waitid];
 
 const P_ALL: libc::idtype_t = 0;
 const P_PID: libc::idtype_t = 1;
@@ -197,13 +253,13 @@ const P_PIDFD: libc::idtype_t = 3;
 
 /// Make the call once (announced, when a case process switched that on:
 /// see [`super::announce`]).
-pub fn wait(call: WaitCall, target: WaitTarget, opts: WaitOpts) -> WaitOutcome {
-    let _inside = super::announce::enter(|| describe_call(call, target, opts), -1);
+pub fn wait(call: WaitCall, target: WaitTarget<'_>, opts: WaitOpts) -> WaitOutcome {
+    let _inside = super::announce::enter(|| describe_call(call, target, opts), None);
     wait_unannounced(call, target, opts)
 }
 
 /// The call as C source with the pid or group it names.
-pub fn describe_call(call: WaitCall, target: WaitTarget, opts: WaitOpts) -> String {
+pub fn describe_call(call: WaitCall, target: WaitTarget<'_>, opts: WaitOpts) -> String {
     let s = call.spell(opts);
     match call {
         _ if call.is_focused() => format!("{s} on pid {}", target.pid),
@@ -212,7 +268,7 @@ pub fn describe_call(call: WaitCall, target: WaitTarget, opts: WaitOpts) -> Stri
     }
 }
 
-fn wait_unannounced(call: WaitCall, target: WaitTarget, opts: WaitOpts) -> WaitOutcome {
+fn wait_unannounced(call: WaitCall, target: WaitTarget<'_>, opts: WaitOpts) -> WaitOutcome {
     // wait4 and waitpid: WEXITED is implicit; everything else passes as is
     // (so WNOWAIT reaches the kernel, which rejects it there).
     let legacy_opts = (opts.0 & !WaitOpts::WEXITED) as i32;
@@ -234,7 +290,8 @@ fn wait_unannounced(call: WaitCall, target: WaitTarget, opts: WaitOpts) -> WaitO
         WaitCall::WaitidPgid => waitid(P_PGID, target.pgid as libc::id_t, opts),
         WaitCall::WaitidPgidZero => waitid(P_PGID, 0, opts),
         WaitCall::WaitidPid => waitid(P_PID, target.pid as libc::id_t, opts),
-        WaitCall::WaitidPidfd => waitid(P_PIDFD, target.pidfd as libc::id_t, opts),
+        // No pidfd: -1, which the kernel refuses with EBADF (as a closed fd).
+        WaitCall::WaitidPidfd => waitid(P_PIDFD, target.pidfd.map_or(-1, |fd| fd.as_raw_fd()) as libc::id_t, opts),
     }
 }
 

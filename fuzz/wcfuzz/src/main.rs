@@ -1,37 +1,81 @@
-//! wcfuzz: the fuzzing toolbox (not instrumented; build with
-//! `cargo run --release --manifest-path fuzz/Cargo.toml --features tool --bin wcfuzz -- <cmd>`).
-//!
-//!   print   <target> <artifact>            the input as a readable program
-//!   run     <target> <artifact>            execute once (in a worker), print the verdict
-//!   regress <target> <artifact> [--id ID] [--finding TEXT]
-//!                                          save as cases/regressions/<target>-<id>.case, reindex
-//!                                          (TEXT: the finding, for one fixed already)
-//!   regressions                            run every embedded regression row, each in
-//!                                          an isolated subreaper process
-//!   reindex                                regenerate cases/src/fuzzing/regressions_index.rs
-//!   seeds                                  (re)write the seed corpus under fuzz/corpus/
-//!   bench   [--iters N] [--rounds R] [--corpus DIR]
-//!                                          clone3_flags per-input work vs a raw clone3 loop,
-//!                                          in-process mode and worker-only mode (DIR: a
-//!                                          campaign's corpus as one more input set)
+//! wcfuzz: the fuzzing toolbox, not instrumented (`cargo run --release
+//! --manifest-path fuzz/Cargo.toml -p wcfuzz -- <command>`; `--help` lists
+//! the commands).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cases::fuzzing::clone3::{self, Cgroup, Clone3Case, Pidfd, SetTid, Stack};
-use cases::fuzzing::regress::{render_index, RegressionFile};
+use cases::fuzzing::regress::RegressionFile;
 use cases::fuzzing::tree::{self, Op, WaitProgram, Who};
 use cases::sys::clone::{clone3, flags::*, Clone3Request, Program};
 use cases::sys::wait::{wait, WaitCall, WaitOpts, WaitTarget};
 use wait_conformance_fuzz as fz;
 
+/// The repository root (this crate is fuzz/wcfuzz/).
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).expect("repo root").to_path_buf()
 }
 
-fn usage() -> ! {
-    eprintln!("usage: wcfuzz print|run|regress <clone3_flags|wait_sequence> <artifact> [--id ID] | reindex | seeds | bench [--iters N] [--rounds R] [--corpus DIR]");
-    std::process::exit(2)
+/// The fuzz target an input is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum Target {
+    Clone3Flags,
+    WaitSequence,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Clone3Flags => "clone3_flags",
+            Target::WaitSequence => "wait_sequence",
+        }
+    }
+}
+
+#[derive(clap::Parser, Debug)]
+#[command(name = "wcfuzz", about = "wait-conformance's fuzzing toolbox")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// The input as a readable program.
+    Print { target: Target, artifact: PathBuf },
+    /// Execute the input once (in a worker) and print the verdict; exit 1 on a finding.
+    Run { target: Target, artifact: PathBuf },
+    /// Shrink the input and save it as cases/regressions/<target>-<id>.case
+    /// (the next build of cases embeds it as a row).
+    Regress {
+        target: Target,
+        artifact: PathBuf,
+        /// The row's id (default: from the artifact's name).
+        #[arg(long)]
+        id: Option<String>,
+        /// The finding, for an input whose finding is fixed already.
+        #[arg(long)]
+        finding: Option<String>,
+    },
+    /// Run every embedded regression row, each in an isolated subreaper process.
+    Regressions,
+    /// (Re)write the seed corpus under fuzz/corpus/.
+    Seeds,
+    /// clone3_flags per-input work against a raw clone3 loop, in-process mode
+    /// and worker-only mode.
+    Bench {
+        /// Iterations per line and round.
+        #[arg(long, default_value_t = 2000)]
+        iters: usize,
+        /// Rounds (each line against the raw loop).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// A campaign's corpus directory, as one more input set.
+        #[arg(long)]
+        corpus: Option<String>,
+    },
 }
 
 enum Input {
@@ -39,20 +83,19 @@ enum Input {
     Wait(WaitProgram),
 }
 
-fn load(target: &str, path: &str) -> Input {
+fn load(target: Target, path: &Path) -> Input {
     let data = std::fs::read(path).unwrap_or_else(|e| {
-        eprintln!("{path}: {e}");
+        eprintln!("{}: {e}", path.display());
         std::process::exit(2)
     });
     let c = fz::ctx();
     match target {
-        "clone3_flags" => {
+        Target::Clone3Flags => {
             let mut case = fz::decode_clone3(&data, c);
             case.normalise(&c.env);
             Input::Clone3(case)
         }
-        "wait_sequence" => Input::Wait(fz::decode_program(&data)),
-        _ => usage(),
+        Target::WaitSequence => Input::Wait(fz::decode_program(&data)),
     }
 }
 
@@ -124,22 +167,12 @@ fn regressions() -> bool {
             }
             out.extend_from_slice(&buf[..n]);
         }
-        let _ = wait(WaitCall::WaitidPid, WaitTarget { pid, pidfd: -1, pgid: 0 }, WaitOpts(WaitOpts::WEXITED));
+        let _ = wait(WaitCall::WaitidPid, WaitTarget::pid(pid), WaitOpts(WaitOpts::WEXITED));
         let msg = String::from_utf8_lossy(&out).to_string();
         ok &= msg == "PASS";
         println!("{}: {}\n    ({})", row.name, if msg.is_empty() { "FAIL (row process died)".into() } else { msg }, row.source);
     }
     ok
-}
-
-fn reindex() {
-    let dir = repo().join("cases/regressions");
-    let files: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.ends_with(".case")).collect())
-        .unwrap_or_default();
-    let out = repo().join("cases/src/fuzzing/regressions_index.rs");
-    std::fs::write(&out, render_index(files.clone())).expect("write index");
-    println!("{}: {} file(s)", out.display(), files.len());
 }
 
 /// The first line of a finding, as its signature for shrinking.
@@ -204,9 +237,10 @@ fn shrink(i: Input) -> Input {
     }
 }
 
-fn regress(target: &str, artifact: &str, id: Option<String>, finding_text: Option<String>) {
+fn regress(target: Target, artifact: &Path, id: Option<String>, finding_text: Option<String>) {
     let input = load(target, artifact);
-    let name = Path::new(artifact).file_name().and_then(|s| s.to_str()).unwrap_or("input").to_string();
+    let target = target.name();
+    let name = artifact.file_name().and_then(|s| s.to_str()).unwrap_or("input").to_string();
     let id = id.unwrap_or_else(|| {
         let stem = ["crash-", "timeout-", "oom-", "leak-", "slow-unit-"].iter().fold(name.clone(), |s, p| s.strip_prefix(p).map(String::from).unwrap_or(s));
         stem.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect()
@@ -235,11 +269,11 @@ fn regress(target: &str, artifact: &str, id: Option<String>, finding_text: Optio
     std::fs::write(&path, f.render(&finding)).expect("write regression");
     println!("wrote {} (row regress::{target}::{id})", path.display());
     println!("finding: {finding}");
-    reindex();
+    println!("cases/build.rs embeds it at the next build of the case binary");
 }
 
 fn base(flags: u64) -> Clone3Case {
-    Clone3Case::plain(flags, libc::SIGCHLD as u64)
+    Clone3Case::plain(flags, cases::sys::signal::SIGCHLD as u64)
 }
 
 fn seed_cases() -> Vec<(&'static str, Clone3Case)> {
@@ -402,8 +436,8 @@ fn paired(n: usize, mut f: impl FnMut(usize)) -> (f64, f64) {
 const BLOCK: usize = 50;
 
 fn raw_once() {
-    let sp = clone3(&Clone3Request::new(CLONE_PIDFD, libc::SIGCHLD as u64), Program::Exit(0)).expect("clone3");
-    let t = WaitTarget { pid: sp.pid, pidfd: -1, pgid: 0 };
+    let sp = clone3(&Clone3Request::new(CLONE_PIDFD, cases::sys::signal::SIGCHLD as u64), Program::Exit(0)).expect("clone3");
+    let t = WaitTarget::pid(sp.pid);
     let r = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED));
     assert!(matches!(r, cases::sys::wait::WaitOutcome::Reported { .. }));
 }
@@ -486,8 +520,7 @@ fn bench(iters: usize, rounds: usize, corpus: Option<String>) {
     println!("  {:<50} {:>27}   {:>27}", "", "in-process mode", "worker only");
     for (k, (name, set)) in sets.iter().enumerate() {
         let mut col = String::new();
-        for m in 0..2 {
-            let (rates, ratios) = &mut res[k][m];
+        for (rates, ratios) in res[k].iter_mut() {
             let f = median(rates);
             let q = median(ratios);
             let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
@@ -499,12 +532,11 @@ fn bench(iters: usize, rounds: usize, corpus: Option<String>) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    match args.first().map(String::as_str) {
-        Some("print") if args.len() >= 3 => print!("{}", describe(&load(&args[1], &args[2]))),
-        Some("run") if args.len() >= 3 => {
-            let i = load(&args[1], &args[2]);
+    let cli = <Cli as clap::Parser>::parse();
+    match cli.command {
+        Command::Print { target, artifact } => print!("{}", describe(&load(target, &artifact))),
+        Command::Run { target, artifact } => {
+            let i = load(target, &artifact);
             print!("{}", describe(&i));
             match verdict(&i) {
                 Ok(s) => println!("PASS: {s}"),
@@ -514,19 +546,36 @@ fn main() {
                 }
             }
         }
-        Some("regress") if args.len() >= 3 => regress(&args[1], &args[2], flag("--id"), flag("--finding")),
-        Some("reindex") => reindex(),
-        Some("regressions") => {
+        Command::Regress { target, artifact, id, finding } => regress(target, &artifact, id, finding),
+        Command::Regressions => {
             if !regressions() {
                 std::process::exit(1)
             }
         }
-        Some("seeds") => seeds(),
-        Some("bench") => bench(
-            flag("--iters").and_then(|s| s.parse().ok()).unwrap_or(2000),
-            flag("--rounds").and_then(|s| s.parse().ok()).unwrap_or(5),
-            flag("--corpus"),
-        ),
-        _ => usage(),
+        Command::Seeds => seeds(),
+        Command::Bench { iters, rounds, corpus } => bench(iters, rounds, corpus),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_commands_parse_as_documented() {
+        let c = Cli::try_parse_from(["wcfuzz", "regress", "clone3_flags", "a/crash-1", "--id", "x", "--finding", "f"]).unwrap();
+        assert!(matches!(c.command, Command::Regress { target: Target::Clone3Flags, ref id, ref finding, .. } if id.as_deref() == Some("x") && finding.as_deref() == Some("f")));
+        let c = Cli::try_parse_from(["wcfuzz", "bench", "--iters", "10"]).unwrap();
+        assert!(matches!(c.command, Command::Bench { iters: 10, rounds: 5, corpus: None }));
+        assert!(matches!(Cli::try_parse_from(["wcfuzz", "run", "wait_sequence", "x"]).unwrap().command, Command::Run { target: Target::WaitSequence, .. }));
+        assert!(Cli::try_parse_from(["wcfuzz", "print", "no_such_target", "x"]).is_err());
+        assert!(Cli::try_parse_from(["wcfuzz", "print", "clone3_flags"]).is_err());
+        assert!(Cli::try_parse_from(["wcfuzz"]).is_err());
+    }
+
+    #[test]
+    fn repo_is_the_repository_root() {
+        assert!(repo().join("cases/regressions").is_dir());
     }
 }
