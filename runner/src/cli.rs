@@ -57,6 +57,13 @@ pub enum Cmd {
     Compare(CompareArgs),
     /// List the profiles.
     Profiles(ProfilesArgs),
+    /// The suite's mutation score: apply each mutant patch (vm-images/mutants/*.patch) in turn
+    /// to the kept tree of a source profile (or to --kernel-tree), rebuild incrementally, run
+    /// the suite, restore. Writes <out>/mutation.json and mutation.txt. Exit 0 every mutant
+    /// killed, 1 a mutant survived or could not be judged, 2 usage, 3 the baseline failed.
+    Mutate(MutateArgs),
+    /// Convert a run's reports for other systems: `export kcidb` writes a KCIDB v5 document.
+    Export(ExportArgs),
 }
 
 #[derive(Args)]
@@ -194,21 +201,66 @@ pub struct CompareArgs {
 }
 
 #[derive(Args)]
+pub struct MutateArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub cases: CaseArgs,
+    #[command(flatten)]
+    pub common: Common,
+    /// The mutants' directory (default vm-images/mutants).
+    #[arg(long, value_name = "DIR")]
+    pub mutants: Option<PathBuf>,
+    /// Mutants to run (names like 03-never-marked, or patch paths); all when none.
+    pub names: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub what: ExportWhat,
+}
+
+#[derive(Subcommand)]
+pub enum ExportWhat {
+    /// A KCIDB v5 document from a run's results.json (a file or its report directory).
+    Kcidb {
+        /// results.json, or the report directory holding it.
+        results: PathBuf,
+        /// Where to write the document.
+        #[arg(long)]
+        out: PathBuf,
+        /// The submitting CI system's KCIDB origin.
+        #[arg(long, default_value = "waitconf")]
+        origin: String,
+        #[arg(long)]
+        tree_name: Option<String>,
+        #[arg(long)]
+        git_repository_url: Option<String>,
+        #[arg(long)]
+        git_commit_hash: Option<String>,
+        #[arg(long)]
+        git_repository_branch: Option<String>,
+        /// Where the report directory is published; the log URLs are under it (default
+        /// file://<report dir>).
+        #[arg(long)]
+        log_base_url: Option<String>,
+    },
+}
+
+#[derive(Args)]
 pub struct ProfilesArgs {
     #[command(flatten)]
     pub common: Common,
 }
 
-/// Which kernel: a profile, or a kernel image file with what the runner needs to know about it.
+/// Which kernel: a profile, a kernel image file, or a kernel tree, with what the runner needs to
+/// know about it.
 #[derive(Args, Clone, Debug)]
+#[command(group(clap::ArgGroup::new("which_kernel").required(true).args(["kernel", "kernel_image", "kernel_tree"])))]
 pub struct KernelArgs {
     /// Profile name (a file in vm-images/profiles/).
-    #[arg(
-        long = "kernel",
-        value_name = "PROFILE",
-        required_unless_present = "kernel_image",
-        conflicts_with = "kernel_image"
-    )]
+    #[arg(long = "kernel", value_name = "PROFILE")]
     kernel: Option<String>,
     /// Boot this kernel image (bzImage or vmlinuz) instead of a profile's. Its profile is named
     /// `image`; a missing file is a usage error (exit 2).
@@ -218,34 +270,58 @@ pub struct KernelArgs {
     /// (needs busybox-static on the host for the initramfs).
     #[arg(long, value_name = "DIR", requires = "kernel_image")]
     modules: Option<PathBuf>,
+    /// Build this kernel source tree (out of tree, in a kept build directory under the cache,
+    /// incrementally) with the suite's config fragment over allnoconfig, and boot it. Its
+    /// profile is named `tree`; the bit comes from the tree's include/uapi/linux/sched.h when it
+    /// defines CLONE_WAIT_PID.
+    #[arg(long, value_name = "DIR")]
+    kernel_tree: Option<PathBuf>,
+    /// With --kernel-tree: merge the fragment into the tree's own config (or --config FILE)
+    /// instead of allnoconfig.
+    #[arg(long, requires = "kernel_tree")]
+    keep_config: bool,
+    /// With --keep-config: the base config file (default <tree>/.config).
+    #[arg(long, value_name = "FILE", requires = "keep_config")]
+    config: Option<PathBuf>,
     /// CLONE_WAIT_PID as this kernel defines it: 0x... hex, decimal or bit:N (the case binary's
-    /// grammar). Default: the profile's; for --kernel-image, 0x10000000000 (bit 40).
+    /// grammar). Default: the profile's; for --kernel-image, 0x10000000000 (bit 40); for
+    /// --kernel-tree, the tree's own definition, else bit 40.
     #[arg(long, value_name = "BIT", value_parser = protocol::bit::parse_bit)]
     clone_wait_pid_flag: Option<u64>,
     /// Whether the feature must be there (a profile's [expect] feature). Default: the
-    /// profile's; for --kernel-image, present when --clone-wait-pid-flag is given, else absent.
+    /// profile's; for --kernel-image, present when --clone-wait-pid-flag is given, else absent;
+    /// for --kernel-tree, present when the tree defines CLONE_WAIT_PID or a bit is given.
     #[arg(long, value_enum, value_name = "present|absent")]
     expect_feature: Option<profile::Feature>,
 }
 
 impl KernelArgs {
     /// The profile these options name: a profile file's (with the overrides), or one made for
-    /// the image. Usage errors (unknown profile, missing image) are messages for exit 2.
+    /// the image or the tree. Usage errors (unknown profile, missing image, not a tree) are
+    /// messages for exit 2.
     pub fn resolve(&self, set: &ProfileSet) -> Result<profile::Profile, String> {
-        match (&self.kernel, &self.kernel_image) {
-            (Some(name), None) => Ok(set
+        match (&self.kernel, &self.kernel_image, &self.kernel_tree) {
+            (Some(name), None, None) => Ok(set
                 .get(name)
                 .map_err(|e| e.0)?
                 .clone()
                 .with_overrides(self.clone_wait_pid_flag, self.expect_feature)),
-            (None, Some(image)) => profile::Profile::for_image(
+            (None, Some(image), None) => profile::Profile::for_image(
                 image,
                 self.modules.as_deref(),
                 self.clone_wait_pid_flag,
                 self.expect_feature,
             )
             .map_err(|e| e.0),
-            _ => Err("give one of --kernel PROFILE or --kernel-image PATH".into()),
+            (None, None, Some(tree)) => profile::Profile::for_tree(
+                tree,
+                self.keep_config,
+                self.config.as_deref(),
+                self.clone_wait_pid_flag,
+                self.expect_feature,
+            )
+            .map_err(|e| e.0),
+            _ => Err("give one of --kernel PROFILE, --kernel-image PATH or --kernel-tree DIR".into()),
         }
     }
 }

@@ -52,6 +52,7 @@ pub fn acquire(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Result<K
         Kind::Source => build_from_source(profile, paths, opts)?,
         Kind::DebianPrebuilt => fetch_prebuilt(profile, paths, opts)?,
         Kind::Image => image_artifact(profile, paths)?,
+        Kind::Tree => tree_artifact(profile, paths, opts)?,
     };
     art.seconds = started.elapsed().as_secs_f64();
     Ok(art)
@@ -295,6 +296,41 @@ fn image_artifact(profile: &Profile, paths: &Paths) -> Result<KernelArtifact> {
         release: Some(release.clone()),
         source: format!("{source}, modules {} ({release})", moddir.display()),
         cache_hit: true,
+        seconds: 0.0,
+    })
+}
+
+/// The fragment a tree is configured with: the source profiles' own.
+pub const TREE_FRAGMENT: &str = "config/base-virtme.config";
+
+fn tree_artifact(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Result<KernelArtifact> {
+    let t = profile
+        .tree
+        .as_ref()
+        .ok_or_else(|| anyhow!("profile {} has no [tree] table", profile.name))?;
+    let spec = crate::tree::TreeSpec {
+        path: t.path.clone(),
+        keep_config: t.keep_config,
+        config: t.config.clone(),
+    };
+    let b = crate::tree::build(
+        &spec,
+        &paths.cache,
+        &[paths.vm_images.join(TREE_FRAGMENT)],
+        None,
+        opts.jobs,
+    )?;
+    Ok(KernelArtifact {
+        image: Some(b.image),
+        release: Some(b.release),
+        source: format!(
+            "kernel tree {} (built in {}, {} objects{})",
+            t.path.display(),
+            b.build_dir.display(),
+            b.compiled,
+            if b.configured { ", configured" } else { "" }
+        ),
+        cache_hit: b.compiled == 0,
         seconds: 0.0,
     })
 }

@@ -57,6 +57,8 @@ fn main() -> ExitCode {
         Cmd::Compare(a) => cmd_compare(a),
         Cmd::Probe(a) => cmd_probe(a),
         Cmd::Bench(a) => cmd_bench(a),
+        Cmd::Mutate(a) => cmd_mutate(a),
+        Cmd::Export(a) => cmd_export(a),
     }
 }
 
@@ -135,6 +137,126 @@ fn cmd_kernel(a: KernelCmdArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => infra(e),
+    }
+}
+
+fn cmd_mutate(a: cli::MutateArgs) -> ExitCode {
+    let (paths, p) = match load_profile(&a.common, &a.kernel) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let dir = a.mutants.clone().unwrap_or_else(|| paths.vm_images.join("mutants"));
+    let mutants = match mutate::mutants(&dir, &a.names) {
+        Ok(m) => m,
+        Err(e) => return usage(format!("{e:#}")),
+    };
+    let opts = a.cases.opts(&a.common);
+    let (spec, journal_file) = match &p.tree {
+        Some(t) => (
+            tree::TreeSpec {
+                path: t.path.clone(),
+                keep_config: t.keep_config,
+                config: t.config.clone(),
+            },
+            tree::build_dir(&paths.cache, &t.path).join("waitconf-applied"),
+        ),
+        None => match mutate::profile_tree(&p, &paths, a.common.refresh_apt) {
+            Ok(src) => (
+                tree::TreeSpec {
+                    path: src.clone(),
+                    keep_config: false,
+                    config: None,
+                },
+                src.with_file_name("applied"),
+            ),
+            Err(e) => return infra(e),
+        },
+    };
+    let bin = match run::cases_binary(&paths, &opts) {
+        Ok(b) => b,
+        Err(e) => return infra(e),
+    };
+    let mut run_args = vec![
+        "--clone-wait-pid-flag".to_owned(),
+        format!("{:#x}", p.clone_bit()),
+        "--expect-feature".to_owned(),
+        p.expect.feature.to_string(),
+        "--cases-bin".to_owned(),
+        bin.display().to_string(),
+        "--no-build".to_owned(),
+    ];
+    if let Some(f) = &opts.filter {
+        run_args.extend(["--filter".to_owned(), f.clone()]);
+    }
+    for s in &opts.skip {
+        run_args.extend(["--skip".to_owned(), s.clone()]);
+    }
+    let (fragments, localversion) = match &p.source {
+        Some(s) => (
+            s.config_fragments
+                .iter()
+                .chain(&s.extra_config_fragments)
+                .map(|f| paths.vm_images.join(f))
+                .collect(),
+            s.localversion.clone(),
+        ),
+        None => (vec![paths.vm_images.join(kernel::TREE_FRAGMENT)], None),
+    };
+    let l = mutate::Loop {
+        journal: mutate::Journal::new(&spec.path, journal_file),
+        spec,
+        cache: &paths.cache,
+        fragments,
+        localversion,
+        jobs: a.common.jobs,
+        run_args,
+    };
+    match l.mutate(&mutants, &a.cases.out) {
+        Ok(m) => {
+            print!("{}", mutate::table(&m));
+            println!("wrote {}", a.cases.out.join("mutation.json").display());
+            ExitCode::from(if m.score.killed == m.score.total { EXIT_OK } else { EXIT_FAILURES } as u8)
+        }
+        Err(e) => infra(e),
+    }
+}
+
+fn cmd_export(a: cli::ExportArgs) -> ExitCode {
+    let cli::ExportWhat::Kcidb {
+        results,
+        out,
+        origin,
+        tree_name,
+        git_repository_url,
+        git_commit_hash,
+        git_repository_branch,
+        log_base_url,
+    } = a.what;
+    if origin.is_empty() || !origin.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return usage(format!("--origin {origin:?}: KCIDB origins are [a-z0-9_]+"));
+    }
+    let opts = kcidb::KcidbOpts {
+        origin,
+        tree_name,
+        git_repository_url,
+        git_commit_hash,
+        git_repository_branch,
+        log_base_url,
+        start_time: None,
+    };
+    match kcidb::export_file(&results, &opts) {
+        Ok(doc) => match std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap_or_default()) {
+            Ok(()) => {
+                println!(
+                    "wrote {} (KCIDB v5.3: {} tests)",
+                    out.display(),
+                    doc["tests"].as_array().map_or(0, Vec::len)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => infra(e),
+        },
+        Err(e) => usage(format!("{e:#}")),
     }
 }
 

@@ -439,6 +439,54 @@ impl Loop<'_> {
     }
 }
 
+/// The kept tree of a source profile: its source package unpacked under
+/// `<cache>/trees/<profile>-<key>/src` with the profile's patches applied, reused while the
+/// profile's cache key is the same (the key covers the package, the patches and the fragments).
+pub fn profile_tree(
+    profile: &crate::profile::Profile,
+    paths: &crate::paths::Paths,
+    refresh_apt: bool,
+) -> Result<PathBuf> {
+    let spec = profile
+        .source
+        .as_ref()
+        .with_context(|| format!("profile {} is not built from source: mutate needs a source profile or --kernel-tree", profile.name))?;
+    let key = crate::kernel::source_cache_key(profile, &paths.vm_images)?;
+    let root = paths.cache.join("trees").join(format!("{}-{key}", profile.name));
+    let src = root.join("src");
+    let stamp = root.join("stamp");
+    std::fs::create_dir_all(&root)?;
+    let _lock = crate::kernel::lock_file(&root.join("lock"))?;
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(key.as_str()) && src.join("Makefile").is_file() {
+        return Ok(src);
+    }
+    progress!("mutate: unpacking {} {} into {}", spec.package, spec.version, src.display());
+    let apt = crate::kernel::Apt::new(paths, spec.apt_sources.as_deref(), refresh_apt)?;
+    let deb = apt.download(&spec.package, &spec.version, &paths.downloads())?;
+    let _ = std::fs::remove_dir_all(&src);
+    std::fs::create_dir_all(&src)?;
+    // The source package ships usr/src/linux-source-X.Y.tar.xz: stream it into src/.
+    let script = r#"set -euo pipefail
+t=$(dpkg-deb --fsys-tarfile "$1" | tar -t | grep -E '^\./usr/src/linux-source-[^/]*\.tar\.xz$' | head -n1)
+[ -n "$t" ] || { echo "no linux-source tarball in $1" >&2; exit 3; }
+dpkg-deb --fsys-tarfile "$1" | tar -xO "$t" | tar -xJ --strip-components=1 -C "$2""#;
+    crate::kernel::run_checked(
+        Command::new("bash").arg("-c").arg(script).arg("unpack").arg(&deb).arg(&src),
+    )?;
+    for rel in &spec.patches {
+        let p = paths.vm_images.join(rel);
+        let f = std::fs::File::open(&p).with_context(|| format!("{}", p.display()))?;
+        crate::kernel::run_checked(
+            Command::new("patch")
+                .args(["-p1", "--batch", "--forward", "--silent", "-d"])
+                .arg(&src)
+                .stdin(f),
+        )?;
+    }
+    std::fs::write(&stamp, &key)?;
+    Ok(src)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

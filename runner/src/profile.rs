@@ -25,6 +25,10 @@ pub enum Kind {
     /// A kernel image file (bzImage or vmlinuz) built elsewhere, with an optional modules
     /// directory: `runner run --kernel-image PATH`, or an `[image]` table in a profile file.
     Image,
+    /// A kernel source tree of the user's, configured with the suite's fragment and built
+    /// incrementally in a kept build directory under the cache (`runner/src/tree.rs`):
+    /// `runner run --kernel-tree DIR`, or a `[tree]` table in a profile file.
+    Tree,
 }
 
 /// Whether the kernel implements CLONE_WAIT_PID at the profile's bit.
@@ -102,6 +106,19 @@ pub struct ImageSpec {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+pub struct TreeTable {
+    /// The kernel source tree (a profile file's relative path is relative to `vm-images/`).
+    pub path: PathBuf,
+    /// Merge the suite's fragment into the tree's own config (`config`, default
+    /// `<tree>/.config`) instead of configuring from allnoconfig.
+    #[serde(default)]
+    pub keep_config: bool,
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct VmSpec {
     #[serde(default = "default_memory")]
     pub memory: String,
@@ -149,6 +166,8 @@ pub struct Profile {
     #[serde(default)]
     pub image: Option<ImageSpec>,
     #[serde(default)]
+    pub tree: Option<TreeTable>,
+    #[serde(default)]
     pub vm: VmSpec,
 }
 
@@ -193,7 +212,19 @@ impl Profile {
         }
         parse_clone_bit(&self.clone_wait_pid_flag)
             .map_err(|e| ConfigError(format!("profile {}: {e}", self.name)))?;
+        let tables = (self.source.is_some() as u8)
+            + (self.prebuilt.is_some() as u8)
+            + (self.image.is_some() as u8)
+            + (self.tree.is_some() as u8);
+        if self.kind == Kind::Tree {
+            if self.tree.is_none() || tables != 1 {
+                return err("kind tree needs exactly its own [tree] table".into());
+            }
+        } else if self.tree.is_some() {
+            return err(format!("kind {:?} takes no [tree] table", self.kind));
+        }
         match (self.kind, &self.source, &self.prebuilt, &self.image) {
+            (Kind::Tree, ..) => {}
             (Kind::Source, Some(s), None, None) => {
                 if s.config_fragments.is_empty() {
                     return err("a source profile needs at least one config fragment".into());
@@ -259,11 +290,71 @@ impl Profile {
                 path: image,
                 modules,
             }),
+            tree: None,
             vm: VmSpec::default(),
         };
         Ok(p.with_overrides(
             Some(bit.unwrap_or(DEFAULT_IMAGE_BIT)),
             Some(expect.unwrap_or(if bit.is_some() {
+                Feature::Present
+            } else {
+                Feature::Absent
+            })),
+        ))
+    }
+
+    /// The profile for `--kernel-tree DIR`: named `tree`, probed at `bit`, else at the
+    /// CLONE_WAIT_PID the tree's `include/uapi/linux/sched.h` defines, else at
+    /// [`DEFAULT_IMAGE_BIT`]; the feature is expected present when the bit was named or the tree
+    /// defines it, absent otherwise, unless `expect` says. A directory that is not a kernel tree
+    /// is a usage error (exit 2).
+    pub fn for_tree(
+        dir: &Path,
+        keep_config: bool,
+        config: Option<&Path>,
+        bit: Option<u64>,
+        expect: Option<Feature>,
+    ) -> Result<Profile, ConfigError> {
+        let path = std::fs::canonicalize(dir)
+            .ok()
+            .filter(|p| p.join("Makefile").is_file() && p.join("kernel/exit.c").is_file())
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "--kernel-tree {}: not a kernel source tree (no Makefile or kernel/exit.c)",
+                    dir.display()
+                ))
+            })?;
+        let config = match config {
+            Some(c) => Some(std::fs::canonicalize(c).map_err(|_| {
+                ConfigError(format!("--config {}: no such file", c.display()))
+            })?),
+            None => None,
+        };
+        let defined = std::fs::read_to_string(path.join("include/uapi/linux/sched.h"))
+            .ok()
+            .and_then(|h| crate::tree::clone_wait_pid_bit(&h));
+        let p = Profile {
+            name: "tree".into(),
+            description: format!("kernel tree {}", path.display()),
+            kind: Kind::Tree,
+            clone_wait_pid_flag: String::new(),
+            expect: Expect {
+                feature: Feature::Absent,
+            },
+            source: None,
+            prebuilt: None,
+            image: None,
+            tree: Some(TreeTable {
+                path,
+                keep_config,
+                config,
+            }),
+            vm: VmSpec::default(),
+        };
+        let named = bit.or(defined);
+        Ok(p.with_overrides(
+            Some(named.unwrap_or(DEFAULT_IMAGE_BIT)),
+            Some(expect.unwrap_or(if named.is_some() {
                 Feature::Present
             } else {
                 Feature::Absent
@@ -288,7 +379,7 @@ impl Profile {
         match self.kind {
             Kind::DebianPrebuilt => true,
             Kind::Image => self.image.as_ref().is_some_and(|i| i.modules.is_some()),
-            Kind::Source | Kind::Host => false,
+            Kind::Source | Kind::Host | Kind::Tree => false,
         }
     }
 
@@ -338,6 +429,12 @@ impl ProfileSet {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
             let mut profile = Profile::parse(&text, &stem)?;
+            if let Some(t) = &mut profile.tree {
+                t.path = vm_images.join(&t.path);
+                if let Some(c) = &mut t.config {
+                    *c = vm_images.join(&*c);
+                }
+            }
             if let Some(img) = &mut profile.image {
                 img.path = vm_images.join(&img.path);
                 if let Some(m) = &mut img.modules {

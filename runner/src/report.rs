@@ -182,8 +182,30 @@ impl RunResults {
         let json = serde_json::to_string_pretty(&value)?;
         std::fs::write(dir.join("results.json"), json + "\n").context("results.json")?;
         std::fs::write(dir.join("results.tap"), self.tap()).context("results.tap")?;
+        std::fs::write(dir.join("results.ktap"), self.ktap()).context("results.ktap")?;
         std::fs::write(dir.join("junit.xml"), self.junit()?).context("junit.xml")?;
         Ok(())
+    }
+
+    /// KTAP v1 ([`crate::ktap`]): one subtest per case group.
+    pub fn ktap(&self) -> String {
+        let e = &self.environment;
+        let cases: Vec<crate::ktap::KtapCase<'_>> = self
+            .cases
+            .iter()
+            .map(|c| crate::ktap::KtapCase {
+                name: &c.name,
+                status: c.status.as_str(),
+                detail: &c.detail,
+            })
+            .collect();
+        crate::ktap::ktap(
+            &cases,
+            &[format!(
+                "wait-conformance profile={} kernel={} flag={} accelerator={} feature={}",
+                e.profile, e.kernel_release, e.clone_wait_pid_flag, e.accelerator, e.feature
+            )],
+        )
     }
 
     /// TAP version 13 (readable as KTAP): one line per case, YAML diagnostics for failures.
