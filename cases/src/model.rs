@@ -6,10 +6,10 @@
 //! copy_process, alloc_pid), kernel/exit.c (do_wait, eligible_child) and the
 //! seed patch.
 
-pub mod child;
-pub mod tree;
 #[cfg(test)]
 mod agreement;
+pub mod child;
+pub mod tree;
 
 use crate::sys::clone::{flags::*, CLONE_ARGS_SIZE_VER0, CLONE_ARGS_SIZE_VER2};
 use crate::sys::wait::{Event, WaitCall, WaitOpts, WaitOutcome};
@@ -20,7 +20,10 @@ pub use protocol::flags::MAINLINE_CLONE3_BITS;
 
 /// The mainline name of a clone3 bit on a kernel of this version, if any.
 pub fn mainline_bit_name(bit: u64, version: (u32, u32)) -> Option<(&'static str, (u32, u32))> {
-    MAINLINE_CLONE3_BITS.iter().find(|(b, _, since)| *b == bit && version >= *since).map(|(_, n, s)| (*n, *s))
+    MAINLINE_CLONE3_BITS
+        .iter()
+        .find(|(b, _, since)| *b == bit && version >= *since)
+        .map(|(_, n, s)| (*n, *s))
 }
 
 /// What the kernel under test implements, as far as the rules below care.
@@ -36,7 +39,11 @@ pub struct KernelFeatures {
 
 impl KernelFeatures {
     pub fn new(version: (u32, u32), wait_pid_bit: Option<u64>) -> Self {
-        KernelFeatures { version, wait_pid_bit, missing_ns: 0 }
+        KernelFeatures {
+            version,
+            wait_pid_bit,
+            missing_ns: 0,
+        }
     }
 
     /// sizeof(struct clone_args) the kernel knows.
@@ -237,7 +244,12 @@ pub fn clone3_verdict(d: &Clone3Desc, k: &KernelFeatures, c: &Caller) -> Verdict
 }
 
 /// The same for a caller that was itself made with some clone3 flags.
-pub fn clone3_verdict_from(d: &Clone3Desc, k: &KernelFeatures, c: &Caller, t: &CallerTask) -> Verdict {
+pub fn clone3_verdict_from(
+    d: &Clone3Desc,
+    k: &KernelFeatures,
+    c: &Caller,
+    t: &CallerTask,
+) -> Verdict {
     use Verdict::*;
     const PAGE_SIZE: usize = 4096;
     const MAX_PID_NS_LEVEL: u64 = 32;
@@ -253,7 +265,11 @@ pub fn clone3_verdict_from(d: &Clone3Desc, k: &KernelFeatures, c: &Caller, t: &C
     }
     // Fields past `size` read as zero.
     let seen = |offset: usize| d.size >= offset + 8;
-    let set_tid = if seen(64) && seen(72) { d.set_tid } else { SetTidDesc::None };
+    let set_tid = if seen(64) && seen(72) {
+        d.set_tid
+    } else {
+        SetTidDesc::None
+    };
     let cgroup_seen = seen(80);
     let (set_tid_ptr, set_tid_size) = match set_tid {
         SetTidDesc::None => (false, 0),
@@ -287,7 +303,11 @@ pub fn clone3_verdict_from(d: &Clone3Desc, k: &KernelFeatures, c: &Caller, t: &C
     }
     let unmodelled = f & !k.modelled_flags();
     if unmodelled != 0 {
-        let names: Vec<&str> = MAINLINE_CLONE3_BITS.iter().filter(|(b, _, _)| unmodelled & b != 0).map(|(_, n, _)| *n).collect();
+        let names: Vec<&str> = MAINLINE_CLONE3_BITS
+            .iter()
+            .filter(|(b, _, _)| unmodelled & b != 0)
+            .map(|(_, n, _)| *n)
+            .collect();
         return Unknown(format!("no rule yet for {}", names.join("|")));
     }
     if let Some(bit) = k.wait_pid_bit {
@@ -297,7 +317,11 @@ pub fn clone3_verdict_from(d: &Clone3Desc, k: &KernelFeatures, c: &Caller, t: &C
             return Fails(Errno::EINVAL);
         }
     }
-    let csignal = if k.newtime() { CSIGNAL & !CLONE_NEWTIME } else { CSIGNAL };
+    let csignal = if k.newtime() {
+        CSIGNAL & !CLONE_NEWTIME
+    } else {
+        CSIGNAL
+    };
     if f & (CLONE_DETACHED | csignal) != 0 {
         return Fails(Errno::EINVAL);
     }
@@ -314,7 +338,8 @@ pub fn clone3_verdict_from(d: &Clone3Desc, k: &KernelFeatures, c: &Caller, t: &C
         StackDesc::None | StackDesc::Valid => {}
     }
     // kernel_clone
-    if f & CLONE_PIDFD != 0 && f & CLONE_PARENT_SETTID != 0 && d.pidfd == PidfdDesc::SameAsParentTid {
+    if f & CLONE_PIDFD != 0 && f & CLONE_PARENT_SETTID != 0 && d.pidfd == PidfdDesc::SameAsParentTid
+    {
         return Fails(Errno::EINVAL);
     }
     // copy_process
@@ -343,7 +368,8 @@ pub fn clone3_verdict_from(d: &Clone3Desc, k: &KernelFeatures, c: &Caller, t: &C
         // copy_process (7.1+), right after the CLONE_PIDFD block, in this
         // order. An autoreap child has no exit signal (it notifies nobody),
         // is a process, and keeps its own parent.
-        if f & CLONE_AUTOREAP != 0 && (f & (CLONE_THREAD | CLONE_PARENT) != 0 || d.exit_signal != 0) {
+        if f & CLONE_AUTOREAP != 0 && (f & (CLONE_THREAD | CLONE_PARENT) != 0 || d.exit_signal != 0)
+        {
             return Fails(Errno::EINVAL);
         }
         // An autoreap process may not make siblings: they would inherit its
@@ -367,7 +393,13 @@ pub fn clone3_verdict_from(d: &Clone3Desc, k: &KernelFeatures, c: &Caller, t: &C
             }
         }
     }
-    let needs_admin = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP | CLONE_NEWTIME;
+    let needs_admin = CLONE_NEWNS
+        | CLONE_NEWUTS
+        | CLONE_NEWIPC
+        | CLONE_NEWPID
+        | CLONE_NEWNET
+        | CLONE_NEWCGROUP
+        | CLONE_NEWTIME;
     if f & needs_admin != 0 && !c.root && f & CLONE_NEWUSER == 0 {
         return Fails(Errno::EPERM);
     }
@@ -477,7 +509,9 @@ pub fn considers(call: WaitCall, child_hidden: bool) -> bool {
 ///
 /// Both keep a child hidden across execve (`open::execve::*`) and let every
 /// focused wait reap it ([`considers`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Semantics {
     #[default]
@@ -561,10 +595,17 @@ pub fn hidden_from_waiter(sem: Semantics, l: Lineage) -> bool {
 pub fn predict_wait(sel: Selector, opts: WaitOpts, children: &[ChildView]) -> Prediction {
     let call = sel.call;
     let o = opts;
-    let legacy_allowed = WaitOpts::WNOHANG | WaitOpts::WUNTRACED | WaitOpts::WCONTINUED | WaitOpts::WNOTHREAD | WaitOpts::WCLONE | WaitOpts::WALL;
+    let legacy_allowed = WaitOpts::WNOHANG
+        | WaitOpts::WUNTRACED
+        | WaitOpts::WCONTINUED
+        | WaitOpts::WNOTHREAD
+        | WaitOpts::WCLONE
+        | WaitOpts::WALL;
     let waitid_allowed = legacy_allowed | WaitOpts::WEXITED | WaitOpts::WNOWAIT;
     if call.is_waitid() {
-        if o.0 & !waitid_allowed != 0 || o.0 & (WaitOpts::WEXITED | WaitOpts::WSTOPPED | WaitOpts::WCONTINUED) == 0 {
+        if o.0 & !waitid_allowed != 0
+            || o.0 & (WaitOpts::WEXITED | WaitOpts::WSTOPPED | WaitOpts::WCONTINUED) == 0
+        {
             return Prediction::OneOf(vec![WaitOutcome::Failed(Errno::EINVAL)]);
         }
     } else if (o.0 & !WaitOpts::WEXITED) & !legacy_allowed != 0 {
@@ -573,19 +614,26 @@ pub fn predict_wait(sel: Selector, opts: WaitOpts, children: &[ChildView]) -> Pr
     let wants_exit = !call.is_waitid() || o.has(WaitOpts::WEXITED);
     let selected = |ch: &ChildView| match call {
         WaitCall::Wait4Any | WaitCall::WaitpidAny | WaitCall::Wait | WaitCall::WaitidAll => true,
-        WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid => ch.pgid == sel.pgid,
+        WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid => {
+            ch.pgid == sel.pgid
+        }
         WaitCall::WaitidPgidZero | WaitCall::WaitpidZero => ch.pgid == sel.own_pgid,
-        WaitCall::WaitpidPid | WaitCall::Wait4Pid | WaitCall::WaitidPid | WaitCall::WaitidPidfd => ch.pid == sel.pid,
+        WaitCall::WaitpidPid | WaitCall::Wait4Pid | WaitCall::WaitidPid | WaitCall::WaitidPidfd => {
+            ch.pid == sel.pid
+        }
     };
-    let clone_ok = |ch: &ChildView| o.has(WaitOpts::WALL) || (ch.sigchld != o.has(WaitOpts::WCLONE));
+    let clone_ok =
+        |ch: &ChildView| o.has(WaitOpts::WALL) || (ch.sigchld != o.has(WaitOpts::WCLONE));
     // A zombie counts only for a call that waits for exits: wait_task_zombie
     // returns 0 without WEXITED before notask_error is cleared, so a caller
     // whose only candidates are zombies gets ECHILD (kernel/exit.c,
     // wait_consider_task; found by the wait_sequence fuzzer:
     // cases/regressions/wait_sequence-zombie-without-wexited-echild.case).
     let counts = |ch: &ChildView| wants_exit || !matches!(ch.state, ChildState::Zombie(_));
-    let eligible: Vec<&ChildView> =
-        children.iter().filter(|c| selected(c) && considers(call, c.hidden) && clone_ok(c) && counts(c)).collect();
+    let eligible: Vec<&ChildView> = children
+        .iter()
+        .filter(|c| selected(c) && considers(call, c.hidden) && clone_ok(c) && counts(c))
+        .collect();
     if eligible.is_empty() {
         return Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)]);
     }
@@ -630,9 +678,17 @@ pub struct Kin {
 /// (kernel/exit.c do_wait: the loop over the thread group stops after the
 /// calling thread when `wo_flags & __WNOTHREAD`); without it every thread
 /// waits for the children of all threads of its group.
-pub fn predict_wait_from(sel: Selector, thread: u32, opts: WaitOpts, children: &[Kin]) -> Prediction {
-    let views: Vec<ChildView> =
-        children.iter().filter(|k| !opts.has(WaitOpts::WNOTHREAD) || k.creator == thread).map(|k| k.view).collect();
+pub fn predict_wait_from(
+    sel: Selector,
+    thread: u32,
+    opts: WaitOpts,
+    children: &[Kin],
+) -> Prediction {
+    let views: Vec<ChildView> = children
+        .iter()
+        .filter(|k| !opts.has(WaitOpts::WNOTHREAD) || k.creator == thread)
+        .map(|k| k.view)
+        .collect();
     predict_wait(sel, opts, &views)
 }
 
@@ -651,12 +707,18 @@ pub fn kin_exits(children: &mut Vec<Kin>, pid: i32, ev: Event) {
 /// A signal sent to a live child (SIGSTOP, SIGCONT, a fatal one), once it
 /// has taken effect.
 pub fn kin_signalled(children: &mut Vec<Kin>, pid: i32, sig: i32) {
-    let Some(i) = children.iter().position(|k| k.view.pid == pid) else { return };
+    let Some(i) = children.iter().position(|k| k.view.pid == pid) else {
+        return;
+    };
     match (sig, children[i].view.state) {
         (_, ChildState::Zombie(_)) => {}
-        (libc::SIGSTOP, ChildState::Running | ChildState::Continued) => children[i].view.state = ChildState::Stopped(libc::SIGSTOP),
+        (libc::SIGSTOP, ChildState::Running | ChildState::Continued) => {
+            children[i].view.state = ChildState::Stopped(libc::SIGSTOP)
+        }
         (libc::SIGSTOP, _) => {}
-        (libc::SIGCONT, ChildState::Stopped(_) | ChildState::StoppedReported) => children[i].view.state = ChildState::Continued,
+        (libc::SIGCONT, ChildState::Stopped(_) | ChildState::StoppedReported) => {
+            children[i].view.state = ChildState::Continued
+        }
         (libc::SIGCONT, _) => {}
         (sig, _) => kin_exits(children, pid, Event::Killed(sig)),
     }
@@ -666,36 +728,55 @@ pub fn kin_signalled(children: &mut Vec<Kin>, pid: i32, sig: i32) {
 /// (kernel/exit.c: a reaped zombie is gone, a reported stop or continue is
 /// consumed, WNOWAIT leaves everything as it was).
 pub fn kin_after_wait(children: &mut Vec<Kin>, opts: WaitOpts, got: WaitOutcome) {
-    let WaitOutcome::Reported { pid, event } = got else { return };
+    let WaitOutcome::Reported { pid, event } = got else {
+        return;
+    };
     if opts.has(WaitOpts::WNOWAIT) {
         return;
     }
-    let Some(i) = children.iter().position(|k| k.view.pid == pid) else { return };
+    let Some(i) = children.iter().position(|k| k.view.pid == pid) else {
+        return;
+    };
     match event {
         Event::Exited(_) | Event::Killed(_) | Event::Dumped(_) => {
             children.remove(i);
         }
-        Event::Stopped(_) | Event::Trapped(_) => children[i].view.state = ChildState::StoppedReported,
+        Event::Stopped(_) | Event::Trapped(_) => {
+            children[i].view.state = ChildState::StoppedReported
+        }
         Event::Continued => children[i].view.state = ChildState::Running,
     }
 }
 
 /// Why the model includes or leaves out one child for one call, in words
 /// (for a row's expectation text). `None` when the child is a candidate.
-pub fn why_not_considered(sel: Selector, thread: u32, opts: WaitOpts, k: &Kin) -> Option<&'static str> {
+pub fn why_not_considered(
+    sel: Selector,
+    thread: u32,
+    opts: WaitOpts,
+    k: &Kin,
+) -> Option<&'static str> {
     let ch = &k.view;
     let call = sel.call;
     let selected = match call {
         WaitCall::Wait4Any | WaitCall::WaitpidAny | WaitCall::Wait | WaitCall::WaitidAll => true,
-        WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid => ch.pgid == sel.pgid,
+        WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid => {
+            ch.pgid == sel.pgid
+        }
         WaitCall::WaitidPgidZero | WaitCall::WaitpidZero => ch.pgid == sel.own_pgid,
         _ => ch.pid == sel.pid,
     };
     if !selected {
-        return Some(if call.is_focused() { "not the child the call names" } else { "not in the process group the call names" });
+        return Some(if call.is_focused() {
+            "not the child the call names"
+        } else {
+            "not in the process group the call names"
+        });
     }
     if opts.has(WaitOpts::WNOTHREAD) && k.creator != thread {
-        return Some("created by another thread: __WNOTHREAD waits only for the calling thread's children");
+        return Some(
+            "created by another thread: __WNOTHREAD waits only for the calling thread's children",
+        );
     }
     if !considers(call, ch.hidden) {
         return Some("hidden: not considered by a generic wait (eligible_child)");
@@ -713,7 +794,11 @@ mod tests {
     fn k612() -> KernelFeatures {
         KernelFeatures::new((6, 12), Some(1 << 40))
     }
-    const ROOT: Caller = Caller { root: true, ns_init: false, ns_level: 0 };
+    const ROOT: Caller = Caller {
+        root: true,
+        ns_init: false,
+        ns_level: 0,
+    };
 
     #[test]
     fn missing_namespace_type_is_einval() {
@@ -728,7 +813,10 @@ mod tests {
     #[test]
     fn wait_pid_needs_pidfd() {
         let d = Clone3Desc::new(1 << 40, 17);
-        assert_eq!(clone3_verdict(&d, &k612(), &ROOT), Verdict::Fails(Errno::EINVAL));
+        assert_eq!(
+            clone3_verdict(&d, &k612(), &ROOT),
+            Verdict::Fails(Errno::EINVAL)
+        );
         let d = Clone3Desc::new((1 << 40) | CLONE_PIDFD, 17);
         assert_eq!(clone3_verdict(&d, &k612(), &ROOT), Verdict::Created);
     }
@@ -750,12 +838,27 @@ mod tests {
             clone3_verdict(&d, &k, &ROOT)
         };
         // the pointer is read, the size field is not (or reads 0)
-        assert_eq!(with(78, SetTidDesc::InUse(0)), Verdict::Fails(Errno::EINVAL));
-        assert_eq!(with(70, SetTidDesc::PointerWithoutSize), Verdict::Fails(Errno::EINVAL));
-        assert_eq!(with(72, SetTidDesc::InUse(1)), Verdict::Fails(Errno::EINVAL));
+        assert_eq!(
+            with(78, SetTidDesc::InUse(0)),
+            Verdict::Fails(Errno::EINVAL)
+        );
+        assert_eq!(
+            with(70, SetTidDesc::PointerWithoutSize),
+            Verdict::Fails(Errno::EINVAL)
+        );
+        assert_eq!(
+            with(72, SetTidDesc::InUse(1)),
+            Verdict::Fails(Errno::EINVAL)
+        );
         // the size field's low byte is read
-        assert_eq!(with(73, SetTidDesc::NullWithSize(3)), Verdict::Fails(Errno::EINVAL));
-        assert_eq!(with(73, SetTidDesc::InUse(1)), Verdict::Fails(Errno::EEXIST));
+        assert_eq!(
+            with(73, SetTidDesc::NullWithSize(3)),
+            Verdict::Fails(Errno::EINVAL)
+        );
+        assert_eq!(
+            with(73, SetTidDesc::InUse(1)),
+            Verdict::Fails(Errno::EEXIST)
+        );
         // nothing of set_tid is read
         assert_eq!(with(64, SetTidDesc::InUse(1)), Verdict::Created);
         assert_eq!(with(72, SetTidDesc::NullWithSize(3)), Verdict::Created);
@@ -779,15 +882,28 @@ mod tests {
     #[test]
     fn autoreap_bits_einval_before_71() {
         let k = KernelFeatures::new((6, 18), None);
-        for f in [CLONE_AUTOREAP, CLONE_NNP, CLONE_PIDFD_AUTOKILL | CLONE_AUTOREAP | CLONE_PIDFD, CLONE_EMPTY_MNTNS] {
-            assert_eq!(clone3_verdict(&Clone3Desc::new(f, 0), &k, &ROOT), Verdict::Fails(Errno::EINVAL), "{f:#x}");
+        for f in [
+            CLONE_AUTOREAP,
+            CLONE_NNP,
+            CLONE_PIDFD_AUTOKILL | CLONE_AUTOREAP | CLONE_PIDFD,
+            CLONE_EMPTY_MNTNS,
+        ] {
+            assert_eq!(
+                clone3_verdict(&Clone3Desc::new(f, 0), &k, &ROOT),
+                Verdict::Fails(Errno::EINVAL),
+                "{f:#x}"
+            );
         }
     }
 
     fn k72() -> KernelFeatures {
         KernelFeatures::new((7, 2), None)
     }
-    const USER: Caller = Caller { root: false, ns_init: false, ns_level: 0 };
+    const USER: Caller = Caller {
+        root: false,
+        ns_init: false,
+        ns_level: 0,
+    };
     const THREAD: u64 = CLONE_THREAD | CLONE_SIGHAND | CLONE_VM;
     const AUTOKILL: u64 = CLONE_PIDFD_AUTOKILL | CLONE_AUTOREAP | CLONE_PIDFD;
 
@@ -800,22 +916,45 @@ mod tests {
         use Verdict::*;
         assert_eq!(v(CLONE_AUTOREAP, 0, &USER), Created);
         assert_eq!(v(CLONE_AUTOREAP | CLONE_PIDFD, 0, &USER), Created);
-        assert_eq!(v(CLONE_AUTOREAP | CLONE_PIDFD | CLONE_VM | CLONE_VFORK, 0, &USER), Created);
+        assert_eq!(
+            v(
+                CLONE_AUTOREAP | CLONE_PIDFD | CLONE_VM | CLONE_VFORK,
+                0,
+                &USER
+            ),
+            Created
+        );
         assert_eq!(v(CLONE_AUTOREAP, 17, &USER), Fails(Errno::EINVAL));
         assert_eq!(v(CLONE_AUTOREAP, 10, &USER), Fails(Errno::EINVAL));
-        assert_eq!(v(CLONE_AUTOREAP | CLONE_PARENT, 0, &USER), Fails(Errno::EINVAL));
+        assert_eq!(
+            v(CLONE_AUTOREAP | CLONE_PARENT, 0, &USER),
+            Fails(Errno::EINVAL)
+        );
         assert_eq!(v(CLONE_AUTOREAP | THREAD, 0, &USER), Fails(Errno::EINVAL));
         assert!(autoreaped_on_exit(CLONE_AUTOREAP | CLONE_PIDFD, &k72()));
-        assert!(!autoreaped_on_exit(CLONE_AUTOREAP, &KernelFeatures::new((7, 0), None)));
+        assert!(!autoreaped_on_exit(
+            CLONE_AUTOREAP,
+            &KernelFeatures::new((7, 0), None)
+        ));
     }
 
     #[test]
     fn parent_from_an_autoreap_caller() {
-        let from = |t: CallerTask| clone3_verdict_from(&Clone3Desc::new(CLONE_PARENT, 0), &k72(), &USER, &t);
-        assert_eq!(from(CallerTask { autoreap: true }), Verdict::Fails(Errno::EINVAL));
+        let from = |t: CallerTask| {
+            clone3_verdict_from(&Clone3Desc::new(CLONE_PARENT, 0), &k72(), &USER, &t)
+        };
+        assert_eq!(
+            from(CallerTask { autoreap: true }),
+            Verdict::Fails(Errno::EINVAL)
+        );
         assert_eq!(from(CallerTask::default()), Verdict::Created);
         // Without CLONE_PARENT an autoreap caller makes children as usual.
-        let plain = clone3_verdict_from(&Clone3Desc::new(CLONE_PIDFD, 17), &k72(), &USER, &CallerTask { autoreap: true });
+        let plain = clone3_verdict_from(
+            &Clone3Desc::new(CLONE_PIDFD, 17),
+            &k72(),
+            &USER,
+            &CallerTask { autoreap: true },
+        );
         assert_eq!(plain, Verdict::Created);
     }
 
@@ -823,9 +962,15 @@ mod tests {
     fn nnp_rules() {
         use Verdict::*;
         assert_eq!(v(CLONE_NNP, 17, &USER), Created);
-        assert_eq!(v(CLONE_NNP | CLONE_PIDFD | CLONE_AUTOREAP, 0, &USER), Created);
+        assert_eq!(
+            v(CLONE_NNP | CLONE_PIDFD | CLONE_AUTOREAP, 0, &USER),
+            Created
+        );
         assert_eq!(v(CLONE_NNP | THREAD, 0, &USER), Fails(Errno::EINVAL));
-        assert_eq!(v(CLONE_NNP | THREAD | CLONE_PIDFD, 0, &ROOT), Fails(Errno::EINVAL));
+        assert_eq!(
+            v(CLONE_NNP | THREAD | CLONE_PIDFD, 0, &ROOT),
+            Fails(Errno::EINVAL)
+        );
     }
 
     #[test]
@@ -836,8 +981,14 @@ mod tests {
         assert_eq!(v(AUTOKILL, 0, &USER), Fails(Errno::EPERM));
         // CLONE_NEWUSER does not stand in for CAP_SYS_ADMIN here.
         assert_eq!(v(AUTOKILL | CLONE_NEWUSER, 0, &USER), Fails(Errno::EPERM));
-        assert_eq!(v(CLONE_PIDFD_AUTOKILL | CLONE_AUTOREAP | CLONE_NNP, 0, &USER), Fails(Errno::EINVAL));
-        assert_eq!(v(CLONE_PIDFD_AUTOKILL | CLONE_PIDFD | CLONE_NNP, 0, &USER), Fails(Errno::EINVAL));
+        assert_eq!(
+            v(CLONE_PIDFD_AUTOKILL | CLONE_AUTOREAP | CLONE_NNP, 0, &USER),
+            Fails(Errno::EINVAL)
+        );
+        assert_eq!(
+            v(CLONE_PIDFD_AUTOKILL | CLONE_PIDFD | CLONE_NNP, 0, &USER),
+            Fails(Errno::EINVAL)
+        );
         assert_eq!(v(AUTOKILL | CLONE_NNP, 17, &USER), Fails(Errno::EINVAL));
     }
 
@@ -862,69 +1013,189 @@ mod tests {
         d.size = 4097;
         assert_eq!(clone3_verdict(&d, &k72(), &USER), Fails(Errno::E2BIG));
         // copy_process's earlier checks come first too.
-        assert_eq!(v(CLONE_AUTOREAP | CLONE_NEWNS | CLONE_FS, 0, &ROOT), Fails(Errno::EINVAL));
-        assert_eq!(v(CLONE_AUTOREAP | CLONE_NEWPID, 0, &USER), Fails(Errno::EPERM));
+        assert_eq!(
+            v(CLONE_AUTOREAP | CLONE_NEWNS | CLONE_FS, 0, &ROOT),
+            Fails(Errno::EINVAL)
+        );
+        assert_eq!(
+            v(CLONE_AUTOREAP | CLONE_NEWPID, 0, &USER),
+            Fails(Errno::EPERM)
+        );
     }
 
     #[test]
     fn empty_mntns_is_known_but_unmodelled_on_72() {
-        assert!(matches!(v(CLONE_EMPTY_MNTNS, 17, &ROOT), Verdict::Unknown(_)));
+        assert!(matches!(
+            v(CLONE_EMPTY_MNTNS, 17, &ROOT),
+            Verdict::Unknown(_)
+        ));
         assert_eq!(v(1 << 38, 17, &ROOT), Verdict::Fails(Errno::EINVAL));
     }
 
     #[test]
     fn generic_wait_skips_hidden() {
-        let hidden = ChildView { pid: 10, pgid: 5, hidden: true, sigchld: true, state: ChildState::Zombie(Event::Exited(3)) };
-        let plain = ChildView { pid: 11, hidden: false, ..hidden };
-        let sel = |call| Selector { call, pid: 10, pgid: 5, own_pgid: 5 };
+        let hidden = ChildView {
+            pid: 10,
+            pgid: 5,
+            hidden: true,
+            sigchld: true,
+            state: ChildState::Zombie(Event::Exited(3)),
+        };
+        let plain = ChildView {
+            pid: 11,
+            hidden: false,
+            ..hidden
+        };
+        let sel = |call| Selector {
+            call,
+            pid: 10,
+            pgid: 5,
+            own_pgid: 5,
+        };
         for call in WaitCall::GENERIC {
             let opts = WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG);
-            assert_eq!(predict_wait(sel(call), opts, &[hidden]), Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)]));
+            assert_eq!(
+                predict_wait(sel(call), opts, &[hidden]),
+                Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)])
+            );
             assert_eq!(
                 predict_wait(sel(call), opts, &[hidden, plain]),
-                Prediction::OneOf(vec![WaitOutcome::Reported { pid: 11, event: Event::Exited(3) }])
+                Prediction::OneOf(vec![WaitOutcome::Reported {
+                    pid: 11,
+                    event: Event::Exited(3)
+                }])
             );
         }
         for call in WaitCall::FOCUSED {
             let opts = WaitOpts(WaitOpts::WEXITED);
             assert_eq!(
                 predict_wait(sel(call), opts, &[hidden, plain]),
-                Prediction::OneOf(vec![WaitOutcome::Reported { pid: 10, event: Event::Exited(3) }])
+                Prediction::OneOf(vec![WaitOutcome::Reported {
+                    pid: 10,
+                    event: Event::Exited(3)
+                }])
             );
         }
     }
 
     #[test]
     fn wnothread_and_the_creating_thread() {
-        let view = ChildView { pid: 10, pgid: 5, hidden: false, sigchld: true, state: ChildState::Zombie(Event::Exited(3)) };
-        let by_thread = Kin { view, creator: 1, autoreap: false };
-        let sel = |call| Selector { call, pid: 10, pgid: 5, own_pgid: 5 };
-        let reported = Prediction::OneOf(vec![WaitOutcome::Reported { pid: 10, event: Event::Exited(3) }]);
+        let view = ChildView {
+            pid: 10,
+            pgid: 5,
+            hidden: false,
+            sigchld: true,
+            state: ChildState::Zombie(Event::Exited(3)),
+        };
+        let by_thread = Kin {
+            view,
+            creator: 1,
+            autoreap: false,
+        };
+        let sel = |call| Selector {
+            call,
+            pid: 10,
+            pgid: 5,
+            own_pgid: 5,
+        };
+        let reported = Prediction::OneOf(vec![WaitOutcome::Reported {
+            pid: 10,
+            event: Event::Exited(3),
+        }]);
         let echild = Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)]);
         let o = |extra| WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG | extra);
         for call in [WaitCall::WaitidAll, WaitCall::WaitidPid] {
             // Without __WNOTHREAD every thread waits for the group's children.
-            assert_eq!(predict_wait_from(sel(call), 0, o(0), &[by_thread]), reported);
-            assert_eq!(predict_wait_from(sel(call), 1, o(0), &[by_thread]), reported);
+            assert_eq!(
+                predict_wait_from(sel(call), 0, o(0), &[by_thread]),
+                reported
+            );
+            assert_eq!(
+                predict_wait_from(sel(call), 1, o(0), &[by_thread]),
+                reported
+            );
             // With it, only the creating thread.
-            assert_eq!(predict_wait_from(sel(call), 0, o(WaitOpts::WNOTHREAD), &[by_thread]), echild);
-            assert_eq!(predict_wait_from(sel(call), 1, o(WaitOpts::WNOTHREAD), &[by_thread]), reported);
+            assert_eq!(
+                predict_wait_from(sel(call), 0, o(WaitOpts::WNOTHREAD), &[by_thread]),
+                echild
+            );
+            assert_eq!(
+                predict_wait_from(sel(call), 1, o(WaitOpts::WNOTHREAD), &[by_thread]),
+                reported
+            );
         }
         // Hidden: the creating thread's generic wait skips it too.
-        let hidden = Kin { view: ChildView { hidden: true, ..view }, ..by_thread };
-        assert_eq!(predict_wait_from(sel(WaitCall::WaitidAll), 1, o(WaitOpts::WNOTHREAD), &[hidden]), echild);
-        assert_eq!(predict_wait_from(sel(WaitCall::WaitidPid), 1, o(WaitOpts::WNOTHREAD), &[hidden]), reported);
+        let hidden = Kin {
+            view: ChildView {
+                hidden: true,
+                ..view
+            },
+            ..by_thread
+        };
+        assert_eq!(
+            predict_wait_from(
+                sel(WaitCall::WaitidAll),
+                1,
+                o(WaitOpts::WNOTHREAD),
+                &[hidden]
+            ),
+            echild
+        );
+        assert_eq!(
+            predict_wait_from(
+                sel(WaitCall::WaitidPid),
+                1,
+                o(WaitOpts::WNOTHREAD),
+                &[hidden]
+            ),
+            reported
+        );
     }
 
     #[test]
     fn kin_state_steps() {
-        let view = ChildView { pid: 10, pgid: 5, hidden: false, sigchld: false, state: ChildState::Running };
-        let mut v = vec![Kin { view, creator: 0, autoreap: true }, Kin { view: ChildView { pid: 11, sigchld: true, ..view }, creator: 0, autoreap: false }];
+        let view = ChildView {
+            pid: 10,
+            pgid: 5,
+            hidden: false,
+            sigchld: false,
+            state: ChildState::Running,
+        };
+        let mut v = vec![
+            Kin {
+                view,
+                creator: 0,
+                autoreap: true,
+            },
+            Kin {
+                view: ChildView {
+                    pid: 11,
+                    sigchld: true,
+                    ..view
+                },
+                creator: 0,
+                autoreap: false,
+            },
+        ];
         kin_signalled(&mut v, 10, libc::SIGSTOP);
         assert_eq!(v[0].view.state, ChildState::Stopped(libc::SIGSTOP));
-        kin_after_wait(&mut v, WaitOpts(WaitOpts::WSTOPPED | WaitOpts::WNOWAIT), WaitOutcome::Reported { pid: 10, event: Event::Stopped(19) });
+        kin_after_wait(
+            &mut v,
+            WaitOpts(WaitOpts::WSTOPPED | WaitOpts::WNOWAIT),
+            WaitOutcome::Reported {
+                pid: 10,
+                event: Event::Stopped(19),
+            },
+        );
         assert_eq!(v[0].view.state, ChildState::Stopped(libc::SIGSTOP));
-        kin_after_wait(&mut v, WaitOpts(WaitOpts::WSTOPPED), WaitOutcome::Reported { pid: 10, event: Event::Stopped(19) });
+        kin_after_wait(
+            &mut v,
+            WaitOpts(WaitOpts::WSTOPPED),
+            WaitOutcome::Reported {
+                pid: 10,
+                event: Event::Stopped(19),
+            },
+        );
         assert_eq!(v[0].view.state, ChildState::StoppedReported);
         kin_signalled(&mut v, 10, libc::SIGCONT);
         assert_eq!(v[0].view.state, ChildState::Continued);
@@ -933,7 +1204,14 @@ mod tests {
         kin_exits(&mut v, 11, Event::Exited(4));
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].view.state, ChildState::Zombie(Event::Exited(4)));
-        kin_after_wait(&mut v, WaitOpts(WaitOpts::WEXITED), WaitOutcome::Reported { pid: 11, event: Event::Exited(4) });
+        kin_after_wait(
+            &mut v,
+            WaitOpts(WaitOpts::WEXITED),
+            WaitOutcome::Reported {
+                pid: 11,
+                event: Event::Exited(4),
+            },
+        );
         assert!(v.is_empty());
     }
 
@@ -944,8 +1222,14 @@ mod tests {
         assert_eq!(Semantics::default(), Semantics::Design);
         for s in ALL {
             assert_eq!(Semantics::parse(s.name()), Ok(s));
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.name()));
-            assert_eq!(serde_json::from_str::<Semantics>(&format!("\"{s}\"")).unwrap(), s);
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.name())
+            );
+            assert_eq!(
+                serde_json::from_str::<Semantics>(&format!("\"{s}\"")).unwrap(),
+                s
+            );
         }
         assert_eq!(Semantics::parse(""), Ok(Semantics::Design));
         assert_eq!(Semantics::parse(" Seed\n"), Ok(Semantics::Seed));
@@ -957,7 +1241,10 @@ mod tests {
         // What the seed states: the creating parent's generic waits skip a
         // CLONE_WAIT_PID child, and only such a child.
         for s in ALL {
-            let own = Lineage { wait_pid_flag: true, ..Lineage::default() };
+            let own = Lineage {
+                wait_pid_flag: true,
+                ..Lineage::default()
+            };
             assert!(hidden_from_waiter(s, own), "{s}");
             assert!(!hidden_from_waiter(s, Lineage::default()), "{s}");
         }
@@ -967,7 +1254,11 @@ mod tests {
     fn reparented_hidden_child() {
         // reparent::subreaper::*, reparent::pidns_init::*: visible to the new
         // parent by design; the seed keeps PF_WAIT_PID.
-        let l = Lineage { wait_pid_flag: true, creator_marked: false, reparented: true };
+        let l = Lineage {
+            wait_pid_flag: true,
+            creator_marked: false,
+            reparented: true,
+        };
         assert!(!hidden_from_waiter(Semantics::Design, l));
         assert!(hidden_from_waiter(Semantics::Seed, l));
     }
@@ -977,15 +1268,33 @@ mod tests {
         // open::descendants::grandchild_generic_wait,
         // open::threads::thread_child_generic_wait: the helper's own plain
         // child, as the helper (its creator) sees it.
-        let helper = Lineage { wait_pid_flag: true, ..Lineage::default() };
+        let helper = Lineage {
+            wait_pid_flag: true,
+            ..Lineage::default()
+        };
         for s in ALL {
-            let grandchild = Lineage { wait_pid_flag: false, creator_marked: helper.marked(s), reparented: false };
-            assert_eq!(hidden_from_waiter(s, grandchild), s == Semantics::Seed, "{s}");
+            let grandchild = Lineage {
+                wait_pid_flag: false,
+                creator_marked: helper.marked(s),
+                reparented: false,
+            };
+            assert_eq!(
+                hidden_from_waiter(s, grandchild),
+                s == Semantics::Seed,
+                "{s}"
+            );
             // Inherited through every generation under Seed.
-            let next = Lineage { wait_pid_flag: false, creator_marked: grandchild.marked(s), reparented: false };
+            let next = Lineage {
+                wait_pid_flag: false,
+                creator_marked: grandchild.marked(s),
+                reparented: false,
+            };
             assert_eq!(next.marked(s), s == Semantics::Seed, "{s}");
             // Reparented to a subreaper, it is plain by design, hidden by the seed.
-            let up = Lineage { reparented: true, ..grandchild };
+            let up = Lineage {
+                reparented: true,
+                ..grandchild
+            };
             assert_eq!(hidden_from_waiter(s, up), s == Semantics::Seed, "{s}");
         }
     }

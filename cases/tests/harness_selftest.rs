@@ -9,11 +9,18 @@ fn bin() -> Command {
 }
 
 fn records(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn status_of<'a>(recs: &'a [serde_json::Value], name: &str) -> &'a str {
-    recs.iter().find(|r| r["name"] == name).and_then(|r| r["status"].as_str()).unwrap_or("missing")
+    recs.iter()
+        .find(|r| r["name"] == name)
+        .and_then(|r| r["status"].as_str())
+        .unwrap_or("missing")
 }
 
 /// Both ways of making case processes: forked by the fork server (the
@@ -38,29 +45,54 @@ fn selftest_rows(spawn: &str) {
         .env(protocol::env::WAITCONF_SPAWN, spawn)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(101), "libtest-mimic exits 101 on failures");
+    assert_eq!(
+        out.status.code(),
+        Some(101),
+        "libtest-mimic exits 101 on failures"
+    );
     // The fork server started (no fallback to exec) when asked for.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("no fork server"), "{stderr}");
     let recs = records(&report);
     assert_eq!(recs[0]["kind"], "env");
-    assert_eq!(status_of(&recs, "selftest::wrong_expectation::plain"), "fail");
+    assert_eq!(
+        status_of(&recs, "selftest::wrong_expectation::plain"),
+        "fail"
+    );
     assert_eq!(status_of(&recs, "selftest::hang::plain"), "broken");
-    let hang = recs.iter().find(|r| r["name"] == "selftest::hang::plain").unwrap();
+    let hang = recs
+        .iter()
+        .find(|r| r["name"] == "selftest::hang::plain")
+        .unwrap();
     let d = hang["detail"].as_str().unwrap();
-    assert!(d.contains("timeout after 1.0s") && !d.contains("did not return"), "{hang}");
+    assert!(
+        d.contains("timeout after 1.0s") && !d.contains("did not return"),
+        "{hang}"
+    );
     // Stuck inside a wait the row expects to return: the kernel's FAIL,
     // naming the call and showing where the case process sleeps.
     assert_eq!(status_of(&recs, "selftest::hang_in_wait::plain"), "fail");
-    let in_wait = recs.iter().find(|r| r["name"] == "selftest::hang_in_wait::plain").unwrap();
+    let in_wait = recs
+        .iter()
+        .find(|r| r["name"] == "selftest::hang_in_wait::plain")
+        .unwrap();
     let d = in_wait["detail"].as_str().unwrap();
-    assert!(d.starts_with("kernel did not return from waitid(P_PID, pid, &si, WEXITED) on pid "), "{in_wait}");
+    assert!(
+        d.starts_with("kernel did not return from waitid(P_PID, pid, &si, WEXITED) on pid "),
+        "{in_wait}"
+    );
     assert!(d.contains("within 1.0s; stuck: pid "), "{in_wait}");
     assert!(d.contains("wchan "), "{in_wait}");
     if std::fs::read_to_string("/proc/self/stack").is_ok() {
-        assert!(d.contains("stack [") && d.contains("wait"), "the kernel stack names the wait: {in_wait}");
+        assert!(
+            d.contains("stack [") && d.contains("wait"),
+            "the kernel stack names the wait: {in_wait}"
+        );
     }
-    assert!(d.contains("; want: waitid(P_PID, pid, WEXITED) returns"), "the row's expectation is in the detail: {in_wait}");
+    assert!(
+        d.contains("; want: waitid(P_PID, pid, WEXITED) returns"),
+        "the row's expectation is in the detail: {in_wait}"
+    );
     // Every case line says where its expectation comes from.
     for r in recs.iter().filter(|r| r["kind"] == "case") {
         assert_eq!(r["provenance"], "selftest", "{r}");
@@ -75,7 +107,13 @@ fn selftest_rows(spawn: &str) {
         .filter(|p| {
             std::fs::read_to_string(format!("/proc/{p}/stat"))
                 .ok()
-                .and_then(|s| s[s.rfind(')')? + 1..].split_whitespace().nth(1)?.parse::<i32>().ok())
+                .and_then(|s| {
+                    s[s.rfind(')')? + 1..]
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<i32>()
+                        .ok()
+                })
                 == Some(me)
         })
         .map(|p| p.to_string())
@@ -85,17 +123,37 @@ fn selftest_rows(spawn: &str) {
 
 #[test]
 fn off_by_default() {
-    let out = bin().arg("--list").env_remove("WAITCONF_SELFTEST_WRONG").env_remove("WAITCONF_SELFTEST_HANG").output().unwrap();
+    let out = bin()
+        .arg("--list")
+        .env_remove("WAITCONF_SELFTEST_WRONG")
+        .env_remove("WAITCONF_SELFTEST_HANG")
+        .output()
+        .unwrap();
     let list = String::from_utf8_lossy(&out.stdout);
-    assert!(!list.contains("selftest::"), "self-test rows listed without their switch");
-    assert!(list.lines().filter(|l| l.ends_with(": test")).count() >= 300, "the table shrank:\n{list}");
+    assert!(
+        !list.contains("selftest::"),
+        "self-test rows listed without their switch"
+    );
+    assert!(
+        list.lines().filter(|l| l.ends_with(": test")).count() >= 300,
+        "the table shrank:\n{list}"
+    );
 }
 
 #[test]
 fn bad_bit_is_a_configuration_error() {
     for bad in ["0x3", "CLONE_FOO", "0x300000000", "0x1000"] {
-        let out = bin().arg("generic").env("CLONE_WAIT_PID_FLAG", bad).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{bad}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = bin()
+            .arg("generic")
+            .env("CLONE_WAIT_PID_FLAG", bad)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{bad}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stderr).contains("CLONE_WAIT_PID_FLAG"));
     }
 }
@@ -108,7 +166,11 @@ fn feature_rows_skip_with_the_bits_mainline_name() {
     let report = dir.join("r.jsonl");
     let _ = std::fs::remove_file(&report);
     let out = bin()
-        .args(["generic::wait4_any::lone_exited_nohang", "--test-threads", "1"])
+        .args([
+            "generic::wait4_any::lone_exited_nohang",
+            "--test-threads",
+            "1",
+        ])
         .env("CLONE_WAIT_PID_FLAG", "0x200000000")
         .env("WAITCONF_REPORT", &report)
         .output()
@@ -116,21 +178,47 @@ fn feature_rows_skip_with_the_bits_mainline_name() {
     assert!(out.status.success());
     let recs = records(&report);
     if recs[0]["feature"] == "absent" {
-        let hidden = recs.iter().find(|r| r["name"] == "generic::wait4_any::lone_exited_nohang::hidden").unwrap();
+        let hidden = recs
+            .iter()
+            .find(|r| r["name"] == "generic::wait4_any::lone_exited_nohang::hidden")
+            .unwrap();
         assert_eq!(hidden["status"], "skip");
-        assert!(hidden["detail"].as_str().unwrap().contains("CLONE_INTO_CGROUP"), "{hidden}");
+        assert!(
+            hidden["detail"]
+                .as_str()
+                .unwrap()
+                .contains("CLONE_INTO_CGROUP"),
+            "{hidden}"
+        );
     }
-    assert_eq!(status_of(&recs, "generic::wait4_any::lone_exited_nohang::plain"), "pass");
+    assert_eq!(
+        status_of(&recs, "generic::wait4_any::lone_exited_nohang::plain"),
+        "pass"
+    );
 }
 
 #[test]
 fn list_verbose_prints_one_block_per_case() {
-    let out = bin().args(["--list", "--verbose", "selftest::"]).env("WAITCONF_SELFTEST_HANG", "1").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .args(["--list", "--verbose", "selftest::"])
+        .env("WAITCONF_SELFTEST_HANG", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    let blocks: Vec<&str> = text.split("\n\n").filter(|b| !b.trim().is_empty()).collect();
+    let blocks: Vec<&str> = text
+        .split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .collect();
     assert_eq!(blocks.len(), 2, "the two hang rows, nothing else:\n{text}");
-    let in_wait = blocks.iter().find(|b| b.starts_with("selftest::hang_in_wait::plain\n")).expect("the hang_in_wait block");
+    let in_wait = blocks
+        .iter()
+        .find(|b| b.starts_with("selftest::hang_in_wait::plain\n"))
+        .expect("the hang_in_wait block");
     for line in [
         "  provenance: selftest",
         "  source:     self-test: a row whose wait the kernel never completes",
@@ -140,7 +228,10 @@ fn list_verbose_prints_one_block_per_case() {
     ] {
         assert!(in_wait.lines().any(|l| l == line), "{line:?} missing in\n{in_wait}");
     }
-    let hang = blocks.iter().find(|b| b.starts_with("selftest::hang::plain\n")).expect("the hang block");
+    let hang = blocks
+        .iter()
+        .find(|b| b.starts_with("selftest::hang::plain\n"))
+        .expect("the hang block");
     assert!(hang.lines().any(|l| l == "  expects:    -"), "{hang}");
 }
 
@@ -168,11 +259,29 @@ fn feature_expectation_row_fails_when_the_probe_disagrees() {
             eprintln!("this kernel knows bit 40: the expectation row is checked in VMs only");
             return;
         }
-        assert_eq!(status_of(&recs, "probe::feature::as_expected"), status, "{want:?}: {recs:?}");
-        assert_eq!(out.status.success(), status != "fail", "{want:?}: exit {:?}", out.status);
+        assert_eq!(
+            status_of(&recs, "probe::feature::as_expected"),
+            status,
+            "{want:?}: {recs:?}"
+        );
+        assert_eq!(
+            out.status.success(),
+            status != "fail",
+            "{want:?}: exit {:?}",
+            out.status
+        );
         if status == "fail" {
-            let r = recs.iter().find(|r| r["name"] == "probe::feature::as_expected").unwrap();
-            assert!(r["detail"].as_str().unwrap().contains("probe finds it absent"), "{r}");
+            let r = recs
+                .iter()
+                .find(|r| r["name"] == "probe::feature::as_expected")
+                .unwrap();
+            assert!(
+                r["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("probe finds it absent"),
+                "{r}"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -182,19 +291,35 @@ fn feature_expectation_row_fails_when_the_probe_disagrees() {
 /// same as a report's first line. On the host kernel (no CLONE_WAIT_PID) bit 40 is absent.
 #[test]
 fn probe_mode_prints_the_env_record() {
-    let out = bin().arg("--probe").env("CLONE_WAIT_PID_FLAG", "bit:40").output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .arg("--probe")
+        .env("CLONE_WAIT_PID_FLAG", "bit:40")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "{text}");
     let rec: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
     assert_eq!(rec["kind"], "env");
     assert_eq!(rec["clone_wait_pid_flag"], "0x10000000000");
-    assert!(rec["feature"] == "present" || rec["feature"] == "absent", "{rec}");
+    assert!(
+        rec["feature"] == "present" || rec["feature"] == "absent",
+        "{rec}"
+    );
     assert!(!rec["feature_reason"].as_str().unwrap().is_empty(), "{rec}");
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_eq!(rec["kernel_release"], release.trim());
-    let bad = bin().arg("--probe").env("CLONE_WAIT_PID_FLAG", "0x3").output().unwrap();
+    let bad = bin()
+        .arg("--probe")
+        .env("CLONE_WAIT_PID_FLAG", "0x3")
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(bad.stdout.is_empty());
 }

@@ -23,7 +23,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arbitrary::Unstructured;
-use cases::fuzzing::clone3::{self, Cgroup, Clone3Case, Clone3Obs, Env, Pidfd, Scope, SetTid, Stack};
+use cases::fuzzing::clone3::{
+    self, Cgroup, Clone3Case, Clone3Obs, Env, Pidfd, Scope, SetTid, Stack,
+};
 use cases::fuzzing::common::all_calls;
 use cases::fuzzing::isolate;
 use cases::fuzzing::tree::{self, Op, RunLog, TreeConfig, WaitProgram, Who, MAX_NODES, MAX_OPS};
@@ -177,7 +179,13 @@ impl Ctx {
     /// from [`init`].
     fn worker_view(&self) -> Option<ChildView> {
         let g = self.worker.lock().unwrap_or_else(|p| p.into_inner());
-        g.as_ref().map(|w| ChildView { pid: w.pid(), pgid: w.pgid(), hidden: false, sigchld: w.sigchld(), state: ChildState::Running })
+        g.as_ref().map(|w| ChildView {
+            pid: w.pid(),
+            pgid: w.pgid(),
+            hidden: false,
+            sigchld: w.sigchld(),
+            state: ChildState::Running,
+        })
     }
 
     /// Where `case` runs: here when it cannot disturb this process and none
@@ -189,7 +197,9 @@ impl Ctx {
         }
         match self.worker_view() {
             None => (Mode::InProcess, None),
-            Some(w) if clone3::unseen_by_waits(case, &w, self.own_pgid) => (Mode::InProcess, Some(w.pid)),
+            Some(w) if clone3::unseen_by_waits(case, &w, self.own_pgid) => {
+                (Mode::InProcess, Some(w.pid))
+            }
             Some(_) => (Mode::Worker, None),
         }
     }
@@ -208,7 +218,11 @@ impl Ctx {
         if g.is_none() {
             *g = Some(Worker::spawn(handle).unwrap_or_else(|e| panic!("{e}")));
         }
-        match g.as_mut().expect("worker").call(req, STEP_TIMEOUT_MS + 5_000) {
+        match g
+            .as_mut()
+            .expect("worker")
+            .call(req, STEP_TIMEOUT_MS + 5_000)
+        {
             Ok(r) => r,
             Err(e) => {
                 *g = None;
@@ -236,7 +250,11 @@ pub fn run_clone3(case: &Clone3Case) -> (Clone3Obs, Hygiene, Mode) {
             let mut req = vec![b'c'];
             req.extend(serde_json::to_vec(case).expect("case"));
             let (payload, h) = c.call(&req, &|| case.to_string());
-            (serde_json::from_str(&payload).expect("obs"), h, Mode::Worker)
+            (
+                serde_json::from_str(&payload).expect("obs"),
+                h,
+                Mode::Worker,
+            )
         }
     }
 }
@@ -248,7 +266,11 @@ pub fn run_clone3(case: &Clone3Case) -> (Clone3Obs, Hygiene, Mode) {
 /// blocked while executing (no EINTR from libFuzzer's SIGALRM), and are
 /// delivered, not drained, afterwards.
 fn run_here(c: &Ctx, case: &Clone3Case, bystander: Option<i32>) -> (Clone3Obs, Hygiene) {
-    let scope = Scope { bystanders: bystander.into_iter().collect(), only_this_thread_forks: true, sigchld_only: true };
+    let scope = Scope {
+        bystanders: bystander.into_iter().collect(),
+        only_this_thread_forks: true,
+        sigchld_only: true,
+    };
     // The listing's own fd is opened once, before the fd check's baseline.
     isolate::open_thread_children();
     let fd0 = isolate::lowest_free_fd();
@@ -299,10 +321,17 @@ mod watchdog {
 
     pub fn arm(case: &Clone3Case) -> Armed {
         STARTED.call_once(|| {
-            std::thread::Builder::new().name("wcfuzz-watchdog".into()).spawn(watch).expect("watchdog thread");
+            std::thread::Builder::new()
+                .name("wcfuzz-watchdog".into())
+                .spawn(watch)
+                .expect("watchdog thread");
         });
         let tid = rustix::thread::gettid().as_raw_nonzero().get();
-        *IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner()) = Some(InFlight { since: Instant::now(), tid, case: case.clone() });
+        *IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner()) = Some(InFlight {
+            since: Instant::now(),
+            tid,
+            case: case.clone(),
+        });
         Armed
     }
 
@@ -313,7 +342,9 @@ mod watchdog {
         loop {
             std::thread::sleep(Duration::from_secs(1));
             let g = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(f) = g.as_ref().filter(|f| f.since.elapsed() > limit) else { continue };
+            let Some(f) = g.as_ref().filter(|f| f.since.elapsed() > limit) else {
+                continue;
+            };
             let mut report = vec![cases::sys::proc::stuck_report(f.tid)];
             for p in isolate::thread_children() {
                 report.push(cases::sys::proc::stuck_report(p));
@@ -324,7 +355,11 @@ mod watchdog {
                 finding(
                     "clone3_flags",
                     &f.case.to_string(),
-                    &format!("harness: hang: in-process execution still running after {} ms\n{}", STEP_TIMEOUT_MS, report.join("\n")),
+                    &format!(
+                        "harness: hang: in-process execution still running after {} ms\n{}",
+                        STEP_TIMEOUT_MS,
+                        report.join("\n")
+                    ),
                     c
                 )
             );
@@ -390,7 +425,11 @@ pub fn decode_clone3(data: &[u8], c: &Ctx) -> Clone3Case {
         flags |= CLONE_PIDFD | c.bit;
     }
     let s = byte(u);
-    let size = if s & 0x80 != 0 { bytes_le(u, 2) as usize % 4200 } else { [88, 88, 88, 64, 80, 96, 4096, 4097][s as usize % 8] };
+    let size = if s & 0x80 != 0 {
+        bytes_le(u, 2) as usize % 4200
+    } else {
+        [88, 88, 88, 64, 80, 96, 4096, 4097][s as usize % 8]
+    };
     let e = byte(u);
     let exit_signal = match e % 8 {
         1 => 0,
@@ -419,14 +458,39 @@ pub fn decode_clone3(data: &[u8], c: &Ctx) -> Clone3Case {
         _ => Pidfd::Valid,
     };
     let t = byte(u);
-    let tail_byte = if t & 1 != 0 { Some((byte(u) as usize, byte(u))) } else { None };
+    let tail_byte = if t & 1 != 0 {
+        Some((byte(u) as usize, byte(u)))
+    } else {
+        None
+    };
     let exit_code = byte(u);
-    let extra = |b: u8| [0, WaitOpts::WALL, WaitOpts::WCLONE, WaitOpts::WALL | WaitOpts::WCLONE][b as usize % 4];
+    let extra = |b: u8| {
+        [
+            0,
+            WaitOpts::WALL,
+            WaitOpts::WCLONE,
+            WaitOpts::WALL | WaitOpts::WCLONE,
+        ][b as usize % 4]
+    };
     let generic = WaitCall::GENERIC[byte(u) as usize % 9];
     let generic_opts = extra(byte(u));
     let focused = WaitCall::FOCUSED[byte(u) as usize % 4];
     let focused_opts = extra(byte(u));
-    Clone3Case { flags, size, tail_byte, exit_signal, stack, set_tid, cgroup, pidfd, exit_code, generic, generic_opts, focused, focused_opts }
+    Clone3Case {
+        flags,
+        size,
+        tail_byte,
+        exit_signal,
+        stack,
+        set_tid,
+        cgroup,
+        pidfd,
+        exit_code,
+        generic,
+        generic_opts,
+        focused,
+        focused_opts,
+    }
 }
 
 /// Bytes that decode to `case` (for seeds; mode 0 carries the raw word, so
@@ -473,9 +537,19 @@ pub fn encode_clone3(case: &Clone3Case) -> Vec<u8> {
         x if x == WaitOpts::WCLONE => 2,
         _ => 3,
     };
-    v.push(WaitCall::GENERIC.iter().position(|c| *c == case.generic).unwrap_or(0) as u8);
+    v.push(
+        WaitCall::GENERIC
+            .iter()
+            .position(|c| *c == case.generic)
+            .unwrap_or(0) as u8,
+    );
     v.push(extra(case.generic_opts));
-    v.push(WaitCall::FOCUSED.iter().position(|c| *c == case.focused).unwrap_or(0) as u8);
+    v.push(
+        WaitCall::FOCUSED
+            .iter()
+            .position(|c| *c == case.focused)
+            .unwrap_or(0) as u8,
+    );
     v.push(extra(case.focused_opts));
     v
 }
@@ -483,7 +557,11 @@ pub fn encode_clone3(case: &Clone3Case) -> Vec<u8> {
 /// The model semantics the target's oracle runs under (both read
 /// `WAIT_FUZZ_SEMANTICS`).
 fn semantics(target: &str, c: &Ctx) -> cases::model::Semantics {
-    if target == "wait_sequence" { c.cfg.semantics } else { c.env.semantics }
+    if target == "wait_sequence" {
+        c.cfg.semantics
+    } else {
+        c.env.semantics
+    }
 }
 
 fn finding(target: &str, input: &str, detail: &str, c: &Ctx) -> String {
@@ -511,10 +589,26 @@ pub fn clone3_one(data: &[u8]) -> Clone3Obs {
         Mode::Worker => "executed in the worker",
     };
     if let Err(e) = clone3::check(&case, &c.env, &obs) {
-        panic!("{}", finding("clone3_flags", &case.to_string(), &format!("model verdict {:?} ({place})\n{e}", exp.verdict), c));
+        panic!(
+            "{}",
+            finding(
+                "clone3_flags",
+                &case.to_string(),
+                &format!("model verdict {:?} ({place})\n{e}", exp.verdict),
+                c
+            )
+        );
     }
     if !h.clean() {
-        panic!("{}", finding("clone3_flags", &case.to_string(), &format!("leak after the input ({place}): {h:?}"), c));
+        panic!(
+            "{}",
+            finding(
+                "clone3_flags",
+                &case.to_string(),
+                &format!("leak after the input ({place}): {h:?}"),
+                c
+            )
+        );
     }
     obs
 }
@@ -544,25 +638,54 @@ pub fn decode_program(data: &[u8]) -> WaitProgram {
         let op = match k {
             0 | 1 => {
                 let p = byte(u) % (MAX_NODES as u8 + 1);
-                let parent = if p == 0 { Who::Driver } else { Who::Node(p - 1) };
-                Op::Spawn { parent, hidden: byte(u) & 1 != 0 }
+                let parent = if p == 0 {
+                    Who::Driver
+                } else {
+                    Who::Node(p - 1)
+                };
+                Op::Spawn {
+                    parent,
+                    hidden: byte(u) & 1 != 0,
+                }
             }
-            2 => Op::Exit { node: node(byte(u)), code: byte(u) },
-            3 => Op::Kill { node: node(byte(u)) },
-            4 => Op::Stop { node: node(byte(u)) },
-            5 => Op::Cont { node: node(byte(u)) },
-            6 => Op::Setpgid { node: node(byte(u)), own: byte(u) & 1 != 0 },
-            7 => Op::Exec { node: node(byte(u)) },
+            2 => Op::Exit {
+                node: node(byte(u)),
+                code: byte(u),
+            },
+            3 => Op::Kill {
+                node: node(byte(u)),
+            },
+            4 => Op::Stop {
+                node: node(byte(u)),
+            },
+            5 => Op::Cont {
+                node: node(byte(u)),
+            },
+            6 => Op::Setpgid {
+                node: node(byte(u)),
+                own: byte(u) & 1 != 0,
+            },
+            7 => Op::Exec {
+                node: node(byte(u)),
+            },
             8 => Op::Subreaper,
             _ => {
                 let call = all_calls()[byte(u) as usize % 13];
                 let b = byte(u);
-                let mut opts = OPT_BITS.iter().enumerate().filter(|(i, _)| b & (1 << i) != 0).fold(0, |a, (_, o)| a | o);
+                let mut opts = OPT_BITS
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| b & (1 << i) != 0)
+                    .fold(0, |a, (_, o)| a | o);
                 let x = byte(u);
                 if x & 0xf0 == 0xf0 {
                     opts |= 1 << (x & 0x1f);
                 }
-                Op::Wait { call, opts, node: node(byte(u)) }
+                Op::Wait {
+                    call,
+                    opts,
+                    node: node(byte(u)),
+                }
             }
         };
         ops.push(op);
@@ -576,7 +699,14 @@ pub fn encode_program(p: &WaitProgram) -> Vec<u8> {
     let mut v = Vec::new();
     for op in &p.ops {
         match *op {
-            Op::Spawn { parent, hidden } => v.extend([0, match parent { Who::Driver => 0, Who::Node(n) => n + 1 }, hidden as u8]),
+            Op::Spawn { parent, hidden } => v.extend([
+                0,
+                match parent {
+                    Who::Driver => 0,
+                    Who::Node(n) => n + 1,
+                },
+                hidden as u8,
+            ]),
             Op::Exit { node, code } => v.extend([2, node, code]),
             Op::Kill { node } => v.extend([3, node]),
             Op::Stop { node } => v.extend([4, node]),
@@ -586,10 +716,18 @@ pub fn encode_program(p: &WaitProgram) -> Vec<u8> {
             Op::Subreaper => v.push(8),
             Op::Wait { call, opts, node } => {
                 let ci = all_calls().iter().position(|c| *c == call).unwrap_or(0) as u8;
-                let b = OPT_BITS.iter().enumerate().filter(|(_, o)| opts & **o != 0).fold(0u8, |a, (i, _)| a | (1 << i));
+                let b = OPT_BITS
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| opts & **o != 0)
+                    .fold(0u8, |a, (i, _)| a | (1 << i));
                 let known = OPT_BITS.iter().fold(0, |a, o| a | o);
                 let other = opts & !known;
-                let x = if other != 0 { 0xe0 | other.trailing_zeros() as u8 | 0x10 } else { 0 };
+                let x = if other != 0 {
+                    0xe0 | other.trailing_zeros() as u8 | 0x10
+                } else {
+                    0
+                };
                 v.extend([9, ci, b, x, node]);
             }
         }
@@ -611,7 +749,15 @@ pub fn wait_sequence_one(data: &[u8]) -> RunLog {
         panic!("{}", finding("wait_sequence", "", &e, c));
     }
     if !h.clean() {
-        panic!("{}", finding("wait_sequence", &prog.to_string(), &format!("leak after the input: {h:?}"), c));
+        panic!(
+            "{}",
+            finding(
+                "wait_sequence",
+                &prog.to_string(),
+                &format!("leak after the input: {h:?}"),
+                c
+            )
+        );
     }
     log
 }
@@ -624,12 +770,26 @@ mod tests {
     fn program_roundtrip() {
         let p = WaitProgram {
             ops: vec![
-                Op::Spawn { parent: Who::Driver, hidden: true },
-                Op::Spawn { parent: Who::Node(0), hidden: false },
+                Op::Spawn {
+                    parent: Who::Driver,
+                    hidden: true,
+                },
+                Op::Spawn {
+                    parent: Who::Node(0),
+                    hidden: false,
+                },
                 Op::Subreaper,
                 Op::Exit { node: 0, code: 3 },
-                Op::Wait { call: WaitCall::WaitidAll, opts: WaitOpts::WEXITED | WaitOpts::WNOHANG, node: 1 },
-                Op::Wait { call: WaitCall::WaitpidAny, opts: WaitOpts::WNOHANG | (1 << 20), node: 1 },
+                Op::Wait {
+                    call: WaitCall::WaitidAll,
+                    opts: WaitOpts::WEXITED | WaitOpts::WNOHANG,
+                    node: 1,
+                },
+                Op::Wait {
+                    call: WaitCall::WaitpidAny,
+                    opts: WaitOpts::WNOHANG | (1 << 20),
+                    node: 1,
+                },
             ],
         };
         assert_eq!(decode_program(&encode_program(&p)), p);

@@ -321,7 +321,9 @@ impl KernelArgs {
                 self.expect_feature,
             )
             .map_err(|e| e.0),
-            _ => Err("give one of --kernel PROFILE, --kernel-image PATH or --kernel-tree DIR".into()),
+            _ => {
+                Err("give one of --kernel PROFILE, --kernel-image PATH or --kernel-tree DIR".into())
+            }
         }
     }
 }

@@ -178,14 +178,21 @@ pub fn guest_script(g: &GuestExec) -> String {
         .iter()
         .map(|(k, v)| format!("{k}={}; export {k}", shell_quote(v)))
         .collect();
-    let prefix: Vec<String> = g.path_prefix.iter().map(|p| p.display().to_string()).collect();
+    let prefix: Vec<String> = g
+        .path_prefix
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     template::EXEC.render(
         &[
             ("STATUS_FILE", q(g.status_file)),
             ("CWD", q(g.cwd)),
             (
                 "CWD_SHOWN",
-                g.cwd.display().to_string().replace(['"', '$', '`', '\\'], "?"),
+                g.cwd
+                    .display()
+                    .to_string()
+                    .replace(['"', '$', '`', '\\'], "?"),
             ),
             ("ENV_EXPORTS", exports.join("\n")),
             ("PATH_PREFIX", shell_quote(&prefix.join(":"))),
@@ -346,10 +353,15 @@ fn exec_inner(profile: &Profile, paths: &Paths, o: &ExecOpts) -> Result<i32, Fai
         rw.push(out.clone());
     }
     rw.extend(o.rwdirs.iter().cloned());
-    let launcher = prepared.as_ref().map_or(Launcher::Host, run::Prepared::launcher);
+    let launcher = prepared
+        .as_ref()
+        .map_or(Launcher::Host, run::Prepared::launcher);
     let session = GuestSession::new(launcher, &out, rw, Echo::Plain);
     let boot = launcher.boot_secs(o.run.boot_timeout);
-    let total = o.run.vm_timeout.unwrap_or(EXEC_TIMEOUT_S.max(profile.vm.timeout_s));
+    let total = o
+        .run
+        .vm_timeout
+        .unwrap_or(EXEC_TIMEOUT_S.max(profile.vm.timeout_s));
     let accel = launcher.accel_name();
     let shown = shown_command(&o.command);
     progress!(
@@ -359,7 +371,11 @@ fn exec_inner(profile: &Profile, paths: &Paths, o: &ExecOpts) -> Result<i32, Fai
         out.display()
     );
     let run = session
-        .run_script(&out.join("exec.sh"), &script, &session::watchdogs(boot, total))
+        .run_script(
+            &out.join("exec.sh"),
+            &script,
+            &session::watchdogs(boot, total),
+        )
         .map_err(|e| (EXIT_INFRA, format!("{e:#}")))?;
     let h = session.harvest(&out, &run, 0, "exit.status");
     for f in &h.findings {
@@ -438,7 +454,12 @@ fn build_on_host(command: &[String], cwd: &Path) -> Result<(), Fail> {
 
 /// The log directory (emptied of the previous run's logs) and the cargo target directory,
 /// both made and resolved.
-fn log_and_target_dirs(profile: &Profile, paths: &Paths, cwd: &Path, o: &ExecOpts) -> Result<(PathBuf, PathBuf), Fail> {
+fn log_and_target_dirs(
+    profile: &Profile,
+    paths: &Paths,
+    cwd: &Path,
+    o: &ExecOpts,
+) -> Result<(PathBuf, PathBuf), Fail> {
     let target = target_dir(paths, cwd);
     let out = o
         .out
@@ -449,7 +470,10 @@ fn log_and_target_dirs(profile: &Profile, paths: &Paths, cwd: &Path, o: &ExecOpt
     }
     let (Ok(out), Ok(target)) = (std::fs::canonicalize(&out), std::fs::canonicalize(&target))
     else {
-        return Err((EXIT_INFRA, "cannot resolve the log or target directory".into()));
+        return Err((
+            EXIT_INFRA,
+            "cannot resolve the log or target directory".into(),
+        ));
     };
     for f in ["console.log", "guest-output.log", "exit.status"] {
         let _ = std::fs::remove_file(out.join(f));

@@ -517,10 +517,18 @@ struct Corpus {
 
 impl Corpus {
     /// Locks the cache's corpus and copies it into the guest's.
-    fn take(&mut self, paths: &Paths, profile: &str, target: &str, guest: &Path) -> Result<CorpusRecord> {
+    fn take(
+        &mut self,
+        paths: &Paths,
+        profile: &str,
+        target: &str,
+        guest: &Path,
+    ) -> Result<CorpusRecord> {
         let cache_root = paths.cache.join("fuzz-corpus").join(profile);
         std::fs::create_dir_all(&cache_root)?;
-        self._lock = Some(kernel::lock_file(&cache_root.join(format!("{target}.lock")))?);
+        self._lock = Some(kernel::lock_file(
+            &cache_root.join(format!("{target}.lock")),
+        )?);
         let cache = corpus_cache(paths, profile, target)?;
         self.dir = Some(cache.clone());
         let before = copy_new_files(&cache, guest)?;
@@ -594,14 +602,21 @@ fn campaign(
     let inputs = inputs.unwrap_or_else(|| Inputs::from_workspace(paths, opts.target));
     let campaign_sh = inputs.campaign.clone();
     let (bin_dir, wcfuzz) = stage(inputs, out)?;
-    rep.corpus = Some(corpus.take(paths, &profile.name, opts.target.as_str(), &guest.join("corpus"))?);
+    rep.corpus = Some(corpus.take(
+        paths,
+        &profile.name,
+        opts.target.as_str(),
+        &guest.join("corpus"),
+    )?);
     let host = profile.kind == Kind::Host;
     let prepared = if host {
         None
     } else {
         Some(run::prepare(profile, paths, &prepare_opts(opts))?)
     };
-    let launcher = prepared.as_ref().map_or(Launcher::Host, run::Prepared::launcher);
+    let launcher = prepared
+        .as_ref()
+        .map_or(Launcher::Host, run::Prepared::launcher);
     let script = fuzz_script(&FuzzScript {
         guest: &guest,
         campaign: &campaign_sh,
@@ -615,7 +630,11 @@ fn campaign(
     });
     let boot = launcher.boot_secs(opts.boot_timeout);
     let total = opts.vm_timeout.unwrap_or(boot + opts.secs + VM_SLACK);
-    let echo = if opts.echo_guest { Echo::Progress } else { Echo::Off };
+    let echo = if opts.echo_guest {
+        Echo::Progress
+    } else {
+        Echo::Off
+    };
     let session = GuestSession::new(launcher, out, vec![guest.clone()], echo);
     match launcher {
         Launcher::Vng(cfg) => progress!(
@@ -625,7 +644,11 @@ fn campaign(
         ),
         Launcher::Host => progress!("running the campaign on the host kernel (no VM)"),
     }
-    let run = session.run_script(&guest.join("run.sh"), &script, &session::watchdogs(boot, total))?;
+    let run = session.run_script(
+        &guest.join("run.sh"),
+        &script,
+        &session::watchdogs(boot, total),
+    )?;
     let mut harvest = session.harvest(&guest, &run, 0, "campaign.status");
     if host {
         // The host has no console of its own: the "console" is the script's stderr, which
@@ -670,7 +693,12 @@ fn stage(inputs: Inputs, out: &Path) -> Result<(PathBuf, bool)> {
 }
 
 /// The infrastructure errors a campaign VM's end means.
-pub fn end_errors(end: VmEnd, panicked: bool, wall_seconds: f64, vng_status: Option<i32>) -> Vec<String> {
+pub fn end_errors(
+    end: VmEnd,
+    panicked: bool,
+    wall_seconds: f64,
+    vng_status: Option<i32>,
+) -> Vec<String> {
     let mut e = Vec::new();
     if panicked {
         e.push("kernel panic during the campaign (see console.log)".into());
@@ -719,8 +747,12 @@ fn absorb(rep: &mut FuzzReport, out: &Path, ran: Ran) {
         boot_seconds: run.boot_seconds,
         wall_seconds: run.wall_seconds,
     });
-    rep.infrastructure_errors
-        .extend(end_errors(run.end, h.panicked, run.wall_seconds, run.vng_status));
+    rep.infrastructure_errors.extend(end_errors(
+        run.end,
+        h.panicked,
+        run.wall_seconds,
+        run.vng_status,
+    ));
     if run.end == VmEnd::Completed && rep.campaign_line.is_none() {
         rep.infrastructure_errors
             .push("campaign.sh printed no CAMPAIGN line (see guest-output.log)".into());
@@ -884,8 +916,8 @@ impl FuzzReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::{END_MARKER, START_MARKER};
     use crate::profile::host_profile;
+    use crate::vm::{END_MARKER, START_MARKER};
 
     const LOG: &str = "\
 INFO: Running with entropic power schedule (0xFF, 100).

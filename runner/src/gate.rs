@@ -109,7 +109,12 @@ fn normalise(text: &str) -> String {
 /// difference the diff goes to stderr and, outside CI (`$CI` unset, as insta decides),
 /// `<profile>.snap.new` is left for `cargo insta review` (or rerun with `--accept`). With
 /// `accept` the snapshot is written instead (and counts as accepted whether or not it changed).
-pub fn check_snapshot(snapshot_dir: &Path, profile: &str, matrix: &str, accept: bool) -> SnapshotOutcome {
+pub fn check_snapshot(
+    snapshot_dir: &Path,
+    profile: &str,
+    matrix: &str,
+    accept: bool,
+) -> SnapshotOutcome {
     let path = snapshot_dir.join(format!("{profile}.snap"));
     let reviewed = std::fs::read_to_string(&path).ok();
     let body = reviewed.as_deref().map(|t| normalise(snapshot_body(t)));
@@ -118,7 +123,9 @@ pub fn check_snapshot(snapshot_dir: &Path, profile: &str, matrix: &str, accept: 
     let new_path = snapshot_dir.join(format!("{profile}.snap.new"));
     if accept {
         if reviewed.as_deref() != Some(file.as_str()) {
-            if let Err(e) = std::fs::create_dir_all(snapshot_dir).and_then(|_| std::fs::write(&path, &file)) {
+            if let Err(e) =
+                std::fs::create_dir_all(snapshot_dir).and_then(|_| std::fs::write(&path, &file))
+            {
                 eprintln!("runner: cannot write {}: {e}", path.display());
                 return SnapshotOutcome::Differs;
             }
@@ -133,7 +140,10 @@ pub fn check_snapshot(snapshot_dir: &Path, profile: &str, matrix: &str, accept: 
     eprintln!("{}", snapshot_diff(&path, body.as_deref(), &now));
     if std::env::var_os("CI").is_none() {
         match std::fs::write(&new_path, &file) {
-            Ok(()) => eprintln!("runner: this run's matrix is in {} (cargo insta review, or --accept)", new_path.display()),
+            Ok(()) => eprintln!(
+                "runner: this run's matrix is in {} (cargo insta review, or --accept)",
+                new_path.display()
+            ),
             Err(e) => eprintln!("runner: cannot write {}: {e}", new_path.display()),
         }
     }
@@ -143,14 +153,19 @@ pub fn check_snapshot(snapshot_dir: &Path, profile: &str, matrix: &str, accept: 
 /// The unified diff of the reviewed matrix (None: no snapshot yet) against this run's.
 fn snapshot_diff(path: &Path, reviewed: Option<&str>, now: &str) -> String {
     let Some(old) = reviewed else {
-        return format!("runner: no reviewed snapshot {} yet; this run's matrix:\n{now}", path.display());
+        return format!(
+            "runner: no reviewed snapshot {} yet; this run's matrix:\n{now}",
+            path.display()
+        );
     };
     let (old, now) = (format!("{old}\n"), format!("{now}\n"));
     let diff = similar::TextDiff::from_lines(&old, &now);
     format!(
         "runner: the result matrix differs from {}:\n{}",
         path.display(),
-        diff.unified_diff().context_radius(2).header("reviewed", "this run")
+        diff.unified_diff()
+            .context_radius(2)
+            .header("reviewed", "this run")
     )
 }
 
@@ -218,7 +233,11 @@ mod tests {
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/snapshots");
         let d = tempfile::tempdir().unwrap();
         let dir = d.path();
-        std::fs::copy(fixture.join("gate-fixture.snap"), dir.join("gate-fixture.snap")).unwrap();
+        std::fs::copy(
+            fixture.join("gate-fixture.snap"),
+            dir.join("gate-fixture.snap"),
+        )
+        .unwrap();
         let first = check_snapshot(dir, "gate-fixture", "a::b: pass\n", false);
         assert_eq!(first, SnapshotOutcome::Matched);
         let outcome = check_snapshot(dir, "gate-fixture", "a::b: fail\n", false);
@@ -227,10 +246,19 @@ mod tests {
             let new = std::fs::read_to_string(dir.join("gate-fixture.snap.new")).unwrap();
             assert!(new.ends_with("---\na::b: fail\n"), "{new}");
         }
-        assert_eq!(check_snapshot(dir, "gate-fixture", "a::b: fail\n", true), SnapshotOutcome::Accepted);
+        assert_eq!(
+            check_snapshot(dir, "gate-fixture", "a::b: fail\n", true),
+            SnapshotOutcome::Accepted
+        );
         assert!(!dir.join("gate-fixture.snap.new").exists());
-        assert_eq!(check_snapshot(dir, "gate-fixture", "a::b: fail\n", false), SnapshotOutcome::Matched);
-        assert_eq!(check_snapshot(dir, "none-yet", "a::b: pass\n", false), SnapshotOutcome::Differs);
+        assert_eq!(
+            check_snapshot(dir, "gate-fixture", "a::b: fail\n", false),
+            SnapshotOutcome::Matched
+        );
+        assert_eq!(
+            check_snapshot(dir, "none-yet", "a::b: pass\n", false),
+            SnapshotOutcome::Differs
+        );
     }
 
     #[test]
@@ -242,7 +270,9 @@ mod tests {
         for dir in [root.join("snapshots"), root.join("src/snapshots")] {
             for e in std::fs::read_dir(&dir).unwrap().flatten() {
                 let name = e.file_name().into_string().unwrap();
-                let Some(profile) = name.strip_suffix(".snap") else { continue };
+                let Some(profile) = name.strip_suffix(".snap") else {
+                    continue;
+                };
                 let text = std::fs::read_to_string(e.path()).unwrap();
                 if !text.contains("source: runner/src/gate.rs") {
                     continue; // the report tests' own insta snapshots
@@ -256,9 +286,15 @@ mod tests {
 
     #[test]
     fn a_difference_is_a_unified_diff() {
-        let d = snapshot_diff(Path::new("/s/p.snap"), Some("a: pass\nb: pass"), "a: pass\nb: fail");
+        let d = snapshot_diff(
+            Path::new("/s/p.snap"),
+            Some("a: pass\nb: pass"),
+            "a: pass\nb: fail",
+        );
         assert!(d.contains("--- reviewed\n+++ this run\n"), "{d}");
         assert!(d.contains("-b: pass\n+b: fail\n"), "{d}");
-        assert!(snapshot_diff(Path::new("/s/p.snap"), None, "a: pass").contains("no reviewed snapshot"));
+        assert!(
+            snapshot_diff(Path::new("/s/p.snap"), None, "a: pass").contains("no reviewed snapshot")
+        );
     }
 }

@@ -283,7 +283,8 @@ mod tests {
         assert_eq!(d["builds"][0]["checkout_id"], d["checkouts"][0]["id"]);
         assert_eq!(tests[2]["log_excerpt"], "want 3, got ECHILD");
         assert_eq!(tests[1]["log_url"], "file:///r/guest-output.log");
-        let ids: std::collections::BTreeSet<_> = tests.iter().map(|t| t["id"].as_str().unwrap()).collect();
+        let ids: std::collections::BTreeSet<_> =
+            tests.iter().map(|t| t["id"].as_str().unwrap()).collect();
         assert_eq!(ids.len(), tests.len(), "test ids are unique");
     }
 
@@ -292,7 +293,14 @@ mod tests {
         let mut r = sample();
         r["vms"] = json!([{"index": 0, "boot_seconds": null}]);
         r["cases"] = json!([]);
-        let d = export(&r, Path::new("/r"), &KcidbOpts { origin: "x".into(), ..Default::default() });
+        let d = export(
+            &r,
+            Path::new("/r"),
+            &KcidbOpts {
+                origin: "x".into(),
+                ..Default::default()
+            },
+        );
         assert_eq!(d["tests"][0]["status"], "FAIL");
     }
 

@@ -46,7 +46,12 @@ pub fn ktap(cases: &[KtapCase<'_>], header: &[String]) -> String {
         let (mut pass, mut fail, mut skip) = (0, 0, 0);
         for (i, c) in members.iter().enumerate() {
             let n = i + 1;
-            let name = clean(c.name.strip_prefix(group).and_then(|r| r.strip_prefix("::")).unwrap_or(c.name));
+            let name = clean(
+                c.name
+                    .strip_prefix(group)
+                    .and_then(|r| r.strip_prefix("::"))
+                    .unwrap_or(c.name),
+            );
             match c.status {
                 "pass" => {
                     pass += 1;
@@ -97,7 +102,11 @@ mod tests {
         };
         let cases = [
             c("generic::wait4_any::x::hidden", "pass", ""),
-            c("generic::wait4_any::x::plain", "skip", "feature absent # really"),
+            c(
+                "generic::wait4_any::x::plain",
+                "skip",
+                "feature absent # really",
+            ),
             c("clone3::args::y", "fail", "want EINVAL\ngot 0"),
             c("reparent::z::hidden", "broken", "timeout after 5 s"),
             c("mainline::a", "skip", "needs 7.1"),

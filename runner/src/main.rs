@@ -131,7 +131,11 @@ fn cmd_kernel(a: KernelCmdArgs) -> ExitCode {
                     .map(|i| i.display().to_string())
                     .unwrap_or_else(|| "host kernel".into()),
                 k.source,
-                if k.cache_hit { "cache hit" } else { "built/fetched" },
+                if k.cache_hit {
+                    "cache hit"
+                } else {
+                    "built/fetched"
+                },
                 started.elapsed().as_secs_f64()
             );
             ExitCode::SUCCESS
@@ -145,7 +149,10 @@ fn cmd_mutate(a: cli::MutateArgs) -> ExitCode {
         Ok(x) => x,
         Err(c) => return c,
     };
-    let dir = a.mutants.clone().unwrap_or_else(|| paths.vm_images.join("mutants"));
+    let dir = a
+        .mutants
+        .clone()
+        .unwrap_or_else(|| paths.vm_images.join("mutants"));
     let mutants = match mutate::mutants(&dir, &a.names) {
         Ok(m) => m,
         Err(e) => return usage(format!("{e:#}")),
@@ -215,7 +222,11 @@ fn cmd_mutate(a: cli::MutateArgs) -> ExitCode {
         Ok(m) => {
             print!("{}", mutate::table(&m));
             println!("wrote {}", a.cases.out.join("mutation.json").display());
-            ExitCode::from(if m.score.killed == m.score.total { EXIT_OK } else { EXIT_FAILURES } as u8)
+            ExitCode::from(if m.score.killed == m.score.total {
+                EXIT_OK
+            } else {
+                EXIT_FAILURES
+            } as u8)
         }
         Err(e) => infra(e),
     }
@@ -232,7 +243,11 @@ fn cmd_export(a: cli::ExportArgs) -> ExitCode {
         git_repository_branch,
         log_base_url,
     } = a.what;
-    if origin.is_empty() || !origin.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+    if origin.is_empty()
+        || !origin
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
         return usage(format!("--origin {origin:?}: KCIDB origins are [a-z0-9_]+"));
     }
     let opts = kcidb::KcidbOpts {
@@ -245,17 +260,19 @@ fn cmd_export(a: cli::ExportArgs) -> ExitCode {
         start_time: None,
     };
     match kcidb::export_file(&results, &opts) {
-        Ok(doc) => match std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap_or_default()) {
-            Ok(()) => {
-                println!(
-                    "wrote {} (KCIDB v5.3: {} tests)",
-                    out.display(),
-                    doc["tests"].as_array().map_or(0, Vec::len)
-                );
-                ExitCode::SUCCESS
+        Ok(doc) => {
+            match std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap_or_default()) {
+                Ok(()) => {
+                    println!(
+                        "wrote {} (KCIDB v5.3: {} tests)",
+                        out.display(),
+                        doc["tests"].as_array().map_or(0, Vec::len)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => infra(e),
             }
-            Err(e) => infra(e),
-        },
+        }
         Err(e) => usage(format!("{e:#}")),
     }
 }
@@ -466,20 +483,29 @@ fn cmd_probe(a: ProbeArgs) -> ExitCode {
 
 /// Boots the profile and runs `wait-conformance --probe` inside (runner/templates/probe.sh);
 /// the exit code of [`probe_verdict`], or 3 when the VM did not complete.
-fn probe(p: &profile::Profile, paths: &Paths, out: &Path, opts: &run::RunOpts) -> anyhow::Result<i32> {
+fn probe(
+    p: &profile::Profile,
+    paths: &Paths,
+    out: &Path,
+    opts: &run::RunOpts,
+) -> anyhow::Result<i32> {
     let prepared = run::prepare(p, paths, opts)?;
     std::fs::create_dir_all(out)?;
     let out = std::fs::canonicalize(out)?;
     let bin = run::stage_cases_binary(&run::cases_binary(paths, opts)?, &out)?;
     let launcher = prepared.launcher();
     let log = out.join("probe-output.log");
-    let session = GuestSession::new(launcher, &out, vec![], vm::Echo::Progress).output_to(log.clone());
+    let session =
+        GuestSession::new(launcher, &out, vec![], vm::Echo::Progress).output_to(log.clone());
     let _ = std::fs::remove_file(&log);
     let script = template::PROBE.render(
         &[
             ("FLAG_ENV", protocol::env::CLONE_WAIT_PID_FLAG.into()),
             ("FLAG", protocol::bit::spell(p.clone_bit())),
-            ("CASE_BIN", template::shell_quote(&bin.display().to_string())),
+            (
+                "CASE_BIN",
+                template::shell_quote(&bin.display().to_string()),
+            ),
             ("PROBE_ARG", PROBE_ARG.into()),
         ],
         &[],
@@ -494,9 +520,16 @@ fn probe(p: &profile::Profile, paths: &Paths, out: &Path, opts: &run::RunOpts) -
         );
         return Ok(EXIT_INFRA);
     }
-    let (line, c) = probe_verdict(&std::fs::read_to_string(&log).unwrap_or_default(), p.expect.feature);
+    let (line, c) = probe_verdict(
+        &std::fs::read_to_string(&log).unwrap_or_default(),
+        p.expect.feature,
+    );
     let boot = run.boot_seconds.unwrap_or(f64::NAN);
-    println!("probe on {} ({}, boot {boot:.1} s): {line}", p.name, launcher.accel_name());
+    println!(
+        "probe on {} ({}, boot {boot:.1} s): {line}",
+        p.name,
+        launcher.accel_name()
+    );
     Ok(c)
 }
 
@@ -522,7 +555,14 @@ fn probe_verdict(output: &str, expect: profile::Feature) -> (String, i32) {
     if !env.feature_observed.is_empty() {
         line.push_str(&format!("; observed: {}", env.feature_observed));
     }
-    (line, if env.feature == want { EXIT_OK } else { EXIT_FAILURES })
+    (
+        line,
+        if env.feature == want {
+            EXIT_OK
+        } else {
+            EXIT_FAILURES
+        },
+    )
 }
 
 /// Writes `<out>/comparison.md` and prints its totals; Ok(false) when no input feeds any column.
@@ -583,8 +623,17 @@ mod tests {
 {\"kind\":\"env\",\"kernel_release\":\"6.12.0\",\"clone_wait_pid_flag\":\"0x10000000000\",\"feature\":\"present\",\"feature_reason\":\"the kernel knows bit 0x10000000000\",\"feature_observed\":\"\"}\n";
         let (line, code) = probe_verdict(out, profile::Feature::Present);
         assert_eq!(code, EXIT_OK);
-        assert_eq!(line, "present at 0x10000000000 (expected present): the kernel knows bit 0x10000000000");
-        assert_eq!(probe_verdict(out, profile::Feature::Absent).1, EXIT_FAILURES);
-        assert_eq!(probe_verdict("WAITCONF-GUEST-START\n", profile::Feature::Absent).1, EXIT_INFRA);
+        assert_eq!(
+            line,
+            "present at 0x10000000000 (expected present): the kernel knows bit 0x10000000000"
+        );
+        assert_eq!(
+            probe_verdict(out, profile::Feature::Absent).1,
+            EXIT_FAILURES
+        );
+        assert_eq!(
+            probe_verdict("WAITCONF-GUEST-START\n", profile::Feature::Absent).1,
+            EXIT_INFRA
+        );
     }
 }

@@ -37,8 +37,8 @@ pub struct Mutant {
 /// is the file name without `.patch`, or a path).
 pub fn mutants(dir: &Path, names: &[String]) -> Result<Vec<Mutant>> {
     let load = |path: PathBuf| -> Result<Mutant> {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("mutant {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("mutant {}", path.display()))?;
         let breaks = text
             .lines()
             .find_map(|l| l.strip_prefix("Breaks: "))
@@ -72,7 +72,10 @@ pub fn mutants(dir: &Path, names: &[String]) -> Result<Vec<Mutant>> {
                 dir.join(format!("{n}.patch"))
             };
             if !p.is_file() {
-                bail!("no mutant {n} (neither a file nor {}/{n}.patch)", dir.display());
+                bail!(
+                    "no mutant {n} (neither a file nor {}/{n}.patch)",
+                    dir.display()
+                );
             }
             load(p)
         })
@@ -183,10 +186,15 @@ pub fn table(m: &Mutation) -> String {
     );
     for r in &m.mutants {
         let f = |x: Option<f64>| x.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into());
-        let rows = r
-            .error
-            .clone()
-            .unwrap_or_else(|| r.judgement.killing_rows.iter().take(3).cloned().collect::<Vec<_>>().join(" "));
+        let rows = r.error.clone().unwrap_or_else(|| {
+            r.judgement
+                .killing_rows
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
         s.push_str(&format!(
             "{:<26} {:<9} {:>6} {:>8} {:>6}  {}\n",
             r.mutant,
@@ -197,7 +205,10 @@ pub fn table(m: &Mutation) -> String {
             rows
         ));
     }
-    s.push_str(&format!("score: {}/{} killed\n", m.score.killed, m.score.total));
+    s.push_str(&format!(
+        "score: {}/{} killed\n",
+        m.score.killed, m.score.total
+    ));
     s
 }
 
@@ -311,7 +322,11 @@ impl Loop<'_> {
 
     /// Boot `image` and run the suite into `dir/run`; results.json is what counts (the runner
     /// exits 1 on failures, which a mutant is meant to cause).
-    fn run(&self, image: &Path, dir: &Path) -> Result<(BTreeMap<String, String>, Option<String>, String, f64)> {
+    fn run(
+        &self,
+        image: &Path,
+        dir: &Path,
+    ) -> Result<(BTreeMap<String, String>, Option<String>, String, f64)> {
         let started = Instant::now();
         let out = dir.join("run");
         let _ = std::fs::remove_dir_all(&out);
@@ -447,20 +462,32 @@ pub fn profile_tree(
     paths: &crate::paths::Paths,
     refresh_apt: bool,
 ) -> Result<PathBuf> {
-    let spec = profile
-        .source
-        .as_ref()
-        .with_context(|| format!("profile {} is not built from source: mutate needs a source profile or --kernel-tree", profile.name))?;
+    let spec = profile.source.as_ref().with_context(|| {
+        format!(
+            "profile {} is not built from source: mutate needs a source profile or --kernel-tree",
+            profile.name
+        )
+    })?;
     let key = crate::kernel::source_cache_key(profile, &paths.vm_images)?;
-    let root = paths.cache.join("trees").join(format!("{}-{key}", profile.name));
+    let root = paths
+        .cache
+        .join("trees")
+        .join(format!("{}-{key}", profile.name));
     let src = root.join("src");
     let stamp = root.join("stamp");
     std::fs::create_dir_all(&root)?;
     let _lock = crate::kernel::lock_file(&root.join("lock"))?;
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(key.as_str()) && src.join("Makefile").is_file() {
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(key.as_str())
+        && src.join("Makefile").is_file()
+    {
         return Ok(src);
     }
-    progress!("mutate: unpacking {} {} into {}", spec.package, spec.version, src.display());
+    progress!(
+        "mutate: unpacking {} {} into {}",
+        spec.package,
+        spec.version,
+        src.display()
+    );
     let apt = crate::kernel::Apt::new(paths, spec.apt_sources.as_deref(), refresh_apt)?;
     let deb = apt.download(&spec.package, &spec.version, &paths.downloads())?;
     let _ = std::fs::remove_dir_all(&src);
@@ -471,7 +498,12 @@ t=$(dpkg-deb --fsys-tarfile "$1" | tar -t | grep -E '^\./usr/src/linux-source-[^
 [ -n "$t" ] || { echo "no linux-source tarball in $1" >&2; exit 3; }
 dpkg-deb --fsys-tarfile "$1" | tar -xO "$t" | tar -xJ --strip-components=1 -C "$2""#;
     crate::kernel::run_checked(
-        Command::new("bash").arg("-c").arg(script).arg("unpack").arg(&deb).arg(&src),
+        Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .arg("unpack")
+            .arg(&deb)
+            .arg(&src),
     )?;
     for rel in &spec.patches {
         let p = paths.vm_images.join(rel);
@@ -518,7 +550,11 @@ mod tests {
             ("new", "fail"),
         ]);
         let j = judge(&base, &mutant);
-        assert_eq!(j.killing_rows, ["a"], "d failed already, e was a skip, new is not in the baseline");
+        assert_eq!(
+            j.killing_rows,
+            ["a"],
+            "d failed already, e was a skip, new is not in the baseline"
+        );
         assert_eq!(j.broken_rows, ["b"]);
         assert_eq!(j.pass_to_skip, 1);
         assert!(judge(&base, &base).killing_rows.is_empty());
@@ -531,7 +567,10 @@ mod tests {
         std::fs::write(d.path().join("01-a.patch"), "From x\nBreaks: one\n").unwrap();
         std::fs::write(d.path().join("README.md"), "").unwrap();
         let all = mutants(d.path(), &[]).unwrap();
-        let names: Vec<_> = all.iter().map(|m| (m.name.as_str(), m.breaks.as_str())).collect();
+        let names: Vec<_> = all
+            .iter()
+            .map(|m| (m.name.as_str(), m.breaks.as_str()))
+            .collect();
         assert_eq!(names, [("01-a", "one"), ("02-b", "two")]);
         let one = mutants(d.path(), &["02-b".into()]).unwrap();
         assert_eq!(one[0].breaks, "two");
@@ -560,13 +599,21 @@ mod tests {
         let j = Journal::new(&tree, d.path().join("applied"));
         j.apply(&p1).unwrap();
         j.apply(&p2).unwrap();
-        assert_eq!(std::fs::read_to_string(tree.join("kernel/exit.c")).unwrap(), "one\n2\nthree\n");
+        assert_eq!(
+            std::fs::read_to_string(tree.join("kernel/exit.c")).unwrap(),
+            "one\n2\nthree\n"
+        );
         // A patch that does not apply is refused before anything changes.
         assert!(j.apply(&p1).is_err());
         assert_eq!(j.entries().len(), 2);
         // A new journal on the same file (a killed run) restores what the old one applied.
-        Journal::new(&tree, d.path().join("applied")).restore().unwrap();
-        assert_eq!(std::fs::read_to_string(tree.join("kernel/exit.c")).unwrap(), "one\ntwo\nthree\n");
+        Journal::new(&tree, d.path().join("applied"))
+            .restore()
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tree.join("kernel/exit.c")).unwrap(),
+            "one\ntwo\nthree\n"
+        );
         assert!(j.entries().is_empty());
     }
 
@@ -596,11 +643,20 @@ mod tests {
                 build_seconds: 0.0,
                 run_seconds: 0.0,
             },
-            mutants: vec![r("01-a", Verdict::Killed, &["x::y"]), r("02-b", Verdict::Survived, &[])],
-            score: Score { killed: 1, total: 2 },
+            mutants: vec![
+                r("01-a", Verdict::Killed, &["x::y"]),
+                r("02-b", Verdict::Survived, &[]),
+            ],
+            score: Score {
+                killed: 1,
+                total: 2,
+            },
         };
         let t = table(&m);
-        assert!(t.contains("01-a") && t.contains("killed") && t.contains("x::y"), "{t}");
+        assert!(
+            t.contains("01-a") && t.contains("killed") && t.contains("x::y"),
+            "{t}"
+        );
         assert!(t.contains("02-b") && t.contains("survived"), "{t}");
         assert!(t.ends_with("score: 1/2 killed\n"), "{t}");
     }

@@ -325,9 +325,10 @@ impl Profile {
                 ))
             })?;
         let config = match config {
-            Some(c) => Some(std::fs::canonicalize(c).map_err(|_| {
-                ConfigError(format!("--config {}: no such file", c.display()))
-            })?),
+            Some(c) => Some(
+                std::fs::canonicalize(c)
+                    .map_err(|_| ConfigError(format!("--config {}: no such file", c.display())))?,
+            ),
             None => None,
         };
         let defined = std::fs::read_to_string(path.join("include/uapi/linux/sched.h"))

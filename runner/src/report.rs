@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::console::Finding;
 
-pub use protocol::{EnvRecord, Status};
 use protocol::{CaseRecord, Line, Record};
+pub use protocol::{EnvRecord, Status};
 
 /// A case row of the results: the case binary's record (the protocol's [`CaseRecord`], its
 /// fields reachable through `Deref`) and the VM that ran it.
@@ -64,7 +64,13 @@ pub const UNSTATED: &str = "unstated";
 const PROVENANCE_ORDER: [&str; 5] = ["seed", "documented", "design", "regression", "selftest"];
 
 fn provenance_rank(p: &str) -> (usize, String) {
-    (PROVENANCE_ORDER.iter().position(|x| *x == p).unwrap_or(PROVENANCE_ORDER.len()), p.to_owned())
+    (
+        PROVENANCE_ORDER
+            .iter()
+            .position(|x| *x == p)
+            .unwrap_or(PROVENANCE_ORDER.len()),
+        p.to_owned(),
+    )
 }
 
 /// What one JSON-lines report file held.
@@ -177,7 +183,10 @@ impl RunResults {
         std::fs::create_dir_all(dir)?;
         let mut value = serde_json::to_value(self)?;
         if let Some(obj) = value.as_object_mut() {
-            obj.insert("by_provenance".into(), serde_json::to_value(self.provenance_counts())?);
+            obj.insert(
+                "by_provenance".into(),
+                serde_json::to_value(self.provenance_counts())?,
+            );
         }
         let json = serde_json::to_string_pretty(&value)?;
         std::fs::write(dir.join("results.json"), json + "\n").context("results.json")?;
@@ -383,7 +392,13 @@ impl RunResults {
     /// failing, skipped and broken rows comes from.
     pub fn provenance_table(&self) -> String {
         let statuses = [Status::Pass, Status::Fail, Status::Skip, Status::Broken];
-        let mut rows = vec![vec!["provenance".to_owned(), "pass".into(), "fail".into(), "skip".into(), "broken".into()]];
+        let mut rows = vec![vec![
+            "provenance".to_owned(),
+            "pass".into(),
+            "fail".into(),
+            "skip".into(),
+            "broken".into(),
+        ]];
         let mut total = [0usize; 4];
         for (p, m) in self.provenance_rows() {
             let mut row = vec![p];
@@ -555,7 +570,10 @@ pub(crate) mod tests {
     #[test]
     fn provenance_is_read_counted_and_shown() {
         // A line without the field (an older case binary) still parses.
-        let rep = parse_case_report("{\"kind\":\"case\",\"name\":\"a::b\",\"status\":\"fail\"}", 0);
+        let rep = parse_case_report(
+            "{\"kind\":\"case\",\"name\":\"a::b\",\"status\":\"fail\"}",
+            0,
+        );
         assert_eq!(rep.cases[0].provenance, None);
         assert_eq!(rep.cases[0].provenance(), UNSTATED);
         let mut r = sample();
@@ -569,17 +587,38 @@ pub(crate) mod tests {
         let table = r.provenance_table();
         let lines: Vec<&str> = table.lines().collect();
         // Reading order: seed, documented, design, then the rest; a total.
-        assert!(lines[2].starts_with("seed") && lines[2].ends_with("2     1     0       0"), "{table}");
-        assert!(lines[3].starts_with("documented") && lines[4].starts_with("design") && lines[5].starts_with(UNSTATED), "{table}");
-        assert!(lines[6].starts_with("total") && lines[6].ends_with("2     2     1       1"), "{table}");
+        assert!(
+            lines[2].starts_with("seed") && lines[2].ends_with("2     1     0       0"),
+            "{table}"
+        );
+        assert!(
+            lines[3].starts_with("documented")
+                && lines[4].starts_with("design")
+                && lines[5].starts_with(UNSTATED),
+            "{table}"
+        );
+        assert!(
+            lines[6].starts_with("total") && lines[6].ends_with("2     2     1       1"),
+            "{table}"
+        );
         assert!(r.tap().contains("  provenance: seed\n"), "{}", r.tap());
-        assert!(r.tap().contains("# provenance design: pass 0 fail 0 skip 0 broken 1\n"), "{}", r.tap());
+        assert!(
+            r.tap()
+                .contains("# provenance design: pass 0 fail 0 skip 0 broken 1\n"),
+            "{}",
+            r.tap()
+        );
         let xml = r.junit().unwrap();
-        assert!(xml.contains("<property name=\"provenance\" value=\"documented\""), "{xml}");
+        assert!(
+            xml.contains("<property name=\"provenance\" value=\"documented\""),
+            "{xml}"
+        );
         let dir = tempfile::tempdir().unwrap();
         r.write_all(dir.path()).unwrap();
-        let json: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("results.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(json["by_provenance"]["seed"]["fail"], 1);
         assert_eq!(json["cases"][0]["provenance"], "seed");
     }

@@ -15,9 +15,7 @@ use crate::kernel::{self, AcquireOpts, KernelArtifact};
 use crate::paths::Paths;
 use crate::profile::{ConfigError, Kind, Profile};
 use crate::progress;
-use crate::report::{
-    parse_case_report, CaseResult, EnvRecord, Environment, RunResults, VmRecord,
-};
+use crate::report::{parse_case_report, CaseResult, EnvRecord, Environment, RunResults, VmRecord};
 use crate::session::{self, next_step, AfterBlame, GuestSession, Launcher, Step, VmFacts};
 use crate::template;
 use crate::vm::{self, Echo, VmEnd, VmRun, VngConfig, Watchdogs, END_MARKER, START_MARKER};
@@ -120,8 +118,10 @@ pub fn list_cases(bin: &Path, profile: &Profile, opts: &RunOpts, all: bool) -> R
             c.arg("--skip").arg(s);
         }
     }
-    c.arg("--list")
-        .env(protocol::env::CLONE_WAIT_PID_FLAG, &profile.clone_wait_pid_flag);
+    c.arg("--list").env(
+        protocol::env::CLONE_WAIT_PID_FLAG,
+        &profile.clone_wait_pid_flag,
+    );
     for (k, v) in &opts.case_env {
         c.env(k, v);
     }
@@ -196,7 +196,10 @@ pub fn guest_script(g: &GuestScript) -> String {
             ("REPORT_ENV", protocol::env::WAITCONF_REPORT.into()),
             ("CASE_ARGS", template::shell_words(g.args)),
         ],
-        &[("CRASH", g.crash_after.is_some()), ("COPY_TO_RAM", g.copy_to_ram)],
+        &[
+            ("CRASH", g.crash_after.is_some()),
+            ("COPY_TO_RAM", g.copy_to_ram),
+        ],
     )
 }
 
@@ -229,9 +232,15 @@ pub struct CasePlan<'a> {
 /// The case binary's environment: the profile's bit and expectation, then `--case-env`.
 fn case_env(profile: &Profile, opts: &RunOpts) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = vec![
-        (protocol::env::CLONE_WAIT_PID_FLAG.into(), profile.clone_wait_pid_flag.clone()),
+        (
+            protocol::env::CLONE_WAIT_PID_FLAG.into(),
+            profile.clone_wait_pid_flag.clone(),
+        ),
         // probe::feature::as_expected fails when the probe disagrees.
-        (protocol::env::WAITCONF_EXPECT_FEATURE.into(), profile.expect.feature.to_string()),
+        (
+            protocol::env::WAITCONF_EXPECT_FEATURE.into(),
+            profile.expect.feature.to_string(),
+        ),
     ];
     env.extend(opts.case_env.iter().cloned());
     env
@@ -242,7 +251,11 @@ fn case_env(profile: &Profile, opts: &RunOpts) -> Vec<(String, String)> {
 pub fn run_cases(launcher: Launcher, out: &Path, plan: &CasePlan) -> Result<VmLoop> {
     let guest_root = out.join("guest");
     std::fs::create_dir_all(&guest_root)?;
-    let echo = if plan.opts.echo_guest { Echo::Progress } else { Echo::Off };
+    let echo = if plan.opts.echo_guest {
+        Echo::Progress
+    } else {
+        Echo::Off
+    };
     let session = GuestSession::new(launcher, out, vec![guest_root.clone()], echo);
     let env = case_env(plan.profile, plan.opts);
     let mut r = VmLoop::default();
@@ -256,11 +269,18 @@ pub fn run_cases(launcher: Launcher, out: &Path, plan: &CasePlan) -> Result<VmLo
             1
         };
         let run = start_vm(&session, &dir, plan, &env, index, threads, &done)?;
-        let facts = absorb_vm(&mut r, &session, &dir, &run, plan, index, threads, &mut done);
+        let facts = absorb_vm(
+            &mut r, &session, &dir, &run, plan, index, threads, &mut done,
+        );
         let left: Vec<&String> = plan.listed.iter().filter(|n| !done.contains(*n)).collect();
-        let (infra, step) = next_step(&VmFacts { left: left.len(), ..facts });
+        let (infra, step) = next_step(&VmFacts {
+            left: left.len(),
+            ..facts
+        });
         r.infra.extend(infra);
-        if !take_step(&mut r, step, &left, &mut done, &run, index, threads, plan.opts) {
+        if !take_step(
+            &mut r, step, &left, &mut done, &run, index, threads, plan.opts,
+        ) {
             break;
         }
     }
@@ -411,7 +431,9 @@ fn take_step(
             for name in left {
                 r.cases.push(CaseResult::broken(
                     name,
-                    format!("listed but not reported by the case binary (exit status {exit_status:?})"),
+                    format!(
+                        "listed but not reported by the case binary (exit status {exit_status:?})"
+                    ),
                     index,
                 ));
             }
@@ -422,7 +444,11 @@ fn take_step(
             progress!(
                 "VM {index} ended {} with {threads} cases in flight; rerunning the {} case(s) \
                  left one at a time in a fresh VM",
-                if panicked { "in a kernel panic" } else { run.end.as_str() },
+                if panicked {
+                    "in a kernel panic"
+                } else {
+                    run.end.as_str()
+                },
                 left.len()
             );
             true
@@ -445,7 +471,10 @@ fn take_step(
                     false
                 }
                 AfterBlame::Restart => {
-                    progress!("restarting with the {} case(s) left in a fresh VM", left.len() - 1);
+                    progress!(
+                        "restarting with the {} case(s) left in a fresh VM",
+                        left.len() - 1
+                    );
                     true
                 }
             }
@@ -709,7 +738,9 @@ pub fn absorb(results: &mut RunResults, l: VmLoop, profile: &Profile) {
         e.feature = env.feature.clone();
         e.feature_reason = env.feature_reason.clone();
         e.feature_observed = env.feature_observed.clone();
-        if crate::profile::parse_clone_bit(&env.clone_wait_pid_flag).ok() != Some(profile.clone_bit()) {
+        if crate::profile::parse_clone_bit(&env.clone_wait_pid_flag).ok()
+            != Some(profile.clone_bit())
+        {
             results.problems.push(format!(
                 "the case binary used flag {} but the profile says {}",
                 env.clone_wait_pid_flag, profile.clone_wait_pid_flag
@@ -789,7 +820,11 @@ mod tests {
     #[test]
     fn feature_mismatch_names_what_the_probe_saw() {
         let mut e = crate::report::tests::sample().environment;
-        assert_eq!(feature_mismatch(&e, "wait-pid-6.12"), None, "present as expected");
+        assert_eq!(
+            feature_mismatch(&e, "wait-pid-6.12"),
+            None,
+            "present as expected"
+        );
         e.expected_feature = "absent".into();
         e.feature_observed = "clone3(CLONE_PIDFD|0x10000000000, SIGCHLD): accepted; unexpected: visible to waitid(P_ALL)".into();
         let p = feature_mismatch(&e, "debian-6.1").unwrap();
@@ -798,7 +833,11 @@ mod tests {
         e.feature_observed.clear();
         assert!(!feature_mismatch(&e, "x").unwrap().contains("observed"));
         e.feature.clear();
-        assert_eq!(feature_mismatch(&e, "x"), None, "no env line: nothing to compare");
+        assert_eq!(
+            feature_mismatch(&e, "x"),
+            None,
+            "no env line: nothing to compare"
+        );
     }
 
     #[test]

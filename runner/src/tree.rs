@@ -55,9 +55,10 @@ pub fn build_dir(cache: &Path, tree: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "root".into());
-    cache
-        .join("tree-builds")
-        .join(format!("{name}-{}", short_hash(tree.as_os_str().as_encoded_bytes())))
+    cache.join("tree-builds").join(format!(
+        "{name}-{}",
+        short_hash(tree.as_os_str().as_encoded_bytes())
+    ))
 }
 
 fn short_hash(bytes: &[u8]) -> String {
@@ -183,10 +184,7 @@ impl Estimate {
             } else {
                 String::new()
             };
-            return format!(
-                "{:.0}% ({compiled} of ~{total} objects){eta}",
-                frac * 100.0
-            );
+            return format!("{:.0}% ({compiled} of ~{total} objects){eta}", frac * 100.0);
         }
         if let Some(t) = self.seconds.filter(|t| *t > 0.0) {
             let frac = (elapsed / t).min(0.99);
@@ -242,7 +240,10 @@ pub fn build(
     let started = Instant::now();
     let tree = &spec.path;
     if !tree.join("Makefile").is_file() || !tree.join("kernel/exit.c").is_file() {
-        bail!("{} is not a kernel source tree (no Makefile or kernel/exit.c)", tree.display());
+        bail!(
+            "{} is not a kernel source tree (no Makefile or kernel/exit.c)",
+            tree.display()
+        );
     }
     if let Some(why) = not_clean_reason(tree) {
         bail!(why);
@@ -338,7 +339,9 @@ pub fn build(
     let full = !obj.join("vmlinux").is_file();
     let estimate = if full {
         Estimate {
-            objects: history.full_objects.or_else(|| objects_of_a_cached_build(cache)),
+            objects: history
+                .full_objects
+                .or_else(|| objects_of_a_cached_build(cache)),
             seconds: history.full_seconds,
         }
     } else {
@@ -489,11 +492,18 @@ mod tests {
 
     #[test]
     fn bit_from_the_uapi_header() {
-        let h = "#define CLONE_INTO_CGROUP 0x200000000ULL /* Create a process in a given cgroup. */\n\
+        let h =
+            "#define CLONE_INTO_CGROUP 0x200000000ULL /* Create a process in a given cgroup. */\n\
                  #define CLONE_WAIT_PID 0x10000000000ULL /* set if process should not appear */\n";
         assert_eq!(clone_wait_pid_bit(h), Some(1 << 40));
-        assert_eq!(clone_wait_pid_bit("#define CLONE_WAIT_PID (1ULL << 38)\n"), Some(1 << 38));
-        assert_eq!(clone_wait_pid_bit("# define CLONE_WAIT_PID 4294967296\n"), Some(1 << 32));
+        assert_eq!(
+            clone_wait_pid_bit("#define CLONE_WAIT_PID (1ULL << 38)\n"),
+            Some(1 << 38)
+        );
+        assert_eq!(
+            clone_wait_pid_bit("# define CLONE_WAIT_PID 4294967296\n"),
+            Some(1 << 32)
+        );
         assert_eq!(clone_wait_pid_bit("#define CLONE_WAIT_PIDX 0x1\n"), None);
         assert_eq!(clone_wait_pid_bit("#define CLONE_PIDFD 0x00001000\n"), None);
     }
@@ -504,7 +514,10 @@ mod tests {
         assert_eq!(not_clean_reason(d.path()), None);
         std::fs::write(d.path().join(".config"), "").unwrap();
         let why = not_clean_reason(d.path()).unwrap();
-        assert!(why.contains("(.config)") && why.contains("mrproper"), "{why}");
+        assert!(
+            why.contains("(.config)") && why.contains("mrproper"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -521,7 +534,10 @@ mod tests {
                 "wanted 'CONFIG_HZ=250', got 'CONFIG_HZ=1000'",
             ]
         );
-        assert_eq!(unsatisfied("CONFIG_X=y\n", ""), ["wanted 'CONFIG_X=y', got 'unset'"]);
+        assert_eq!(
+            unsatisfied("CONFIG_X=y\n", ""),
+            ["wanted 'CONFIG_X=y', got 'unset'"]
+        );
     }
 
     #[test]
@@ -579,7 +595,9 @@ mod tests {
             keep_config: false,
             config: None,
         };
-        let e = build(&spec, d.path(), &[], None, 1).unwrap_err().to_string();
+        let e = build(&spec, d.path(), &[], None, 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is not a kernel source tree"), "{e}");
     }
 }

@@ -38,7 +38,10 @@ use super::common::{apply_outcome, call_id, describe_prediction, matches, predic
 use super::isolate;
 use crate::model::child::{self, Route};
 pub use crate::model::child::{CallerFate as Ev2, ChildFate as Expected};
-use crate::model::{clone3_verdict, Caller, CgroupDesc, ChildView, Clone3Desc, KernelFeatures, PidfdDesc, Prediction, Selector, Semantics, SetTidDesc, StackDesc, Verdict};
+use crate::model::{
+    clone3_verdict, Caller, CgroupDesc, ChildView, Clone3Desc, KernelFeatures, PidfdDesc,
+    Prediction, Selector, Semantics, SetTidDesc, StackDesc, Verdict,
+};
 use crate::sys::clone::{clone3, flags::*, Clone3Request, Program, CLONE_ARGS_SIZE_VER2};
 use crate::sys::wait::{wait, Event, WaitCall, WaitOpts, WaitTarget};
 use crate::sys::{pidfd, Errno};
@@ -49,8 +52,15 @@ use crate::sys::{pidfd, Errno};
 pub const RISKY_ENV: &str = protocol::env::WAIT_FUZZ_RISKY;
 
 /// Bits whose successful use creates namespaces or shares our memory.
-pub const RISKY_BITS: u64 =
-    CLONE_VM | CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWTIME;
+pub const RISKY_BITS: u64 = CLONE_VM
+    | CLONE_NEWNS
+    | CLONE_NEWCGROUP
+    | CLONE_NEWUTS
+    | CLONE_NEWIPC
+    | CLONE_NEWUSER
+    | CLONE_NEWPID
+    | CLONE_NEWNET
+    | CLONE_NEWTIME;
 
 /// Bits with which a created child could disturb the process that made the
 /// call beyond "a child that exits at once": shared memory, a suspended
@@ -58,13 +68,23 @@ pub const RISKY_BITS: u64 =
 /// threads (THREAD), shared signal handlers (SIGHAND), namespaces (which,
 /// for a pid-namespace init sharing our sighand, leave SIGCHLD at SIG_IGN),
 /// a tracer's attention (PTRACE). Inputs with any of them run in the worker.
-pub const CALLER_DISTURBING_BITS: u64 =
-    RISKY_BITS | CLONE_VFORK | CLONE_PARENT | CLONE_THREAD | CLONE_SIGHAND | CLONE_PTRACE | CLONE_EMPTY_MNTNS;
+pub const CALLER_DISTURBING_BITS: u64 = RISKY_BITS
+    | CLONE_VFORK
+    | CLONE_PARENT
+    | CLONE_THREAD
+    | CLONE_SIGHAND
+    | CLONE_PTRACE
+    | CLONE_EMPTY_MNTNS;
 
 /// Bits whose meaning the model knows and none of which disturbs the caller:
 /// the rest of the legacy word (the CSIGNAL and DETACHED bits are rejected
 /// by clone3), and the clone3-only bits up to CLONE_PIDFD_AUTOKILL.
-const CALLER_SAFE_BITS: u64 = (CLONE_LEGACY_FLAGS | CLONE_CLEAR_SIGHAND | CLONE_INTO_CGROUP | CLONE_AUTOREAP | CLONE_NNP | CLONE_PIDFD_AUTOKILL)
+const CALLER_SAFE_BITS: u64 = (CLONE_LEGACY_FLAGS
+    | CLONE_CLEAR_SIGHAND
+    | CLONE_INTO_CGROUP
+    | CLONE_AUTOREAP
+    | CLONE_NNP
+    | CLONE_PIDFD_AUTOKILL)
     & !CALLER_DISTURBING_BITS;
 
 /// Where [`execute_in`] runs, and what it must leave alone there.
@@ -93,7 +113,11 @@ pub struct Scope {
 impl Scope {
     /// The executor's children now: ours minus the bystanders.
     pub fn children(&self) -> Vec<i32> {
-        let mut v = if self.only_this_thread_forks { isolate::thread_children() } else { isolate::own_children() };
+        let mut v = if self.only_this_thread_forks {
+            isolate::thread_children()
+        } else {
+            isolate::own_children()
+        };
         v.retain(|p| !self.bystanders.contains(p));
         v
     }
@@ -108,7 +132,11 @@ impl Scope {
 pub fn unseen_by_waits(case: &Clone3Case, bystander: &ChildView, own_pgid: i32) -> bool {
     use crate::sys::wait::WaitOutcome;
     // Any pid but the bystander's stands for the input's child.
-    let pid = if bystander.pid == i32::MAX { i32::MAX - 1 } else { i32::MAX };
+    let pid = if bystander.pid == i32::MAX {
+        i32::MAX - 1
+    } else {
+        i32::MAX
+    };
     plan(case).into_iter().all(|(_, call, opts)| {
         // The executor's substitution (P_PIDFD without a pidfd) is focused too.
         let p = predict(Selector { call, pid, pgid: own_pgid, own_pgid }, opts, std::slice::from_ref(bystander));
@@ -208,7 +236,13 @@ impl Env {
     /// semantics saved with it).
     pub fn detect_with(features: KernelFeatures, semantics: Semantics) -> Env {
         let allow_risky = std::env::var(RISKY_ENV).map(|v| v == "1").unwrap_or(false);
-        Env { features, caller: detect_caller(), allow_risky, cgroup_fd: open_own_cgroup(), semantics }
+        Env {
+            features,
+            caller: detect_caller(),
+            allow_risky,
+            cgroup_fd: open_own_cgroup(),
+            semantics,
+        }
     }
 }
 
@@ -217,7 +251,11 @@ impl Env {
 /// path from the `0::` line of /proc/self/cgroup. Checked by fs magic.
 fn open_own_cgroup() -> Option<RawFd> {
     let s = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = s.lines().find_map(|l| l.strip_prefix("0::"))?.trim().to_string();
+    let path = s
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))?
+        .trim()
+        .to_string();
     let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let (root, mnt) = mi.lines().find_map(|l| {
         let (pre, post) = l.split_once(" - ")?;
@@ -227,7 +265,9 @@ fn open_own_cgroup() -> Option<RawFd> {
         let f: Vec<&str> = pre.split_whitespace().collect();
         Some((f.get(3)?.to_string(), f.get(4)?.to_string()))
     })?;
-    let rel = path.strip_prefix(root.trim_end_matches('/')).unwrap_or(&path);
+    let rel = path
+        .strip_prefix(root.trim_end_matches('/'))
+        .unwrap_or(&path);
     let f = std::fs::File::open(format!("{mnt}/{}", rel.trim_start_matches('/'))).ok()?;
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
     let st = rustix::fs::fstatfs(&f).ok()?;
@@ -317,7 +357,10 @@ impl Clone3Case {
         }
         if !env.allow_risky
             && self.flags & RISKY_BITS != 0
-            && !matches!(clone3_verdict(&self.desc(), &env.features, &env.caller), Verdict::Fails(_))
+            && !matches!(
+                clone3_verdict(&self.desc(), &env.features, &env.caller),
+                Verdict::Fails(_)
+            )
         {
             self.flags &= !RISKY_BITS;
         }
@@ -331,17 +374,25 @@ impl Clone3Case {
     /// CLONE_WAIT_PID (the configured bit, bit 40); the feature's bit, when
     /// the kernel has it, is added here.
     pub fn harmless_to_caller(&self, env: &Env, extra_bits: u64) -> bool {
-        let allowed = CALLER_SAFE_BITS | ((extra_bits | env.features.wait_pid_bit.unwrap_or(0)) & !CALLER_DISTURBING_BITS);
-        self.flags & !allowed == 0 && (self.exit_signal == 0 || self.exit_signal == libc::SIGCHLD as u64)
+        let allowed = CALLER_SAFE_BITS
+            | ((extra_bits | env.features.wait_pid_bit.unwrap_or(0)) & !CALLER_DISTURBING_BITS);
+        self.flags & !allowed == 0
+            && (self.exit_signal == 0 || self.exit_signal == libc::SIGCHLD as u64)
     }
 
     /// Whether executing may create a namespace or CLONE_VM child.
     pub fn risky(&self, env: &Env) -> bool {
-        self.flags & RISKY_BITS != 0 && !matches!(clone3_verdict(&self.desc(), &env.features, &env.caller), Verdict::Fails(_))
+        self.flags & RISKY_BITS != 0
+            && !matches!(
+                clone3_verdict(&self.desc(), &env.features, &env.caller),
+                Verdict::Fails(_)
+            )
     }
 
     fn via_disposable_caller(&self) -> bool {
-        self.flags & CLONE_PARENT != 0 || self.exit_signal == libc::SIGKILL as u64 || self.exit_signal == libc::SIGSTOP as u64
+        self.flags & CLONE_PARENT != 0
+            || self.exit_signal == libc::SIGKILL as u64
+            || self.exit_signal == libc::SIGSTOP as u64
     }
 
     fn thread(&self) -> bool {
@@ -380,7 +431,11 @@ pub fn plan(case: &Clone3Case) -> [(&'static str, WaitCall, WaitOpts); 3] {
         fopts |= WaitOpts::WEXITED;
     }
     [
-        ("sync", WaitCall::WaitidPid, WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOWAIT | WaitOpts::WALL)),
+        (
+            "sync",
+            WaitCall::WaitidPid,
+            WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOWAIT | WaitOpts::WALL),
+        ),
         ("generic", g, WaitOpts(gopts)),
         ("focused", case.focused, WaitOpts(fopts)),
     ]
@@ -389,7 +444,11 @@ pub fn plan(case: &Clone3Case) -> [(&'static str, WaitCall, WaitOpts); 3] {
 /// How the executor makes the call: through the disposable caller P for
 /// CLONE_PARENT and for an exit signal that would kill or stop us.
 fn route(case: &Clone3Case) -> Route {
-    if case.via_disposable_caller() { Route::ViaCaller } else { Route::Direct }
+    if case.via_disposable_caller() {
+        Route::ViaCaller
+    } else {
+        Route::Direct
+    }
 }
 
 /// What the model expects of the call (`model::child::clone3_child`). With
@@ -403,9 +462,26 @@ pub fn expected(case: &Clone3Case, env: &Env) -> Expected {
 /// The caller's children as the model sees them right after the child
 /// exited (`model::child::children_after_exit`). `pid` is the child clone3
 /// returned.
-pub fn initial_children(case: &Clone3Case, env: &Env, exp: &Expected, pid: i32, own_pgid: i32) -> Vec<ChildView> {
-    let x = child::Exited { pid, pgid: own_pgid, code: case.exit_code };
-    child::children_after_exit(&case.desc(), &env.features, exp, route(case), env.semantics, x)
+pub fn initial_children(
+    case: &Clone3Case,
+    env: &Env,
+    exp: &Expected,
+    pid: i32,
+    own_pgid: i32,
+) -> Vec<ChildView> {
+    let x = child::Exited {
+        pid,
+        pgid: own_pgid,
+        code: case.exit_code,
+    };
+    child::children_after_exit(
+        &case.desc(),
+        &env.features,
+        exp,
+        route(case),
+        env.semantics,
+        x,
+    )
 }
 
 /// The model side of the wait steps: the children it believes we have.
@@ -417,7 +493,16 @@ pub struct WaitDriver {
 
 impl WaitDriver {
     pub fn prediction(&self, call: WaitCall, opts: WaitOpts) -> Prediction {
-        predict(Selector { call, pid: self.pid, pgid: self.own_pgid, own_pgid: self.own_pgid }, opts, &self.children)
+        predict(
+            Selector {
+                call,
+                pid: self.pid,
+                pgid: self.own_pgid,
+                own_pgid: self.own_pgid,
+            },
+            opts,
+            &self.children,
+        )
     }
     pub fn observe(&mut self, opts: WaitOpts, out: Out) {
         apply_outcome(&mut self.children, opts, out)
@@ -543,7 +628,13 @@ fn build(case: &Clone3Case, env: &Env) -> Built {
         req.args.flags |= CLONE_CHILD_CLEARTID;
         req.args.child_tid = &*futex as *const AtomicU32 as u64;
     }
-    Built { req, _stack: stack, _set_tid: set_tid, slot, futex }
+    Built {
+        req,
+        _stack: stack,
+        _set_tid: set_tid,
+        slot,
+        futex,
+    }
 }
 
 fn await_thread(word: &AtomicU32) {
@@ -555,7 +646,13 @@ fn await_thread(word: &AtomicU32) {
         // SAFETY: FUTEX_WAIT on a live, aligned u32 we own; returns at once
         // if the value already changed.
         unsafe {
-            libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, v, std::ptr::null::<libc::timespec>());
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                v,
+                std::ptr::null::<libc::timespec>(),
+            );
         }
     }
 }
@@ -581,11 +678,17 @@ pub fn execute_in(case: &Clone3Case, env: &Env, scope: &Scope) -> Clone3Obs {
         refused: None,
     };
     if !env.allow_risky && case.risky(env) {
-        obs.refused = Some(format!("creates a namespace or CLONE_VM child: set {RISKY_ENV}=1 to allow"));
+        obs.refused = Some(format!(
+            "creates a namespace or CLONE_VM child: set {RISKY_ENV}=1 to allow"
+        ));
         return obs;
     }
     let exp = expected(case, env);
-    let mask = if scope.sigchld_only { isolate::block_all_but_sigchld() } else { isolate::block_all_signals() };
+    let mask = if scope.sigchld_only {
+        isolate::block_all_but_sigchld()
+    } else {
+        isolate::block_all_signals()
+    };
     // The child's pidfd, and memory the child may still use.
     let mut keep: Option<(Option<OwnedFd>, Built, Option<crate::sys::clone::Spawned>)> = None;
     if case.via_disposable_caller() {
@@ -600,7 +703,10 @@ pub fn execute_in(case: &Clone3Case, env: &Env, scope: &Scope) -> Clone3Obs {
                     await_thread(&built.futex);
                 }
                 let mut fd = None;
-                if case.flags & CLONE_PIDFD != 0 && case.pidfd == Pidfd::SameAsParentTid && *built.slot >= 0 {
+                if case.flags & CLONE_PIDFD != 0
+                    && case.pidfd == Pidfd::SameAsParentTid
+                    && *built.slot >= 0
+                {
                     // SAFETY: the kernel stored a fresh pidfd in our slot
                     // (auto_pidfd was off) that nothing else owns.
                     fd = Some(unsafe { OwnedFd::from_raw_fd(*built.slot) });
@@ -613,26 +719,62 @@ pub fn execute_in(case: &Clone3Case, env: &Env, scope: &Scope) -> Clone3Obs {
     // Without a rule the model predicts no wait: a child, if any, is only
     // reaped below (focused waits), as a leftover.
     if let (Some(Ok(pid)), false) = (obs.result, unknown) {
-        let mut d = WaitDriver { children: initial_children(case, env, &exp, pid, own_pgid), pid, own_pgid };
+        let mut d = WaitDriver {
+            children: initial_children(case, env, &exp, pid, own_pgid),
+            pid,
+            own_pgid,
+        };
         // A pidfd for P_PIDFD: clone3's, else one opened now (ESRCH when the
         // child is already reaped).
-        let have_fd = keep.as_ref().is_some_and(|(slotfd, _, sp)| slotfd.is_some() || sp.as_ref().is_some_and(|s| s.pidfd.is_some()));
-        let own_fd: Option<OwnedFd> = if case.thread() || have_fd { None } else { pidfd::open(pid, false).ok() };
+        let have_fd = keep.as_ref().is_some_and(|(slotfd, _, sp)| {
+            slotfd.is_some() || sp.as_ref().is_some_and(|s| s.pidfd.is_some())
+        });
+        let own_fd: Option<OwnedFd> = if case.thread() || have_fd {
+            None
+        } else {
+            pidfd::open(pid, false).ok()
+        };
         let fd = keep
             .as_ref()
-            .and_then(|(slotfd, _, sp)| slotfd.as_ref().map(|f| f.as_fd()).or_else(|| sp.as_ref().and_then(|s| s.pidfd.as_ref().map(|f| f.as_fd()))))
+            .and_then(|(slotfd, _, sp)| {
+                slotfd.as_ref().map(|f| f.as_fd()).or_else(|| {
+                    sp.as_ref()
+                        .and_then(|s| s.pidfd.as_ref().map(|f| f.as_fd()))
+                })
+            })
             .filter(|_| !case.thread())
             .or_else(|| own_fd.as_ref().map(|f| f.as_fd()));
         for (label, call, opts) in plan(case) {
-            let call = if call == WaitCall::WaitidPidfd && fd.is_none() { WaitCall::WaitidPid } else { call };
+            let call = if call == WaitCall::WaitidPidfd && fd.is_none() {
+                WaitCall::WaitidPid
+            } else {
+                call
+            };
             let pred = d.prediction(call, opts);
             if pred == Prediction::Blocks {
-                obs.steps.push(StepObs { label: label.into(), call: call.id().into(), out: None });
+                obs.steps.push(StepObs {
+                    label: label.into(),
+                    call: call.id().into(),
+                    out: None,
+                });
                 continue;
             }
-            let out: Out = wait(call, WaitTarget { pid, pidfd: fd, pgid: own_pgid }, opts).into();
+            let out: Out = wait(
+                call,
+                WaitTarget {
+                    pid,
+                    pidfd: fd,
+                    pgid: own_pgid,
+                },
+                opts,
+            )
+            .into();
             d.observe(opts, out);
-            obs.steps.push(StepObs { label: label.into(), call: call.id().into(), out: Some(out) });
+            obs.steps.push(StepObs {
+                label: label.into(),
+                call: call.id().into(),
+                out: Some(out),
+            });
         }
     }
     obs.leftovers = isolate::reap_children_with(|| scope.children());
@@ -665,7 +807,10 @@ fn exec_disposable(case: &Clone3Case, env: &Env, obs: &mut Clone3Obs) {
             let prog = if c.flags & CLONE_VFORK != 0 {
                 Program::Exit(c.exit_code as i32)
             } else {
-                Program::AwaitThenExit { fd: rel_r.as_raw_fd(), code: c.exit_code as i32 }
+                Program::AwaitThenExit {
+                    fd: rel_r.as_raw_fd(),
+                    code: c.exit_code as i32,
+                }
             };
             let r = clone3(&built.req, prog);
             let val: i64 = match &r {
@@ -679,7 +824,11 @@ fn exec_disposable(case: &Clone3Case, env: &Env, obs: &mut Clone3Obs) {
                     // Wait (without reaping) until the child is a zombie:
                     // its exit_signal reaches us before we exit.
                     let t = WaitTarget::pid(sp.pid);
-                    let _ = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOWAIT | WaitOpts::WALL));
+                    let _ = wait(
+                        WaitCall::WaitidPid,
+                        t,
+                        WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOWAIT | WaitOpts::WALL),
+                    );
                 }
                 std::mem::forget(sp);
             }
@@ -695,11 +844,24 @@ fn exec_disposable(case: &Clone3Case, env: &Env, obs: &mut Clone3Obs) {
         }
     };
     let t = WaitTarget::pid(p.pid);
-    let fate = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED | WaitOpts::WSTOPPED));
+    let fate = wait(
+        WaitCall::WaitidPid,
+        t,
+        WaitOpts(WaitOpts::WEXITED | WaitOpts::WSTOPPED),
+    );
     obs.caller_fate = Some(match fate {
-        crate::sys::wait::WaitOutcome::Reported { event: Event::Exited(0), .. } => Ev2::Exited0,
-        crate::sys::wait::WaitOutcome::Reported { event: Event::Killed(9), .. } => Ev2::Killed9,
-        crate::sys::wait::WaitOutcome::Reported { event: Event::Stopped(_), .. } => {
+        crate::sys::wait::WaitOutcome::Reported {
+            event: Event::Exited(0),
+            ..
+        } => Ev2::Exited0,
+        crate::sys::wait::WaitOutcome::Reported {
+            event: Event::Killed(9),
+            ..
+        } => Ev2::Killed9,
+        crate::sys::wait::WaitOutcome::Reported {
+            event: Event::Stopped(_),
+            ..
+        } => {
             // Our stopped, unreaped child: its pid is still its own.
             if let Ok(stopped) = crate::harness::executor::Proc::open(p.pid) {
                 let _ = stopped.kill();
@@ -715,14 +877,22 @@ fn exec_disposable(case: &Clone3Case, env: &Env, obs: &mut Clone3Obs) {
     let mut buf = [0u8; 8];
     if isolate::readable_within(&rep_r, 0) && isolate::read_exact(&rep_r, &mut buf) {
         let v = i64::from_le_bytes(buf);
-        obs.result = Some(if v >= 0 { Ok(v as i32) } else { Err((-v) as i32) });
+        obs.result = Some(if v >= 0 {
+            Ok(v as i32)
+        } else {
+            Err((-v) as i32)
+        });
     }
 }
 
 /// The oracle: does this observation agree with the model? Err(detail).
 pub fn check(case: &Clone3Case, env: &Env, obs: &Clone3Obs) -> Result<(), String> {
     if let Some(r) = &obs.refused {
-        return if r.starts_with("creates") { Ok(()) } else { Err(format!("harness: {r}")) };
+        return if r.starts_with("creates") {
+            Ok(())
+        } else {
+            Err(format!("harness: {r}"))
+        };
     }
     let exp = expected(case, env);
     let unknown = matches!(exp.verdict, Verdict::Unknown(_));
@@ -735,7 +905,9 @@ pub fn check(case: &Clone3Case, env: &Env, obs: &Clone3Obs) -> Result<(), String
         // before the child's exit_signal is sent; SIGKILL or SIGSTOP may then
         // end or stop it before it reports (found by clone3_flags with
         // CLONE_VFORK, exit_signal SIGSTOP: an engine race, not a finding).
-        (Verdict::Created, None) if matches!(exp.caller_fate, Some(Ev2::Killed9 | Ev2::Stopped)) && case.flags & CLONE_VFORK != 0 => {}
+        (Verdict::Created, None)
+            if matches!(exp.caller_fate, Some(Ev2::Killed9 | Ev2::Stopped))
+                && case.flags & CLONE_VFORK != 0 => {}
         (_, got) => problems.push(format!(
             "clone3: model says {verdict_str}, kernel {}",
             match got {
@@ -746,38 +918,67 @@ pub fn check(case: &Clone3Case, env: &Env, obs: &Clone3Obs) -> Result<(), String
         )),
     }
     if exp.caller_fate.is_some() && obs.caller_fate != exp.caller_fate && obs.result.is_some() {
-        problems.push(format!("disposable caller: expected {:?}, got {:?}", exp.caller_fate, obs.caller_fate));
+        problems.push(format!(
+            "disposable caller: expected {:?}, got {:?}",
+            exp.caller_fate, obs.caller_fate
+        ));
     }
     let mut expected_left: Vec<i32> = Vec::new();
     if let (Some(Ok(pid)), true) = (obs.result, unknown) {
         // No rule: the executor made no wait step; the child, unless
         // something reaped it, was left over (and reaped with a focused wait).
         if !obs.steps.is_empty() {
-            problems.push(format!("executor made {} wait step(s) without a model rule", obs.steps.len()));
+            problems.push(format!(
+                "executor made {} wait step(s) without a model rule",
+                obs.steps.len()
+            ));
         }
         if obs.leftovers.iter().any(|p| *p != pid) {
-            problems.push(format!("children left after the call: {:?}, only the child {pid} may be", obs.leftovers));
+            problems.push(format!(
+                "children left after the call: {:?}, only the child {pid} may be",
+                obs.leftovers
+            ));
         }
     } else if let Some(Ok(pid)) = obs.result {
-        let mut d = WaitDriver { children: initial_children(case, env, &exp, pid, obs.own_pgid), pid, own_pgid: obs.own_pgid };
+        let mut d = WaitDriver {
+            children: initial_children(case, env, &exp, pid, obs.own_pgid),
+            pid,
+            own_pgid: obs.own_pgid,
+        };
         for (i, (label, call, opts)) in plan(case).into_iter().enumerate() {
             let Some(step) = obs.steps.get(i) else {
                 problems.push(format!("{label}: not executed"));
                 break;
             };
             // The executor's one substitution: P_PIDFD without a pidfd.
-            let call = if call == WaitCall::WaitidPidfd && step.call == WaitCall::WaitidPid.id() { WaitCall::WaitidPid } else { call };
+            let call = if call == WaitCall::WaitidPidfd && step.call == WaitCall::WaitidPid.id() {
+                WaitCall::WaitidPid
+            } else {
+                call
+            };
             if step.call != call.id() {
-                problems.push(format!("{label}: executor made {} instead of {}", step.call, call.id()));
+                problems.push(format!(
+                    "{label}: executor made {} instead of {}",
+                    step.call,
+                    call.id()
+                ));
                 break;
             }
             let pred = d.prediction(call, opts);
             match step.out {
                 None if pred == Prediction::Blocks => {}
-                None => problems.push(format!("{label}: {} skipped, but the model predicts {}", call.spell(opts), describe_prediction(&pred))),
+                None => problems.push(format!(
+                    "{label}: {} skipped, but the model predicts {}",
+                    call.spell(opts),
+                    describe_prediction(&pred)
+                )),
                 Some(out) => {
                     if !matches(&pred, out) {
-                        problems.push(format!("{label}: {} returned {out}, model predicts {}", call.spell(opts), describe_prediction(&pred)));
+                        problems.push(format!(
+                            "{label}: {} returned {out}, model predicts {}",
+                            call.spell(opts),
+                            describe_prediction(&pred)
+                        ));
                     }
                     d.observe(opts, out);
                 }
@@ -788,17 +989,27 @@ pub fn check(case: &Clone3Case, env: &Env, obs: &Clone3Obs) -> Result<(), String
     let mut left = obs.leftovers.clone();
     left.sort_unstable();
     expected_left.sort_unstable();
-    let unknown_ok = (obs.result.is_none() && left.len() <= 1) || (unknown && matches!(obs.result, Some(Ok(_))));
+    let unknown_ok =
+        (obs.result.is_none() && left.len() <= 1) || (unknown && matches!(obs.result, Some(Ok(_))));
     if left != expected_left && !unknown_ok {
-        problems.push(format!("children left after the waits: {left:?}, model expects {expected_left:?}"));
+        problems.push(format!(
+            "children left after the waits: {left:?}, model expects {expected_left:?}"
+        ));
     }
     // Whether SIGCHLD ends at SIG_IGN depends on the child the model cannot
     // describe when it has no rule and the kernel created one.
     let sigchld_known = !(unknown && matches!(obs.result, Some(Ok(_)) | None));
     if sigchld_known && obs.sigchld_ignored != exp.sigchld_ignored {
-        problems.push(format!("SIGCHLD action SIG_IGN afterwards: {}, model expects {}", obs.sigchld_ignored, exp.sigchld_ignored));
+        problems.push(format!(
+            "SIGCHLD action SIG_IGN afterwards: {}, model expects {}",
+            obs.sigchld_ignored, exp.sigchld_ignored
+        ));
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
 }
 
 #[cfg(test)]
@@ -809,7 +1020,11 @@ mod tests {
     fn env(version: (u32, u32), bit: Option<u64>) -> Env {
         Env {
             features: KernelFeatures::new(version, bit),
-            caller: Caller { root: true, ns_init: false, ns_level: 0 },
+            caller: Caller {
+                root: true,
+                ns_init: false,
+                ns_level: 0,
+            },
             allow_risky: false,
             cgroup_fd: None,
             semantics: Semantics::Design,
@@ -826,23 +1041,56 @@ mod tests {
         let sig = libc::SIGCHLD as u64;
         assert!(case(CLONE_PIDFD, sig).harmless_to_caller(&e, 0));
         assert!(case(CLONE_PIDFD | (1 << 40), sig).harmless_to_caller(&e, 0));
-        assert!(case(CLONE_PIDFD | CLONE_FILES | CLONE_SETTLS | CLONE_INTO_CGROUP, 0).harmless_to_caller(&e, 0));
+        assert!(case(
+            CLONE_PIDFD | CLONE_FILES | CLONE_SETTLS | CLONE_INTO_CGROUP,
+            0
+        )
+        .harmless_to_caller(&e, 0));
         // whatever the model says of them
-        for f in [CLONE_VM, CLONE_VFORK, CLONE_PARENT, CLONE_THREAD, CLONE_SIGHAND, CLONE_NEWPID, CLONE_NEWUSER, CLONE_PTRACE, CLONE_EMPTY_MNTNS] {
-            assert!(!case(f | CLONE_PIDFD, sig).harmless_to_caller(&e, 0), "{}", flag_names(f));
+        for f in [
+            CLONE_VM,
+            CLONE_VFORK,
+            CLONE_PARENT,
+            CLONE_THREAD,
+            CLONE_SIGHAND,
+            CLONE_NEWPID,
+            CLONE_NEWUSER,
+            CLONE_PTRACE,
+            CLONE_EMPTY_MNTNS,
+        ] {
+            assert!(
+                !case(f | CLONE_PIDFD, sig).harmless_to_caller(&e, 0),
+                "{}",
+                flag_names(f)
+            );
         }
         // a bit nobody named, an exit signal other than SIGCHLD or none
         assert!(!case(1 << 45, sig).harmless_to_caller(&e, 0));
         assert!(case(1 << 45, sig).harmless_to_caller(&e, 1 << 45));
-        for s in [libc::SIGKILL as u64, libc::SIGSTOP as u64, libc::SIGUSR1 as u64, 65, 1 << 40] {
-            assert!(!case(CLONE_PIDFD, s).harmless_to_caller(&e, 0), "exit_signal {s}");
+        for s in [
+            libc::SIGKILL as u64,
+            libc::SIGSTOP as u64,
+            libc::SIGUSR1 as u64,
+            65,
+            1 << 40,
+        ] {
+            assert!(
+                !case(CLONE_PIDFD, s).harmless_to_caller(&e, 0),
+                "exit_signal {s}"
+            );
         }
     }
 
     #[test]
     fn bystander_worker() {
         let own = 100;
-        let w = |sigchld: bool, pgid: i32| ChildView { pid: 555, pgid, hidden: false, sigchld, state: ChildState::Running };
+        let w = |sigchld: bool, pgid: i32| ChildView {
+            pid: 555,
+            pgid,
+            hidden: false,
+            sigchld,
+            state: ChildState::Running,
+        };
         let mut c = case(CLONE_PIDFD, libc::SIGCHLD as u64);
         // P_ALL without __WALL/__WCLONE: sees a SIGCHLD worker, not a clone one
         assert!(!unseen_by_waits(&c, &w(true, 555), own));
@@ -852,7 +1100,11 @@ mod tests {
             assert!(!unseen_by_waits(&c, &w(false, 555), own));
         }
         // waits on our group: only a worker in our group
-        for g in [WaitCall::WaitpidZero, WaitCall::WaitidPgid, WaitCall::Wait4NegPgid] {
+        for g in [
+            WaitCall::WaitpidZero,
+            WaitCall::WaitidPgid,
+            WaitCall::Wait4NegPgid,
+        ] {
             c.generic = g;
             c.generic_opts = WaitOpts::WALL;
             assert!(unseen_by_waits(&c, &w(true, 555), own), "{g:?}");
@@ -890,7 +1142,10 @@ mod tests {
     #[test]
     fn unknown_is_not_created() {
         let e72 = env((7, 2), None);
-        let mut k = case(CLONE_EMPTY_MNTNS | CLONE_NEWPID | CLONE_VM | CLONE_SIGHAND, libc::SIGCHLD as u64);
+        let mut k = case(
+            CLONE_EMPTY_MNTNS | CLONE_NEWPID | CLONE_VM | CLONE_SIGHAND,
+            libc::SIGCHLD as u64,
+        );
         let x = expected(&k, &e72);
         assert!(matches!(x.verdict, Verdict::Unknown(_)), "{:?}", x.verdict);
         assert!(!x.sigchld_ignored && !x.autoreap && x.caller_fate.is_none());
@@ -934,16 +1189,34 @@ mod tests {
             own_pgid: 1,
             caller_fate: Some(Ev2::Exited0),
             steps: vec![
-                StepObs { label: "sync".into(), call: steps[0].1.id().into(), out: Some(Out::Reported { pid: 42, event: Event::Exited(7) }) },
-                StepObs { label: "generic".into(), call: steps[1].1.id().into(), out: Some(generic) },
-                StepObs { label: "focused".into(), call: steps[2].1.id().into(), out: Some(focused) },
+                StepObs {
+                    label: "sync".into(),
+                    call: steps[0].1.id().into(),
+                    out: Some(Out::Reported {
+                        pid: 42,
+                        event: Event::Exited(7),
+                    }),
+                },
+                StepObs {
+                    label: "generic".into(),
+                    call: steps[1].1.id().into(),
+                    out: Some(generic),
+                },
+                StepObs {
+                    label: "focused".into(),
+                    call: steps[2].1.id().into(),
+                    out: Some(focused),
+                },
             ],
             leftovers: vec![],
             sigchld_ignored: false,
             signals: vec![],
             refused: None,
         };
-        let reaped = Out::Reported { pid: 42, event: Event::Exited(7) };
+        let reaped = Out::Reported {
+            pid: 42,
+            event: Event::Exited(7),
+        };
         let design_kernel = obs(reaped, Out::Failed(libc::ECHILD));
         let seed_kernel = obs(Out::Failed(libc::ECHILD), reaped);
         let mut e = env((6, 12), Some(bit));

@@ -49,7 +49,11 @@ impl std::fmt::Display for Out {
 /// encoding: do not reorder).
 pub fn all_calls() -> [WaitCall; 13] {
     let mut v = [WaitCall::Wait; 13];
-    for (i, c) in WaitCall::GENERIC.iter().chain(WaitCall::FOCUSED.iter()).enumerate() {
+    for (i, c) in WaitCall::GENERIC
+        .iter()
+        .chain(WaitCall::FOCUSED.iter())
+        .enumerate()
+    {
         v[i] = *c;
     }
     v
@@ -84,7 +88,11 @@ pub fn matches(pred: &Prediction, observed: Out) -> bool {
 pub fn describe_prediction(p: &Prediction) -> String {
     match p {
         Prediction::Blocks => "blocks".into(),
-        Prediction::OneOf(v) => v.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(" or "),
+        Prediction::OneOf(v) => v
+            .iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join(" or "),
     }
 }
 
@@ -107,8 +115,20 @@ mod tests {
     #[test]
     fn out_wire_form() {
         let cases = [
-            (Out::Reported { pid: 5, event: Event::Exited(1) }, r#"{"Reported":{"pid":5,"event":{"Exited":1}}}"#),
-            (Out::Reported { pid: 5, event: Event::Continued }, r#"{"Reported":{"pid":5,"event":"Continued"}}"#),
+            (
+                Out::Reported {
+                    pid: 5,
+                    event: Event::Exited(1),
+                },
+                r#"{"Reported":{"pid":5,"event":{"Exited":1}}}"#,
+            ),
+            (
+                Out::Reported {
+                    pid: 5,
+                    event: Event::Continued,
+                },
+                r#"{"Reported":{"pid":5,"event":"Continued"}}"#,
+            ),
             (Out::NothingReady, r#""NothingReady""#),
             (Out::Failed(10), r#"{"Failed":10}"#),
         ];
@@ -116,7 +136,16 @@ mod tests {
             assert_eq!(serde_json::to_string(&o).unwrap(), json);
             assert_eq!(serde_json::from_str::<Out>(json).unwrap(), o);
         }
-        assert_eq!(format!("{:?}", Out::Reported { pid: 5, event: Event::Killed(9) }), "Reported { pid: 5, event: Killed(9) }");
+        assert_eq!(
+            format!(
+                "{:?}",
+                Out::Reported {
+                    pid: 5,
+                    event: Event::Killed(9)
+                }
+            ),
+            "Reported { pid: 5, event: Killed(9) }"
+        );
         assert_eq!(format!("{:?}", Out::Failed(10)), "Failed(10)");
     }
 }

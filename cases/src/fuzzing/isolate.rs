@@ -25,7 +25,11 @@ fn rt_sigprocmask(how: i32, set: Option<u64>) -> u64 {
         libc::syscall(
             libc::SYS_rt_sigprocmask,
             how,
-            if set.is_some() { &new as *const u64 } else { std::ptr::null() },
+            if set.is_some() {
+                &new as *const u64
+            } else {
+                std::ptr::null()
+            },
             &mut old as *mut u64,
             8usize,
         );
@@ -50,7 +54,10 @@ pub fn block_all_signals() -> SavedMask {
 /// Block every blockable signal but SIGCHLD in the calling thread (for
 /// executions whose child can only send SIGCHLD, see clone3::Scope).
 pub fn block_all_but_sigchld() -> SavedMask {
-    SavedMask(rt_sigprocmask(libc::SIG_BLOCK, Some(!sigbit(libc::SIGCHLD))))
+    SavedMask(rt_sigprocmask(
+        libc::SIG_BLOCK,
+        Some(!sigbit(libc::SIGCHLD)),
+    ))
 }
 
 /// Put a mask saved by [`block_all_signals`] back.
@@ -68,14 +75,23 @@ pub fn drain_pending_signals() -> Vec<i32> {
     if unsafe { libc::syscall(libc::SYS_rt_sigpending, &mut pending as *mut u64, 8usize) } != 0 {
         return taken;
     }
-    let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     for _ in 0..4096 {
         // SAFETY: rt_sigtimedwait reads the 8-byte set and the timespec, both
         // on this frame, and (info = NULL) writes nothing; with a zero timeout
         // it only dequeues signals that are pending and blocked. Raw, like
         // rt_sigprocmask above, so that 32 and 33 are taken too.
         let s = unsafe {
-            libc::syscall(libc::SYS_rt_sigtimedwait, &pending as *const u64, std::ptr::null_mut::<libc::siginfo_t>(), &zero as *const libc::timespec, 8usize)
+            libc::syscall(
+                libc::SYS_rt_sigtimedwait,
+                &pending as *const u64,
+                std::ptr::null_mut::<libc::siginfo_t>(),
+                &zero as *const libc::timespec,
+                8usize,
+            )
         };
         if s <= 0 {
             break;
@@ -111,7 +127,11 @@ pub fn restore_sigchld_default() {
 pub fn single_threaded() -> bool {
     std::fs::read_to_string("/proc/self/stat")
         .ok()
-        .and_then(|st| st.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(17)).and_then(|n| n.parse::<u32>().ok()))
+        .and_then(|st| {
+            st.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(17))
+                .and_then(|n| n.parse::<u32>().ok())
+        })
         == Some(1)
 }
 
@@ -121,7 +141,10 @@ pub fn own_children() -> Vec<i32> {
     let pid = std::process::id() as i32;
     if single_threaded() {
         if let Ok(s) = std::fs::read_to_string(format!("/proc/self/task/{pid}/children")) {
-            return s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+            return s
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
         }
     }
     crate::sys::proc::children(pid)
@@ -137,28 +160,41 @@ pub fn own_children() -> Vec<i32> {
 /// is read with pread from offset 0, which makes the seq_file list afresh:
 /// one syscall per listing instead of open, read and close.
 pub fn thread_children() -> Vec<i32> {
-    let parse = |s: &str| s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()).collect::<Vec<i32>>();
+    let parse = |s: &str| {
+        s.split_whitespace()
+            .filter_map(|x| x.parse::<i32>().ok())
+            .collect::<Vec<i32>>()
+    };
     let pid = std::process::id() as i32;
     let tid = rustix::thread::gettid().as_raw_nonzero().get();
-    let mut v = CHILDREN_FILE.with(|c| {
-        let mut c = c.borrow_mut();
-        ensure_children_file(&mut c, pid, tid);
-        let (_, _, f) = c.as_ref()?;
-        let mut buf = Vec::with_capacity(256);
-        let mut chunk = [0u8; 4096];
-        loop {
-            match std::os::unix::fs::FileExt::read_at(f, &mut chunk, buf.len() as u64) {
-                Ok(0) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return None,
+    let mut v = CHILDREN_FILE
+        .with(|c| {
+            let mut c = c.borrow_mut();
+            ensure_children_file(&mut c, pid, tid);
+            let (_, _, f) = c.as_ref()?;
+            let mut buf = Vec::with_capacity(256);
+            let mut chunk = [0u8; 4096];
+            loop {
+                match std::os::unix::fs::FileExt::read_at(f, &mut chunk, buf.len() as u64) {
+                    Ok(0) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => return None,
+                }
             }
-        }
-        Some(parse(&String::from_utf8_lossy(&buf)))
-    })
-    .unwrap_or_else(|| std::fs::read_to_string("/proc/thread-self/children").map(|s| parse(&s)).unwrap_or_default());
+            Some(parse(&String::from_utf8_lossy(&buf)))
+        })
+        .unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/thread-self/children")
+                .map(|s| parse(&s))
+                .unwrap_or_default()
+        });
     if tid != pid {
-        v.extend(std::fs::read_to_string(format!("/proc/self/task/{pid}/children")).map(|s| parse(&s)).unwrap_or_default());
+        v.extend(
+            std::fs::read_to_string(format!("/proc/self/task/{pid}/children"))
+                .map(|s| parse(&s))
+                .unwrap_or_default(),
+        );
     }
     v
 }
@@ -173,7 +209,9 @@ type ChildrenFile = Option<(i32, i32, std::fs::File)>;
 
 fn ensure_children_file(c: &mut ChildrenFile, pid: i32, tid: i32) {
     if c.as_ref().is_none_or(|(p, t, _)| (*p, *t) != (pid, tid)) {
-        *c = std::fs::File::open("/proc/thread-self/children").ok().map(|f| (pid, tid, f));
+        *c = std::fs::File::open("/proc/thread-self/children")
+            .ok()
+            .map(|f| (pid, tid, f));
     }
 }
 
@@ -218,7 +256,9 @@ pub fn lowest_free_fd() -> i32 {
 
 /// Number of open fds of this process.
 pub fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count().saturating_sub(1)).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count().saturating_sub(1))
+        .unwrap_or(0)
 }
 
 /// Mark this process a child subreaper: orphans below it come to it.
@@ -290,7 +330,14 @@ pub fn write_all(fd: &OwnedFd, buf: &[u8]) -> bool {
 /// Whether `fd` becomes readable within `ms` milliseconds (-1: wait forever).
 pub fn readable_within(fd: &OwnedFd, ms: i32) -> bool {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let ts = if ms < 0 { None } else { Some(Timespec { tv_sec: (ms / 1000) as i64, tv_nsec: ((ms % 1000) as i64) * 1_000_000 }) };
+    let ts = if ms < 0 {
+        None
+    } else {
+        Some(Timespec {
+            tv_sec: (ms / 1000) as i64,
+            tv_nsec: ((ms % 1000) as i64) * 1_000_000,
+        })
+    };
     loop {
         let mut fds = [PollFd::new(fd, PollFlags::IN)];
         match poll(&mut fds, ts.as_ref()) {

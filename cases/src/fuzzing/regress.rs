@@ -71,8 +71,13 @@ pub const LEGACY_SEMANTICS: Semantics = Semantics::Design;
 impl RegressionFile {
     /// Parse a data file: comments stripped, the rest JSON.
     pub fn parse(text: &str) -> Result<RegressionFile, String> {
-        let body: String = text.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
-        let f: RegressionFile = serde_json::from_str(&body).map_err(|e| format!("regression file: {e}"))?;
+        let body: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let f: RegressionFile =
+            serde_json::from_str(&body).map_err(|e| format!("regression file: {e}"))?;
         if !TARGETS.contains(&f.target.as_str()) {
             return Err(format!("regression file: unknown target {:?}", f.target));
         }
@@ -96,7 +101,9 @@ impl RegressionFile {
     /// The readable form of the input.
     pub fn describe(&self) -> String {
         match self.target.as_str() {
-            "clone3_flags" => serde_json::from_value::<Clone3Case>(self.input.clone()).map(|c| c.to_string()),
+            "clone3_flags" => {
+                serde_json::from_value::<Clone3Case>(self.input.clone()).map(|c| c.to_string())
+            }
             _ => serde_json::from_value::<WaitProgram>(self.input.clone()).map(|p| p.to_string()),
         }
         .unwrap_or_else(|e| format!("(unreadable: {e})"))
@@ -104,9 +111,15 @@ impl RegressionFile {
 
     /// The whole file, comments first.
     pub fn render(&self, finding: &str) -> String {
-        let mut s = format!("# regress::{}::{}\n# source: {}\n", self.target, self.id, self.source);
+        let mut s = format!(
+            "# regress::{}::{}\n# source: {}\n",
+            self.target, self.id, self.source
+        );
         if self.target == "wait_sequence" || self.semantics.is_some() {
-            s.push_str(&format!("# model semantics: {} (replayed under it)\n", self.semantics()));
+            s.push_str(&format!(
+                "# model semantics: {} (replayed under it)\n",
+                self.semantics()
+            ));
         }
         s.push_str("#\n");
         for l in self.describe().lines() {
@@ -126,7 +139,11 @@ impl RegressionFile {
     pub fn makes_hidden_child(&self) -> bool {
         self.target == "wait_sequence"
             && serde_json::from_value::<WaitProgram>(self.input.clone())
-                .map(|p| p.ops.iter().any(|op| matches!(op, tree::Op::Spawn { hidden: true, .. })))
+                .map(|p| {
+                    p.ops
+                        .iter()
+                        .any(|op| matches!(op, tree::Op::Spawn { hidden: true, .. }))
+                })
                 .unwrap_or(false)
     }
 
@@ -134,17 +151,23 @@ impl RegressionFile {
     pub fn run(&self, features: &KernelFeatures) -> Result<(), String> {
         match self.target.as_str() {
             "clone3_flags" => {
-                let case: Clone3Case = serde_json::from_value(self.input.clone()).map_err(|e| e.to_string())?;
+                let case: Clone3Case =
+                    serde_json::from_value(self.input.clone()).map_err(|e| e.to_string())?;
                 let env = clone3::Env::detect_with(features.clone(), self.semantics());
                 if !env.allow_risky && case.risky(&env) {
-                    return Err(format!("TCONF: creates a namespace or CLONE_VM child; set {}=1", clone3::RISKY_ENV));
+                    return Err(format!(
+                        "TCONF: creates a namespace or CLONE_VM child; set {}=1",
+                        clone3::RISKY_ENV
+                    ));
                 }
                 let obs = clone3::execute(&case, &env);
                 clone3::check(&case, &env, &obs).map_err(|e| format!("{}\n{e}", case))
             }
             _ => {
-                let prog: WaitProgram = serde_json::from_value(self.input.clone()).map_err(|e| e.to_string())?;
-                let bit = crate::harness::config::configured_bit().unwrap_or(crate::harness::config::SEED_BIT);
+                let prog: WaitProgram =
+                    serde_json::from_value(self.input.clone()).map_err(|e| e.to_string())?;
+                let bit = crate::harness::config::configured_bit()
+                    .unwrap_or(crate::harness::config::SEED_BIT);
                 let cfg = TreeConfig::detect_with(features.clone(), bit, self.semantics());
                 let log = tree::run_isolated(&prog, &cfg, 20_000);
                 tree::check(&prog, &cfg, &log)
@@ -162,7 +185,12 @@ pub fn regression_cases() -> Vec<RegressionCase> {
                 let name = format!("regress::{}::{}", f.target, f.id);
                 let source = format!("cases/regressions/{file}: {}", f.source);
                 let needs_feature = f.makes_hidden_child();
-                out.push(RegressionCase { name, source, needs_feature, run: Box::new(move |k| f.run(k)) });
+                out.push(RegressionCase {
+                    name,
+                    source,
+                    needs_feature,
+                    run: Box::new(move |k| f.run(k)),
+                });
             }
             Err(e) => {
                 let e = format!("cases/regressions/{file}: {e}");
@@ -194,19 +222,30 @@ mod tests {
     fn index_matches_directory() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions");
         let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.ends_with(".case")).collect())
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| n.ends_with(".case"))
+                    .collect()
+            })
             .unwrap_or_default();
         on_disk.sort();
         let mut built: Vec<String> = embedded::FILES.iter().map(|(f, _)| f.to_string()).collect();
         built.sort();
-        assert_eq!(on_disk, built, "cases/build.rs did not embed what cases/regressions/ holds");
+        assert_eq!(
+            on_disk, built,
+            "cases/build.rs did not embed what cases/regressions/ holds"
+        );
         for (f, text) in embedded::FILES {
             RegressionFile::parse(text).unwrap_or_else(|e| panic!("{f}: {e}"));
         }
     }
 
     fn file(text: &str) -> RegressionFile {
-        let (_, t) = embedded::FILES.iter().find(|(f, _)| *f == text).expect("embedded");
+        let (_, t) = embedded::FILES
+            .iter()
+            .find(|(f, _)| *f == text)
+            .expect("embedded");
         RegressionFile::parse(t).unwrap()
     }
 

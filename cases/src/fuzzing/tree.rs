@@ -44,16 +44,33 @@ pub enum Who {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// clone3(CLONE_PIDFD [| CLONE_WAIT_PID]) by D or by a node
-    Spawn { parent: Who, hidden: bool },
+    Spawn {
+        parent: Who,
+        hidden: bool,
+    },
     /// the node calls _exit(code) (an exec'd node: its shell exits)
-    Exit { node: u8, code: u8 },
-    Kill { node: u8 },
-    Stop { node: u8 },
-    Cont { node: u8 },
+    Exit {
+        node: u8,
+        code: u8,
+    },
+    Kill {
+        node: u8,
+    },
+    Stop {
+        node: u8,
+    },
+    Cont {
+        node: u8,
+    },
     /// D: setpgid(node, node) (own) or setpgid(node, D's group)
-    Setpgid { node: u8, own: bool },
+    Setpgid {
+        node: u8,
+        own: bool,
+    },
     /// the node execs /bin/sh (which waits for its exit code on stdin)
-    Exec { node: u8 },
+    Exec {
+        node: u8,
+    },
     /// D: prctl(PR_SET_CHILD_SUBREAPER, 1)
     Subreaper,
     /// D makes this wait call; `node` names the pid/pidfd/pgid it is about
@@ -79,19 +96,39 @@ impl std::fmt::Display for Op {
                     Who::Driver => "D".to_string(),
                     Who::Node(n) => format!("n{n}"),
                 };
-                write!(f, "{by} spawns a {} child", if hidden { "hidden (CLONE_WAIT_PID)" } else { "plain" })
+                write!(
+                    f,
+                    "{by} spawns a {} child",
+                    if hidden {
+                        "hidden (CLONE_WAIT_PID)"
+                    } else {
+                        "plain"
+                    }
+                )
             }
             Op::Exit { node, code } => write!(f, "n{node} exits with {code}"),
             Op::Kill { node } => write!(f, "SIGKILL n{node}"),
             Op::Stop { node } => write!(f, "SIGSTOP n{node}"),
             Op::Cont { node } => write!(f, "SIGCONT n{node}"),
-            Op::Setpgid { node, own } => write!(f, "D: setpgid(n{node}, {})", if own { "n's own pid" } else { "D's group" }),
+            Op::Setpgid { node, own } => write!(
+                f,
+                "D: setpgid(n{node}, {})",
+                if own { "n's own pid" } else { "D's group" }
+            ),
             Op::Exec { node } => write!(f, "n{node} execs /bin/sh"),
             Op::Subreaper => write!(f, "D becomes a child subreaper"),
             Op::Wait { call, opts, node } => {
                 write!(f, "D: {}", call.spell(effective_opts(call, WaitOpts(opts))))?;
-                let about = call.is_focused() || matches!(call, WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid);
-                if about { write!(f, "  [n{node}]") } else { Ok(()) }
+                let about = call.is_focused()
+                    || matches!(
+                        call,
+                        WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid
+                    );
+                if about {
+                    write!(f, "  [n{node}]")
+                } else {
+                    Ok(())
+                }
             }
         }
     }
@@ -99,7 +136,10 @@ impl std::fmt::Display for Op {
 
 impl std::fmt::Display for WaitProgram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "D: setpgid(0, 0)  (nodes n0, n1, ... are numbered in spawn order)")?;
+        writeln!(
+            f,
+            "D: setpgid(0, 0)  (nodes n0, n1, ... are numbered in spawn order)"
+        )?;
         for (i, op) in self.ops.iter().enumerate() {
             writeln!(f, "{:2}. {op}", i + 1)?;
         }
@@ -118,7 +158,11 @@ impl TreeConfig {
 
     /// The same with the semantics given (a regression replays under the
     /// semantics saved with it).
-    pub fn detect_with(features: KernelFeatures, configured_bit: u64, semantics: Semantics) -> TreeConfig {
+    pub fn detect_with(
+        features: KernelFeatures,
+        configured_bit: u64,
+        semantics: Semantics,
+    ) -> TreeConfig {
         let caller = super::clone3::detect_caller();
         TreeConfig {
             spawn_bit: features.wait_pid_bit.unwrap_or(configured_bit),
@@ -177,7 +221,9 @@ pub struct TreeModel {
 
 impl TreeModel {
     pub fn new(cfg: TreeConfig, dpid: i32) -> TreeModel {
-        TreeModel { tree: Tree::new(cfg, dpid) }
+        TreeModel {
+            tree: Tree::new(cfg, dpid),
+        }
     }
 
     /// D's children as predict_wait wants them.
@@ -203,11 +249,17 @@ impl TreeModel {
     /// Check one observation against the expectation and advance.
     pub fn apply(&mut self, e: &Expect, out: &StepOut) -> Result<(), String> {
         let Some(o) = out.observed() else {
-            let StepOut::Harness(s) = out else { unreachable!() };
+            let StepOut::Harness(s) = out else {
+                unreachable!()
+            };
             return Err(format!("harness: {s}"));
         };
         self.tree.apply(e, &o).map_err(|m| match m {
-            Mismatch::Spawn { flags, verdict, got } => format!(
+            Mismatch::Spawn {
+                flags,
+                verdict,
+                got,
+            } => format!(
                 "clone3({}): model says {verdict:?}, kernel {}",
                 super::clone3::flag_names(flags),
                 match got {
@@ -215,9 +267,20 @@ impl TreeModel {
                     Err(e) => format!("failed with {e}"),
                 }
             ),
-            Mismatch::Setpgid { want, got } => format!("setpgid: model says {want:?}, kernel {got:?}"),
-            Mismatch::Wait { call, opts, got, prediction } => {
-                format!("{} returned {got}, model predicts {}", call.spell(opts), describe_prediction(&prediction))
+            Mismatch::Setpgid { want, got } => {
+                format!("setpgid: model says {want:?}, kernel {got:?}")
+            }
+            Mismatch::Wait {
+                call,
+                opts,
+                got,
+                prediction,
+            } => {
+                format!(
+                    "{} returned {got}, model predicts {}",
+                    call.spell(opts),
+                    describe_prediction(&prediction)
+                )
             }
             Mismatch::NotThisStep => format!("harness: expected to {e:?}, observed {out:?}"),
         })
@@ -237,7 +300,10 @@ pub struct RunLog {
 /// returned, what was skipped and why), and the first mismatch if any.
 pub fn replay(program: &WaitProgram, cfg: &TreeConfig, log: &RunLog) -> (String, Option<String>) {
     let mut m = TreeModel::new(cfg.clone(), log.dpid);
-    let mut lines = vec![format!("D (pid {}): setpgid(0, 0)  [model: {} semantics]", log.dpid, cfg.semantics)];
+    let mut lines = vec![format!(
+        "D (pid {}): setpgid(0, 0)  [model: {} semantics]",
+        log.dpid, cfg.semantics
+    )];
     let fail = |lines: Vec<String>, why: String| (lines.join("\n"), Some(why));
     for (i, op) in program.ops.iter().enumerate() {
         let e = m.expect(op);
@@ -300,7 +366,12 @@ struct RawPool {
 
 impl Pool {
     fn new() -> Pool {
-        let mut p = Pool { cmd_r: vec![], cmd_w: vec![], rep_r: vec![], rep_w: vec![] };
+        let mut p = Pool {
+            cmd_r: vec![],
+            cmd_w: vec![],
+            rep_r: vec![],
+            rep_w: vec![],
+        };
         for _ in 0..MAX_NODES {
             let (r, w) = crate::sys::clone::pipe();
             p.cmd_r.push(r);
@@ -312,15 +383,23 @@ impl Pool {
         p
     }
     fn raw(&self) -> RawPool {
-        RawPool { cmd_r: self.cmd_r.iter().map(|f| f.as_raw_fd()).collect(), rep_w: self.rep_w.iter().map(|f| f.as_raw_fd()).collect() }
+        RawPool {
+            cmd_r: self.cmd_r.iter().map(|f| f.as_raw_fd()).collect(),
+            rep_w: self.rep_w.iter().map(|f| f.as_raw_fd()).collect(),
+        }
     }
 }
 
 /// The program of node `idx`: close what is not ours, then obey commands.
 fn agent(idx: usize, pool: RawPool) -> i32 {
-    let keep: Vec<RawFd> = (idx..MAX_NODES).flat_map(|j| [pool.cmd_r[j], pool.rep_w[j]]).collect();
+    let keep: Vec<RawFd> = (idx..MAX_NODES)
+        .flat_map(|j| [pool.cmd_r[j], pool.rep_w[j]])
+        .collect();
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        let fds: Vec<RawFd> = dir.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect();
+        let fds: Vec<RawFd> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+            .collect();
         for fd in fds {
             if fd > 2 && !keep.contains(&fd) {
                 // SAFETY: closing inherited fds this agent has no owner for;
@@ -333,7 +412,12 @@ fn agent(idx: usize, pool: RawPool) -> i32 {
     }
     // SAFETY: these numbers are open in this process (kept above) and owned
     // by nobody else here.
-    let (cmd, rep) = unsafe { (OwnedFd::from_raw_fd(pool.cmd_r[idx]), OwnedFd::from_raw_fd(pool.rep_w[idx])) };
+    let (cmd, rep) = unsafe {
+        (
+            OwnedFd::from_raw_fd(pool.cmd_r[idx]),
+            OwnedFd::from_raw_fd(pool.rep_w[idx]),
+        )
+    };
     loop {
         let mut c = [0u8; 1];
         if !isolate::read_exact(&cmd, &mut c) {
@@ -353,7 +437,10 @@ fn agent(idx: usize, pool: RawPool) -> i32 {
                 let child = a[0] as usize;
                 let flags = u64::from_le_bytes(a[1..9].try_into().unwrap());
                 let pool2 = pool.clone();
-                let r = clone3(&Clone3Request::new(flags, libc::SIGCHLD as u64), Program::Run(Box::new(move || agent(child, pool2))));
+                let r = clone3(
+                    &Clone3Request::new(flags, libc::SIGCHLD as u64),
+                    Program::Run(Box::new(move || agent(child, pool2))),
+                );
                 let v: i32 = match r {
                     Ok(sp) => {
                         let pid = sp.pid;
@@ -374,7 +461,12 @@ fn agent(idx: usize, pool: RawPool) -> i32 {
                     libc::dup2(cmd.as_raw_fd(), 0);
                     libc::dup2(rep.as_raw_fd(), 1);
                     let sh = c"/bin/sh";
-                    let argv = [c"sh".as_ptr(), c"-c".as_ptr(), c"printf e; read c; exit \"$c\"".as_ptr(), std::ptr::null()];
+                    let argv = [
+                        c"sh".as_ptr(),
+                        c"-c".as_ptr(),
+                        c"printf e; read c; exit \"$c\"".as_ptr(),
+                        std::ptr::null(),
+                    ];
                     libc::execv(sh.as_ptr(), argv.as_ptr());
                 }
                 isolate::write_all(&rep, b"E");
@@ -397,7 +489,9 @@ impl Driver {
 
     fn await_exit(&self, i: usize) -> Result<(), String> {
         match &self.pidfds[i] {
-            Some(fd) => pidfd::poll_exit(fd.as_fd(), None).map(|_| ()).map_err(|e| format!("poll pidfd: {e}")),
+            Some(fd) => pidfd::poll_exit(fd.as_fd(), None)
+                .map(|_| ())
+                .map_err(|e| format!("poll pidfd: {e}")),
             None => Err("no pidfd".into()),
         }
     }
@@ -410,9 +504,12 @@ impl Driver {
                 let r = match parent {
                     Creator::Waiter => {
                         let raw = self.pool.raw();
-                        clone3(&Clone3Request::new(*flags, libc::SIGCHLD as u64), Program::Run(Box::new(move || agent(idx, raw))))
-                            .map(|mut sp| (sp.pid, sp.pidfd.take()))
-                            .map_err(|e| e.0)
+                        clone3(
+                            &Clone3Request::new(*flags, libc::SIGCHLD as u64),
+                            Program::Run(Box::new(move || agent(idx, raw))),
+                        )
+                        .map(|mut sp| (sp.pid, sp.pidfd.take()))
+                        .map_err(|e| e.0)
                     }
                     Creator::Node(p) => {
                         let mut msg = vec![b's', idx as u8];
@@ -445,18 +542,28 @@ impl Driver {
                 }
             }
             Expect::Exit { node, code } => {
-                let msg: Vec<u8> = if m.tree.execd(*node) { format!("{code}\n").into_bytes() } else { vec![b'x', *code] };
+                let msg: Vec<u8> = if m.tree.execd(*node) {
+                    format!("{code}\n").into_bytes()
+                } else {
+                    vec![b'x', *code]
+                };
                 if !isolate::write_all(&self.pool.cmd_w[*node], &msg) {
                     return StepOut::Harness(format!("n{node}: command pipe closed"));
                 }
-                self.await_exit(*node).map(|_| StepOut::Done).unwrap_or_else(StepOut::Harness)
+                self.await_exit(*node)
+                    .map(|_| StepOut::Done)
+                    .unwrap_or_else(StepOut::Harness)
             }
             Expect::Kill { node } => {
-                let Some(fd) = &self.pidfds[*node] else { return StepOut::Harness("no pidfd".into()) };
+                let Some(fd) = &self.pidfds[*node] else {
+                    return StepOut::Harness("no pidfd".into());
+                };
                 if let Err(e) = pidfd::send_signal(fd, libc::SIGKILL) {
                     return StepOut::Harness(format!("pidfd_send_signal: {e}"));
                 }
-                self.await_exit(*node).map(|_| StepOut::Done).unwrap_or_else(StepOut::Harness)
+                self.await_exit(*node)
+                    .map(|_| StepOut::Done)
+                    .unwrap_or_else(StepOut::Harness)
             }
             Expect::Stop { node } | Expect::Cont { node } => {
                 let (sig, bit) = if matches!(e, Expect::Stop { .. }) {
@@ -464,7 +571,9 @@ impl Driver {
                 } else {
                     (libc::SIGCONT, WaitOpts::WCONTINUED)
                 };
-                let Some(fd) = &self.pidfds[*node] else { return StepOut::Harness("no pidfd".into()) };
+                let Some(fd) = &self.pidfds[*node] else {
+                    return StepOut::Harness("no pidfd".into());
+                };
                 if let Err(e) = pidfd::send_signal(fd, sig) {
                     return StepOut::Harness(format!("pidfd_send_signal: {e}"));
                 }
@@ -473,7 +582,14 @@ impl Driver {
                 let t = WaitTarget::pid(self.pid_of(m, *node));
                 match wait(WaitCall::WaitidPid, t, WaitOpts(bit | WaitOpts::WNOWAIT)) {
                     crate::sys::wait::WaitOutcome::Reported { .. } => StepOut::Done,
-                    other => StepOut::Harness(format!("sync wait for the {} state: {other}", if sig == libc::SIGSTOP { "stopped" } else { "continued" })),
+                    other => StepOut::Harness(format!(
+                        "sync wait for the {} state: {other}",
+                        if sig == libc::SIGSTOP {
+                            "stopped"
+                        } else {
+                            "continued"
+                        }
+                    )),
                 }
             }
             Expect::Setpgid { node, pgid, .. } => {
@@ -496,12 +612,22 @@ impl Driver {
                 Ok(()) => StepOut::Done,
                 Err(e) => StepOut::Harness(format!("PR_SET_CHILD_SUBREAPER: {e}")),
             },
-            Expect::Wait { call, opts, node, sel, prediction } => {
+            Expect::Wait {
+                call,
+                opts,
+                node,
+                sel,
+                prediction,
+            } => {
                 if *prediction == Prediction::Blocks {
                     return StepOut::Waited(None);
                 }
                 let pidfd = node.and_then(|i| self.pidfds[i].as_ref().map(|f| f.as_fd()));
-                let t = WaitTarget { pid: sel.pid, pidfd, pgid: sel.pgid };
+                let t = WaitTarget {
+                    pid: sel.pid,
+                    pidfd,
+                    pgid: sel.pgid,
+                };
                 StepOut::Waited(Some(wait(*call, t, *opts).into()))
             }
         }
@@ -522,9 +648,17 @@ pub fn drive(program: &WaitProgram, cfg: &TreeConfig) -> RunLog {
         libc::setpgid(0, 0);
         libc::getpid()
     };
-    let mut d = Driver { pool: Pool::new(), pidfds: Vec::new(), dpid };
+    let mut d = Driver {
+        pool: Pool::new(),
+        pidfds: Vec::new(),
+        dpid,
+    };
     let mut m = TreeModel::new(cfg.clone(), d.dpid);
-    let mut log = RunLog { dpid, steps: Vec::new(), hang: None };
+    let mut log = RunLog {
+        dpid,
+        steps: Vec::new(),
+        hang: None,
+    };
     for op in program.ops.iter().take(MAX_OPS) {
         let e = m.expect(op);
         let out = d.perform(&m, &e);
@@ -563,12 +697,19 @@ pub fn run_isolated(program: &WaitProgram, cfg: &TreeConfig, timeout_ms: i32) ->
         Err(e) => log.hang = Some(format!("could not start the driver: {e}")),
         Ok(mut sp) => {
             let mut buf = Vec::new();
-            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.max(0) as u64);
+            let deadline = std::time::Instant::now()
+                + std::time::Duration::from_millis(timeout_ms.max(0) as u64);
             loop {
-                let left = deadline.saturating_duration_since(std::time::Instant::now()).as_millis() as i32;
+                let left = deadline
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_millis() as i32;
                 if !isolate::readable_within(&r, left) {
                     let mut rep = vec![crate::sys::proc::stuck_report(sp.pid)];
-                    rep.extend(crate::sys::proc::descendants(sp.pid).into_iter().map(crate::sys::proc::stuck_report));
+                    rep.extend(
+                        crate::sys::proc::descendants(sp.pid)
+                            .into_iter()
+                            .map(crate::sys::proc::stuck_report),
+                    );
                     log.hang = Some(rep.join("\n"));
                     break;
                 }
@@ -653,7 +794,10 @@ mod tests {
                 StepOut::Done,
                 StepOut::Spawned(Ok(136)),
                 StepOut::Done,
-                StepOut::Waited(Some(Out::Reported { pid: 134, event: Event::Exited(1) })),
+                StepOut::Waited(Some(Out::Reported {
+                    pid: 134,
+                    event: Event::Exited(1),
+                })),
                 StepOut::Waited(Some(Out::Failed(libc::ECHILD))),
             ],
             hang: None,
@@ -669,7 +813,10 @@ mod tests {
         assert_eq!(check(&p, &cfg(Semantics::Seed), &log), Ok(()));
         // Design: n1 (reparented, killed) is D's to reap with waitid(P_ALL).
         let e = check(&p, &cfg(Semantics::Design), &log).unwrap_err();
-        assert!(e.contains("step 8:") && e.contains("returned -1 ECHILD") && e.contains("135"), "{e}");
+        assert!(
+            e.contains("step 8:") && e.contains("returned -1 ECHILD") && e.contains("135"),
+            "{e}"
+        );
         assert!(e.contains("[model: design semantics]"), "{e}");
     }
 
@@ -695,13 +842,19 @@ mod tests {
                 StepOut::Spawned(Ok(12)),
                 StepOut::Done,
                 StepOut::Done,
-                StepOut::Waited(Some(Out::Reported { pid: 11, event: Event::Exited(1) })),
+                StepOut::Waited(Some(Out::Reported {
+                    pid: 11,
+                    event: Event::Exited(1),
+                })),
                 StepOut::Waited(Some(second)),
             ],
             hang: None,
         };
         let seed_kernel = steps(Out::Failed(libc::ECHILD));
-        let design_kernel = steps(Out::Reported { pid: 12, event: Event::Exited(2) });
+        let design_kernel = steps(Out::Reported {
+            pid: 12,
+            event: Event::Exited(2),
+        });
         assert_eq!(check(&p, &cfg(Semantics::Seed), &seed_kernel), Ok(()));
         assert!(check(&p, &cfg(Semantics::Seed), &design_kernel).is_err());
         assert_eq!(check(&p, &cfg(Semantics::Design), &design_kernel), Ok(()));
@@ -738,7 +891,13 @@ mod tests {
                 t.apply(&e, out).unwrap();
             }
         }
-        let hidden = |t: &TreeModel| t.views().into_iter().filter(|v| v.hidden).map(|v| v.pid).collect::<Vec<_>>();
+        let hidden = |t: &TreeModel| {
+            t.views()
+                .into_iter()
+                .filter(|v| v.hidden)
+                .map(|v| v.pid)
+                .collect::<Vec<_>>()
+        };
         // n0 is D's own hidden child under both; n2 (made by n1, made by n0)
         // is hidden only under Seed; n4 (made by plain n3) under neither.
         assert_eq!(hidden(&m), vec![11, 13]);

@@ -121,7 +121,12 @@ impl Worker {
             isolate::restore_sigchld_default();
             // SAFETY: our private copies of the request read end and the
             // reply write end; the other ends are closed below.
-            let (req_r, rep_w) = unsafe { (std::os::fd::FromRawFd::from_raw_fd(rr), std::os::fd::FromRawFd::from_raw_fd(ww)) };
+            let (req_r, rep_w) = unsafe {
+                (
+                    std::os::fd::FromRawFd::from_raw_fd(rr),
+                    std::os::fd::FromRawFd::from_raw_fd(ww),
+                )
+            };
             worker_loop(handler, req_r, rep_w);
             0
         };
@@ -129,7 +134,8 @@ impl Worker {
         let pid = if quiet {
             // A private copy of a single-threaded process, like after fork():
             // the closure may allocate (sys::clone::Program::Run).
-            let run = move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
+            let run =
+                move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
             let req = crate::sys::clone::Clone3Request::new(0, 0);
             crate::sys::clone::clone3(&req, crate::sys::clone::Program::Run(Box::new(run)))
                 .map(|sp| sp.pid)
@@ -152,7 +158,14 @@ impl Worker {
         drop(rep_w);
         // Our unreaped child: the pid is still W's.
         let proc = Proc::open(pid).map_err(|e| format!("pidfd_open(worker): {e}"))?;
-        Ok(Worker { pid, proc: Some(proc), sigchld: !quiet, pgid, to_w: req_w, from_w: rep_r })
+        Ok(Worker {
+            pid,
+            proc: Some(proc),
+            sigchld: !quiet,
+            pgid,
+            to_w: req_w,
+            from_w: rep_r,
+        })
     }
 
     pub fn pid(&self) -> i32 {
@@ -171,7 +184,11 @@ impl Worker {
     }
 
     /// One request, one reply, within `timeout_ms`.
-    pub fn call(&mut self, req: &[u8], timeout_ms: i32) -> Result<(String, Hygiene), WorkerFailure> {
+    pub fn call(
+        &mut self,
+        req: &[u8],
+        timeout_ms: i32,
+    ) -> Result<(String, Hygiene), WorkerFailure> {
         if !send(&self.to_w, req) {
             return Err(WorkerFailure::Died(self.reap()));
         }
@@ -182,15 +199,20 @@ impl Worker {
             }
             return Err(WorkerFailure::Hang(report.join("\n")));
         }
-        let Some(reply) = recv(&self.from_w) else { return Err(WorkerFailure::Died(self.reap())) };
-        let env: Envelope = serde_json::from_slice(&reply).map_err(|e| WorkerFailure::Died(format!("bad reply: {e}")))?;
+        let Some(reply) = recv(&self.from_w) else {
+            return Err(WorkerFailure::Died(self.reap()));
+        };
+        let env: Envelope = serde_json::from_slice(&reply)
+            .map_err(|e| WorkerFailure::Died(format!("bad reply: {e}")))?;
         Ok((env.payload, env.hygiene))
     }
 
     /// Kill and reap W (by pidfd; `__WALL` inside: W may be a clone child
     /// with exit_signal 0); how it ended.
     fn reap(&mut self) -> String {
-        let Some(p) = self.proc.take() else { return "already reaped".into() };
+        let Some(p) = self.proc.take() else {
+            return "already reaped".into();
+        };
         let _ = p.kill();
         match p.reap() {
             WaitOutcome::Reported { event, .. } => format!("{event:?}"),
@@ -231,7 +253,11 @@ fn worker_loop(handler: fn(&[u8]) -> String, req_r: OwnedFd, rep_w: OwnedFd) {
                 h.fd_delta = 1; // a leaked fd and a closed one: still a leak
             }
         }
-        let reply = serde_json::to_vec(&Envelope { payload, hygiene: h }).expect("serialise reply");
+        let reply = serde_json::to_vec(&Envelope {
+            payload,
+            hygiene: h,
+        })
+        .expect("serialise reply");
         if !send(&rep_w, &reply) {
             break;
         }

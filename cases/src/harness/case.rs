@@ -47,7 +47,9 @@ pub enum Source {
 /// "should" comes from (LTP's `.tags`, kselftest's XFAIL play this role).
 /// The names are stable: they appear in the case JSON line, the summaries
 /// and the runner's reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Provenance {
     /// a sentence the seed patch states
@@ -64,8 +66,13 @@ pub enum Provenance {
 }
 
 impl Provenance {
-    pub const ALL: [Provenance; 5] =
-        [Provenance::Seed, Provenance::Documented, Provenance::Design, Provenance::Regression, Provenance::SelfTest];
+    pub const ALL: [Provenance; 5] = [
+        Provenance::Seed,
+        Provenance::Documented,
+        Provenance::Design,
+        Provenance::Regression,
+        Provenance::SelfTest,
+    ];
 
     /// The stable name (as serialised).
     pub fn name(self) -> &'static str {
@@ -172,8 +179,19 @@ pub type Expects = Arc<dyn Fn() -> String + Send + Sync>;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Case {
-    pub fn new(name: impl Into<String>, source: Source, body: impl Fn(&mut Ctx) -> Check + Send + Sync + 'static) -> Self {
-        Case { name: name.into(), needs: Vec::new(), source, timeout: DEFAULT_TIMEOUT, expects: None, body: Arc::new(body) }
+    pub fn new(
+        name: impl Into<String>,
+        source: Source,
+        body: impl Fn(&mut Ctx) -> Check + Send + Sync + 'static,
+    ) -> Self {
+        Case {
+            name: name.into(),
+            needs: Vec::new(),
+            source,
+            timeout: DEFAULT_TIMEOUT,
+            expects: None,
+            body: Arc::new(body),
+        }
     }
     pub fn need(mut self, n: Need) -> Self {
         if !self.needs.contains(&n) {
@@ -183,7 +201,11 @@ impl Case {
     }
     /// Needs the feature when the subject is the hidden child.
     pub fn for_subject(self, s: Subject) -> Self {
-        if s.hidden() { self.need(Need::Feature) } else { self }
+        if s.hidden() {
+            self.need(Need::Feature)
+        } else {
+            self
+        }
     }
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
@@ -218,7 +240,12 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(probe: Probe) -> Self {
         let features = probe.features();
-        Ctx { probe, features, pid: std::process::id() as i32, pgid: rustix::process::getpgrp().as_raw_nonzero().get() }
+        Ctx {
+            probe,
+            features,
+            pid: std::process::id() as i32,
+            pgid: rustix::process::getpgrp().as_raw_nonzero().get(),
+        }
     }
 
     /// The CLONE_WAIT_PID bit under test.
@@ -234,7 +261,10 @@ impl Ctx {
 
     /// clone3 a child of this subject with exit_signal SIGCHLD.
     pub fn spawn(&self, s: Subject, program: Program) -> Result<Kid, Stop> {
-        self.spawn_with(Clone3Request::new(self.flags_for(s), libc::SIGCHLD as u64), program)
+        self.spawn_with(
+            Clone3Request::new(self.flags_for(s), libc::SIGCHLD as u64),
+            program,
+        )
     }
 
     /// clone3 with a caller-built request (must set CLONE_PIDFD).
@@ -258,7 +288,13 @@ impl Ctx {
     /// with `code`.
     pub fn spawn_live(&self, s: Subject, code: i32) -> Result<Kid, Stop> {
         let (r, w) = crate::sys::clone::pipe();
-        let mut k = self.spawn(s, Program::AwaitThenExit { fd: r.as_raw_fd(), code })?;
+        let mut k = self.spawn(
+            s,
+            Program::AwaitThenExit {
+                fd: r.as_raw_fd(),
+                code,
+            },
+        )?;
         drop(r);
         k.release = Some(w);
         Ok(k)
@@ -287,9 +323,16 @@ impl Kid {
     fn from_spawned(mut sp: Spawned) -> Result<Kid, Stop> {
         let pidfd = match sp.pidfd.take() {
             Some(fd) => fd,
-            None => pidfd::open(sp.pid, false).or_else(|e| broken(format!("setup: pidfd_open: {e}")))?,
+            None => {
+                pidfd::open(sp.pid, false).or_else(|e| broken(format!("setup: pidfd_open: {e}")))?
+            }
         };
-        Ok(Kid { pid: sp.pid, pidfd, release: None, _spawned: Some(sp) })
+        Ok(Kid {
+            pid: sp.pid,
+            pidfd,
+            release: None,
+            _spawned: Some(sp),
+        })
     }
 
     /// Wrap a child made directly with `sys::clone::clone3`.
@@ -299,8 +342,14 @@ impl Kid {
 
     /// Adopt a process by pid (pidfd_open), e.g. a reparented grandchild.
     pub fn adopt(pid: i32) -> Result<Kid, Stop> {
-        let pidfd = pidfd::open(pid, false).or_else(|e| broken(format!("setup: pidfd_open({pid}): {e}")))?;
-        Ok(Kid { pid, pidfd, release: None, _spawned: None })
+        let pidfd = pidfd::open(pid, false)
+            .or_else(|e| broken(format!("setup: pidfd_open({pid}): {e}")))?;
+        Ok(Kid {
+            pid,
+            pidfd,
+            release: None,
+            _spawned: None,
+        })
     }
 
     /// Attach the write end that keeps an `AwaitThenExit` child alive.
@@ -310,7 +359,11 @@ impl Kid {
     }
 
     pub fn target(&self, pgid: i32) -> WaitTarget<'_> {
-        WaitTarget { pid: self.pid, pidfd: Some(self.pidfd.as_fd()), pgid }
+        WaitTarget {
+            pid: self.pid,
+            pidfd: Some(self.pidfd.as_fd()),
+            pgid,
+        }
     }
 
     /// Let a live child exit: one byte on its pipe (children share copies
@@ -323,17 +376,24 @@ impl Kid {
 
     /// Block until the child has exited (pidfd readable).
     pub fn await_exit(&self) -> Check {
-        pidfd::poll_exit(self.pidfd.as_fd(), None).map(|_| ()).or_else(|e| broken(format!("poll(pidfd): {e}")))
+        pidfd::poll_exit(self.pidfd.as_fd(), None)
+            .map(|_| ())
+            .or_else(|e| broken(format!("poll(pidfd): {e}")))
     }
 
     pub fn signal(&self, sig: i32) -> Check {
-        pidfd::send_signal(&self.pidfd, sig).or_else(|e| broken(format!("pidfd_send_signal({sig}): {e}")))
+        pidfd::send_signal(&self.pidfd, sig)
+            .or_else(|e| broken(format!("pidfd_send_signal({sig}): {e}")))
     }
 
     /// Whether a focused `waitid(P_PIDFD, WEXITED|WNOHANG|WNOWAIT)` sees it
     /// as an exited, unreaped child (what the rows call "still a zombie").
     pub fn peek_exited(&self) -> WaitOutcome {
-        wait(WaitCall::WaitidPidfd, self.target(0), WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG | WaitOpts::WNOWAIT))
+        wait(
+            WaitCall::WaitidPidfd,
+            self.target(0),
+            WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG | WaitOpts::WNOWAIT),
+        )
     }
 
     /// Reap with a focused `waitid(P_PIDFD, WEXITED | extra)`; the child
@@ -341,9 +401,16 @@ impl Kid {
     pub fn reap_with(self, extra: u32) -> Result<Event, Stop> {
         let mut me = self;
         me.release();
-        match wait(WaitCall::WaitidPidfd, me.target(0), WaitOpts(WaitOpts::WEXITED | extra)) {
+        match wait(
+            WaitCall::WaitidPidfd,
+            me.target(0),
+            WaitOpts(WaitOpts::WEXITED | extra),
+        ) {
             WaitOutcome::Reported { pid, event } if pid == me.pid => Ok(event),
-            other => fail(format!("focused reap of pid {}: waitid(P_PIDFD) gave {other}", me.pid)),
+            other => fail(format!(
+                "focused reap of pid {}: waitid(P_PIDFD) gave {other}",
+                me.pid
+            )),
         }
     }
 
@@ -354,7 +421,11 @@ impl Kid {
 
 /// Compare a wait outcome with the expectation; `what` names the call.
 pub fn expect(what: &str, got: WaitOutcome, want: WaitOutcome) -> Check {
-    if got == want { Ok(()) } else { fail(format!("{what}: want {want}, got {got}")) }
+    if got == want {
+        Ok(())
+    } else {
+        fail(format!("{what}: want {want}, got {got}"))
+    }
 }
 
 /// The outcome `Reported { pid, event }`.
@@ -375,12 +446,23 @@ pub struct Job {
 
 impl Ctx {
     /// Run `f` in a child of this subject (clone3, no CLONE_VM).
-    pub fn spawn_job(&self, s: Subject, f: impl FnOnce() -> Result<(), String> + 'static) -> Result<Job, Stop> {
-        self.spawn_job_with(Clone3Request::new(self.flags_for(s), libc::SIGCHLD as u64), f)
+    pub fn spawn_job(
+        &self,
+        s: Subject,
+        f: impl FnOnce() -> Result<(), String> + 'static,
+    ) -> Result<Job, Stop> {
+        self.spawn_job_with(
+            Clone3Request::new(self.flags_for(s), libc::SIGCHLD as u64),
+            f,
+        )
     }
 
     /// The same with a caller-built request (must include CLONE_PIDFD).
-    pub fn spawn_job_with(&self, req: Clone3Request, f: impl FnOnce() -> Result<(), String> + 'static) -> Result<Job, Stop> {
+    pub fn spawn_job_with(
+        &self,
+        req: Clone3Request,
+        f: impl FnOnce() -> Result<(), String> + 'static,
+    ) -> Result<Job, Stop> {
         let (r, w) = crate::sys::clone::pipe();
         let kid = self.spawn_with(
             req,
@@ -448,7 +530,10 @@ mod tests {
         assert_eq!(Source::Man("m").provenance(), Provenance::Documented);
         assert_eq!(Source::Model("m").provenance(), Provenance::Documented);
         assert_eq!(Source::Design("d").provenance(), Provenance::Design);
-        assert_eq!(Source::Regression("r".into()).provenance(), Provenance::Regression);
+        assert_eq!(
+            Source::Regression("r".into()).provenance(),
+            Provenance::Regression
+        );
         assert_eq!(Source::SelfTest("t").provenance(), Provenance::SelfTest);
         for p in Provenance::ALL {
             // The serialised name is the stable name, and it reads back.

@@ -45,8 +45,14 @@ pub struct Probe {
 
 impl Probe {
     pub fn features(&self) -> KernelFeatures {
-        let mut k =
-            KernelFeatures::new(kernel_version_of(&self.kernel_release), if self.absent.is_none() { Some(self.bit) } else { None });
+        let mut k = KernelFeatures::new(
+            kernel_version_of(&self.kernel_release),
+            if self.absent.is_none() {
+                Some(self.bit)
+            } else {
+                None
+            },
+        );
         k.missing_ns = missing_namespaces();
         k
     }
@@ -135,7 +141,11 @@ pub struct Decision {
 /// (clone3_args_valid). Any other answer in any combination, success or
 /// another errno, means the kernel knows the bit: the feature is present and
 /// its rows run.
-pub fn decide(bit: u64, mainline: Option<(&str, (u32, u32))>, answers: &[(Combo, Answer)]) -> Decision {
+pub fn decide(
+    bit: u64,
+    mainline: Option<(&str, (u32, u32))>,
+    answers: &[(Combo, Answer)],
+) -> Decision {
     let observed = describe(bit, answers);
     if let Some((name, (a, b))) = mainline {
         return Decision {
@@ -145,7 +155,11 @@ pub fn decide(bit: u64, mainline: Option<(&str, (u32, u32))>, answers: &[(Combo,
         };
     }
     if answers.is_empty() {
-        return Decision { present: false, reason: format!("no clone3 combination was tried with bit {bit:#x}"), observed };
+        return Decision {
+            present: false,
+            reason: format!("no clone3 combination was tried with bit {bit:#x}"),
+            observed,
+        };
     }
     let knows: Vec<String> = answers
         .iter()
@@ -159,11 +173,18 @@ pub fn decide(bit: u64, mainline: Option<(&str, (u32, u32))>, answers: &[(Combo,
         let tried: Vec<String> = answers.iter().map(|(c, _)| c.spell(bit)).collect();
         return Decision {
             present: false,
-            reason: format!("this kernel does not know bit {bit:#x}: EINVAL for every combination tried ({})", tried.join(", ")),
+            reason: format!(
+                "this kernel does not know bit {bit:#x}: EINVAL for every combination tried ({})",
+                tried.join(", ")
+            ),
             observed,
         };
     }
-    Decision { present: true, reason: format!("the kernel knows bit {bit:#x}: {}", knows.join("; ")), observed }
+    Decision {
+        present: true,
+        reason: format!("the kernel knows bit {bit:#x}: {}", knows.join("; ")),
+        observed,
+    }
 }
 
 /// The observations in words, deviations from the seed marked.
@@ -172,13 +193,22 @@ fn describe(bit: u64, answers: &[(Combo, Answer)]) -> String {
     for (c, a) in answers {
         let mut p = format!("{}: ", c.spell(bit));
         match (c, a) {
-            (Combo::Alone, Answer::Refused(Errno::EINVAL)) => p.push_str("EINVAL (as the seed requires without CLONE_PIDFD)"),
-            (Combo::Alone, Answer::Refused(e)) => p.push_str(&format!("unexpected: {e} (the seed answers EINVAL without CLONE_PIDFD)")),
-            (_, Answer::Refused(e)) => p.push_str(&format!("unexpected: refused with {e} (the seed accepts it with CLONE_PIDFD)")),
+            (Combo::Alone, Answer::Refused(Errno::EINVAL)) => {
+                p.push_str("EINVAL (as the seed requires without CLONE_PIDFD)")
+            }
+            (Combo::Alone, Answer::Refused(e)) => p.push_str(&format!(
+                "unexpected: {e} (the seed answers EINVAL without CLONE_PIDFD)"
+            )),
+            (_, Answer::Refused(e)) => p.push_str(&format!(
+                "unexpected: refused with {e} (the seed accepts it with CLONE_PIDFD)"
+            )),
             (_, Answer::Accepted(seen)) => {
                 let mut bits = Vec::new();
                 if *c == Combo::Alone {
-                    bits.push("unexpected: accepted without CLONE_PIDFD (the seed answers EINVAL)".to_string());
+                    bits.push(
+                        "unexpected: accepted without CLONE_PIDFD (the seed answers EINVAL)"
+                            .to_string(),
+                    );
                 }
                 bits.push(if seen.visible_to_all {
                     "unexpected: visible to waitid(P_ALL)".to_string()
@@ -186,10 +216,15 @@ fn describe(bit: u64, answers: &[(Combo, Answer)]) -> String {
                     "hidden from waitid(P_ALL)".to_string()
                 });
                 match seen.focused_reap {
-                    WaitOutcome::Reported { event: crate::sys::wait::Event::Exited(PROBE_CODE), .. } => {
-                        bits.push(format!("waitid(P_PIDFD) reaped it with exit code {PROBE_CODE}"))
-                    }
-                    other => bits.push(format!("unexpected: waitid(P_PIDFD) gave {other}, want exit code {PROBE_CODE}")),
+                    WaitOutcome::Reported {
+                        event: crate::sys::wait::Event::Exited(PROBE_CODE),
+                        ..
+                    } => bits.push(format!(
+                        "waitid(P_PIDFD) reaped it with exit code {PROBE_CODE}"
+                    )),
+                    other => bits.push(format!(
+                        "unexpected: waitid(P_PIDFD) gave {other}, want exit code {PROBE_CODE}"
+                    )),
                 }
                 if !seen.cleanup.is_empty() {
                     bits.push(seen.cleanup.clone());
@@ -204,8 +239,18 @@ fn describe(bit: u64, answers: &[(Combo, Answer)]) -> String {
 
 impl Decision {
     pub fn into_probe(self, kernel_release: String, bit: u64) -> Probe {
-        let (absent, reason) = if self.present { (None, self.reason) } else { (Some(self.reason), String::new()) };
-        Probe { kernel_release, bit, absent, reason, observed: self.observed }
+        let (absent, reason) = if self.present {
+            (None, self.reason)
+        } else {
+            (Some(self.reason), String::new())
+        };
+        Probe {
+            kernel_release,
+            bit,
+            absent,
+            reason,
+            observed: self.observed,
+        }
     }
 }
 
@@ -262,26 +307,48 @@ fn try_combo(bit: u64, c: Combo) -> Answer {
             return Answer::Accepted(ChildSeen {
                 visible_to_all: false,
                 focused_reap: reap,
-                cleanup: format!("unexpected: {why}; waitpid(pid, __WALL) gave {reap} (visibility not probed)"),
+                cleanup: format!(
+                    "unexpected: {why}; waitpid(pid, __WALL) gave {reap} (visibility not probed)"
+                ),
             });
         }
     };
     let _ = pidfd::poll_exit(fd.as_fd(), None);
-    let target = WaitTarget { pid, pidfd: Some(std::os::fd::AsFd::as_fd(&fd)), pgid: 0 };
+    let target = WaitTarget {
+        pid,
+        pidfd: Some(std::os::fd::AsFd::as_fd(&fd)),
+        pgid: 0,
+    };
     let all = WaitOpts::WALL;
-    let peek = wait(WaitCall::WaitidAll, target, WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG | WaitOpts::WNOWAIT | all));
+    let peek = wait(
+        WaitCall::WaitidAll,
+        target,
+        WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG | WaitOpts::WNOWAIT | all),
+    );
     let visible_to_all = matches!(peek, WaitOutcome::Reported { pid: p, .. } if p == pid);
-    let focused_reap = wait(WaitCall::WaitidPidfd, target, WaitOpts(WaitOpts::WEXITED | all));
+    let focused_reap = wait(
+        WaitCall::WaitidPidfd,
+        target,
+        WaitOpts(WaitOpts::WEXITED | all),
+    );
     let cleanup = if matches!(focused_reap, WaitOutcome::Reported { pid: p, .. } if p == pid) {
         String::new()
     } else {
         // The focused reap did not take it: try waitid(P_PID), then, as this
         // process has no other child, a generic reap; say which worked.
-        let by_pid = wait(WaitCall::WaitidPid, target, WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG | all));
+        let by_pid = wait(
+            WaitCall::WaitidPid,
+            target,
+            WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG | all),
+        );
         if matches!(by_pid, WaitOutcome::Reported { pid: p, .. } if p == pid) {
             "reaped by waitid(P_PID) instead".to_string()
         } else {
-            let by_all = wait(WaitCall::WaitidAll, target, WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG | all));
+            let by_all = wait(
+                WaitCall::WaitidAll,
+                target,
+                WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG | all),
+            );
             if matches!(by_all, WaitOutcome::Reported { pid: p, .. } if p == pid) {
                 "reaped by waitid(P_ALL) instead".to_string()
             } else {
@@ -290,7 +357,11 @@ fn try_combo(bit: u64, c: Combo) -> Answer {
         }
     };
     drop(child);
-    Answer::Accepted(ChildSeen { visible_to_all, focused_reap, cleanup })
+    Answer::Accepted(ChildSeen {
+        visible_to_all,
+        focused_reap,
+        cleanup,
+    })
 }
 
 #[cfg(test)]
@@ -307,13 +378,20 @@ mod tests {
     fn good_child() -> Answer {
         Answer::Accepted(ChildSeen {
             visible_to_all: false,
-            focused_reap: WaitOutcome::Reported { pid: 9, event: crate::sys::wait::Event::Exited(PROBE_CODE) },
+            focused_reap: WaitOutcome::Reported {
+                pid: 9,
+                event: crate::sys::wait::Event::Exited(PROBE_CODE),
+            },
             cleanup: String::new(),
         })
     }
 
     fn answers(a: Answer, b: Answer, c: Answer) -> Vec<(Combo, Answer)> {
-        vec![(Combo::WithPidfd, a), (Combo::Alone, b), (Combo::WithPidfdNoSignal, c)]
+        vec![
+            (Combo::WithPidfd, a),
+            (Combo::Alone, b),
+            (Combo::WithPidfdNoSignal, c),
+        ]
     }
 
     #[test]
@@ -321,22 +399,42 @@ mod tests {
         let r = Answer::Refused(Errno::EINVAL);
         let d = decide(BIT, None, &answers(r.clone(), r.clone(), r));
         assert!(!d.present);
-        assert!(d.reason.contains("does not know bit 0x10000000000"), "{}", d.reason);
-        assert!(d.reason.contains("exit_signal 0"), "every combination is named: {}", d.reason);
+        assert!(
+            d.reason.contains("does not know bit 0x10000000000"),
+            "{}",
+            d.reason
+        );
+        assert!(
+            d.reason.contains("exit_signal 0"),
+            "every combination is named: {}",
+            d.reason
+        );
     }
 
     #[test]
     fn mainline_meaning_is_absent_whatever_clone3_said() {
         let d = decide(SEED_BIT, Some(("CLONE_INTO_CGROUP", (5, 7))), &[]);
         assert!(!d.present);
-        assert!(d.reason.contains("CLONE_INTO_CGROUP") && d.reason.contains("5.7"), "{}", d.reason);
-        let d = decide(SEED_BIT, Some(("CLONE_INTO_CGROUP", (5, 7))), &answers(good_child(), Answer::Refused(Errno::EINVAL), good_child()));
+        assert!(
+            d.reason.contains("CLONE_INTO_CGROUP") && d.reason.contains("5.7"),
+            "{}",
+            d.reason
+        );
+        let d = decide(
+            SEED_BIT,
+            Some(("CLONE_INTO_CGROUP", (5, 7))),
+            &answers(good_child(), Answer::Refused(Errno::EINVAL), good_child()),
+        );
         assert!(!d.present);
     }
 
     #[test]
     fn the_seeds_answers_are_present_without_warnings() {
-        let d = decide(BIT, None, &answers(good_child(), Answer::Refused(Errno::EINVAL), good_child()));
+        let d = decide(
+            BIT,
+            None,
+            &answers(good_child(), Answer::Refused(Errno::EINVAL), good_child()),
+        );
         assert!(d.present, "{d:?}");
         assert!(!d.observed.contains("unexpected:"), "{}", d.observed);
         let p = d.into_probe("6.12".into(), BIT);
@@ -353,28 +451,69 @@ mod tests {
             focused_reap: WaitOutcome::Failed(Errno::ECHILD),
             cleanup: "reaped by waitid(P_ALL) instead".into(),
         });
-        let d = decide(BIT, None, &answers(wrong.clone(), Answer::Refused(Errno::EINVAL), wrong));
+        let d = decide(
+            BIT,
+            None,
+            &answers(wrong.clone(), Answer::Refused(Errno::EINVAL), wrong),
+        );
         assert!(d.present);
-        assert!(d.observed.contains("unexpected: visible to waitid(P_ALL)"), "{}", d.observed);
-        assert!(d.observed.contains("unexpected: waitid(P_PIDFD) gave -1 ECHILD"), "{}", d.observed);
+        assert!(
+            d.observed.contains("unexpected: visible to waitid(P_ALL)"),
+            "{}",
+            d.observed
+        );
+        assert!(
+            d.observed
+                .contains("unexpected: waitid(P_PIDFD) gave -1 ECHILD"),
+            "{}",
+            d.observed
+        );
         // Loses the exit code.
         let lost = Answer::Accepted(ChildSeen {
             visible_to_all: false,
-            focused_reap: WaitOutcome::Reported { pid: 9, event: crate::sys::wait::Event::Exited(0) },
+            focused_reap: WaitOutcome::Reported {
+                pid: 9,
+                event: crate::sys::wait::Event::Exited(0),
+            },
             cleanup: String::new(),
         });
-        let d = decide(BIT, None, &answers(lost, Answer::Refused(Errno::EINVAL), good_child()));
+        let d = decide(
+            BIT,
+            None,
+            &answers(lost, Answer::Refused(Errno::EINVAL), good_child()),
+        );
         assert!(d.present);
         assert!(d.observed.contains("want exit code 42"), "{}", d.observed);
         // The CLONE_PIDFD requirement inverted: only the bit alone works.
         let r = Answer::Refused(Errno::EINVAL);
         let d = decide(BIT, None, &answers(r.clone(), good_child(), r.clone()));
-        assert!(d.present, "accepted in one combination: the kernel knows the bit");
-        assert!(d.reason.contains("clone3(0x10000000000, SIGCHLD) accepted it"), "{}", d.reason);
-        assert!(d.observed.contains("unexpected: accepted without CLONE_PIDFD"), "{}", d.observed);
-        assert!(d.observed.contains("unexpected: refused with EINVAL"), "{}", d.observed);
+        assert!(
+            d.present,
+            "accepted in one combination: the kernel knows the bit"
+        );
+        assert!(
+            d.reason
+                .contains("clone3(0x10000000000, SIGCHLD) accepted it"),
+            "{}",
+            d.reason
+        );
+        assert!(
+            d.observed
+                .contains("unexpected: accepted without CLONE_PIDFD"),
+            "{}",
+            d.observed
+        );
+        assert!(
+            d.observed.contains("unexpected: refused with EINVAL"),
+            "{}",
+            d.observed
+        );
         // Another errno than EINVAL: past the unknown-bit check, so known.
-        let d = decide(BIT, None, &answers(Answer::Refused(Errno::EPERM), r.clone(), r));
+        let d = decide(
+            BIT,
+            None,
+            &answers(Answer::Refused(Errno::EPERM), r.clone(), r),
+        );
         assert!(d.present);
         assert!(d.reason.contains("EPERM"), "{}", d.reason);
         let p = d.into_probe("6.12".into(), BIT);
@@ -389,7 +528,16 @@ mod tests {
         let p = probe(BIT);
         assert_eq!(p.bit, BIT);
         assert_eq!(p.absent.is_none(), !p.reason.is_empty());
-        let tried = if mainline_bit_name(BIT, kernel_version()).is_some() { 0 } else { 3 };
-        assert_eq!(p.observed.matches("clone3(").count(), tried, "{}", p.observed);
+        let tried = if mainline_bit_name(BIT, kernel_version()).is_some() {
+            0
+        } else {
+            3
+        };
+        assert_eq!(
+            p.observed.matches("clone3(").count(),
+            tried,
+            "{}",
+            p.observed
+        );
     }
 }

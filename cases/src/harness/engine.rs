@@ -59,7 +59,9 @@ pub fn main(table: fn() -> Vec<Case>) -> ! {
         Some(PROBE_ARG) => probe_process(),
         Some(PROBE_RECORD_ARG) => probe_record_process(),
         // A tiny program for execve rows: exit with the given code.
-        Some(EXIT_ARG) => std::process::exit(argv.get(2).and_then(|s| s.parse().ok()).unwrap_or(127)),
+        Some(EXIT_ARG) => {
+            std::process::exit(argv.get(2).and_then(|s| s.parse().ok()).unwrap_or(127))
+        }
         _ => test_process(table),
     }
 }
@@ -96,7 +98,12 @@ fn env_record(probe: &Probe) -> EnvRecord {
     EnvRecord {
         kernel_release: probe.kernel_release.clone(),
         clone_wait_pid_flag: protocol::bit::spell(probe.bit),
-        feature: if probe.absent.is_none() { protocol::record::PRESENT } else { protocol::record::ABSENT }.into(),
+        feature: if probe.absent.is_none() {
+            protocol::record::PRESENT
+        } else {
+            protocol::record::ABSENT
+        }
+        .into(),
         feature_reason: probe.absent.clone().unwrap_or_else(|| probe.reason.clone()),
         feature_observed: probe.observed.clone(),
     }
@@ -106,9 +113,17 @@ fn env_record(probe: &Probe) -> EnvRecord {
 /// of whoever makes the generic peek).
 fn run_probe() -> Result<Probe, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let out = Command::new(exe).arg(PROBE_ARG).stdin(Stdio::null()).output().map_err(|e| format!("probe: {e}"))?;
+    let out = Command::new(exe)
+        .arg(PROBE_ARG)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("probe: {e}"))?;
     serde_json::from_slice(&out.stdout).map_err(|e| {
-        format!("probe printed no result ({e}); status {}; stderr: {}", out.status, String::from_utf8_lossy(&out.stderr))
+        format!(
+            "probe printed no result ({e}); status {}; stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
     })
 }
 
@@ -127,11 +142,17 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
     };
     if args.list {
         if verbose {
-            let cases: Vec<Case> = table().into_iter().filter(|c| selected(&args, &c.name)).collect();
+            let cases: Vec<Case> = table()
+                .into_iter()
+                .filter(|c| selected(&args, &c.name))
+                .collect();
             print!("{}", list_verbose(&cases));
             std::process::exit(0);
         }
-        let trials = table().into_iter().map(|c| libtest_mimic::Trial::test(c.name, || Ok(()))).collect();
+        let trials = table()
+            .into_iter()
+            .map(|c| libtest_mimic::Trial::test(c.name, || Ok(())))
+            .collect();
         libtest_mimic::run(&args, trials).exit();
     }
     // Orphans of a case process that had to be killed come here, and are
@@ -151,7 +172,11 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
     eprintln!("{}", probe_lines(&probe));
     let report = Report::open(&probe);
     let probe_json = serde_json::to_string(&probe).expect("probe json");
-    let env = Env { probe: probe.clone(), root: rustix::process::geteuid().is_root(), cgroup2: cgroup2_writable() };
+    let env = Env {
+        probe: probe.clone(),
+        root: rustix::process::geteuid().is_root(),
+        cgroup2: cgroup2_writable(),
+    };
     let tally = Tally::default();
     let cases = table();
     let spawner = Arc::new(Spawner::new(&cases, &probe, probe_json));
@@ -166,7 +191,10 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
             libtest_mimic::Trial::ignorable_test(name.clone(), move || {
                 let start = Instant::now();
                 let mut out = match unmet {
-                    Some(reason) => CaseOutput { status: Status::Skip, detail: reason },
+                    Some(reason) => CaseOutput {
+                        status: Status::Skip,
+                        detail: reason,
+                    },
                     None => supervise(&spawner, &name, case.timeout),
                 };
                 if out.status == Status::Fail {
@@ -192,7 +220,11 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
     if !tally.is_empty() {
         // After libtest's own summary; on stderr when stdout is a JSON stream.
         let table = format!("\nby provenance:\n{}", tally.table());
-        if json { eprint!("{table}") } else { print!("{table}") }
+        if json {
+            eprint!("{table}")
+        } else {
+            print!("{table}")
+        }
     }
     let mut leftovers = Vec::new();
     if let Ok(Spawner::Fork(z)) = Arc::try_unwrap(spawner) {
@@ -200,7 +232,10 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
     }
     leftovers.extend(executor::reap_children(&[]));
     if !leftovers.is_empty() {
-        eprintln!("wait-conformance: leftover processes after the run: {}", leftovers.join("; "));
+        eprintln!(
+            "wait-conformance: leftover processes after the run: {}",
+            leftovers.join("; ")
+        );
         std::process::exit(EXIT_HARNESS);
     }
     conclusion.exit()
@@ -212,7 +247,13 @@ pub const VERBOSE_ARG: &str = "--verbose";
 /// Whether libtest's filter arguments select this name (as libtest-mimic
 /// decides for a run: substring or `--exact`, minus `--skip`).
 fn selected(args: &libtest_mimic::Arguments, name: &str) -> bool {
-    let hit = |f: &str| if args.exact { name == f } else { name.contains(f) };
+    let hit = |f: &str| {
+        if args.exact {
+            name == f
+        } else {
+            name.contains(f)
+        }
+    };
     args.filter.as_deref().is_none_or(hit) && !args.skip.iter().any(|s| hit(s))
 }
 
@@ -221,7 +262,11 @@ fn selected(args: &libtest_mimic::Arguments, name: &str) -> bool {
 pub fn list_verbose(cases: &[Case]) -> String {
     let mut out = String::new();
     for c in cases {
-        let needs = if c.needs.is_empty() { "-".to_string() } else { c.needs.iter().map(need_name).collect::<Vec<_>>().join(", ") };
+        let needs = if c.needs.is_empty() {
+            "-".to_string()
+        } else {
+            c.needs.iter().map(need_name).collect::<Vec<_>>().join(", ")
+        };
         out.push_str(&format!(
             "{}\n  provenance: {}\n  source:     {}\n  needs:      {}\n  timeout:    {}s\n  expects:    {}\n\n",
             c.name,
@@ -248,11 +293,21 @@ fn need_name(n: &Need) -> String {
 /// What the case binary says about the probe before the run.
 fn probe_lines(p: &Probe) -> String {
     let mut s = match &p.absent {
-        Some(why) => format!("wait-conformance: CLONE_WAIT_PID at bit {:#x}: absent ({why})", p.bit),
-        None => format!("wait-conformance: CLONE_WAIT_PID at bit {:#x}: present ({})", p.bit, p.reason),
+        Some(why) => format!(
+            "wait-conformance: CLONE_WAIT_PID at bit {:#x}: absent ({why})",
+            p.bit
+        ),
+        None => format!(
+            "wait-conformance: CLONE_WAIT_PID at bit {:#x}: present ({})",
+            p.bit, p.reason
+        ),
     };
     if !p.observed.is_empty() {
-        let tag = if p.has_warnings() { "warning: the probe saw deviations from the seed" } else { "the probe saw" };
+        let tag = if p.has_warnings() {
+            "warning: the probe saw deviations from the seed"
+        } else {
+            "the probe saw"
+        };
         s.push_str(&format!("\nwait-conformance: {tag}: {}", p.observed));
     }
     s
@@ -277,15 +332,28 @@ impl Tally {
 
 /// The per-provenance counts as a small table with a total row.
 pub fn provenance_table(m: &std::collections::BTreeMap<Provenance, [usize; 4]>) -> String {
-    let mut out = format!("{:<12} {:>5} {:>5} {:>5} {:>6}\n", "provenance", "pass", "fail", "skip", "broken");
+    let mut out = format!(
+        "{:<12} {:>5} {:>5} {:>5} {:>6}\n",
+        "provenance", "pass", "fail", "skip", "broken"
+    );
     let mut total = [0usize; 4];
     for (p, n) in m {
-        out.push_str(&format!("{:<12} {:>5} {:>5} {:>5} {:>6}\n", p.name(), n[0], n[1], n[2], n[3]));
+        out.push_str(&format!(
+            "{:<12} {:>5} {:>5} {:>5} {:>6}\n",
+            p.name(),
+            n[0],
+            n[1],
+            n[2],
+            n[3]
+        ));
         for i in 0..4 {
             total[i] += n[i];
         }
     }
-    out.push_str(&format!("{:<12} {:>5} {:>5} {:>5} {:>6}\n", "total", total[0], total[1], total[2], total[3]));
+    out.push_str(&format!(
+        "{:<12} {:>5} {:>5} {:>5} {:>6}\n",
+        "total", total[0], total[1], total[2], total[3]
+    ));
     out
 }
 
@@ -301,12 +369,19 @@ impl Env {
         let kv = self.probe.features().version;
         for n in needs {
             let why = match n {
-                Need::Feature => self.probe.absent.clone().map(|r| format!("CLONE_WAIT_PID absent: {r}")),
+                Need::Feature => self
+                    .probe
+                    .absent
+                    .clone()
+                    .map(|r| format!("CLONE_WAIT_PID absent: {r}")),
                 Need::Root => (!self.root).then(|| "needs root".to_string()),
-                Need::MinKernel(a, b) => (kv < (*a, *b)).then(|| format!("needs Linux {a}.{b}+, have {}", self.probe.kernel_release)),
-                Need::Cgroup2 => (!self.cgroup2).then(|| "needs a writable cgroup2 hierarchy at /sys/fs/cgroup".to_string()),
-                Need::Namespace(ns) => (!std::path::Path::new(&format!("/proc/self/ns/{ns}")).exists())
-                    .then(|| format!("needs {ns} namespaces (no /proc/self/ns/{ns} on this kernel)")),
+                Need::MinKernel(a, b) => (kv < (*a, *b))
+                    .then(|| format!("needs Linux {a}.{b}+, have {}", self.probe.kernel_release)),
+                Need::Cgroup2 => (!self.cgroup2)
+                    .then(|| "needs a writable cgroup2 hierarchy at /sys/fs/cgroup".to_string()),
+                Need::Namespace(ns) => (!std::path::Path::new(&format!("/proc/self/ns/{ns}"))
+                    .exists())
+                .then(|| format!("needs {ns} namespaces (no /proc/self/ns/{ns} on this kernel)")),
             };
             if why.is_some() {
                 return why;
@@ -327,8 +402,14 @@ struct Report(Option<Arc<Mutex<File>>>);
 
 impl Report {
     fn open(probe: &Probe) -> Report {
-        let Ok(path) = std::env::var(REPORT_ENV) else { return Report(None) };
-        let f = match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        let Ok(path) = std::env::var(REPORT_ENV) else {
+            return Report(None);
+        };
+        let f = match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("wait-conformance: cannot open report {path}: {e}");
@@ -375,7 +456,9 @@ impl Spawner {
         match std::env::var(SPAWN_ENV).as_deref() {
             Ok("exec") => return Spawner::Exec { probe_json },
             Ok("fork") | Ok("") | Err(_) => {}
-            Ok(other) => eprintln!("wait-conformance: {SPAWN_ENV}={other:?} is neither fork nor exec: using fork"),
+            Ok(other) => eprintln!(
+                "wait-conformance: {SPAWN_ENV}={other:?} is neither fork nor exec: using fork"
+            ),
         }
         match Zygote::start(cases.to_vec(), probe.clone(), case_process_for) {
             Ok(z) => Spawner::Fork(z),
@@ -406,13 +489,19 @@ fn spawn_exec(name: &str, probe_json: &str) -> Result<Supervised, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = cmd.spawn().map_err(|e| format!("spawn case process: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("spawn case process: {e}"))?;
     let stdout = OwnedFd::from(child.stdout.take().expect("piped"));
     let stderr = OwnedFd::from(child.stderr.take().expect("piped"));
     // Our own unreaped child: the pid is still its own. From here on it is
     // held, killed and reaped by pidfd (dropping `child` does not wait).
     match Proc::open(child.id() as i32) {
-        Ok(proc) => Ok(Supervised { proc, stdout, stderr }),
+        Ok(proc) => Ok(Supervised {
+            proc,
+            stdout,
+            stderr,
+        }),
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
@@ -425,7 +514,10 @@ fn spawn_exec(name: &str, probe_json: &str) -> Result<Supervised, String> {
 fn supervise(spawner: &Spawner, name: &str, timeout: Duration) -> CaseOutput {
     match spawner.spawn(name) {
         Ok(s) => judge(s, timeout),
-        Err(detail) => CaseOutput { status: Status::Broken, detail },
+        Err(detail) => CaseOutput {
+            status: Status::Broken,
+            detail,
+        },
     }
 }
 
@@ -448,13 +540,20 @@ fn judge(mut s: Supervised, timeout: Duration) -> CaseOutput {
         }
         // Inside a kernel wait the row expects to return: the kernel's
         // failure. Anywhere else: the harness's own hang.
-        let status = if waits.is_empty() { Status::Broken } else { Status::Fail };
+        let status = if waits.is_empty() {
+            Status::Broken
+        } else {
+            Status::Fail
+        };
         return CaseOutput { status, detail };
     }
     let status = s.proc.reap();
     let out = String::from_utf8_lossy(&seen.out);
     let err = String::from_utf8_lossy(&seen.err);
-    let parsed = out.lines().rev().find_map(|l| serde_json::from_str::<CaseOutput>(l).ok());
+    let parsed = out
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<CaseOutput>(l).ok());
     match parsed {
         Some(o) => o,
         None => CaseOutput {
@@ -482,9 +581,21 @@ fn live_waits(case: i32, below: &[i32], announced: &str) -> Vec<String> {
     open.sort_by_key(|m| m.pid != case);
     open.iter()
         .map(|m| {
-            let whose = if m.pidfd >= 0 { pidfd_owner(m.pid, m.pidfd) } else { String::new() };
-            let who = if m.pid == case { String::new() } else { format!(" (in pid {})", m.pid) };
-            let tid = if m.tid == m.pid { String::new() } else { format!(" (thread {})", m.tid) };
+            let whose = if m.pidfd >= 0 {
+                pidfd_owner(m.pid, m.pidfd)
+            } else {
+                String::new()
+            };
+            let who = if m.pid == case {
+                String::new()
+            } else {
+                format!(" (in pid {})", m.pid)
+            };
+            let tid = if m.tid == m.pid {
+                String::new()
+            } else {
+                format!(" (thread {})", m.tid)
+            };
             format!("{}{whose}{who}{tid}", m.call)
         })
         .collect()
@@ -494,7 +605,10 @@ fn live_waits(case: i32, below: &[i32], announced: &str) -> Vec<String> {
 fn pidfd_owner(pid: i32, fd: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Pid:").map(|v| v.trim().to_string())))
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Pid:").map(|v| v.trim().to_string()))
+        })
         .map(|p| format!(" of pid {p}"))
         .unwrap_or_default()
 }
@@ -518,9 +632,15 @@ pub fn timeout_detail(waits: &[String], timeout: Duration, stuck: &[String]) -> 
 
 /// The case process of the exec path: find the case, then run it.
 fn case_process(table: fn() -> Vec<Case>, name: &str) -> ! {
-    let probe: Probe = match std::env::var(PROBE_ENV).ok().and_then(|s| serde_json::from_str(&s).ok()) {
+    let probe: Probe = match std::env::var(PROBE_ENV)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+    {
         Some(p) => p,
-        None => emit(Status::Broken, format!("case process started without {PROBE_ENV}")),
+        None => emit(
+            Status::Broken,
+            format!("case process started without {PROBE_ENV}"),
+        ),
     };
     let Some(case) = table().into_iter().find(|c| c.name == name) else {
         emit(Status::Broken, format!("no case named {name:?}"))
@@ -560,8 +680,14 @@ fn case_process_for(case: &Case, probe: Probe) -> ! {
         Ok(Err(Stop::Skip(d))) => (Status::Skip, d),
         Ok(Err(Stop::Broken(d))) => (Status::Broken, d),
         Err(p) => {
-            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-            (Status::Broken, format!("case panicked: {}", msg.unwrap_or_default()))
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+            (
+                Status::Broken,
+                format!("case panicked: {}", msg.unwrap_or_default()),
+            )
         }
     };
     // Anything still below the case process is a leak of this case.
@@ -583,14 +709,23 @@ mod tests {
 
     #[test]
     fn a_timeout_inside_a_kernel_wait_names_the_call() {
-        let stuck = vec!["pid 5 (x) state S wchan do_wait stack [do_wait < kernel_waitid]".to_string()];
-        let d = timeout_detail(&["waitid(P_PIDFD, pidfd, &si, WEXITED) on pid 6".into()], Duration::from_secs(5), &stuck);
+        let stuck =
+            vec!["pid 5 (x) state S wchan do_wait stack [do_wait < kernel_waitid]".to_string()];
+        let d = timeout_detail(
+            &["waitid(P_PIDFD, pidfd, &si, WEXITED) on pid 6".into()],
+            Duration::from_secs(5),
+            &stuck,
+        );
         assert_eq!(
             d,
             "kernel did not return from waitid(P_PIDFD, pidfd, &si, WEXITED) on pid 6 within 5.0s; \
              stuck: pid 5 (x) state S wchan do_wait stack [do_wait < kernel_waitid]"
         );
-        let d = timeout_detail(&["a()".into(), "b() (in pid 7)".into()], Duration::from_millis(1500), &stuck);
+        let d = timeout_detail(
+            &["a()".into(), "b() (in pid 7)".into()],
+            Duration::from_millis(1500),
+            &stuck,
+        );
         assert!(d.starts_with("kernel did not return from a() within 1.5s (also inside: b() (in pid 7)); stuck: pid 5"), "{d}");
         let d = timeout_detail(&[], Duration::from_secs(1), &stuck);
         assert!(d.starts_with("timeout after 1.0s; stuck: pid 5"), "{d}");
@@ -602,13 +737,28 @@ mod tests {
         use crate::sys::announce::{Mark, ENTER};
         let me = std::process::id() as i32;
         let mark = |pid, tid, call: &str| {
-            serde_json::to_string(&Mark { wc_wait: ENTER.into(), pid, tid, call: call.into(), pidfd: -1 }).unwrap()
+            serde_json::to_string(&Mark {
+                wc_wait: ENTER.into(),
+                pid,
+                tid,
+                call: call.into(),
+                pidfd: -1,
+            })
+            .unwrap()
         };
         // This process stands in for the case process (its main thread is
         // alive); pid 1 is the init of some nested namespace's view, not a
         // descendant; a tid that does not exist has gone.
-        let text = [mark(1, 1, "init's wait"), mark(me, me, "the case's wait"), mark(me, i32::MAX - 1, "a gone thread")].join("\n");
-        assert_eq!(live_waits(me, &[], &text), vec!["the case's wait".to_string()]);
+        let text = [
+            mark(1, 1, "init's wait"),
+            mark(me, me, "the case's wait"),
+            mark(me, i32::MAX - 1, "a gone thread"),
+        ]
+        .join("\n");
+        assert_eq!(
+            live_waits(me, &[], &text),
+            vec!["the case's wait".to_string()]
+        );
         assert!(live_waits(me, &[], "").is_empty());
     }
 
@@ -625,11 +775,14 @@ mod tests {
     #[test]
     fn list_verbose_shows_provenance_needs_timeout_and_expectation() {
         let cases = vec![
-            Case::new("g::call::sit::hidden", Source::Seed("a sentence"), |_| Ok(()))
-                .need(Need::Feature)
-                .need(Need::Root)
-                .expects("reported: pid, Exited(3)"),
-            Case::new("g::call::sit::plain", Source::Design("why"), |_| Ok(())).timeout(Duration::from_secs(20)),
+            Case::new("g::call::sit::hidden", Source::Seed("a sentence"), |_| {
+                Ok(())
+            })
+            .need(Need::Feature)
+            .need(Need::Root)
+            .expects("reported: pid, Exited(3)"),
+            Case::new("g::call::sit::plain", Source::Design("why"), |_| Ok(()))
+                .timeout(Duration::from_secs(20)),
         ];
         let text = list_verbose(&cases);
         assert_eq!(
@@ -643,7 +796,9 @@ mod tests {
 
     #[test]
     fn filters_select_as_libtest_does() {
-        let args = |v: &[&str]| libtest_mimic::Arguments::from_iter(std::iter::once("x").chain(v.iter().copied()));
+        let args = |v: &[&str]| {
+            libtest_mimic::Arguments::from_iter(std::iter::once("x").chain(v.iter().copied()))
+        };
         assert!(selected(&args(&[]), "a::b"));
         assert!(selected(&args(&["a::"]), "a::b"));
         assert!(!selected(&args(&["c::"]), "a::b"));
@@ -660,7 +815,10 @@ mod tests {
         t.add(Provenance::Design, Status::Broken);
         t.add(Provenance::Documented, Status::Skip);
         let table = t.table();
-        let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
         assert_eq!(rows[0], ["provenance", "pass", "fail", "skip", "broken"]);
         assert_eq!(rows[1], ["seed", "1", "1", "0", "0"]);
         assert_eq!(rows[2], ["documented", "0", "0", "1", "0"]);

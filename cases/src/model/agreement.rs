@@ -23,7 +23,9 @@ use super::tree::{effective_opts, Creator, Expect, Tree, TreeConfig};
 use super::{Lineage, Prediction, Semantics, Verdict};
 use crate::fuzzing::tree::{Op, StepOut, TreeModel, Who};
 use crate::harness::Subject;
-use crate::spec::grid::{plan, plan_pid, Group, KidSpec, PlannedWait, Role, Situation, Start, Step, Variant};
+use crate::spec::grid::{
+    plan, plan_pid, Group, KidSpec, PlannedWait, Role, Situation, Start, Step, Variant,
+};
 use crate::spec::{focused, generic, open, reparent};
 use crate::sys::wait::{Event, WaitCall, WaitOpts as O, WaitOutcome};
 
@@ -41,20 +43,38 @@ struct Sit {
 
 impl Sit {
     fn new(sem: Semantics) -> Sit {
-        Sit { t: Tree::new(cfg(sem), 1000) }
+        Sit {
+            t: Tree::new(cfg(sem), 1000),
+        }
     }
     /// The waiter is itself its parent's child made as `lineage` says.
     fn below(sem: Semantics, lineage: Lineage) -> Sit {
-        Sit { t: Tree::below(cfg(sem), 1000, lineage) }
+        Sit {
+            t: Tree::below(cfg(sem), 1000, lineage),
+        }
     }
     fn step(&mut self, e: Expect) {
-        assert!(!matches!(e, Expect::Skip(_)), "situation leaves the model: {e:?}");
+        assert!(
+            !matches!(e, Expect::Skip(_)),
+            "situation leaves the model: {e:?}"
+        );
         let o = self.t.model_answer(&e, 1001 + self.t.node_count() as i32);
-        self.t.apply(&e, &o).unwrap_or_else(|m| panic!("the model disagrees with itself: {m:?}"));
+        self.t
+            .apply(&e, &o)
+            .unwrap_or_else(|m| panic!("the model disagrees with itself: {m:?}"));
     }
     fn spawn(&mut self, by: Creator, hidden: bool) -> usize {
         let e = self.t.spawn(by, hidden);
-        assert!(matches!(e, Expect::Spawn { verdict: super::Verdict::Created, .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                Expect::Spawn {
+                    verdict: super::Verdict::Created,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         self.step(e);
         self.t.node_count() - 1
     }
@@ -82,7 +102,10 @@ impl Sit {
     fn focused(&mut self, n: usize, opts: u32) {
         let e = self.t.wait(WaitCall::WaitpidPid, O(opts), n);
         match &e {
-            Expect::Wait { prediction: Prediction::OneOf(v), .. } if matches!(v[..], [WaitOutcome::Reported { .. }]) => {}
+            Expect::Wait {
+                prediction: Prediction::OneOf(v),
+                ..
+            } if matches!(v[..], [WaitOutcome::Reported { .. }]) => {}
             other => panic!("focused wait on n{n}: {other:?}"),
         }
         self.step(e);
@@ -131,15 +154,26 @@ impl Verdicts {
         self.names.push(row.to_string());
         let m = oracle(model);
         if m != table {
-            self.disagree.push(format!("{row} [{sem}] {what}: oracle {m:?}, table {table:?}"));
+            self.disagree.push(format!(
+                "{row} [{sem}] {what}: oracle {m:?}, table {table:?}"
+            ));
         }
     }
     fn finish(self) {
         assert!(self.checked > 0, "nothing compared");
         let table: BTreeSet<String> = crate::spec::all().into_iter().map(|c| c.name).collect();
         let missing: Vec<&String> = self.names.iter().filter(|n| !table.contains(*n)).collect();
-        assert!(missing.is_empty(), "rows named here but not in the table: {missing:?}");
-        assert!(self.disagree.is_empty(), "{} of {} comparisons disagree:\n{}", self.disagree.len(), self.checked, self.disagree.join("\n"));
+        assert!(
+            missing.is_empty(),
+            "rows named here but not in the table: {missing:?}"
+        );
+        assert!(
+            self.disagree.is_empty(),
+            "{} of {} comparisons disagree:\n{}",
+            self.disagree.len(),
+            self.checked,
+            self.disagree.join("\n")
+        );
     }
 }
 
@@ -176,17 +210,30 @@ fn excluded(group: &str, sit: &str, v: Variant) -> Option<&'static str> {
 /// made by a second thread is W's child like any other, and a call from the
 /// second thread is W's call: the kernel's do_wait looks at the children of
 /// every thread of the group, unless __WNOTHREAD.
-fn unexpressible(sit: &Situation, v: Variant, steps: &[Step], row_call: WaitCall) -> Option<&'static str> {
+fn unexpressible(
+    sit: &Situation,
+    v: Variant,
+    steps: &[Step],
+    row_call: WaitCall,
+) -> Option<&'static str> {
     if v == Variant::Autoreap {
         return Some(AUTOREAP);
     }
     for st in steps {
         match *st {
             Step::BlockInThread { .. } => return Some(BLOCKED_IN_THREAD),
-            Step::Signal(_, sig) if ![libc::SIGKILL, libc::SIGSTOP, libc::SIGCONT].contains(&sig) => return Some(OTHER_SIGNAL),
-            Step::Wait { call, opts, from, .. } => {
+            Step::Signal(_, sig)
+                if ![libc::SIGKILL, libc::SIGSTOP, libc::SIGCONT].contains(&sig) =>
+            {
+                return Some(OTHER_SIGNAL)
+            }
+            Step::Wait {
+                call, opts, from, ..
+            } => {
                 let c = call.unwrap_or(row_call);
-                if effective_opts(c, O(opts)).has(O::WNOTHREAD) && sit.kids.iter().any(|k| k.by != from) {
+                if effective_opts(c, O(opts)).has(O::WNOTHREAD)
+                    && sit.kids.iter().any(|k| k.by != from)
+                {
                     return Some(WNOTHREAD_OTHER_THREAD);
                 }
             }
@@ -219,8 +266,13 @@ impl<'a> Replay<'a> {
         let e = m.expect(&op);
         let out = match &e {
             Expect::Skip(why) => return Err(format!("the oracle skips {op} ({why})")),
-            Expect::Spawn { verdict: Verdict::Created, .. } => StepOut::Spawned(Ok(plan_pid(spawned))),
-            Expect::Spawn { verdict, .. } => return Err(format!("the oracle says {op}: {verdict:?}")),
+            Expect::Spawn {
+                verdict: Verdict::Created,
+                ..
+            } => StepOut::Spawned(Ok(plan_pid(spawned))),
+            Expect::Spawn { verdict, .. } => {
+                return Err(format!("the oracle says {op}: {verdict:?}"))
+            }
             Expect::Setpgid { result, .. } => StepOut::Setpgid(result.map_err(|e| e.0)),
             Expect::Wait { .. } => return Err(format!("{op} is a wait")),
             _ => StepOut::Done,
@@ -233,12 +285,24 @@ impl<'a> Replay<'a> {
     }
 
     /// The row's tree before its first step, as `plan` makes it.
-    fn start(row: &'a str, sem: Semantics, kids: &'a [KidSpec], v: Variant) -> Result<Replay<'a>, String> {
+    fn start(
+        row: &'a str,
+        sem: Semantics,
+        kids: &'a [KidSpec],
+        v: Variant,
+    ) -> Result<Replay<'a>, String> {
         let mut m = TreeModel::new(cfg(sem), 1000);
         let mut other_leader = None;
         for (i, k) in kids.iter().enumerate() {
             let n = Self::node(i);
-            Self::op_as(&mut m, Op::Spawn { parent: Who::Driver, hidden: k.role == Role::Subject && v == Variant::Hidden }, i)?;
+            Self::op_as(
+                &mut m,
+                Op::Spawn {
+                    parent: Who::Driver,
+                    hidden: k.role == Role::Subject && v == Variant::Hidden,
+                },
+                i,
+            )?;
             if k.group == Group::Other {
                 if other_leader.replace(i).is_some() {
                     return Err("a second kid in the other group: the tree's setpgid gives a child its own group or W's".into());
@@ -247,22 +311,50 @@ impl<'a> Replay<'a> {
             }
             match k.start {
                 Start::Live(_) => {}
-                Start::Exited(c) => Self::op(&mut m, Op::Exit { node: n, code: code(c)? })?,
+                Start::Exited(c) => Self::op(
+                    &mut m,
+                    Op::Exit {
+                        node: n,
+                        code: code(c)?,
+                    },
+                )?,
                 Start::Reaped(c) => {
-                    Self::op(&mut m, Op::Exit { node: n, code: code(c)? })?;
-                    let reap = Op::Wait { call: WaitCall::WaitpidPid, opts: O::WEXITED, node: n };
+                    Self::op(
+                        &mut m,
+                        Op::Exit {
+                            node: n,
+                            code: code(c)?,
+                        },
+                    )?;
+                    let reap = Op::Wait {
+                        call: WaitCall::WaitpidPid,
+                        opts: O::WEXITED,
+                        node: n,
+                    };
                     let e = m.expect(&reap);
-                    let want = WaitOutcome::Reported { pid: plan_pid(i), event: Event::Exited(c) };
-                    m.apply(&e, &StepOut::Waited(Some(want.into()))).map_err(|e| format!("reaping kid {i} before the first step: {e}"))?;
+                    let want = WaitOutcome::Reported {
+                        pid: plan_pid(i),
+                        event: Event::Exited(c),
+                    };
+                    m.apply(&e, &StepOut::Waited(Some(want.into())))
+                        .map_err(|e| format!("reaping kid {i} before the first step: {e}"))?;
                 }
             }
         }
-        Ok(Replay { row, sem, kids, m, pending: Vec::new() })
+        Ok(Replay {
+            row,
+            sem,
+            kids,
+            m,
+            pending: Vec::new(),
+        })
     }
 
     /// The kid's changes in flux take effect (Step::Settle).
     fn settle(&mut self, kid: usize) -> Result<(), String> {
-        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending).into_iter().partition(|(i, _)| *i == kid);
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(i, _)| *i == kid);
         self.pending = later;
         for (_, op) in now {
             Self::op(&mut self.m, op)?;
@@ -274,7 +366,11 @@ impl<'a> Replay<'a> {
     /// naming a process group, a kid in that group (none in the case's own
     /// group: a node that does not exist names W's own pid and group).
     fn target(&self, call: WaitCall, about: usize, group: Group) -> Result<u8, String> {
-        if !matches!(call, WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid) || self.kids[about].group == group {
+        if !matches!(
+            call,
+            WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid
+        ) || self.kids[about].group == group
+        {
             return Ok(Self::node(about));
         }
         match self.kids.iter().position(|k| k.group == group) {
@@ -286,9 +382,24 @@ impl<'a> Replay<'a> {
 
     fn prediction(m: &TreeModel, op: &Op) -> Result<(Expect, Prediction), String> {
         match m.expect(op) {
-            Expect::Wait { call, opts, node, sel, prediction } => {
+            Expect::Wait {
+                call,
+                opts,
+                node,
+                sel,
+                prediction,
+            } => {
                 let p = prediction.clone();
-                Ok((Expect::Wait { call, opts, node, sel, prediction }, p))
+                Ok((
+                    Expect::Wait {
+                        call,
+                        opts,
+                        node,
+                        sel,
+                        prediction,
+                    },
+                    p,
+                ))
             }
             other => Err(format!("{op}: the oracle answers {other:?}")),
         }
@@ -297,8 +408,16 @@ impl<'a> Replay<'a> {
     /// A wait step: the oracle's prediction before the changes in flux and
     /// after them against the plan's; then the plan's outcome is applied.
     fn wait(&mut self, v: &mut Verdicts, w: &PlannedWait) -> Result<(), String> {
-        let op = Op::Wait { call: w.call, opts: w.opts, node: self.target(w.call, w.about, w.group)? };
-        let what = format!("step {} {}", w.step + 1, w.call.spell(effective_opts(w.call, O(w.opts))));
+        let op = Op::Wait {
+            call: w.call,
+            opts: w.opts,
+            node: self.target(w.call, w.about, w.group)?,
+        };
+        let what = format!(
+            "step {} {}",
+            w.step + 1,
+            w.call.spell(effective_opts(w.call, O(w.opts)))
+        );
         let (e, before) = Self::prediction(&self.m, &op)?;
         let mut after_m = self.m.clone();
         for (_, o) in &self.pending {
@@ -308,8 +427,20 @@ impl<'a> Replay<'a> {
         if self.pending.is_empty() {
             v.check(self.row, self.sem, &what, &before, oracle(&w.before));
         } else {
-            v.check(self.row, self.sem, &format!("{what} (before the changes in flux)"), &before, oracle(&w.before));
-            v.check(self.row, self.sem, &format!("{what} (after the changes in flux)"), &after, oracle(&w.after));
+            v.check(
+                self.row,
+                self.sem,
+                &format!("{what} (before the changes in flux)"),
+                &before,
+                oracle(&w.before),
+            );
+            v.check(
+                self.row,
+                self.sem,
+                &format!("{what} (after the changes in flux)"),
+                &after,
+                oracle(&w.after),
+            );
         }
         let Some(took) = w.took else { return Ok(()) };
         let e = if w.settles {
@@ -319,18 +450,34 @@ impl<'a> Replay<'a> {
         } else {
             e
         };
-        self.m.apply(&e, &StepOut::Waited(Some(took.into()))).map_err(|e| format!("{what}: the plan goes on with {took}: {e}"))
+        self.m
+            .apply(&e, &StepOut::Waited(Some(took.into())))
+            .map_err(|e| format!("{what}: the plan goes on with {took}: {e}"))
     }
 
-    fn run(&mut self, v: &mut Verdicts, steps: &[Step], waits: &[PlannedWait]) -> Result<(), String> {
+    fn run(
+        &mut self,
+        v: &mut Verdicts,
+        steps: &[Step],
+        waits: &[PlannedWait],
+    ) -> Result<(), String> {
         let mut waits = waits.iter();
         for (idx, st) in steps.iter().enumerate() {
             match *st {
                 Step::Wait { .. } => {
-                    let w = waits.next().filter(|w| w.step == idx).ok_or("the plan lost a wait step")?;
+                    let w = waits
+                        .next()
+                        .filter(|w| w.step == idx)
+                        .ok_or("the plan lost a wait step")?;
                     self.wait(v, w)?;
                 }
-                Step::Release(i) => self.pending.push((i, Op::Exit { node: Self::node(i), code: code(kid_code(&self.kids[i]))? })),
+                Step::Release(i) => self.pending.push((
+                    i,
+                    Op::Exit {
+                        node: Self::node(i),
+                        code: code(kid_code(&self.kids[i]))?,
+                    },
+                )),
                 Step::Signal(i, sig) => {
                     let node = Self::node(i);
                     let op = match sig {
@@ -374,7 +521,10 @@ const GRID_CHECKS_FLOOR: usize = 1328;
 #[test]
 fn grid_rows() {
     type Table = (&'static str, &'static [WaitCall], fn() -> Vec<Situation>);
-    let tables: [Table; 2] = [("generic", &WaitCall::GENERIC, generic::situations), ("focused", &WaitCall::FOCUSED, focused::situations)];
+    let tables: [Table; 2] = [
+        ("generic", &WaitCall::GENERIC, generic::situations),
+        ("focused", &WaitCall::FOCUSED, focused::situations),
+    ];
     let mut v = Verdicts::default();
     let mut compared = BTreeSet::new();
     let mut left_out: Vec<String> = Vec::new();
@@ -391,7 +541,9 @@ fn grid_rows() {
                     let listed = excluded(group, sit.id, var);
                     let found = unexpressible(&sit, var, &steps, call);
                     if listed != found {
-                        wrong_list.push(format!("{row}: listed as {listed:?}, its dimensions say {found:?}"));
+                        wrong_list.push(format!(
+                            "{row}: listed as {listed:?}, its dimensions say {found:?}"
+                        ));
                         continue;
                     }
                     if let Some(why) = listed {
@@ -400,10 +552,13 @@ fn grid_rows() {
                     }
                     let plan = plan(call, &sit, var);
                     for sem in ALL {
-                        let r = Replay::start(&row, sem, &sit.kids, var).and_then(|mut r| r.run(&mut v, &steps, &plan.waits));
+                        let r = Replay::start(&row, sem, &sit.kids, var)
+                            .and_then(|mut r| r.run(&mut v, &steps, &plan.waits));
                         if let Err(e) = r {
                             // the row stops here; it fails with the disagreements
-                            v.disagree.push(format!("{row} [{sem}]: the oracle cannot follow the row: {e}"));
+                            v.disagree.push(format!(
+                                "{row} [{sem}]: the oracle cannot follow the row: {e}"
+                            ));
                         }
                     }
                     compared.insert(row);
@@ -411,14 +566,30 @@ fn grid_rows() {
             }
         }
     }
-    assert!(wrong_list.is_empty(), "the exclusion list is wrong:\n{}", wrong_list.join("\n"));
+    assert!(
+        wrong_list.is_empty(),
+        "the exclusion list is wrong:\n{}",
+        wrong_list.join("\n")
+    );
     if std::env::var_os("GRID_AGREEMENT").is_some() {
-        eprintln!("{} rows compared, {} checks; left out:\n{}", compared.len(), v.checked, left_out.join("\n"));
+        eprintln!(
+            "{} rows compared, {} checks; left out:\n{}",
+            compared.len(),
+            v.checked,
+            left_out.join("\n")
+        );
     }
     let checked = v.checked;
     v.finish();
-    assert!(compared.len() >= GRID_ROWS_FLOOR, "only {} grid rows compared (floor {GRID_ROWS_FLOOR})", compared.len());
-    assert!(checked >= GRID_CHECKS_FLOOR, "only {checked} wait steps compared (floor {GRID_CHECKS_FLOOR})");
+    assert!(
+        compared.len() >= GRID_ROWS_FLOOR,
+        "only {} grid rows compared (floor {GRID_ROWS_FLOOR})",
+        compared.len()
+    );
+    assert!(
+        checked >= GRID_CHECKS_FLOOR,
+        "only {checked} wait steps compared (floor {GRID_CHECKS_FLOOR})"
+    );
 }
 
 /// reparent::subreaper::*, reparent::pidns_init::orphan_generic_wait: a
@@ -449,8 +620,19 @@ fn reparent_rows() {
                 if !zombie_first {
                     x.exit(g, 5);
                 }
-                let want = open::expected_generic_under(sem, reparent::orphan_lineage(s.hidden()), x.pid(g), Event::Exited(5));
-                v.check(&row, sem, "", &x.predict(WaitCall::WaitidAll, O::WEXITED | O::WNOHANG, g), one_of(&[want]));
+                let want = open::expected_generic_under(
+                    sem,
+                    reparent::orphan_lineage(s.hidden()),
+                    x.pid(g),
+                    Event::Exited(5),
+                );
+                v.check(
+                    &row,
+                    sem,
+                    "",
+                    &x.predict(WaitCall::WaitidAll, O::WEXITED | O::WNOHANG, g),
+                    one_of(&[want]),
+                );
             }
         }
     }
@@ -466,18 +648,34 @@ fn reparent_rows() {
 fn descendant_rows() {
     let mut v = Verdicts::default();
     let rows = [
-        ("open::descendants::grandchild_generic_wait", WaitCall::WaitidAll, O::WEXITED | O::WNOHANG),
-        ("open::threads::thread_child_generic_wait", WaitCall::WaitpidAny, O::WNOHANG),
+        (
+            "open::descendants::grandchild_generic_wait",
+            WaitCall::WaitidAll,
+            O::WEXITED | O::WNOHANG,
+        ),
+        (
+            "open::threads::thread_child_generic_wait",
+            WaitCall::WaitpidAny,
+            O::WNOHANG,
+        ),
     ];
     for (row, call, opts) in rows {
         for s in Subject::BOTH {
             let row = format!("{row}::{}", s.variant());
             for sem in ALL {
-                let job = Lineage { wait_pid_flag: s.hidden(), ..Lineage::default() };
+                let job = Lineage {
+                    wait_pid_flag: s.hidden(),
+                    ..Lineage::default()
+                };
                 let mut x = Sit::below(sem, job);
                 let c = x.spawn(Creator::Waiter, false);
                 x.exit(c, 6);
-                let want = open::expected_generic_under(sem, open::own_child_lineage(job.marked(sem)), x.pid(c), Event::Exited(6));
+                let want = open::expected_generic_under(
+                    sem,
+                    open::own_child_lineage(job.marked(sem)),
+                    x.pid(c),
+                    Event::Exited(6),
+                );
                 v.check(&row, sem, "", &x.predict(call, opts, c), one_of(&[want]));
             }
         }
@@ -500,21 +698,39 @@ fn own_child_state_rows() {
             x.exit(k, 33);
             let want = open::generic_sees(s, x.pid(k), Event::Exited(33));
             let p = x.predict(WaitCall::WaitidAll, O::WEXITED | O::WNOHANG | O::WNOWAIT, k);
-            v.check(&format!("open::execve::child_execs::{var}"), sem, "", &p, one_of(&[want]));
+            v.check(
+                &format!("open::execve::child_execs::{var}"),
+                sem,
+                "",
+                &p,
+                one_of(&[want]),
+            );
 
             let mut x = Sit::new(sem);
             let k = x.spawn(Creator::Waiter, s.hidden());
             x.exit(k, 3);
             let want = open::generic_sees(s, x.pid(k), Event::Exited(3));
             let p = x.predict(WaitCall::WaitidAll, O::WEXITED | O::WNOWAIT | O::WNOHANG, k);
-            v.check(&format!("open::wnowait::generic_peek::{var}"), sem, "", &p, one_of(&[want]));
+            v.check(
+                &format!("open::wnowait::generic_peek::{var}"),
+                sem,
+                "",
+                &p,
+                one_of(&[want]),
+            );
 
             let mut x = Sit::new(sem);
             let k = x.spawn(Creator::Waiter, s.hidden());
             x.stop(k);
             let want = open::generic_sees(s, x.pid(k), Event::Stopped(libc::SIGSTOP));
             let p = x.predict(WaitCall::WaitidAll, O::WSTOPPED | O::WNOHANG, k);
-            v.check(&format!("open::stop::generic_wstopped::{var}"), sem, "", &p, one_of(&[want]));
+            v.check(
+                &format!("open::stop::generic_wstopped::{var}"),
+                sem,
+                "",
+                &p,
+                one_of(&[want]),
+            );
 
             let mut x = Sit::new(sem);
             let k = x.spawn(Creator::Waiter, s.hidden());
@@ -523,7 +739,13 @@ fn own_child_state_rows() {
             x.cont(k);
             let want = open::generic_sees(s, x.pid(k), Event::Continued);
             let p = x.predict(WaitCall::WaitpidAny, O::WCONTINUED | O::WNOHANG, k);
-            v.check(&format!("open::stop::generic_wcontinued::{var}"), sem, "", &p, one_of(&[want]));
+            v.check(
+                &format!("open::stop::generic_wcontinued::{var}"),
+                sem,
+                "",
+                &p,
+                one_of(&[want]),
+            );
         }
     }
     v.finish();
@@ -536,7 +758,16 @@ fn own_child_state_rows() {
 #[test]
 fn ptrace_rows() {
     let mut v = Verdicts::default();
-    let rows = [("open::ptrace::tracer_generic_wall_wait", WaitCall::WaitpidAny), ("open::ptrace::tracer_focused_wall_wait", WaitCall::WaitpidPid)];
+    let rows = [
+        (
+            "open::ptrace::tracer_generic_wall_wait",
+            WaitCall::WaitpidAny,
+        ),
+        (
+            "open::ptrace::tracer_focused_wall_wait",
+            WaitCall::WaitpidPid,
+        ),
+    ];
     for (row, call) in rows {
         for s in Subject::BOTH {
             let row = format!("{row}::{}", s.variant());
@@ -546,7 +777,9 @@ fn ptrace_rows() {
                 let k = x.spawn(Creator::Node(m), s.hidden());
                 x.exit(m, 0);
                 x.focused(m, O::WEXITED);
-                let p = x.t.tracer_wait(call, O(O::WALL), k).expect("inside the model");
+                let p =
+                    x.t.tracer_wait(call, O(O::WALL), k)
+                        .expect("inside the model");
                 let want = open::tracer_expects(sem, open::subject_lineage(s), call, x.pid(k));
                 v.check(&row, sem, "", &p, one_of(&[want]));
             }
@@ -564,6 +797,12 @@ fn a_disagreement_is_reported() {
     let k = x.spawn(Creator::Waiter, true);
     x.exit(k, 3);
     let p = x.predict(WaitCall::WaitidAll, O::WEXITED | O::WNOHANG, k);
-    v.check("generic::waitid_all::lone_exited_nohang::hidden", Semantics::Design, "", &p, one_of(&[reported(x.pid(k), Event::Exited(3))]));
+    v.check(
+        "generic::waitid_all::lone_exited_nohang::hidden",
+        Semantics::Design,
+        "",
+        &p,
+        one_of(&[reported(x.pid(k), Event::Exited(3))]),
+    );
     assert_eq!(v.disagree.len(), 1, "{:?}", v.disagree);
 }

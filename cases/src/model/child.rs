@@ -13,7 +13,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{autoreaped_on_exit, clone3_verdict, hidden_from_waiter, Caller, ChildState, ChildView, Clone3Desc, KernelFeatures, Lineage, Semantics, Verdict};
+use crate::model::{
+    autoreaped_on_exit, clone3_verdict, hidden_from_waiter, Caller, ChildState, ChildView,
+    Clone3Desc, KernelFeatures, Lineage, Semantics, Verdict,
+};
 use crate::sys::clone::flags::{CLONE_NEWPID, CLONE_PARENT, CLONE_SIGHAND, CLONE_THREAD};
 use crate::sys::wait::Event;
 
@@ -61,18 +64,26 @@ pub fn clone3_child(d: &Clone3Desc, k: &KernelFeatures, c: &Caller, route: Route
     let pidns_init_shares = d.flags & CLONE_NEWPID != 0 && d.flags & CLONE_SIGHAND != 0;
     let direct = route == Route::Direct;
     let sigchld_ignored = created && direct && pidns_init_shares;
-    let autoreap = (sigchld_ignored && d.exit_signal == libc::SIGCHLD as u64) || (created && autoreaped_on_exit(d.flags, k));
+    let autoreap = (sigchld_ignored && d.exit_signal == libc::SIGCHLD as u64)
+        || (created && autoreaped_on_exit(d.flags, k));
     let caller_fate = match route {
         _ if unknown => None,
         Route::Direct => None,
         // P gets the child's exit signal only when it is the child's parent
         // (exit_notify); SIGKILL and SIGSTOP cannot be blocked.
-        Route::ViaCaller if !created || d.flags & (CLONE_PARENT | CLONE_THREAD) != 0 => Some(CallerFate::Exited0),
+        Route::ViaCaller if !created || d.flags & (CLONE_PARENT | CLONE_THREAD) != 0 => {
+            Some(CallerFate::Exited0)
+        }
         Route::ViaCaller if d.exit_signal == libc::SIGKILL as u64 => Some(CallerFate::Killed9),
         Route::ViaCaller if d.exit_signal == libc::SIGSTOP as u64 => Some(CallerFate::Stopped),
         Route::ViaCaller => Some(CallerFate::Exited0),
     };
-    ChildFate { verdict, sigchld_ignored, autoreap, caller_fate }
+    ChildFate {
+        verdict,
+        sigchld_ignored,
+        autoreap,
+        caller_fate,
+    }
 }
 
 /// Whether the child was made with the CLONE_WAIT_PID bit (which the kernel
@@ -97,7 +108,14 @@ pub struct Exited {
 
 /// The waiter's children right after the child exited: the child as a
 /// zombie, unless it is a thread or is reaped by the kernel.
-pub fn children_after_exit(d: &Clone3Desc, k: &KernelFeatures, fate: &ChildFate, route: Route, sem: Semantics, x: Exited) -> Vec<ChildView> {
+pub fn children_after_exit(
+    d: &Clone3Desc,
+    k: &KernelFeatures,
+    fate: &ChildFate,
+    route: Route,
+    sem: Semantics,
+    x: Exited,
+) -> Vec<ChildView> {
     let Exited { pid, pgid, code } = x;
     if d.flags & CLONE_THREAD != 0 || fate.autoreap {
         return Vec::new();
@@ -107,7 +125,13 @@ pub fn children_after_exit(d: &Clone3Desc, k: &KernelFeatures, fate: &ChildFate,
     // reparent_leader).
     let sigchld = route == Route::ViaCaller || d.exit_signal == libc::SIGCHLD as u64;
     let hidden = hidden_from_waiter(sem, lineage(d, k, route));
-    vec![ChildView { pid, pgid, hidden, sigchld, state: ChildState::Zombie(Event::Exited(code as i32)) }]
+    vec![ChildView {
+        pid,
+        pgid,
+        hidden,
+        sigchld,
+        state: ChildState::Zombie(Event::Exited(code as i32)),
+    }]
 }
 
 #[cfg(test)]
@@ -116,8 +140,16 @@ mod tests {
     use crate::sys::clone::flags::CLONE_PIDFD;
 
     const BIT: u64 = 1 << 40;
-    const ROOT: Caller = Caller { root: true, ns_init: false, ns_level: 0 };
-    const X: Exited = Exited { pid: 42, pgid: 1, code: 7 };
+    const ROOT: Caller = Caller {
+        root: true,
+        ns_init: false,
+        ns_level: 0,
+    };
+    const X: Exited = Exited {
+        pid: 42,
+        pgid: 1,
+        code: 7,
+    };
 
     /// The old clone3_flags oracle marked every child made with the bit
     /// hidden, whoever made it. Under Design a CLONE_PARENT child (made by
@@ -127,7 +159,10 @@ mod tests {
     #[test]
     fn child_made_by_another_is_visible_by_design() {
         let k = KernelFeatures::new((6, 12), Some(BIT));
-        for d in [Clone3Desc::new(CLONE_PIDFD | BIT | CLONE_PARENT, 0), Clone3Desc::new(CLONE_PIDFD | BIT, libc::SIGSTOP as u64)] {
+        for d in [
+            Clone3Desc::new(CLONE_PIDFD | BIT | CLONE_PARENT, 0),
+            Clone3Desc::new(CLONE_PIDFD | BIT, libc::SIGSTOP as u64),
+        ] {
             let fate = clone3_child(&d, &k, &ROOT, Route::ViaCaller);
             assert_eq!(fate.verdict, Verdict::Created);
             let v = |sem| children_after_exit(&d, &k, &fate, Route::ViaCaller, sem, X);
@@ -136,7 +171,10 @@ mod tests {
             // What the old oracle said, for both: hidden. It contradicts the
             // model's own rule under Design.
             let old_hidden = k.wait_pid_bit.is_some_and(|b| d.flags & b != 0);
-            assert_ne!(old_hidden, hidden_from_waiter(Semantics::Design, lineage(&d, &k, Route::ViaCaller)));
+            assert_ne!(
+                old_hidden,
+                hidden_from_waiter(Semantics::Design, lineage(&d, &k, Route::ViaCaller))
+            );
         }
         // Made by the waiter itself: hidden under both.
         let d = Clone3Desc::new(CLONE_PIDFD | BIT, libc::SIGCHLD as u64);
@@ -152,12 +190,23 @@ mod tests {
     #[test]
     fn caller_fate_follows_the_exit_signal() {
         let k = KernelFeatures::new((6, 12), None);
-        let fate = |flags, sig: i32| clone3_child(&Clone3Desc::new(flags, sig as u64), &k, &ROOT, Route::ViaCaller).caller_fate;
+        let fate = |flags, sig: i32| {
+            clone3_child(
+                &Clone3Desc::new(flags, sig as u64),
+                &k,
+                &ROOT,
+                Route::ViaCaller,
+            )
+            .caller_fate
+        };
         assert_eq!(fate(0, libc::SIGKILL), Some(CallerFate::Killed9));
         assert_eq!(fate(0, libc::SIGSTOP), Some(CallerFate::Stopped));
         assert_eq!(fate(CLONE_PARENT, 0), Some(CallerFate::Exited0));
         // refused: nothing is sent
         assert_eq!(fate(CLONE_PARENT, libc::SIGKILL), Some(CallerFate::Exited0));
-        assert_eq!(clone3_child(&Clone3Desc::new(0, 17), &k, &ROOT, Route::Direct).caller_fate, None);
+        assert_eq!(
+            clone3_child(&Clone3Desc::new(0, 17), &k, &ROOT, Route::Direct).caller_fate,
+            None
+        );
     }
 }

@@ -33,8 +33,8 @@
 //! ...) are [`Expect::Skip`]: nothing is done and nothing is predicted.
 
 use crate::model::{
-    clone3_verdict, hidden_from_waiter, predict_wait, Caller, ChildState, ChildView, Clone3Desc, KernelFeatures, Lineage, Prediction, Selector,
-    Semantics, Verdict,
+    clone3_verdict, hidden_from_waiter, predict_wait, Caller, ChildState, ChildView, Clone3Desc,
+    KernelFeatures, Lineage, Prediction, Selector, Semantics, Verdict,
 };
 use crate::sys::clone::flags::CLONE_PIDFD;
 use crate::sys::wait::{Event, WaitCall, WaitOpts, WaitOutcome};
@@ -45,7 +45,11 @@ pub const MAX_NODES: usize = 6;
 
 /// The options a call really passes: `wait()` takes none.
 pub fn effective_opts(call: WaitCall, opts: WaitOpts) -> WaitOpts {
-    if call.takes_options() { opts } else { WaitOpts(0) }
+    if call.takes_options() {
+        opts
+    } else {
+        WaitOpts(0)
+    }
 }
 
 /// [`predict_wait`] for the options the call really passes.
@@ -66,11 +70,15 @@ pub fn admits(pred: &Prediction, observed: WaitOutcome) -> bool {
 /// (kernel/exit.c: a reaped zombie is gone; a reported stop or continue is
 /// consumed; WNOWAIT leaves everything as it was).
 pub fn wait_changes(children: &mut Vec<ChildView>, opts: WaitOpts, observed: WaitOutcome) {
-    let WaitOutcome::Reported { pid, event } = observed else { return };
+    let WaitOutcome::Reported { pid, event } = observed else {
+        return;
+    };
     if opts.has(WaitOpts::WNOWAIT) {
         return;
     }
-    let Some(i) = children.iter().position(|c| c.pid == pid) else { return };
+    let Some(i) = children.iter().position(|c| c.pid == pid) else {
+        return;
+    };
     match event {
         Event::Exited(_) | Event::Killed(_) | Event::Dumped(_) => {
             children.remove(i);
@@ -113,7 +121,12 @@ pub struct Tracee {
 /// stops (wait_task_stopped: `if (!ptrace && !(wo_flags & WUNTRACED))`),
 /// and a tracee is waited for whatever its exit signal (eligible_child:
 /// `if (ptrace || __WALL) return 1`).
-pub fn predict_tracer_wait(sem: Semantics, sel: Selector, opts: WaitOpts, tracees: &[Tracee]) -> Prediction {
+pub fn predict_tracer_wait(
+    sem: Semantics,
+    sel: Selector,
+    opts: WaitOpts,
+    tracees: &[Tracee],
+) -> Prediction {
     let views: Vec<ChildView> = tracees
         .iter()
         .map(|t| ChildView {
@@ -158,7 +171,11 @@ impl TreeConfig {
     pub(crate) fn wait_pid_612(semantics: Semantics, root: bool) -> TreeConfig {
         TreeConfig {
             features: KernelFeatures::new((6, 12), Some(1 << 40)),
-            caller: Caller { root, ns_init: false, ns_level: 0 },
+            caller: Caller {
+                root,
+                ns_init: false,
+                ns_level: 0,
+            },
             spawn_bit: 1 << 40,
             sh: true,
             semantics,
@@ -202,7 +219,11 @@ impl Node {
         self.live() && matches!(self.state, ChildState::Running | ChildState::Continued)
     }
     fn stopped(&self) -> bool {
-        self.live() && matches!(self.state, ChildState::Stopped(_) | ChildState::StoppedReported)
+        self.live()
+            && matches!(
+                self.state,
+                ChildState::Stopped(_) | ChildState::StoppedReported
+            )
     }
 }
 
@@ -212,16 +233,41 @@ impl Node {
 pub enum Expect {
     /// outside the model: do nothing
     Skip(&'static str),
-    Spawn { parent: Creator, flags: u64, verdict: Verdict },
-    Exit { node: usize, code: u8 },
-    Kill { node: usize },
-    Stop { node: usize },
-    Cont { node: usize },
-    Setpgid { node: usize, pgid: i32, result: Result<(), Errno> },
-    Exec { node: usize },
+    Spawn {
+        parent: Creator,
+        flags: u64,
+        verdict: Verdict,
+    },
+    Exit {
+        node: usize,
+        code: u8,
+    },
+    Kill {
+        node: usize,
+    },
+    Stop {
+        node: usize,
+    },
+    Cont {
+        node: usize,
+    },
+    Setpgid {
+        node: usize,
+        pgid: i32,
+        result: Result<(), Errno>,
+    },
+    Exec {
+        node: usize,
+    },
     Subreaper,
     /// `node`: the process whose pid/pidfd/pgid the call names, if any
-    Wait { call: WaitCall, opts: WaitOpts, node: Option<usize>, sel: Selector, prediction: Prediction },
+    Wait {
+        call: WaitCall,
+        opts: WaitOpts,
+        node: Option<usize>,
+        sel: Selector,
+        prediction: Prediction,
+    },
 }
 
 /// What performing an operation gave.
@@ -239,9 +285,21 @@ pub enum Observed {
 /// Where the kernel and the model disagree on one step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mismatch {
-    Spawn { flags: u64, verdict: Verdict, got: Result<i32, Errno> },
-    Setpgid { want: Result<(), Errno>, got: Result<(), Errno> },
-    Wait { call: WaitCall, opts: WaitOpts, got: WaitOutcome, prediction: Prediction },
+    Spawn {
+        flags: u64,
+        verdict: Verdict,
+        got: Result<i32, Errno>,
+    },
+    Setpgid {
+        want: Result<(), Errno>,
+        got: Result<(), Errno>,
+    },
+    Wait {
+        call: WaitCall,
+        opts: WaitOpts,
+        got: WaitOutcome,
+        prediction: Prediction,
+    },
     /// the observation is not of the kind the step asked for
     NotThisStep,
 }
@@ -266,7 +324,13 @@ impl Tree {
     /// The same for a W that was made as `lineage` says (e.g. a hidden
     /// child of the case process, which then makes children of its own).
     pub fn below(cfg: TreeConfig, waiter: i32, lineage: Lineage) -> Tree {
-        Tree { cfg, waiter, waiter_lineage: lineage, subreaper: false, nodes: Vec::new() }
+        Tree {
+            cfg,
+            waiter,
+            waiter_lineage: lineage,
+            subreaper: false,
+            nodes: Vec::new(),
+        }
     }
 
     pub fn config(&self) -> &TreeConfig {
@@ -295,7 +359,9 @@ impl Tree {
     /// Whether `node` is W's child now (made by W or reparented to it) and
     /// not yet reaped.
     pub fn is_waiters_child(&self, node: usize) -> bool {
-        self.nodes.get(node).is_some_and(|n| n.parent == Parent::Waiter && !n.reaped)
+        self.nodes
+            .get(node)
+            .is_some_and(|n| n.parent == Parent::Waiter && !n.reaped)
     }
 
     /// W's children as predict_wait wants them.
@@ -329,8 +395,16 @@ impl Tree {
             }
         }
         let flags = CLONE_PIDFD | if hidden { self.cfg.spawn_bit } else { 0 };
-        let verdict = clone3_verdict(&Clone3Desc::new(flags, libc::SIGCHLD as u64), &self.cfg.features, &self.cfg.caller);
-        Expect::Spawn { parent: by, flags, verdict }
+        let verdict = clone3_verdict(
+            &Clone3Desc::new(flags, libc::SIGCHLD as u64),
+            &self.cfg.features,
+            &self.cfg.caller,
+        );
+        Expect::Spawn {
+            parent: by,
+            flags,
+            verdict,
+        }
     }
 
     /// The node calls _exit(code) (an exec'd node: its shell exits).
@@ -367,8 +441,16 @@ impl Tree {
         match self.node(node) {
             Some((i, n)) if n.live() && n.parent == Parent::Waiter => {
                 let pgid = if own { n.pid } else { self.waiter };
-                let result = if n.execd { Err(Errno(libc::EACCES)) } else { Ok(()) };
-                Expect::Setpgid { node: i, pgid, result }
+                let result = if n.execd {
+                    Err(Errno(libc::EACCES))
+                } else {
+                    Ok(())
+                };
+                Expect::Setpgid {
+                    node: i,
+                    pgid,
+                    result,
+                }
             }
             _ => Expect::Skip("setpgid only on live children of D"),
         }
@@ -395,10 +477,23 @@ impl Tree {
         if target.is_none() && call == WaitCall::WaitidPidfd {
             return Expect::Skip("no node to take a pidfd of");
         }
-        let (pid, pgid) = target.map(|(_, p, g)| (p, g)).unwrap_or((self.waiter, self.waiter));
-        let sel = Selector { call, pid, pgid, own_pgid: self.waiter };
+        let (pid, pgid) = target
+            .map(|(_, p, g)| (p, g))
+            .unwrap_or((self.waiter, self.waiter));
+        let sel = Selector {
+            call,
+            pid,
+            pgid,
+            own_pgid: self.waiter,
+        };
         let prediction = predict(sel, opts, &self.views());
-        Expect::Wait { call, opts, node: target.map(|t| t.0), sel, prediction }
+        Expect::Wait {
+            call,
+            opts,
+            node: target.map(|t| t.0),
+            sel,
+            prediction,
+        }
     }
 
     /// What W gets from this wait call as the tracer of `node`, stopped by
@@ -408,9 +503,22 @@ impl Tree {
         if !self.views().is_empty() {
             return None;
         }
-        let n = self.nodes.get(node).filter(|n| n.live() && n.parent != Parent::Waiter)?;
-        let sel = Selector { call, pid: n.pid, pgid: n.pgid, own_pgid: self.waiter };
-        let t = Tracee { pid: n.pid, pgid: n.pgid, lineage: n.lineage, stopped: Some(libc::SIGSTOP) };
+        let n = self
+            .nodes
+            .get(node)
+            .filter(|n| n.live() && n.parent != Parent::Waiter)?;
+        let sel = Selector {
+            call,
+            pid: n.pid,
+            pgid: n.pgid,
+            own_pgid: self.waiter,
+        };
+        let t = Tracee {
+            pid: n.pid,
+            pgid: n.pgid,
+            lineage: n.lineage,
+            stopped: Some(libc::SIGSTOP),
+        };
         Some(predict_tracer_wait(self.cfg.semantics, sel, opts, &[t]))
     }
 
@@ -422,7 +530,11 @@ impl Tree {
         while let Parent::Node(j) = up {
             up = self.nodes[j].parent;
         }
-        let to = if up == Parent::Waiter && self.subreaper { Parent::Waiter } else { Parent::Elsewhere };
+        let to = if up == Parent::Waiter && self.subreaper {
+            Parent::Waiter
+        } else {
+            Parent::Elsewhere
+        };
         for n in self.nodes.iter_mut() {
             if n.parent == Parent::Node(dead) && !n.reaped {
                 n.parent = to;
@@ -436,23 +548,58 @@ impl Tree {
         use Expect as E;
         match (e, out) {
             (E::Skip(_), Observed::Skipped) => Ok(()),
-            (E::Spawn { parent, verdict, flags }, Observed::Spawned(r)) => match (verdict, r) {
+            (
+                E::Spawn {
+                    parent,
+                    verdict,
+                    flags,
+                },
+                Observed::Spawned(r),
+            ) => match (verdict, r) {
                 (Verdict::Created | Verdict::Unknown(_), Ok(pid)) => {
                     let (parent, pgid, creator_marked) = match parent {
-                        Creator::Waiter => (Parent::Waiter, self.waiter, self.waiter_lineage.marked(self.cfg.semantics)),
+                        Creator::Waiter => (
+                            Parent::Waiter,
+                            self.waiter,
+                            self.waiter_lineage.marked(self.cfg.semantics),
+                        ),
                         Creator::Node(p) => {
                             let c = &self.nodes[*p];
-                            (Parent::Node(*p), c.pgid, c.lineage.marked(self.cfg.semantics))
+                            (
+                                Parent::Node(*p),
+                                c.pgid,
+                                c.lineage.marked(self.cfg.semantics),
+                            )
                         }
                     };
-                    let wait_pid_flag = self.cfg.features.wait_pid_bit.is_some_and(|b| flags & b != 0);
-                    let lineage = Lineage { wait_pid_flag, creator_marked, reparented: false };
-                    self.nodes.push(Node { pid: *pid, parent, lineage, pgid, state: ChildState::Running, reaped: false, execd: false });
+                    let wait_pid_flag = self
+                        .cfg
+                        .features
+                        .wait_pid_bit
+                        .is_some_and(|b| flags & b != 0);
+                    let lineage = Lineage {
+                        wait_pid_flag,
+                        creator_marked,
+                        reparented: false,
+                    };
+                    self.nodes.push(Node {
+                        pid: *pid,
+                        parent,
+                        lineage,
+                        pgid,
+                        state: ChildState::Running,
+                        reaped: false,
+                        execd: false,
+                    });
                     Ok(())
                 }
                 (Verdict::Fails(want), Err(got)) if want == got => Ok(()),
                 (Verdict::Unknown(_), Err(_)) => Ok(()),
-                (v, r) => Err(Mismatch::Spawn { flags: *flags, verdict: v.clone(), got: *r }),
+                (v, r) => Err(Mismatch::Spawn {
+                    flags: *flags,
+                    verdict: v.clone(),
+                    got: *r,
+                }),
             },
             (E::Exit { node, code }, Observed::Done) => {
                 self.nodes[*node].state = ChildState::Zombie(Event::Exited(*code as i32));
@@ -482,21 +629,47 @@ impl Tree {
             }
             (E::Setpgid { node, pgid, result }, Observed::Setpgid(got)) => {
                 if got != result {
-                    return Err(Mismatch::Setpgid { want: *result, got: *got });
+                    return Err(Mismatch::Setpgid {
+                        want: *result,
+                        got: *got,
+                    });
                 }
                 if got.is_ok() {
                     self.nodes[*node].pgid = *pgid;
                 }
                 Ok(())
             }
-            (E::Wait { prediction: Prediction::Blocks, .. }, Observed::Waited(None)) => Ok(()),
-            (E::Wait { call, opts, prediction, .. }, Observed::Waited(Some(o))) => {
+            (
+                E::Wait {
+                    prediction: Prediction::Blocks,
+                    ..
+                },
+                Observed::Waited(None),
+            ) => Ok(()),
+            (
+                E::Wait {
+                    call,
+                    opts,
+                    prediction,
+                    ..
+                },
+                Observed::Waited(Some(o)),
+            ) => {
                 if !admits(prediction, *o) {
-                    return Err(Mismatch::Wait { call: *call, opts: *opts, got: *o, prediction: prediction.clone() });
+                    return Err(Mismatch::Wait {
+                        call: *call,
+                        opts: *opts,
+                        got: *o,
+                        prediction: prediction.clone(),
+                    });
                 }
                 let mut v = self.views();
                 wait_changes(&mut v, *opts, *o);
-                for n in self.nodes.iter_mut().filter(|n| n.parent == Parent::Waiter && !n.reaped) {
+                for n in self
+                    .nodes
+                    .iter_mut()
+                    .filter(|n| n.parent == Parent::Waiter && !n.reaped)
+                {
                     match v.iter().find(|c| c.pid == n.pid) {
                         Some(c) => n.state = c.state,
                         None => n.reaped = true,
@@ -513,11 +686,20 @@ impl Tree {
     pub fn model_answer(&self, e: &Expect, next_pid: i32) -> Observed {
         match e {
             Expect::Skip(_) => Observed::Skipped,
-            Expect::Spawn { verdict: Verdict::Fails(e), .. } => Observed::Spawned(Err(*e)),
+            Expect::Spawn {
+                verdict: Verdict::Fails(e),
+                ..
+            } => Observed::Spawned(Err(*e)),
             Expect::Spawn { .. } => Observed::Spawned(Ok(next_pid)),
             Expect::Setpgid { result, .. } => Observed::Setpgid(*result),
-            Expect::Wait { prediction: Prediction::Blocks, .. } => Observed::Waited(None),
-            Expect::Wait { prediction: Prediction::OneOf(v), .. } => Observed::Waited(v.first().copied()),
+            Expect::Wait {
+                prediction: Prediction::Blocks,
+                ..
+            } => Observed::Waited(None),
+            Expect::Wait {
+                prediction: Prediction::OneOf(v),
+                ..
+            } => Observed::Waited(v.first().copied()),
             _ => Observed::Done,
         }
     }
@@ -544,15 +726,31 @@ mod tests {
         let mut t = Tree::new(cfg(Semantics::Design), 10);
         let e = t.spawn(Creator::Waiter, false);
         run(&mut t, &[e]);
-        assert!(matches!(t.setpgid(0, true), Expect::Setpgid { pgid: 100, result: Ok(()), .. }));
+        assert!(matches!(
+            t.setpgid(0, true),
+            Expect::Setpgid {
+                pgid: 100,
+                result: Ok(()),
+                ..
+            }
+        ));
         let e = t.exec(0);
         run(&mut t, &[e]);
-        assert!(matches!(t.setpgid(0, true), Expect::Setpgid { result: Err(Errno(libc::EACCES)), .. }));
+        assert!(matches!(
+            t.setpgid(0, true),
+            Expect::Setpgid {
+                result: Err(Errno(libc::EACCES)),
+                ..
+            }
+        ));
         // A kernel that lets it through disagrees.
         let e = t.setpgid(0, true);
         assert_eq!(
             t.apply(&e, &Observed::Setpgid(Ok(()))),
-            Err(Mismatch::Setpgid { want: Err(Errno(libc::EACCES)), got: Ok(()) })
+            Err(Mismatch::Setpgid {
+                want: Err(Errno(libc::EACCES)),
+                got: Ok(())
+            })
         );
     }
 
@@ -594,39 +792,83 @@ mod tests {
         run(&mut t, &[e]);
         assert_eq!(t.views()[0].state, ChildState::Zombie(Event::Killed(9)));
         let w = t.wait(WaitCall::WaitpidPid, WaitOpts(0), 0);
-        assert!(matches!(&w, Expect::Wait { prediction: Prediction::OneOf(v), .. } if v == &[WaitOutcome::Reported { pid: 100, event: Event::Killed(9) }]));
+        assert!(
+            matches!(&w, Expect::Wait { prediction: Prediction::OneOf(v), .. } if v == &[WaitOutcome::Reported { pid: 100, event: Event::Killed(9) }])
+        );
         run(&mut t, &[w]);
         assert!(t.views().is_empty());
     }
 
     #[test]
     fn tracer_view_by_semantics() {
-        let marked = Lineage { wait_pid_flag: true, ..Lineage::default() };
+        let marked = Lineage {
+            wait_pid_flag: true,
+            ..Lineage::default()
+        };
         for call in WaitCall::GENERIC {
-            assert!(!hidden_from_tracer(Semantics::Design, marked, call), "{call:?}");
-            assert!(hidden_from_tracer(Semantics::Seed, marked, call), "{call:?}");
-            assert!(!hidden_from_tracer(Semantics::Seed, Lineage::default(), call), "{call:?}");
+            assert!(
+                !hidden_from_tracer(Semantics::Design, marked, call),
+                "{call:?}"
+            );
+            assert!(
+                hidden_from_tracer(Semantics::Seed, marked, call),
+                "{call:?}"
+            );
+            assert!(
+                !hidden_from_tracer(Semantics::Seed, Lineage::default(), call),
+                "{call:?}"
+            );
         }
         for call in WaitCall::FOCUSED {
-            assert!(!hidden_from_tracer(Semantics::Seed, marked, call), "{call:?}");
+            assert!(
+                !hidden_from_tracer(Semantics::Seed, marked, call),
+                "{call:?}"
+            );
         }
         // The attach stop is reported without WUNTRACED, to any wait that
         // takes __WALL; a hidden tracee under Seed leaves a generic wait of a
         // childless tracer with nothing: ECHILD.
-        let t = Tracee { pid: 7, pgid: 7, lineage: marked, stopped: Some(libc::SIGSTOP) };
-        let sel = |call| Selector { call, pid: 7, pgid: 7, own_pgid: 3 };
-        let stop = Prediction::OneOf(vec![WaitOutcome::Reported { pid: 7, event: Event::Stopped(libc::SIGSTOP) }]);
+        let t = Tracee {
+            pid: 7,
+            pgid: 7,
+            lineage: marked,
+            stopped: Some(libc::SIGSTOP),
+        };
+        let sel = |call| Selector {
+            call,
+            pid: 7,
+            pgid: 7,
+            own_pgid: 3,
+        };
+        let stop = Prediction::OneOf(vec![WaitOutcome::Reported {
+            pid: 7,
+            event: Event::Stopped(libc::SIGSTOP),
+        }]);
         let wall = WaitOpts(WaitOpts::WALL);
-        assert_eq!(predict_tracer_wait(Semantics::Design, sel(WaitCall::WaitpidAny), wall, &[t]), stop);
-        assert_eq!(predict_tracer_wait(Semantics::Design, sel(WaitCall::WaitpidPid), wall, &[t]), stop);
-        assert_eq!(predict_tracer_wait(Semantics::Seed, sel(WaitCall::WaitpidPid), wall, &[t]), stop);
+        assert_eq!(
+            predict_tracer_wait(Semantics::Design, sel(WaitCall::WaitpidAny), wall, &[t]),
+            stop
+        );
+        assert_eq!(
+            predict_tracer_wait(Semantics::Design, sel(WaitCall::WaitpidPid), wall, &[t]),
+            stop
+        );
+        assert_eq!(
+            predict_tracer_wait(Semantics::Seed, sel(WaitCall::WaitpidPid), wall, &[t]),
+            stop
+        );
         assert_eq!(
             predict_tracer_wait(Semantics::Seed, sel(WaitCall::WaitpidAny), wall, &[t]),
             Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)])
         );
         // Options the call rejects are still EINVAL.
         assert_eq!(
-            predict_tracer_wait(Semantics::Design, sel(WaitCall::WaitpidAny), WaitOpts(WaitOpts::WNOWAIT), &[t]),
+            predict_tracer_wait(
+                Semantics::Design,
+                sel(WaitCall::WaitpidAny),
+                WaitOpts(WaitOpts::WNOWAIT),
+                &[t]
+            ),
             Prediction::OneOf(vec![WaitOutcome::Failed(Errno::EINVAL)])
         );
     }

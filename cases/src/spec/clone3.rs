@@ -7,10 +7,12 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::harness::*;
-use crate::model::{clone3_verdict, Caller, CgroupDesc, Clone3Desc, PidfdDesc, SetTidDesc, StackDesc, Verdict};
+use crate::model::{
+    clone3_verdict, Caller, CgroupDesc, Clone3Desc, PidfdDesc, SetTidDesc, StackDesc, Verdict,
+};
 use crate::sys::clone::{clone3, flags::*, Clone3Request, Program, CLONE_ARGS_SIZE_VER2};
-use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
 use crate::sys::signal as sig;
+use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
 use crate::sys::{pidfd, proc};
 
 const SIGCHLD: u64 = sig::SIGCHLD as u64;
@@ -29,13 +31,37 @@ struct Row {
 
 macro_rules! row {
     ($id:literal, $src:expr, |$d:ident| $body:expr) => {
-        Row { id: $id, build: |$d: &mut Clone3Desc| { $body; }, exact: false, needs: &[], source: $src }
+        Row {
+            id: $id,
+            build: |$d: &mut Clone3Desc| {
+                $body;
+            },
+            exact: false,
+            needs: &[],
+            source: $src,
+        }
     };
     ($id:literal, $src:expr, needs $needs:expr, |$d:ident| $body:expr) => {
-        Row { id: $id, build: |$d: &mut Clone3Desc| { $body; }, exact: false, needs: $needs, source: $src }
+        Row {
+            id: $id,
+            build: |$d: &mut Clone3Desc| {
+                $body;
+            },
+            exact: false,
+            needs: $needs,
+            source: $src,
+        }
     };
     (exact $id:literal, $src:expr, needs $needs:expr, |$d:ident| $body:expr) => {
-        Row { id: $id, build: |$d: &mut Clone3Desc| { $body; }, exact: true, needs: $needs, source: $src }
+        Row {
+            id: $id,
+            build: |$d: &mut Clone3Desc| {
+                $body;
+            },
+            exact: true,
+            needs: $needs,
+            source: $src,
+        }
     };
 }
 
@@ -54,47 +80,116 @@ const ROWS: &[Row] = &[
     row!("size_ver2", FORK_C, |d| d.size = 88),
     row!("size_page_zero_tail", FORK_C, |d| d.size = 4096),
     row!("size_above_page", FORK_C, |d| d.size = 4097),
-    row!("size_nonzero_tail", FORK_C, |d| { d.size = 96; d.tail_nonzero = true }),
+    row!("size_nonzero_tail", FORK_C, |d| {
+        d.size = 96;
+        d.tail_nonzero = true
+    }),
     row!("exit_signal_zero", FORK_C, |d| d.exit_signal = 0),
-    row!("exit_signal_sigusr1", FORK_C, |d| d.exit_signal = sig::SIGUSR1 as u64),
+    row!("exit_signal_sigusr1", FORK_C, |d| d.exit_signal =
+        sig::SIGUSR1 as u64),
     row!("exit_signal_nsig", FORK_C, |d| d.exit_signal = 64),
     row!("exit_signal_above_nsig", FORK_C, |d| d.exit_signal = 65),
-    row!("exit_signal_high_bits", FORK_C, |d| d.exit_signal = (1 << 32) | SIGCHLD),
+    row!("exit_signal_high_bits", FORK_C, |d| d.exit_signal =
+        (1 << 32) | SIGCHLD),
     row!("flag_detached", VALID, |d| d.flags |= CLONE_DETACHED),
     row!("flag_csignal_bits", VALID, |d| d.flags |= 0x11),
     row!("flag_bit50_unknown", VALID, |d| d.flags |= 1 << 50),
     row!("flag_bit63_unknown", VALID, |d| d.flags |= 1 << 63),
     row!("sighand_without_vm", COPY, |d| d.flags |= CLONE_SIGHAND),
-    row!("thread_without_sighand", COPY, |d| { d.flags |= CLONE_THREAD | CLONE_VM; d.exit_signal = 0 }),
-    row!("thread_with_exit_signal", VALID, |d| d.flags |= CLONE_THREAD | CLONE_SIGHAND | CLONE_VM),
-    row!("parent_with_exit_signal", VALID, |d| d.flags |= CLONE_PARENT),
+    row!("thread_without_sighand", COPY, |d| {
+        d.flags |= CLONE_THREAD | CLONE_VM;
+        d.exit_signal = 0
+    }),
+    row!("thread_with_exit_signal", VALID, |d| d.flags |=
+        CLONE_THREAD | CLONE_SIGHAND | CLONE_VM),
+    row!("parent_with_exit_signal", VALID, |d| d.flags |=
+        CLONE_PARENT),
     row!("clear_sighand", VALID, |d| d.flags |= CLONE_CLEAR_SIGHAND),
-    row!("clear_sighand_with_sighand", VALID, |d| d.flags |= CLONE_CLEAR_SIGHAND | CLONE_SIGHAND | CLONE_VM),
+    row!("clear_sighand_with_sighand", VALID, |d| d.flags |=
+        CLONE_CLEAR_SIGHAND | CLONE_SIGHAND | CLONE_VM),
     row!("newns_with_fs", COPY, |d| d.flags |= CLONE_NEWNS | CLONE_FS),
-    row!("newuser_with_fs", COPY, |d| d.flags |= CLONE_NEWUSER | CLONE_FS),
-    row!("thread_with_newpid", COPY, |d| { d.flags |= CLONE_THREAD | CLONE_SIGHAND | CLONE_VM | CLONE_NEWPID; d.exit_signal = 0 }),
-    row!("pidfd_same_as_parent_tid", "kernel/fork.c kernel_clone", |d| { d.flags |= CLONE_PARENT_SETTID; d.pidfd = PidfdDesc::SameAsParentTid }),
+    row!("newuser_with_fs", COPY, |d| d.flags |=
+        CLONE_NEWUSER | CLONE_FS),
+    row!("thread_with_newpid", COPY, |d| {
+        d.flags |= CLONE_THREAD | CLONE_SIGHAND | CLONE_VM | CLONE_NEWPID;
+        d.exit_signal = 0
+    }),
+    row!(
+        "pidfd_same_as_parent_tid",
+        "kernel/fork.c kernel_clone",
+        |d| {
+            d.flags |= CLONE_PARENT_SETTID;
+            d.pidfd = PidfdDesc::SameAsParentTid
+        }
+    ),
     row!("pidfd_bad_pointer", COPY, |d| d.pidfd = PidfdDesc::Bad),
-    row!("stack_size_without_stack", VALID, |d| d.stack = StackDesc::SizeWithoutStack),
-    row!("stack_without_size", VALID, |d| d.stack = StackDesc::StackWithoutSize),
-    row!("stack_kernel_address", VALID, |d| d.stack = StackDesc::KernelAddress),
+    row!("stack_size_without_stack", VALID, |d| d.stack =
+        StackDesc::SizeWithoutStack),
+    row!("stack_without_size", VALID, |d| d.stack =
+        StackDesc::StackWithoutSize),
+    row!("stack_kernel_address", VALID, |d| d.stack =
+        StackDesc::KernelAddress),
     row!("stack_valid", VALID, |d| d.stack = StackDesc::Valid),
-    row!("vm_own_stack", COPY, |d| { d.flags |= CLONE_VM; d.stack = StackDesc::Valid }),
+    row!("vm_own_stack", COPY, |d| {
+        d.flags |= CLONE_VM;
+        d.stack = StackDesc::Valid
+    }),
     row!("vm_vfork", COPY, |d| d.flags |= CLONE_VM | CLONE_VFORK),
-    row!("set_tid_null_with_size", FORK_C, |d| d.set_tid = SetTidDesc::NullWithSize(1)),
-    row!("set_tid_without_size", FORK_C, |d| d.set_tid = SetTidDesc::PointerWithoutSize),
-    row!("set_tid_above_max_level", FORK_C, |d| d.set_tid = SetTidDesc::InUse(33)),
+    row!("set_tid_null_with_size", FORK_C, |d| d.set_tid =
+        SetTidDesc::NullWithSize(1)),
+    row!("set_tid_without_size", FORK_C, |d| d.set_tid =
+        SetTidDesc::PointerWithoutSize),
+    row!("set_tid_above_max_level", FORK_C, |d| d.set_tid =
+        SetTidDesc::InUse(33)),
     row!("set_tid_pid_in_use", PID, needs ROOT, |d| d.set_tid = SetTidDesc::InUse(1)),
     row!("set_tid_more_than_levels", PID, needs ROOT, |d| d.set_tid = SetTidDesc::InUse(proc::pid_ns_level() as u64 + 2)),
-    row!("set_tid_ver0_ignored", FORK_C, |d| { d.size = 64; d.set_tid = SetTidDesc::NullWithSize(1) }),
-    row!("into_cgroup_fd_above_int_max", FORK_C, |d| { d.flags |= CLONE_INTO_CGROUP; d.cgroup = CgroupDesc::Huge }),
-    row!("into_cgroup_size_ver1", FORK_C, |d| { d.flags |= CLONE_INTO_CGROUP; d.size = 80; d.cgroup = CgroupDesc::Valid }),
-    row!("into_cgroup_closed_fd", COPY, |d| { d.flags |= CLONE_INTO_CGROUP; d.cgroup = CgroupDesc::Closed }),
-    row!("into_cgroup_own_cgroup", COPY, needs &[Need::Root, Need::Cgroup2], |d| { d.flags |= CLONE_INTO_CGROUP; d.cgroup = CgroupDesc::Valid }),
-    row!("newpid", COPY, needs &[Need::Root, Need::Namespace("pid")], |d| d.flags |= CLONE_NEWPID),
-    row!("newuser", COPY, needs &[Need::Namespace("user")], |d| d.flags |= CLONE_NEWUSER),
-    row!("newns_newuts_newipc", COPY, needs &[Need::Root, Need::Namespace("mnt"), Need::Namespace("uts"), Need::Namespace("ipc")],
-         |d| d.flags |= CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC),
+    row!("set_tid_ver0_ignored", FORK_C, |d| {
+        d.size = 64;
+        d.set_tid = SetTidDesc::NullWithSize(1)
+    }),
+    row!("into_cgroup_fd_above_int_max", FORK_C, |d| {
+        d.flags |= CLONE_INTO_CGROUP;
+        d.cgroup = CgroupDesc::Huge
+    }),
+    row!("into_cgroup_size_ver1", FORK_C, |d| {
+        d.flags |= CLONE_INTO_CGROUP;
+        d.size = 80;
+        d.cgroup = CgroupDesc::Valid
+    }),
+    row!("into_cgroup_closed_fd", COPY, |d| {
+        d.flags |= CLONE_INTO_CGROUP;
+        d.cgroup = CgroupDesc::Closed
+    }),
+    row!(
+        "into_cgroup_own_cgroup",
+        COPY,
+        needs & [Need::Root, Need::Cgroup2],
+        |d| {
+            d.flags |= CLONE_INTO_CGROUP;
+            d.cgroup = CgroupDesc::Valid
+        }
+    ),
+    row!(
+        "newpid",
+        COPY,
+        needs & [Need::Root, Need::Namespace("pid")],
+        |d| d.flags |= CLONE_NEWPID
+    ),
+    row!("newuser", COPY, needs & [Need::Namespace("user")], |d| d
+        .flags |=
+        CLONE_NEWUSER),
+    row!(
+        "newns_newuts_newipc",
+        COPY,
+        needs
+            & [
+                Need::Root,
+                Need::Namespace("mnt"),
+                Need::Namespace("uts"),
+                Need::Namespace("ipc")
+            ],
+        |d| d.flags |= CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC
+    ),
     row!(exact "wait_pid_without_pidfd",
          "Currently, CLONE_WAIT_PID can only be used in conjunction with CLONE_PIDFD",
          needs &[Need::Feature], |d| d.flags = u64::MAX),
@@ -106,7 +201,11 @@ const ROWS: &[Row] = &[
 pub fn cases() -> Vec<Case> {
     let mut out = Vec::new();
     for row in ROWS {
-        let variants: Vec<Option<Subject>> = if row.exact { vec![None] } else { Subject::BOTH.iter().copied().map(Some).collect() };
+        let variants: Vec<Option<Subject>> = if row.exact {
+            vec![None]
+        } else {
+            Subject::BOTH.iter().copied().map(Some).collect()
+        };
         for v in variants {
             let name = match v {
                 Some(s) => format!("clone3::args::{}::{}", row.id, s.variant()),
@@ -154,7 +253,10 @@ fn run(ctx: &mut Ctx, d: &Clone3Desc) -> Check {
     let mut keep = Keep::default();
     let req = lay_out(d, &mut keep)?;
     let got = clone3(&req, Program::Exit(0));
-    let what = format!("clone3(flags {:#x}, size {}, exit_signal {})", d.flags, d.size, d.exit_signal);
+    let what = format!(
+        "clone3(flags {:#x}, size {}, exit_signal {})",
+        d.flags, d.size, d.exit_signal
+    );
     match (want, got) {
         (Verdict::Created, Ok(child)) => {
             // Once it has exited, a generic __WALL peek (exit_signal may not
@@ -163,45 +265,71 @@ fn run(ctx: &mut Ctx, d: &Clone3Desc) -> Check {
             generic_peek(ctx, d, &child, &what)?;
             // Reap it with a focused __WALL wait.
             let (call, t) = if let Some(fd) = child.pidfd.as_ref() {
-                (WaitCall::WaitidPidfd, WaitTarget::with_pidfd(child.pid, fd.as_fd()))
+                (
+                    WaitCall::WaitidPidfd,
+                    WaitTarget::with_pidfd(child.pid, fd.as_fd()),
+                )
             } else {
                 (WaitCall::WaitidPid, WaitTarget::pid(child.pid))
             };
             match wait(call, t, WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL)) {
-                WaitOutcome::Reported { pid, event: crate::sys::wait::Event::Exited(0) } if pid == child.pid => Ok(()),
-                other => fail(format!("{what} created pid {}, but its focused reap gave {other}", child.pid)),
+                WaitOutcome::Reported {
+                    pid,
+                    event: crate::sys::wait::Event::Exited(0),
+                } if pid == child.pid => Ok(()),
+                other => fail(format!(
+                    "{what} created pid {}, but its focused reap gave {other}",
+                    child.pid
+                )),
             }
         }
         (Verdict::Fails(e), Err(g)) if e == g => Ok(()),
         (want, Ok(child)) => {
             let _ = reap_any(&child);
-            fail(format!("{what}: model says {want:?}, kernel created pid {}", child.pid))
+            fail(format!(
+                "{what}: model says {want:?}, kernel created pid {}",
+                child.pid
+            ))
         }
         (want, Err(g)) => fail(format!("{what}: model says {want:?}, kernel said {g}")),
     }
 }
 
-const GENERIC_PEEK: u32 = WaitOpts::WEXITED | WaitOpts::WNOHANG | WaitOpts::WNOWAIT | WaitOpts::WALL;
+const GENERIC_PEEK: u32 =
+    WaitOpts::WEXITED | WaitOpts::WNOHANG | WaitOpts::WNOWAIT | WaitOpts::WALL;
 
 /// The created child, once exited, against the model's generic view of it:
 /// waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT|__WALL) reports it unless it is
 /// hidden from its creator (model::hidden_from_waiter, considers).
-fn generic_peek(ctx: &Ctx, d: &Clone3Desc, child: &crate::sys::clone::Spawned, what: &str) -> Check {
-    use crate::model::{hidden_from_waiter, predict_wait, ChildState, ChildView, Lineage, Prediction, Selector, Semantics};
+fn generic_peek(
+    ctx: &Ctx,
+    d: &Clone3Desc,
+    child: &crate::sys::clone::Spawned,
+    what: &str,
+) -> Check {
+    use crate::model::{
+        hidden_from_waiter, predict_wait, ChildState, ChildView, Lineage, Prediction, Selector,
+        Semantics,
+    };
     use crate::sys::wait::Event;
     let opened;
     let fd = match child.pidfd.as_ref() {
         Some(fd) => fd,
         None => {
-            opened = pidfd::open(child.pid, false).or_else(|e| broken(format!("pidfd_open({}): {e}", child.pid)))?;
+            opened = pidfd::open(child.pid, false)
+                .or_else(|e| broken(format!("pidfd_open({}): {e}", child.pid)))?;
             &opened
         }
     };
-    pidfd::poll_exit(std::os::fd::AsFd::as_fd(fd), None).or_else(|e| broken(format!("poll(pidfd): {e}")))?;
+    pidfd::poll_exit(std::os::fd::AsFd::as_fd(fd), None)
+        .or_else(|e| broken(format!("poll(pidfd): {e}")))?;
     // The bit only means CLONE_WAIT_PID when the probe found the feature
     // (on a kernel without it, the configured bit may be a mainline flag).
     let bit = ctx.features.wait_pid_bit.unwrap_or(0);
-    let lineage = Lineage { wait_pid_flag: bit != 0 && d.flags & bit != 0, ..Lineage::default() };
+    let lineage = Lineage {
+        wait_pid_flag: bit != 0 && d.flags & bit != 0,
+        ..Lineage::default()
+    };
     let view = ChildView {
         pid: child.pid,
         pgid: ctx.pgid,
@@ -209,9 +337,18 @@ fn generic_peek(ctx: &Ctx, d: &Clone3Desc, child: &crate::sys::clone::Spawned, w
         sigchld: d.exit_signal == SIGCHLD,
         state: ChildState::Zombie(Event::Exited(0)),
     };
-    let sel = Selector { call: WaitCall::WaitidAll, pid: child.pid, pgid: ctx.pgid, own_pgid: ctx.pgid };
+    let sel = Selector {
+        call: WaitCall::WaitidAll,
+        pid: child.pid,
+        pgid: ctx.pgid,
+        own_pgid: ctx.pgid,
+    };
     let pred = predict_wait(sel, WaitOpts(GENERIC_PEEK), &[view]);
-    let got = wait(WaitCall::WaitidAll, WaitTarget::pid(child.pid).in_group(ctx.pgid), WaitOpts(GENERIC_PEEK));
+    let got = wait(
+        WaitCall::WaitidAll,
+        WaitTarget::pid(child.pid).in_group(ctx.pgid),
+        WaitOpts(GENERIC_PEEK),
+    );
     match pred {
         Prediction::OneOf(v) if v.contains(&got) => Ok(()),
         p => fail(format!(
@@ -311,7 +448,11 @@ fn reap_any(child: &crate::sys::clone::Spawned) -> WaitOutcome {
     if let Some(fd) = child.pidfd.as_ref() {
         let _ = pidfd::poll_exit(std::os::fd::AsFd::as_fd(fd), None);
     }
-    wait(WaitCall::WaitidPid, WaitTarget::pid(child.pid), WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL))
+    wait(
+        WaitCall::WaitidPid,
+        WaitTarget::pid(child.pid),
+        WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL),
+    )
 }
 
 /// A child's exit signal other than SIGCHLD would kill the case process

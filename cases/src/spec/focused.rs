@@ -2,17 +2,31 @@
 //! the exact status or siginfo, as it does a plain one. The rows are data
 //! (spec/grid.rs); what each call must answer comes from the model.
 
-use super::grid::{self, call, call_as, call_in_thread, Hiding, KidSpec, Situation, Start, Step, Variant};
+use super::grid::{
+    self, call, call_as, call_in_thread, Hiding, KidSpec, Situation, Start, Step, Variant,
+};
 use crate::harness::*;
 use crate::sys::signal as sig;
 use crate::sys::wait::{WaitCall, WaitOpts as O};
 
-const SEED: &str = "A process created with CLONE_WAIT_PID can only be waited upon with a focussed wait call";
+const SEED: &str =
+    "A process created with CLONE_WAIT_PID can only be waited upon with a focussed wait call";
 const SEED_CLOSED: &str = "This ensures that processes can be reaped even if all file descriptors referring to it are closed";
 const GENERIC_PEEK: u32 = O::WEXITED | O::WNOHANG | O::WNOWAIT;
 
-fn sit(id: &'static str, kids: Vec<KidSpec>, steps: fn(WaitCall, Variant) -> Vec<Step>, hiding: Hiding) -> Situation {
-    Situation { id, kids, steps, hiding, needs_options: false }
+fn sit(
+    id: &'static str,
+    kids: Vec<KidSpec>,
+    steps: fn(WaitCall, Variant) -> Vec<Step>,
+    hiding: Hiding,
+) -> Situation {
+    Situation {
+        id,
+        kids,
+        steps,
+        hiding,
+        needs_options: false,
+    }
 }
 
 /// The step, and for the autoreap child (a clone child, exit_signal 0) the
@@ -27,7 +41,11 @@ fn with_wall(v: Variant, opts: u32) -> Vec<Step> {
 }
 
 fn wall_if_autoreap(v: Variant, opts: u32) -> u32 {
-    if v == Variant::Autoreap { opts | O::WALL } else { opts }
+    if v == Variant::Autoreap {
+        opts | O::WALL
+    } else {
+        opts
+    }
 }
 
 pub fn situations() -> Vec<Situation> {
@@ -42,10 +60,30 @@ pub fn situations() -> Vec<Situation> {
         st
     }
     vec![
-        sit("exit_code", vec![s(Exited(7))], |_, v| with_wall(v, O::WEXITED), Invisible),
-        sit("killed_sigkill", vec![s(Live(7))], |_, v| killed(v, sig::SIGKILL), Invisible),
-        sit("killed_sigterm", vec![s(Live(7))], |_, v| killed(v, sig::SIGTERM), Invisible),
-        sit("live_nohang", vec![s(Live(7))], |_, v| with_wall(v, O::WEXITED | O::WNOHANG), Invisible),
+        sit(
+            "exit_code",
+            vec![s(Exited(7))],
+            |_, v| with_wall(v, O::WEXITED),
+            Invisible,
+        ),
+        sit(
+            "killed_sigkill",
+            vec![s(Live(7))],
+            |_, v| killed(v, sig::SIGKILL),
+            Invisible,
+        ),
+        sit(
+            "killed_sigterm",
+            vec![s(Live(7))],
+            |_, v| killed(v, sig::SIGTERM),
+            Invisible,
+        ),
+        sit(
+            "live_nohang",
+            vec![s(Live(7))],
+            |_, v| with_wall(v, O::WEXITED | O::WNOHANG),
+            Invisible,
+        ),
         sit(
             "stop_continue_exit",
             vec![s(Live(7))],
@@ -107,21 +145,41 @@ pub fn situations() -> Vec<Situation> {
             Invisible,
         ),
         // __WNOTHREAD: the child was made by this very thread.
-        sit("wnothread_own_child", vec![s(Exited(7))], |_, v| with_wall(v, O::WEXITED | O::WNOTHREAD), Invisible),
+        sit(
+            "wnothread_own_child",
+            vec![s(Exited(7))],
+            |_, v| with_wall(v, O::WEXITED | O::WNOTHREAD),
+            Invisible,
+        ),
         // The child made by a second thread of the case process: any thread
         // reaps it without __WNOTHREAD, only its creator with it.
-        sit("thread_child_exit_code", vec![s(Exited(7)).by_thread()], |_, v| with_wall(v, O::WEXITED), Invisible),
+        sit(
+            "thread_child_exit_code",
+            vec![s(Exited(7)).by_thread()],
+            |_, v| with_wall(v, O::WEXITED),
+            Invisible,
+        ),
         sit(
             "thread_child_exit_code_in_thread",
             vec![s(Exited(7)).by_thread()],
             |_, v| vec![call_in_thread(wall_if_autoreap(v, O::WEXITED))],
             Invisible,
         ),
-        sit("thread_child_wnothread", vec![s(Exited(7)).by_thread()], |_, v| with_wall(v, O::WEXITED | O::WNOTHREAD), Invisible),
+        sit(
+            "thread_child_wnothread",
+            vec![s(Exited(7)).by_thread()],
+            |_, v| with_wall(v, O::WEXITED | O::WNOTHREAD),
+            Invisible,
+        ),
         sit(
             "thread_child_wnothread_in_thread",
             vec![s(Exited(7)).by_thread()],
-            |_, v| vec![call_in_thread(wall_if_autoreap(v, O::WEXITED | O::WNOTHREAD))],
+            |_, v| {
+                vec![call_in_thread(wall_if_autoreap(
+                    v,
+                    O::WEXITED | O::WNOTHREAD,
+                ))]
+            },
             Invisible,
         ),
     ]

@@ -3,7 +3,10 @@
 //! variant of the subject child; what each call must answer comes from the
 //! model.
 
-use super::grid::{self, call, call_as, call_in_thread, call_other_group, peek, waitid_twin, Group, Hiding, KidSpec, Situation, Start, Step, Variant};
+use super::grid::{
+    self, call, call_as, call_in_thread, call_other_group, peek, waitid_twin, Group, Hiding,
+    KidSpec, Situation, Start, Step, Variant,
+};
 use crate::harness::*;
 use crate::sys::wait::{Event::Exited, WaitCall, WaitOpts as O};
 
@@ -17,19 +20,41 @@ const NOHANG: u32 = O::WEXITED | O::WNOHANG;
 const BLOCK: u32 = O::WEXITED;
 const PEEK: u32 = O::WEXITED | O::WNOHANG | O::WNOWAIT;
 
-fn sit(id: &'static str, kids: Vec<KidSpec>, steps: fn(WaitCall, Variant) -> Vec<Step>, hiding: Hiding, needs_options: bool) -> Situation {
-    Situation { id, kids, steps, hiding, needs_options }
+fn sit(
+    id: &'static str,
+    kids: Vec<KidSpec>,
+    steps: fn(WaitCall, Variant) -> Vec<Step>,
+    hiding: Hiding,
+    needs_options: bool,
+) -> Situation {
+    Situation {
+        id,
+        kids,
+        steps,
+        hiding,
+        needs_options,
+    }
 }
 
 /// A WNOWAIT peek that can see hiding: waitid takes WNOWAIT itself; wait4
 /// and waitpid reject it (EINVAL), so their rows peek with the waitid call
 /// of the same selection first, then make their own call twice.
 fn wnowait_steps(c: WaitCall, group: Group) -> Vec<Step> {
-    let own = |opts| if group == Group::Other { call_other_group(opts) } else { call(opts) };
+    let own = |opts| {
+        if group == Group::Other {
+            call_other_group(opts)
+        } else {
+            call(opts)
+        }
+    };
     if c.is_waitid() {
         vec![own(PEEK), own(PEEK), own(NOHANG)]
     } else {
-        vec![call_as(waitid_twin(c), PEEK, group), own(O::WNOWAIT), own(NOHANG)]
+        vec![
+            call_as(waitid_twin(c), PEEK, group),
+            own(O::WNOWAIT),
+            own(NOHANG),
+        ]
     }
 }
 
@@ -39,24 +64,114 @@ pub fn situations() -> Vec<Situation> {
     let s = KidSpec::subject;
     let p = KidSpec::sibling;
     vec![
-        sit("lone_exited_nohang", vec![s(Exited(3))], |_, _| vec![call(NOHANG)], Shows, true),
-        sit("lone_exited_block", vec![s(Exited(3))], |_, _| vec![call(BLOCK)], Shows, false),
-        sit("lone_live_nohang", vec![s(Live(3))], |_, _| vec![call(NOHANG)], Shows, true),
-        sit("lone_live_block", vec![s(Live(3))], |_, _| vec![Step::Release(0), call(BLOCK)], Shows, false),
-        sit("sibling_exited_nohang", vec![s(Exited(3)), p(Exited(4))], |_, _| vec![call(NOHANG)], Shows, true),
-        sit("sibling_exited_block", vec![s(Exited(3)), p(Exited(4))], |_, _| vec![call(BLOCK)], Shows, false),
-        sit("sibling_live_nohang", vec![s(Exited(3)), p(Live(4))], |_, _| vec![call(NOHANG)], Shows, true),
-        sit("sibling_live_block", vec![s(Exited(3)), p(Live(4))], |_, _| vec![Step::Release(1), call(BLOCK)], Shows, false),
-        sit("sibling_reaped_nohang", vec![s(Exited(3)), p(Reaped(4))], |_, _| vec![call(NOHANG)], Shows, true),
-        sit("sibling_reaped_block", vec![s(Exited(3)), p(Reaped(4))], |_, _| vec![call(BLOCK)], Shows, false),
+        sit(
+            "lone_exited_nohang",
+            vec![s(Exited(3))],
+            |_, _| vec![call(NOHANG)],
+            Shows,
+            true,
+        ),
+        sit(
+            "lone_exited_block",
+            vec![s(Exited(3))],
+            |_, _| vec![call(BLOCK)],
+            Shows,
+            false,
+        ),
+        sit(
+            "lone_live_nohang",
+            vec![s(Live(3))],
+            |_, _| vec![call(NOHANG)],
+            Shows,
+            true,
+        ),
+        sit(
+            "lone_live_block",
+            vec![s(Live(3))],
+            |_, _| vec![Step::Release(0), call(BLOCK)],
+            Shows,
+            false,
+        ),
+        sit(
+            "sibling_exited_nohang",
+            vec![s(Exited(3)), p(Exited(4))],
+            |_, _| vec![call(NOHANG)],
+            Shows,
+            true,
+        ),
+        sit(
+            "sibling_exited_block",
+            vec![s(Exited(3)), p(Exited(4))],
+            |_, _| vec![call(BLOCK)],
+            Shows,
+            false,
+        ),
+        sit(
+            "sibling_live_nohang",
+            vec![s(Exited(3)), p(Live(4))],
+            |_, _| vec![call(NOHANG)],
+            Shows,
+            true,
+        ),
+        sit(
+            "sibling_live_block",
+            vec![s(Exited(3)), p(Live(4))],
+            |_, _| vec![Step::Release(1), call(BLOCK)],
+            Shows,
+            false,
+        ),
+        sit(
+            "sibling_reaped_nohang",
+            vec![s(Exited(3)), p(Reaped(4))],
+            |_, _| vec![call(NOHANG)],
+            Shows,
+            true,
+        ),
+        sit(
+            "sibling_reaped_block",
+            vec![s(Exited(3)), p(Reaped(4))],
+            |_, _| vec![call(BLOCK)],
+            Shows,
+            false,
+        ),
         // The subject in a process group of its own, a plain sibling in the
         // case's: P_PGID,other_pgid and P_PGID,0 select different children.
-        sit("other_group_exited_nohang", vec![s(Exited(3)).in_other_group(), p(Exited(4))], |_, _| vec![call_other_group(NOHANG)], Shows, true),
-        sit("other_group_exited_block", vec![s(Exited(3)).in_other_group(), p(Exited(4))], |_, _| vec![call_other_group(BLOCK)], Shows, false),
-        sit("other_group_wnowait", vec![s(Exited(3)).in_other_group(), p(Exited(4))], |c, _| wnowait_steps(c, Group::Other), Shows, true),
+        sit(
+            "other_group_exited_nohang",
+            vec![s(Exited(3)).in_other_group(), p(Exited(4))],
+            |_, _| vec![call_other_group(NOHANG)],
+            Shows,
+            true,
+        ),
+        sit(
+            "other_group_exited_block",
+            vec![s(Exited(3)).in_other_group(), p(Exited(4))],
+            |_, _| vec![call_other_group(BLOCK)],
+            Shows,
+            false,
+        ),
+        sit(
+            "other_group_wnowait",
+            vec![s(Exited(3)).in_other_group(), p(Exited(4))],
+            |c, _| wnowait_steps(c, Group::Other),
+            Shows,
+            true,
+        ),
         // WNOWAIT peeks, for every call (wait4/waitpid through their waitid twin).
-        sit("lone_exited_wnowait", vec![s(Exited(3))], |c, _| wnowait_steps(c, Group::Own), Shows, true),
-        sit("sibling_exited_wnowait", vec![s(Exited(3)), p(Exited(4))], |c, _| wnowait_steps(c, Group::Own), Shows, true),
+        sit(
+            "lone_exited_wnowait",
+            vec![s(Exited(3))],
+            |c, _| wnowait_steps(c, Group::Own),
+            Shows,
+            true,
+        ),
+        sit(
+            "sibling_exited_wnowait",
+            vec![s(Exited(3)), p(Exited(4))],
+            |c, _| wnowait_steps(c, Group::Own),
+            Shows,
+            true,
+        ),
         // A second thread blocks in the call; the subject exits first (the
         // call must keep blocking if it is hidden: the thread has not
         // returned, the subject is a zombie for a focused peek), then the
@@ -66,7 +181,10 @@ pub fn situations() -> Vec<Situation> {
             vec![s(Live(3)), p(Live(4))],
             |_, _| {
                 vec![
-                    Step::BlockInThread { opts: BLOCK, group: Group::Own },
+                    Step::BlockInThread {
+                        opts: BLOCK,
+                        group: Group::Own,
+                    },
                     Step::Release(0),
                     Step::Settle(0),
                     peek(0),
@@ -78,16 +196,58 @@ pub fn situations() -> Vec<Situation> {
             false,
         ),
         // The hidden child alive next to a plain zombie; both alive.
-        sit("subject_live_sibling_exited_nohang", vec![s(Live(3)), p(Exited(4))], |_, _| vec![call(NOHANG)], Invisible, true),
-        sit("subject_live_sibling_exited_block", vec![s(Live(3)), p(Exited(4))], |_, _| vec![call(BLOCK)], Invisible, false),
-        sit("both_live_nohang", vec![s(Live(3)), p(Live(4))], |_, _| vec![call(NOHANG)], Invisible, true),
+        sit(
+            "subject_live_sibling_exited_nohang",
+            vec![s(Live(3)), p(Exited(4))],
+            |_, _| vec![call(NOHANG)],
+            Invisible,
+            true,
+        ),
+        sit(
+            "subject_live_sibling_exited_block",
+            vec![s(Live(3)), p(Exited(4))],
+            |_, _| vec![call(BLOCK)],
+            Invisible,
+            false,
+        ),
+        sit(
+            "both_live_nohang",
+            vec![s(Live(3)), p(Live(4))],
+            |_, _| vec![call(NOHANG)],
+            Invisible,
+            true,
+        ),
         // The subject made by a second thread of the case process.
-        sit("thread_child_exited_nohang", vec![s(Exited(3)).by_thread()], |_, _| vec![call(NOHANG)], Shows, true),
-        sit("thread_child_exited_block", vec![s(Exited(3)).by_thread()], |_, _| vec![call(BLOCK)], Shows, false),
-        sit("thread_child_exited_nohang_in_thread", vec![s(Exited(3)).by_thread()], |_, _| vec![call_in_thread(NOHANG)], Shows, true),
+        sit(
+            "thread_child_exited_nohang",
+            vec![s(Exited(3)).by_thread()],
+            |_, _| vec![call(NOHANG)],
+            Shows,
+            true,
+        ),
+        sit(
+            "thread_child_exited_block",
+            vec![s(Exited(3)).by_thread()],
+            |_, _| vec![call(BLOCK)],
+            Shows,
+            false,
+        ),
+        sit(
+            "thread_child_exited_nohang_in_thread",
+            vec![s(Exited(3)).by_thread()],
+            |_, _| vec![call_in_thread(NOHANG)],
+            Shows,
+            true,
+        ),
         // __WNOTHREAD from a thread that did not make the child: ECHILD,
         // hidden or not.
-        sit("thread_child_wnothread", vec![s(Exited(3)).by_thread()], |_, _| vec![call(NOHANG | O::WNOTHREAD)], Invisible, true),
+        sit(
+            "thread_child_wnothread",
+            vec![s(Exited(3)).by_thread()],
+            |_, _| vec![call(NOHANG | O::WNOTHREAD)],
+            Invisible,
+            true,
+        ),
         sit(
             "thread_child_wnothread_in_thread",
             vec![s(Exited(3)).by_thread()],
@@ -100,8 +260,12 @@ pub fn situations() -> Vec<Situation> {
 
 fn source(sit: &Situation, v: Variant) -> Source {
     match v {
-        Variant::Autoreap if sit.id.starts_with("lone_live") => Source::Man(super::mainline::WCLONE),
-        Variant::Autoreap if sit.id.starts_with("sibling") => Source::Man(super::mainline::SELECTIVE),
+        Variant::Autoreap if sit.id.starts_with("lone_live") => {
+            Source::Man(super::mainline::WCLONE)
+        }
+        Variant::Autoreap if sit.id.starts_with("sibling") => {
+            Source::Man(super::mainline::SELECTIVE)
+        }
         Variant::Autoreap => Source::Man(super::mainline::AUTOREAP),
         _ if sit.id.starts_with("thread_child") => Source::Man(WNOTHREAD),
         _ => Source::Seed(SEED),
@@ -122,7 +286,11 @@ pub(crate) fn still_a_zombie(k: &Kid, code: i32) -> Check {
 }
 
 pub(crate) fn expect_exit(ev: crate::sys::wait::Event, code: i32) -> Check {
-    if ev == Exited(code) { Ok(()) } else { fail(format!("focused reap: want Exited({code}), got {ev:?}")) }
+    if ev == Exited(code) {
+        Ok(())
+    } else {
+        fail(format!("focused reap: want Exited({code}), got {ev:?}"))
+    }
 }
 
 #[cfg(test)]

@@ -24,12 +24,15 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 use crate::model::{
-    autoreaped_on_exit, hidden_from_waiter, kin_after_wait, kin_exits, kin_signalled, predict_wait_from, why_not_considered,
-    ChildState, ChildView, Kin, KernelFeatures, Lineage, Prediction, Selector, Semantics,
+    autoreaped_on_exit, hidden_from_waiter, kin_after_wait, kin_exits, kin_signalled,
+    predict_wait_from, why_not_considered, ChildState, ChildView, KernelFeatures, Kin, Lineage,
+    Prediction, Selector, Semantics,
 };
 use crate::sys::clone::{clone3, flags::*, pipe, Clone3Request, Program};
 use crate::sys::signal as sig;
-use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget, WAIT_SYSCALL_NUMBERS};
+use crate::sys::wait::{
+    wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget, WAIT_SYSCALL_NUMBERS,
+};
 use crate::sys::{pidfd, pidfd_info, process, Errno};
 
 /// How the subject child is made.
@@ -114,16 +117,32 @@ pub struct KidSpec {
 
 impl KidSpec {
     pub const fn subject(start: Start) -> KidSpec {
-        KidSpec { role: Role::Subject, by: By::Main, group: Group::Own, start }
+        KidSpec {
+            role: Role::Subject,
+            by: By::Main,
+            group: Group::Own,
+            start,
+        }
     }
     pub const fn sibling(start: Start) -> KidSpec {
-        KidSpec { role: Role::Sibling, by: By::Main, group: Group::Own, start }
+        KidSpec {
+            role: Role::Sibling,
+            by: By::Main,
+            group: Group::Own,
+            start,
+        }
     }
     pub const fn by_thread(self) -> KidSpec {
-        KidSpec { by: By::Thread, ..self }
+        KidSpec {
+            by: By::Thread,
+            ..self
+        }
     }
     pub const fn in_other_group(self) -> KidSpec {
-        KidSpec { group: Group::Other, ..self }
+        KidSpec {
+            group: Group::Other,
+            ..self
+        }
     }
     fn code(self) -> i32 {
         match self.start {
@@ -137,7 +156,13 @@ impl KidSpec {
 pub enum Step {
     /// A wait call (`None`: the row's call) by thread `from` with these
     /// options; a focused call names kid `about`, a group call names `group`.
-    Wait { call: Option<WaitCall>, opts: u32, about: usize, group: Group, from: By },
+    Wait {
+        call: Option<WaitCall>,
+        opts: u32,
+        about: usize,
+        group: Group,
+        from: By,
+    },
     /// let a live kid exit (in flux until settled)
     Release(usize),
     /// send a signal to a kid (in flux until settled)
@@ -155,23 +180,53 @@ pub enum Step {
 
 /// The row's call about the subject, by the main thread, own group.
 pub fn call(opts: u32) -> Step {
-    Step::Wait { call: None, opts, about: 0, group: Group::Own, from: By::Main }
+    Step::Wait {
+        call: None,
+        opts,
+        about: 0,
+        group: Group::Own,
+        from: By::Main,
+    }
 }
 /// The row's call naming the other process group.
 pub fn call_other_group(opts: u32) -> Step {
-    Step::Wait { call: None, opts, about: 0, group: Group::Other, from: By::Main }
+    Step::Wait {
+        call: None,
+        opts,
+        about: 0,
+        group: Group::Other,
+        from: By::Main,
+    }
 }
 /// The row's call made by the second thread.
 pub fn call_in_thread(opts: u32) -> Step {
-    Step::Wait { call: None, opts, about: 0, group: Group::Own, from: By::Thread }
+    Step::Wait {
+        call: None,
+        opts,
+        about: 0,
+        group: Group::Own,
+        from: By::Thread,
+    }
 }
 /// Another call about the subject.
 pub fn call_as(call: WaitCall, opts: u32, group: Group) -> Step {
-    Step::Wait { call: Some(call), opts, about: 0, group, from: By::Main }
+    Step::Wait {
+        call: Some(call),
+        opts,
+        about: 0,
+        group,
+        from: By::Main,
+    }
 }
 /// The focused WNOWAIT peek (waitid(P_PIDFD, WEXITED|WNOHANG|WNOWAIT|__WALL)).
 pub fn peek(kid: usize) -> Step {
-    Step::Wait { call: Some(WaitCall::WaitidPidfd), opts: PEEK, about: kid, group: Group::Own, from: By::Main }
+    Step::Wait {
+        call: Some(WaitCall::WaitidPidfd),
+        opts: PEEK,
+        about: kid,
+        group: Group::Own,
+        from: By::Main,
+    }
 }
 pub const PEEK: u32 = O::WEXITED | O::WNOHANG | O::WNOWAIT | O::WALL;
 
@@ -211,7 +266,11 @@ pub fn waitid_twin(call: WaitCall) -> WaitCall {
 // The model's side: the tree as `Kin`s, and the prediction of one step.
 
 fn options_for(call: WaitCall, opts: u32) -> O {
-    if call.takes_options() { O(opts) } else { O(0) }
+    if call.takes_options() {
+        O(opts)
+    } else {
+        O(0)
+    }
 }
 
 /// clone3 flags and exit signal of a kid of this variant.
@@ -227,7 +286,10 @@ fn clone_args(spec: &KidSpec, v: Variant, bit: u64) -> (u64, u64) {
 /// The model's view of a freshly made, live kid.
 fn kin_for(spec: &KidSpec, v: Variant, pid: i32, pgid: i32, k: &KernelFeatures, bit: u64) -> Kin {
     let (flags, exit_signal) = clone_args(spec, v, bit);
-    let lineage = Lineage { wait_pid_flag: v == Variant::Hidden && spec.role == Role::Subject, ..Lineage::default() };
+    let lineage = Lineage {
+        wait_pid_flag: v == Variant::Hidden && spec.role == Role::Subject,
+        ..Lineage::default()
+    };
     Kin {
         view: ChildView {
             pid,
@@ -252,7 +314,9 @@ enum Change {
 fn end_of(c: Change) -> Option<Event> {
     match c {
         Change::Exit(ev) => Some(ev),
-        Change::Signal(sig) if sig != sig::SIGSTOP && sig != sig::SIGCONT => Some(Event::Killed(sig)),
+        Change::Signal(sig) if sig != sig::SIGSTOP && sig != sig::SIGCONT => {
+            Some(Event::Killed(sig))
+        }
         Change::Signal(_) => None,
     }
 }
@@ -260,7 +324,10 @@ fn end_of(c: Change) -> Option<Event> {
 fn apply(state: &mut Vec<Kin>, pid: i32, c: Change) {
     match c {
         Change::Exit(ev) => {
-            if state.iter().any(|k| k.view.pid == pid && matches!(k.view.state, ChildState::Running | ChildState::Continued)) {
+            if state.iter().any(|k| {
+                k.view.pid == pid
+                    && matches!(k.view.state, ChildState::Running | ChildState::Continued)
+            }) {
                 kin_exits(state, pid, ev)
             }
         }
@@ -269,8 +336,17 @@ fn apply(state: &mut Vec<Kin>, pid: i32, c: Change) {
 }
 
 /// Before and after the changes in flux; what a call may see.
-fn predict_step(sel: Selector, thread: u32, opts: O, state: &[Kin], after: &[Kin]) -> (Prediction, Prediction) {
-    (predict_wait_from(sel, thread, opts, state), predict_wait_from(sel, thread, opts, after))
+fn predict_step(
+    sel: Selector,
+    thread: u32,
+    opts: O,
+    state: &[Kin],
+    after: &[Kin],
+) -> (Prediction, Prediction) {
+    (
+        predict_wait_from(sel, thread, opts, state),
+        predict_wait_from(sel, thread, opts, after),
+    )
 }
 
 fn merge(before: &Prediction, after: &Prediction) -> Prediction {
@@ -310,7 +386,9 @@ impl Names {
     }
     fn outcome(&self, o: &WaitOutcome) -> String {
         match o {
-            WaitOutcome::Reported { pid, event } => format!("reports {} ({event:?})", self.of(*pid)),
+            WaitOutcome::Reported { pid, event } => {
+                format!("reports {} ({event:?})", self.of(*pid))
+            }
             WaitOutcome::NothingReady => "returns 0 (nothing ready)".into(),
             WaitOutcome::Failed(e) => format!("fails with {e}"),
         }
@@ -318,7 +396,11 @@ impl Names {
     fn prediction(&self, p: &Prediction) -> String {
         match p {
             Prediction::Blocks => "blocks".into(),
-            Prediction::OneOf(v) => v.iter().map(|o| self.outcome(o)).collect::<Vec<_>>().join(" or "),
+            Prediction::OneOf(v) => v
+                .iter()
+                .map(|o| self.outcome(o))
+                .collect::<Vec<_>>()
+                .join(" or "),
         }
     }
 }
@@ -330,7 +412,9 @@ fn kid_words(specs: &[KidSpec], v: Variant) -> Vec<String> {
         .map(|(i, s)| {
             let base = match s.role {
                 Role::Subject => format!("the {} child", v.id()),
-                Role::Sibling if specs.iter().filter(|t| t.role == Role::Sibling).count() > 1 => format!("plain sibling #{i}"),
+                Role::Sibling if specs.iter().filter(|t| t.role == Role::Sibling).count() > 1 => {
+                    format!("plain sibling #{i}")
+                }
                 Role::Sibling => "the plain sibling".to_string(),
             };
             base
@@ -349,8 +433,16 @@ fn tree_words(specs: &[KidSpec], v: Variant) -> String {
                 Start::Live(c) => format!("alive (exits {c} when released)"),
                 Start::Reaped(c) => format!("exited ({c}) and reaped"),
             };
-            let by = if s.by == By::Thread { ", made by a second thread" } else { "" };
-            let grp = if s.group == Group::Other { ", in another process group" } else { "" };
+            let by = if s.by == By::Thread {
+                ", made by a second thread"
+            } else {
+                ""
+            };
+            let grp = if s.group == Group::Other {
+                ", in another process group"
+            } else {
+                ""
+            };
             format!("{w} {st}{by}{grp}")
         })
         .collect::<Vec<_>>()
@@ -359,7 +451,12 @@ fn tree_words(specs: &[KidSpec], v: Variant) -> String {
 
 fn spell(call: WaitCall, opts: u32, group: Group, from: By) -> String {
     let mut s = call.spell(options_for(call, opts));
-    if group == Group::Other && matches!(call, WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid) {
+    if group == Group::Other
+        && matches!(
+            call,
+            WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid
+        )
+    {
         s = s.replace("pgid", "other_pgid");
     }
     if from == By::Thread {
@@ -419,7 +516,10 @@ pub fn plan(call: WaitCall, sit: &Situation, v: Variant) -> Plan {
     let bit = 1u64 << 40;
     let k = KernelFeatures::new((7, 1), Some(bit));
     let pids: Vec<i32> = (0..sit.kids.len()).map(plan_pid).collect();
-    let names = Names { pids: pids.clone(), words: kid_words(&sit.kids, v) };
+    let names = Names {
+        pids: pids.clone(),
+        words: kid_words(&sit.kids, v),
+    };
     let mut state = Vec::new();
     let mut other_pgid = None;
     for (i, s) in sit.kids.iter().enumerate() {
@@ -449,10 +549,21 @@ pub fn plan(call: WaitCall, sit: &Situation, v: Variant) -> Plan {
     let steps = (sit.steps)(call, v);
     for (idx, step) in steps.iter().enumerate() {
         match *step {
-            Step::Wait { call: c, opts, about, group, from } => {
+            Step::Wait {
+                call: c,
+                opts,
+                about,
+                group,
+                from,
+            } => {
                 let c = c.unwrap_or(call);
                 let o = options_for(c, opts);
-                let sel = Selector { call: c, pid: pids[about], pgid: if group == Group::Other { other } else { OWN }, own_pgid: OWN };
+                let sel = Selector {
+                    call: c,
+                    pid: pids[about],
+                    pgid: if group == Group::Other { other } else { OWN },
+                    own_pgid: OWN,
+                };
                 let mut after = state.clone();
                 for (i, ch) in &pending {
                     apply(&mut after, pids[*i], *ch);
@@ -461,9 +572,20 @@ pub fn plan(call: WaitCall, sit: &Situation, v: Variant) -> Plan {
                 let p = merge(&b, &a);
                 if c == call && first_reason.is_none() {
                     // Why the subject is (not) a candidate, for the text.
-                    if let Some(subj) = state.iter().chain(after.iter()).find(|x| x.view.pid == pids[0]) {
-                        let plain = Kin { view: ChildView { hidden: false, ..subj.view }, ..*subj };
-                        subject_selected = why_not_considered(sel, from.thread(), o, &plain).is_none();
+                    if let Some(subj) = state
+                        .iter()
+                        .chain(after.iter())
+                        .find(|x| x.view.pid == pids[0])
+                    {
+                        let plain = Kin {
+                            view: ChildView {
+                                hidden: false,
+                                ..subj.view
+                            },
+                            ..*subj
+                        };
+                        subject_selected =
+                            why_not_considered(sel, from.thread(), o, &plain).is_none();
                         first_reason = Some(why_not_considered(sel, from.thread(), o, subj));
                     } else {
                         first_reason = Some(None);
@@ -472,9 +594,24 @@ pub fn plan(call: WaitCall, sit: &Situation, v: Variant) -> Plan {
                 if p == Prediction::Blocks {
                     errors.push(format!("{} blocks", spell(c, opts, group, from)));
                 }
-                parts.push(format!("{} {}", spell(c, opts, group, from), names.prediction(&p)));
+                parts.push(format!(
+                    "{} {}",
+                    spell(c, opts, group, from),
+                    names.prediction(&p)
+                ));
                 predictions.push(p.clone());
-                let mut planned = PlannedWait { step: idx, call: c, opts, about, group, from, before: b.clone(), after: a, took: None, settles: false };
+                let mut planned = PlannedWait {
+                    step: idx,
+                    call: c,
+                    opts,
+                    about,
+                    group,
+                    from,
+                    before: b.clone(),
+                    after: a,
+                    took: None,
+                    settles: false,
+                };
                 if let Prediction::OneOf(v) = &p {
                     let got = v[0];
                     planned.took = Some(got);
@@ -518,15 +655,28 @@ pub fn plan(call: WaitCall, sit: &Situation, v: Variant) -> Plan {
                     }
                 }
             }
-            Step::DropPidfd(i) => parts.push(format!("every pidfd of {} is closed", names.words[i])),
+            Step::DropPidfd(i) => {
+                parts.push(format!("every pidfd of {} is closed", names.words[i]))
+            }
             Step::BlockInThread { opts, group } => {
                 let o = options_for(call, opts);
-                let sel = Selector { call, pid: pids[0], pgid: if group == Group::Other { other } else { OWN }, own_pgid: OWN };
+                let sel = Selector {
+                    call,
+                    pid: pids[0],
+                    pgid: if group == Group::Other { other } else { OWN },
+                    own_pgid: OWN,
+                };
                 let what = spell(call, opts, group, By::Thread);
                 let p = predict_wait_from(sel, By::Thread.thread(), o, &state);
                 let subj = state.iter().find(|x| x.view.pid == pids[0]).copied();
                 if let Some(subj) = subj {
-                    let plain = Kin { view: ChildView { hidden: false, ..subj.view }, ..subj };
+                    let plain = Kin {
+                        view: ChildView {
+                            hidden: false,
+                            ..subj.view
+                        },
+                        ..subj
+                    };
                     subject_selected = why_not_considered(sel, 1, o, &plain).is_none();
                     first_reason = Some(why_not_considered(sel, 1, o, &subj));
                 }
@@ -548,12 +698,21 @@ pub fn plan(call: WaitCall, sit: &Situation, v: Variant) -> Plan {
         .map(|x| names.of(x.view.pid))
         .collect();
     if !zombies.is_empty() {
-        parts.push(format!("afterwards {} is still a zombie for a focused wait", zombies.join(", ")));
+        parts.push(format!(
+            "afterwards {} is still a zombie for a focused wait",
+            zombies.join(", ")
+        ));
     }
     if v == Variant::Autoreap {
         parts.push("the autoreap child is never a zombie; PIDFD_INFO_EXIT gives its end".into());
     }
-    Plan { text: parts.join("; "), predictions, waits, subject_selected, errors }
+    Plan {
+        text: parts.join("; "),
+        predictions,
+        waits,
+        subject_selected,
+        errors,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -579,13 +738,22 @@ impl Worker {
                 }
             })
             .or_else(|e| broken(format!("setup: spawning a thread: {e}")))?;
-        let tid = trx.recv().or_else(|_| broken("setup: the second thread died"))?;
-        Ok(Worker { tx: Some(tx), handle: Some(handle), tid })
+        let tid = trx
+            .recv()
+            .or_else(|_| broken("setup: the second thread died"))?;
+        Ok(Worker {
+            tx: Some(tx),
+            handle: Some(handle),
+            tid,
+        })
     }
 
     /// Run `f` in the thread and return at once; the result comes on the
     /// receiver, and a byte on the returned pipe when `f` has returned.
-    fn submit<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<(mpsc::Receiver<R>, OwnedFd), Stop> {
+    fn submit<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<(mpsc::Receiver<R>, OwnedFd), Stop> {
         let (rtx, rrx) = mpsc::channel();
         let (done_r, done_w) = pipe();
         let job = Box::new(move || {
@@ -630,17 +798,26 @@ fn await_blocked_in_wait(tid: i32) -> Check {
     let nrs = WAIT_SYSCALL_NUMBERS.map(|n| n.to_string());
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let s = std::fs::read_to_string(&path).or_else(|e| broken(format!("reading {path}: {e}")))?;
+        let s =
+            std::fs::read_to_string(&path).or_else(|e| broken(format!("reading {path}: {e}")))?;
         let first = s.split_whitespace().next().unwrap_or("");
         if nrs.iter().any(|n| n == first) {
-            let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
-            let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()).unwrap_or("");
+            let stat =
+                std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                .unwrap_or("");
             if state == "S" {
                 return Ok(());
             }
         }
         if Instant::now() > deadline {
-            return broken(format!("the second thread did not block in its wait call ({path}: {})", s.trim()));
+            return broken(format!(
+                "the second thread did not block in its wait call ({path}: {})",
+                s.trim()
+            ));
         }
         std::thread::yield_now();
     }
@@ -679,20 +856,39 @@ struct Run<'a> {
 pub fn run(ctx: &mut Ctx, call: WaitCall, sit: &Situation, v: Variant) -> Check {
     let ctx: &Ctx = ctx;
     let needs_worker = sit.kids.iter().any(|k| k.by == By::Thread)
-        || (sit.steps)(call, v).iter().any(|s| matches!(s, Step::BlockInThread { .. } | Step::Wait { from: By::Thread, .. }));
-    let worker = if needs_worker { Some(Worker::start()?) } else { None };
+        || (sit.steps)(call, v).iter().any(|s| {
+            matches!(
+                s,
+                Step::BlockInThread { .. }
+                    | Step::Wait {
+                        from: By::Thread,
+                        ..
+                    }
+            )
+        });
+    let worker = if needs_worker {
+        Some(Worker::start()?)
+    } else {
+        None
+    };
     let mut r = Run {
         ctx,
         call,
         kids: Vec::new(),
-        names: Names { pids: Vec::new(), words: kid_words(&sit.kids, v) },
+        names: Names {
+            pids: Vec::new(),
+            words: kid_words(&sit.kids, v),
+        },
         state: Vec::new(),
         pending: Vec::new(),
         worker,
         other_pgid: None,
         blocked: None,
     };
-    let res = r.build(&sit.kids, v).and_then(|_| r.steps(&(sit.steps)(call, v))).and_then(|_| r.finish());
+    let res = r
+        .build(&sit.kids, v)
+        .and_then(|_| r.steps(&(sit.steps)(call, v)))
+        .and_then(|_| r.finish());
     if res.is_err() {
         r.force_cleanup();
     }
@@ -711,11 +907,19 @@ impl Run<'_> {
             let req = Clone3Request::new(flags, exit_signal);
             let rfd = r.as_raw_fd();
             let kid = match spec.by {
-                By::Main => self.ctx.spawn_with(req, Program::AwaitThenExit { fd: rfd, code })?,
+                By::Main => self
+                    .ctx
+                    .spawn_with(req, Program::AwaitThenExit { fd: rfd, code })?,
                 By::Thread => {
                     let worker = self.worker.as_ref().expect("worker");
-                    let made = worker.run(move || clone3(&req, Program::AwaitThenExit { fd: rfd, code }).map(|sp| sp.pid))?;
-                    let pid = made.or_else(|e| broken(format!("setup: clone3(flags {flags:#x}) in the second thread: {e}")))?;
+                    let made = worker.run(move || {
+                        clone3(&req, Program::AwaitThenExit { fd: rfd, code }).map(|sp| sp.pid)
+                    })?;
+                    let pid = made.or_else(|e| {
+                        broken(format!(
+                            "setup: clone3(flags {flags:#x}) in the second thread: {e}"
+                        ))
+                    })?;
                     Kid::adopt(pid)?
                 }
             };
@@ -736,7 +940,13 @@ impl Run<'_> {
             let kin = kin_for(spec, v, pid, pgid, &self.ctx.features, bit);
             self.state.push(kin);
             self.names.pids.push(pid);
-            self.kids.push(Child { spec: *spec, pid, kid: Some(kid), end: None, autoreap: kin.autoreap });
+            self.kids.push(Child {
+                spec: *spec,
+                pid,
+                kid: Some(kid),
+                end: None,
+                autoreap: kin.autoreap,
+            });
             match spec.start {
                 Start::Live(_) => {}
                 Start::Exited(c) | Start::Reaped(c) => {
@@ -764,7 +974,12 @@ impl Run<'_> {
             Group::Own => self.ctx.pgid,
             Group::Other => self.other_pgid.unwrap_or(self.ctx.pgid),
         };
-        Selector { call, pid: self.kids[about].pid, pgid, own_pgid: self.ctx.pgid }
+        Selector {
+            call,
+            pid: self.kids[about].pid,
+            pgid,
+            own_pgid: self.ctx.pgid,
+        }
     }
 
     fn after(&self) -> Vec<Kin> {
@@ -778,7 +993,13 @@ impl Run<'_> {
     fn steps(&mut self, steps: &[Step]) -> Check {
         for step in steps {
             match *step {
-                Step::Wait { call, opts, about, group, from } => self.wait_step(call.unwrap_or(self.call), opts, about, group, from)?,
+                Step::Wait {
+                    call,
+                    opts,
+                    about,
+                    group,
+                    from,
+                } => self.wait_step(call.unwrap_or(self.call), opts, about, group, from)?,
                 Step::Release(i) => {
                     let code = self.kids[i].spec.code();
                     self.pending.push((i, Change::Exit(Event::Exited(code))));
@@ -799,7 +1020,12 @@ impl Run<'_> {
                         None => return broken("row: settle a kid without pidfd"),
                     }
                     let pid = self.kids[i].pid;
-                    let mine: Vec<Change> = self.pending.iter().filter(|(j, _)| *j == i).map(|(_, c)| *c).collect();
+                    let mine: Vec<Change> = self
+                        .pending
+                        .iter()
+                        .filter(|(j, _)| *j == i)
+                        .map(|(_, c)| *c)
+                        .collect();
                     for c in mine {
                         self.kids[i].end = end_of(c).or(self.kids[i].end);
                         apply(&mut self.state, pid, c);
@@ -819,18 +1045,30 @@ impl Run<'_> {
                     let o = options_for(call, opts);
                     // The thread owns a duplicate of the pidfd (if any) until
                     // its call returns.
-                    let t = self.target(0, sel.pgid)?.to_owned_target().or_else(|e| broken(format!("dup(pidfd): {e}")))?;
+                    let t = self
+                        .target(0, sel.pgid)?
+                        .to_owned_target()
+                        .or_else(|e| broken(format!("dup(pidfd): {e}")))?;
                     let worker = self.worker.as_ref().expect("worker");
                     let (rx, done) = worker.submit(move || wait(call, t.target(), O(opts)))?;
                     await_blocked_in_wait(worker.tid)?;
                     let what = spell(call, opts, group, By::Thread);
-                    self.blocked = Some(Blocked { sel, opts: o, what, rx, done });
+                    self.blocked = Some(Blocked {
+                        sel,
+                        opts: o,
+                        what,
+                        rx,
+                        done,
+                    });
                     self.check_blocked()?;
                 }
             }
         }
         if let Some(b) = &self.blocked {
-            return broken(format!("row: {} is still blocked after the last step", b.what));
+            return broken(format!(
+                "row: {} is still blocked after the last step",
+                b.what
+            ));
         }
         Ok(())
     }
@@ -838,10 +1076,21 @@ impl Run<'_> {
     /// The kid's target: its pidfd, or a new one if it was dropped.
     fn target(&self, about: usize, pgid: i32) -> Result<WaitTarget<'_>, Stop> {
         let c = &self.kids[about];
-        Ok(WaitTarget { pid: c.pid, pidfd: c.kid.as_ref().map(|k| k.pidfd.as_fd()), pgid })
+        Ok(WaitTarget {
+            pid: c.pid,
+            pidfd: c.kid.as_ref().map(|k| k.pidfd.as_fd()),
+            pgid,
+        })
     }
 
-    fn wait_step(&mut self, call: WaitCall, opts: u32, about: usize, group: Group, from: By) -> Check {
+    fn wait_step(
+        &mut self,
+        call: WaitCall,
+        opts: u32,
+        about: usize,
+        group: Group,
+        from: By,
+    ) -> Check {
         let sel = self.sel(call, about, group);
         let o = options_for(call, opts);
         let after = self.after();
@@ -867,12 +1116,21 @@ impl Run<'_> {
             By::Main => wait(call, t, O(opts)),
             By::Thread => {
                 // Synchronous: the duplicate is closed before the next step.
-                let t = t.to_owned_target().or_else(|e| broken(format!("dup(pidfd): {e}")))?;
-                self.worker.as_ref().expect("worker").run(move || wait(call, t.target(), O(opts)))?
+                let t = t
+                    .to_owned_target()
+                    .or_else(|e| broken(format!("dup(pidfd): {e}")))?;
+                self.worker
+                    .as_ref()
+                    .expect("worker")
+                    .run(move || wait(call, t.target(), O(opts)))?
             }
         };
         if !contains(&p, &got) {
-            return fail(format!("{what}: the model says it {}, got {}", self.names.prediction(&p), self.names.outcome(&got)));
+            return fail(format!(
+                "{what}: the model says it {}, got {}",
+                self.names.prediction(&p),
+                self.names.outcome(&got)
+            ));
         }
         if contains(&before, &got) {
             kin_after_wait(&mut self.state, o, got);
@@ -892,13 +1150,21 @@ impl Run<'_> {
 
     /// The blocked thread against the model, after a change settled.
     fn check_blocked(&mut self) -> Check {
-        let Some(b) = self.blocked.take() else { return Ok(()) };
+        let Some(b) = self.blocked.take() else {
+            return Ok(());
+        };
         let p = predict_wait_from(b.sel, By::Thread.thread(), b.opts, &self.state);
         match &p {
             Prediction::Blocks => {
                 if ready_now(&b.done) {
-                    let got = b.rx.recv().map(|g| self.names.outcome(&g)).unwrap_or_else(|_| "nothing".into());
-                    return fail(format!("{}: the model says it still blocks, but it returned and {got}", b.what));
+                    let got =
+                        b.rx.recv()
+                            .map(|g| self.names.outcome(&g))
+                            .unwrap_or_else(|_| "nothing".into());
+                    return fail(format!(
+                        "{}: the model says it still blocks, but it returned and {got}",
+                        b.what
+                    ));
                 }
                 self.blocked = Some(b);
                 Ok(())
@@ -906,7 +1172,12 @@ impl Run<'_> {
             Prediction::OneOf(_) => {
                 let got = b.rx.recv().or_else(|_| broken("the second thread died"))?;
                 if !contains(&p, &got) {
-                    return fail(format!("{}: the model says it returns and {}, got {}", b.what, self.names.prediction(&p), self.names.outcome(&got)));
+                    return fail(format!(
+                        "{}: the model says it returns and {}, got {}",
+                        b.what,
+                        self.names.prediction(&p),
+                        self.names.outcome(&got)
+                    ));
                 }
                 kin_after_wait(&mut self.state, b.opts, got);
                 Ok(())
@@ -921,7 +1192,10 @@ impl Run<'_> {
         // effect now: wait for each such kid to exit.
         for (i, c) in std::mem::take(&mut self.pending) {
             if end_of(c).is_none() {
-                return broken(format!("row: {} is left with a stop or continue in flux", self.names.words[i]));
+                return broken(format!(
+                    "row: {} is left with a stop or continue in flux",
+                    self.names.words[i]
+                ));
             }
             if let Some(k) = self.kids[i].kid.as_ref() {
                 k.await_exit()?;
@@ -931,9 +1205,16 @@ impl Run<'_> {
         }
         for i in 0..self.kids.len() {
             let pid = self.kids[i].pid;
-            let Some(k) = self.kids[i].kid.as_ref() else { continue };
+            let Some(k) = self.kids[i].kid.as_ref() else {
+                continue;
+            };
             let got = wait(WaitCall::WaitidPidfd, k.target(0), O(PEEK));
-            let want = match self.state.iter().find(|x| x.view.pid == pid).map(|x| x.view.state) {
+            let want = match self
+                .state
+                .iter()
+                .find(|x| x.view.pid == pid)
+                .map(|x| x.view.state)
+            {
                 Some(ChildState::Zombie(ev)) => WaitOutcome::Reported { pid, event: ev },
                 Some(_) => WaitOutcome::NothingReady,
                 None => WaitOutcome::Failed(Errno::ECHILD),
@@ -952,7 +1233,11 @@ impl Run<'_> {
             let pid = self.kids[i].pid;
             let code = self.kids[i].spec.code();
             let autoreap = self.kids[i].autoreap;
-            let in_state = self.state.iter().find(|x| x.view.pid == pid).map(|x| x.view.state);
+            let in_state = self
+                .state
+                .iter()
+                .find(|x| x.view.pid == pid)
+                .map(|x| x.view.state);
             let want = match in_state {
                 Some(ChildState::Zombie(ev)) => Some(ev),
                 Some(ChildState::Stopped(_) | ChildState::StoppedReported) => {
@@ -968,7 +1253,11 @@ impl Run<'_> {
                 if let Some(ev) = want {
                     // pidfd dropped: reap by pid.
                     let t = WaitTarget::pid(pid);
-                    expect("reaping by waitid(P_PID, WEXITED|__WALL)", wait(WaitCall::WaitidPid, t, O(O::WEXITED | O::WALL)), reported(pid, ev))?;
+                    expect(
+                        "reaping by waitid(P_PID, WEXITED|__WALL)",
+                        wait(WaitCall::WaitidPid, t, O(O::WEXITED | O::WALL)),
+                        reported(pid, ev),
+                    )?;
                 }
                 continue;
             };
@@ -980,7 +1269,10 @@ impl Run<'_> {
             } else if let Some(ev) = want {
                 let got = k.reap_with(O::WALL)?;
                 if got != ev {
-                    return fail(format!("focused reap of {}: want {ev:?}, got {got:?}", self.names.words[i]));
+                    return fail(format!(
+                        "focused reap of {}: want {ev:?}, got {got:?}",
+                        self.names.words[i]
+                    ));
                 }
             }
         }
@@ -1002,7 +1294,11 @@ impl Run<'_> {
         for c in &mut self.kids {
             if let Some(k) = c.kid.take() {
                 let _ = pidfd::poll_exit(k.pidfd.as_fd(), Some(Duration::from_secs(1)));
-                let _ = wait(WaitCall::WaitidPidfd, k.target(0), O(O::WEXITED | O::WALL | O::WNOHANG));
+                let _ = wait(
+                    WaitCall::WaitidPidfd,
+                    k.target(0),
+                    O(O::WEXITED | O::WALL | O::WNOHANG),
+                );
                 if c.autoreap {
                     let _ = pidfd_info::await_released(k.pidfd.as_fd());
                 }
@@ -1063,18 +1359,30 @@ pub fn vacuity(calls: &[WaitCall], situations: fn() -> Vec<Situation>) -> Vec<St
             let p = plan(call, &sit, Variant::Plain);
             let differ = h.predictions != p.predictions;
             match sit.hiding {
-                Hiding::Shows if p.subject_selected && !differ => {
-                    bad.push(format!("{}::{}: meant to show hiding, but hidden and plain predict the same: {}", call.id(), sit.id, p.text))
-                }
-                Hiding::Invisible if differ => {
-                    bad.push(format!("{}::{}: hiding must not matter, but hidden and plain differ: {} / {}", call.id(), sit.id, h.text, p.text))
-                }
+                Hiding::Shows if p.subject_selected && !differ => bad.push(format!(
+                    "{}::{}: meant to show hiding, but hidden and plain predict the same: {}",
+                    call.id(),
+                    sit.id,
+                    p.text
+                )),
+                Hiding::Invisible if differ => bad.push(format!(
+                    "{}::{}: hiding must not matter, but hidden and plain differ: {} / {}",
+                    call.id(),
+                    sit.id,
+                    h.text,
+                    p.text
+                )),
                 _ => {}
             }
             for v in Variant::ALL {
                 let pl = plan(call, &sit, v);
                 if pl.predictions.is_empty() {
-                    bad.push(format!("{}::{}::{}: no wait step", call.id(), sit.id, v.id()));
+                    bad.push(format!(
+                        "{}::{}::{}: no wait step",
+                        call.id(),
+                        sit.id,
+                        v.id()
+                    ));
                 }
                 for e in pl.errors {
                     bad.push(format!("{}::{}::{}: {e}", call.id(), sit.id, v.id()));
@@ -1093,7 +1401,10 @@ mod tests {
     fn lone(hiding: Hiding) -> Situation {
         Situation {
             id: "probe",
-            kids: vec![KidSpec::subject(Start::Live(3)), KidSpec::sibling(Start::Exited(4))],
+            kids: vec![
+                KidSpec::subject(Start::Live(3)),
+                KidSpec::sibling(Start::Exited(4)),
+            ],
             steps: |_, _| vec![call(O::WEXITED | O::WNOHANG)],
             hiding,
             needs_options: true,
@@ -1113,28 +1424,60 @@ mod tests {
         assert_eq!(vacuity(&[WaitCall::WaitidAll], shows).len(), 1);
         assert!(vacuity(&[WaitCall::WaitidAll], invisible).is_empty());
         fn exited() -> Vec<Situation> {
-            vec![Situation { kids: vec![KidSpec::subject(Start::Exited(3))], ..lone(Hiding::Invisible) }]
+            vec![Situation {
+                kids: vec![KidSpec::subject(Start::Exited(3))],
+                ..lone(Hiding::Invisible)
+            }]
         }
         assert_eq!(vacuity(&[WaitCall::WaitidAll], exited).len(), 1);
     }
 
     #[test]
     fn predictions_come_from_the_model() {
-        let sit = Situation { kids: vec![KidSpec::subject(Start::Exited(3))], ..lone(Hiding::Shows) };
+        let sit = Situation {
+            kids: vec![KidSpec::subject(Start::Exited(3))],
+            ..lone(Hiding::Shows)
+        };
         let h = plan(WaitCall::WaitidAll, &sit, Variant::Hidden);
-        assert_eq!(h.predictions, vec![Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)])], "{}", h.text);
-        assert!(h.text.contains("not considered by a generic wait"), "{}", h.text);
+        assert_eq!(
+            h.predictions,
+            vec![Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)])],
+            "{}",
+            h.text
+        );
+        assert!(
+            h.text.contains("not considered by a generic wait"),
+            "{}",
+            h.text
+        );
         assert!(h.text.contains("still a zombie"), "{}", h.text);
         let p = plan(WaitCall::WaitidAll, &sit, Variant::Plain);
-        assert_eq!(p.predictions, vec![Prediction::OneOf(vec![WaitOutcome::Reported { pid: 1001, event: Event::Exited(3) }])]);
+        assert_eq!(
+            p.predictions,
+            vec![Prediction::OneOf(vec![WaitOutcome::Reported {
+                pid: 1001,
+                event: Event::Exited(3)
+            }])]
+        );
         let a = plan(WaitCall::WaitidAll, &sit, Variant::Autoreap);
-        assert_eq!(a.predictions, vec![Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)])], "{}", a.text);
+        assert_eq!(
+            a.predictions,
+            vec![Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)])],
+            "{}",
+            a.text
+        );
     }
 
     /// Prints every row's expectation (cargo test -- --nocapture grid_texts).
     #[test]
     fn grid_texts() {
-        for (calls, sits) in [(&WaitCall::GENERIC[..], super::super::generic::situations as fn() -> Vec<Situation>), (&WaitCall::FOCUSED[..], super::super::focused::situations)] {
+        for (calls, sits) in [
+            (
+                &WaitCall::GENERIC[..],
+                super::super::generic::situations as fn() -> Vec<Situation>,
+            ),
+            (&WaitCall::FOCUSED[..], super::super::focused::situations),
+        ] {
             for &c in calls {
                 for s in sits() {
                     for v in Variant::ALL {
@@ -1149,4 +1492,3 @@ mod tests {
         }
     }
 }
-

@@ -32,11 +32,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::generic::expect_exit;
 use super::util::{self, want};
 use crate::harness::*;
-use crate::model::{autoreaped_on_exit, clone3_verdict_from, Caller, CallerTask, Clone3Desc, KernelFeatures, Verdict};
+use crate::model::{
+    autoreaped_on_exit, clone3_verdict_from, Caller, CallerTask, Clone3Desc, KernelFeatures,
+    Verdict,
+};
 use crate::sys::clone::{clone3, clone_legacy, exit_now, flags::*, pipe, Clone3Request, Program};
-use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget};
 use crate::sys::process::ptrace;
 use crate::sys::signal as sig;
+use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget};
 use crate::sys::{pidfd, pidfd_info, proc, Errno};
 
 const NEED: Need = Need::MinKernel(7, 1);
@@ -53,7 +56,8 @@ pub(crate) const SELECTIVE: &str = "commit 12ae2c81b21c: SIGCHLD's SIG_IGN/SA_NO
 const REPARENT: &str = "commit 12ae2c81b21c: 'Since the flag lives on the child it survives reparenting: if the original \
                         parent exits and the child is reparented to a subreaper or init the child still auto-reaps when \
                         it eventually exits' (selftest autoreap_reparent)";
-const NOT_INHERITED: &str = "commit 12ae2c81b21c: 'The flag is not inherited by the autoreap process's own children' \
+const NOT_INHERITED: &str =
+    "commit 12ae2c81b21c: 'The flag is not inherited by the autoreap process's own children' \
                              (selftest autoreap_no_inherit)";
 const THREADS: &str = "selftest autoreap_multithreaded: 'an autoreap child with multiple threads is properly autoreaped \
                        only after all threads have exited'; the status is the one wait would have reported";
@@ -99,7 +103,14 @@ fn spawn_ar(ctx: &Ctx, extra: u64, program: Program) -> Result<Kid, Stop> {
 /// A live autoreap child, blocked until `Kid::release`, then exiting `code`.
 fn live_ar(ctx: &Ctx, code: i32) -> Result<Kid, Stop> {
     let (r, w) = pipe();
-    let k = spawn_ar(ctx, 0, Program::AwaitThenExit { fd: r.as_raw_fd(), code })?;
+    let k = spawn_ar(
+        ctx,
+        0,
+        Program::AwaitThenExit {
+            fd: r.as_raw_fd(),
+            code,
+        },
+    )?;
     drop(r);
     Ok(k.with_release(w))
 }
@@ -116,7 +127,11 @@ fn exited_ar(ctx: &Ctx, code: i32) -> Result<Kid, Stop> {
 /// parent finds a zombie. Deterministic: the autoreap decision is taken in
 /// exit_notify under tasklist_lock, which the wait call takes too.
 fn no_zombie(pid: i32, fd: &OwnedFd) -> Check {
-    let t = WaitTarget { pid, pidfd: Some(fd.as_fd()), pgid: 0 };
+    let t = WaitTarget {
+        pid,
+        pidfd: Some(fd.as_fd()),
+        pgid: 0,
+    };
     let opts = O(O::WEXITED | O::WNOHANG | O::WNOWAIT | O::WALL);
     match wait(WaitCall::WaitidPidfd, t, opts) {
         WaitOutcome::Failed(Errno::ECHILD) => Ok(()),
@@ -131,7 +146,8 @@ fn no_zombie(pid: i32, fd: &OwnedFd) -> Check {
 pub(crate) fn ended(pid: i32, fd: &OwnedFd) -> Check {
     pidfd::poll_exit(fd.as_fd(), None).or_else(|e| broken(format!("poll(pidfd): {e}")))?;
     no_zombie(pid, fd)?;
-    pidfd_info::await_released(fd.as_fd()).or_else(|e| broken(format!("poll(pidfd) for POLLHUP: {e}")))
+    pidfd_info::await_released(fd.as_fd())
+        .or_else(|e| broken(format!("poll(pidfd) for POLLHUP: {e}")))
 }
 
 /// PIDFD_GET_INFO(PIDFD_INFO_EXIT) tells how it ended.
@@ -155,8 +171,13 @@ fn finish_ar(mut k: Kid, want: Event) -> Check {
 /// CLONE_AUTOREAP: nobody can reap it, so its status comes from pidfs.
 struct ArJob(Job);
 
-fn spawn_ar_job(ctx: &Ctx, extra: u64, f: impl FnOnce() -> Result<(), String> + 'static) -> Result<ArJob, Stop> {
-    ctx.spawn_job_with(Clone3Request::new(AR | extra, 0), f).map(ArJob)
+fn spawn_ar_job(
+    ctx: &Ctx,
+    extra: u64,
+    f: impl FnOnce() -> Result<(), String> + 'static,
+) -> Result<ArJob, Stop> {
+    ctx.spawn_job_with(Clone3Request::new(AR | extra, 0), f)
+        .map(ArJob)
 }
 
 impl ArJob {
@@ -231,7 +252,10 @@ fn block_sigchld() -> Check {
 
 /// Take a pending SIGCHLD, if any (zero timeout): the sender's pid.
 fn take_sigchld() -> Option<i32> {
-    sig::take_pending(sig::SIGCHLD).ok().flatten().map(|p| p.pid)
+    sig::take_pending(sig::SIGCHLD)
+        .ok()
+        .flatten()
+        .map(|p| p.pid)
 }
 
 fn stop_msg(s: Stop) -> String {
@@ -248,18 +272,34 @@ fn stop_msg(s: Stop) -> String {
 
 fn reparent_cases() -> Vec<Case> {
     vec![
-        Case::new("reparent::subreaper::live_orphan_generic_wait::autoreap", Source::Man(REPARENT), |ctx| {
-            live_orphan_to_subreaper(ctx)
-        }),
-        Case::new("reparent::subreaper::zombie_orphan_generic_wait::autoreap", Source::Man(AUTOREAP), |ctx| {
-            exits_before_its_parent(ctx)
-        }),
-        Case::new("reparent::pidns_init::orphan_generic_wait::autoreap", Source::Man(REPARENT), orphan_to_ns_init)
-            .need(Need::Root),
-        Case::new("reparent::pidns_teardown::zombie_child::autoreap", Source::Man(AUTOREAP), |ctx| ns_teardown(ctx, true))
-            .need(Need::Root),
-        Case::new("reparent::pidns_teardown::live_child::autoreap", Source::Man(AUTOREAP), |ctx| ns_teardown(ctx, false))
-            .need(Need::Root),
+        Case::new(
+            "reparent::subreaper::live_orphan_generic_wait::autoreap",
+            Source::Man(REPARENT),
+            |ctx| live_orphan_to_subreaper(ctx),
+        ),
+        Case::new(
+            "reparent::subreaper::zombie_orphan_generic_wait::autoreap",
+            Source::Man(AUTOREAP),
+            |ctx| exits_before_its_parent(ctx),
+        ),
+        Case::new(
+            "reparent::pidns_init::orphan_generic_wait::autoreap",
+            Source::Man(REPARENT),
+            orphan_to_ns_init,
+        )
+        .need(Need::Root),
+        Case::new(
+            "reparent::pidns_teardown::zombie_child::autoreap",
+            Source::Man(AUTOREAP),
+            |ctx| ns_teardown(ctx, true),
+        )
+        .need(Need::Root),
+        Case::new(
+            "reparent::pidns_teardown::live_child::autoreap",
+            Source::Man(AUTOREAP),
+            |ctx| ns_teardown(ctx, false),
+        )
+        .need(Need::Root),
     ]
 }
 
@@ -282,7 +322,8 @@ fn live_orphan_to_subreaper(ctx: &mut Ctx) -> Check {
 /// reparented.
 fn exits_before_its_parent(ctx: &mut Ctx) -> Check {
     let middle = ctx.spawn_job(Subject::Plain, move || {
-        let g = clone3(&Clone3Request::new(AR, 0), Program::Exit(5)).map_err(|e| format!("clone3: {e}"))?;
+        let g = clone3(&Clone3Request::new(AR, 0), Program::Exit(5))
+            .map_err(|e| format!("clone3: {e}"))?;
         let fd = util::fd_of(&g)?;
         ended_in_job(g.pid, fd, Event::Exited(5))
     })?;
@@ -292,7 +333,11 @@ fn exits_before_its_parent(ctx: &mut Ctx) -> Check {
         return fail(format!("processes reparented to the subreaper: {left:?}"));
     }
     let t = WaitTarget::pid(-1).in_group(ctx.pgid);
-    expect("the subreaper's waitid(P_ALL, WEXITED|WNOHANG)", ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED | O::WNOHANG), errno(Errno::ECHILD))
+    expect(
+        "the subreaper's waitid(P_ALL, WEXITED|WNOHANG)",
+        ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED | O::WNOHANG),
+        errno(Errno::ECHILD),
+    )
 }
 
 /// The init of a new pid namespace inherits a live autoreap orphan; when it
@@ -332,15 +377,22 @@ fn orphan_to_ns_init(ctx: &mut Ctx) -> Check {
 fn ns_teardown(ctx: &mut Ctx, exited: bool) -> Check {
     let (hold_r, _hold_w) = pipe();
     let hold = hold_r.as_raw_fd();
-    let init = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, sig::SIGCHLD as u64), move || {
-        let prog = if exited { Program::Exit(5) } else { Program::AwaitThenExit { fd: hold, code: 5 } };
-        let g = clone3(&Clone3Request::new(AR, 0), prog).map_err(|e| format!("clone3: {e}"))?;
-        if exited {
-            ended_in_job(g.pid, util::fd_of(&g)?, Event::Exited(5))?;
-        }
-        std::mem::forget(g);
-        Ok(())
-    })?;
+    let init = ctx.spawn_job_with(
+        Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, sig::SIGCHLD as u64),
+        move || {
+            let prog = if exited {
+                Program::Exit(5)
+            } else {
+                Program::AwaitThenExit { fd: hold, code: 5 }
+            };
+            let g = clone3(&Clone3Request::new(AR, 0), prog).map_err(|e| format!("clone3: {e}"))?;
+            if exited {
+                ended_in_job(g.pid, util::fd_of(&g)?, Event::Exited(5))?;
+            }
+            std::mem::forget(g);
+            Ok(())
+        },
+    )?;
     // Blocks until the namespace is gone (a timeout says where it is stuck).
     init.finish()
 }
@@ -352,25 +404,105 @@ type OpenFn = fn(&mut Ctx) -> Check;
 
 fn open_cases() -> Vec<Case> {
     let rows: &[(&str, &str, OpenFn, &[Need])] = &[
-        ("open::descendants::grandchild_generic_wait", NOT_INHERITED, o_grandchild, &[]),
-        ("open::threads::thread_child_generic_wait", NOT_INHERITED, o_thread_child, &[]),
-        ("open::threads::exit_group_from_thread", THREADS, o_exit_group_from_thread, &[]),
+        (
+            "open::descendants::grandchild_generic_wait",
+            NOT_INHERITED,
+            o_grandchild,
+            &[],
+        ),
+        (
+            "open::threads::thread_child_generic_wait",
+            NOT_INHERITED,
+            o_thread_child,
+            &[],
+        ),
+        (
+            "open::threads::exit_group_from_thread",
+            THREADS,
+            o_exit_group_from_thread,
+            &[],
+        ),
         ("open::execve::child_execs", AUTOREAP, o_child_execs, &[]),
-        ("open::execve::non_leader_thread_execs", AUTOREAP, o_thread_execs, &[]),
-        ("open::ptrace::tracer_generic_wall_wait", PTRACE, o_tracer_generic, &[Need::Root]),
-        ("open::ptrace::tracer_focused_wall_wait", PTRACE, o_tracer_focused, &[Need::Root]),
+        (
+            "open::execve::non_leader_thread_execs",
+            AUTOREAP,
+            o_thread_execs,
+            &[],
+        ),
+        (
+            "open::ptrace::tracer_generic_wall_wait",
+            PTRACE,
+            o_tracer_generic,
+            &[Need::Root],
+        ),
+        (
+            "open::ptrace::tracer_focused_wall_wait",
+            PTRACE,
+            o_tracer_focused,
+            &[Need::Root],
+        ),
         ("open::sigchld::delivered_on_exit", AUTOREAP, o_sigchld, &[]),
         ("open::sigchld::sig_ign_autoreap", AUTOREAP, o_sig_ign, &[]),
-        ("open::sigchld::sa_nocldwait_autoreap", AUTOREAP, o_nocldwait, &[]),
-        ("open::wnowait::generic_peek", AUTOREAP, o_wnowait_generic, &[]),
-        ("open::stop::generic_wstopped", WCLONE, o_generic_wstopped, &[]),
-        ("open::stop::generic_wcontinued", WCLONE, o_generic_wcontinued, &[]),
-        ("open::wclone::exit_signal_zero_focused", WCLONE, o_wclone_focused, &[]),
-        ("open::wclone::exit_signal_zero_generic_wall", WCLONE, o_wclone_generic_wall, &[]),
-        ("open::wclone::sigusr1_generic_wclone", AUTOREAP, o_wclone_sigusr1, &[]),
-        ("open::pidfd::poll_readable_on_exit", AUTOREAP, o_pidfd_poll, &[]),
-        ("open::pidfd::nonblock_eagain", WCLONE, o_pidfd_nonblock, &[]),
-        ("open::legacy_clone::high_bit_ignored", "clone(2) passes only the low 32 bits of flags: CLONE_AUTOREAP is clone3-only", o_legacy_clone, &[]),
+        (
+            "open::sigchld::sa_nocldwait_autoreap",
+            AUTOREAP,
+            o_nocldwait,
+            &[],
+        ),
+        (
+            "open::wnowait::generic_peek",
+            AUTOREAP,
+            o_wnowait_generic,
+            &[],
+        ),
+        (
+            "open::stop::generic_wstopped",
+            WCLONE,
+            o_generic_wstopped,
+            &[],
+        ),
+        (
+            "open::stop::generic_wcontinued",
+            WCLONE,
+            o_generic_wcontinued,
+            &[],
+        ),
+        (
+            "open::wclone::exit_signal_zero_focused",
+            WCLONE,
+            o_wclone_focused,
+            &[],
+        ),
+        (
+            "open::wclone::exit_signal_zero_generic_wall",
+            WCLONE,
+            o_wclone_generic_wall,
+            &[],
+        ),
+        (
+            "open::wclone::sigusr1_generic_wclone",
+            AUTOREAP,
+            o_wclone_sigusr1,
+            &[],
+        ),
+        (
+            "open::pidfd::poll_readable_on_exit",
+            AUTOREAP,
+            o_pidfd_poll,
+            &[],
+        ),
+        (
+            "open::pidfd::nonblock_eagain",
+            WCLONE,
+            o_pidfd_nonblock,
+            &[],
+        ),
+        (
+            "open::legacy_clone::high_bit_ignored",
+            "clone(2) passes only the low 32 bits of flags: CLONE_AUTOREAP is clone3-only",
+            o_legacy_clone,
+            &[],
+        ),
         ("open::vfork::vfork_vm_child", AUTOREAP, o_vfork, &[]),
     ];
     rows.iter()
@@ -396,7 +528,11 @@ fn o_thread_child(ctx: &mut Ctx) -> Check {
 
 fn generic_wall_peek(ctx: &Ctx, k: &Kid, what: &str) -> Check {
     let opts = O::WEXITED | O::WNOHANG | O::WNOWAIT | O::WALL;
-    expect(&format!("{what}, {}", WaitCall::WaitidAll.spell(O(opts))), ctx.wait(WaitCall::WaitidAll, k, opts), errno(Errno::ECHILD))
+    expect(
+        &format!("{what}, {}", WaitCall::WaitidAll.spell(O(opts))),
+        ctx.wait(WaitCall::WaitidAll, k, opts),
+        errno(Errno::ECHILD),
+    )
 }
 
 fn o_exit_group_from_thread(ctx: &mut Ctx) -> Check {
@@ -415,10 +551,14 @@ fn o_exit_group_from_thread(ctx: &mut Ctx) -> Check {
 
 fn o_child_execs(ctx: &mut Ctx) -> Check {
     let ex = util::ExecExit::new(33);
-    let k = spawn_ar(ctx, 0, Program::Run(Box::new(move || {
-        let _ = ex.exec();
-        127
-    })))?;
+    let k = spawn_ar(
+        ctx,
+        0,
+        Program::Run(Box::new(move || {
+            let _ = ex.exec();
+            127
+        })),
+    )?;
     ended(k.pid, &k.pidfd)?;
     generic_wall_peek(ctx, &k, "after execve")?;
     info_says(&k.pidfd, Event::Exited(33))
@@ -426,14 +566,18 @@ fn o_child_execs(ctx: &mut Ctx) -> Check {
 
 fn o_thread_execs(ctx: &mut Ctx) -> Check {
     let ex = util::ExecExit::new(34);
-    let k = spawn_ar(ctx, 0, Program::Run(Box::new(move || {
-        std::thread::spawn(move || {
-            let _ = ex.exec();
-            exit_now(127, false)
-        });
-        // de_thread ends this thread.
-        sig::pause_forever()
-    })))?;
+    let k = spawn_ar(
+        ctx,
+        0,
+        Program::Run(Box::new(move || {
+            std::thread::spawn(move || {
+                let _ = ex.exec();
+                exit_now(127, false)
+            });
+            // de_thread ends this thread.
+            sig::pause_forever()
+        })),
+    )?;
     ended(k.pid, &k.pidfd)?;
     generic_wall_peek(ctx, &k, "after a non-leader thread's execve")?;
     info_says(&k.pidfd, Event::Exited(34))
@@ -468,10 +612,18 @@ fn o_sigchld(ctx: &mut Ctx) -> Check {
 }
 
 fn o_disposition(ctx: &mut Ctx, nocldwait: bool) -> Check {
-    let d = if nocldwait { sig::ChildDisposition::NoCldWait } else { sig::ChildDisposition::Ignore };
+    let d = if nocldwait {
+        sig::ChildDisposition::NoCldWait
+    } else {
+        sig::ChildDisposition::Ignore
+    };
     sig::set_child_disposition(d).or_else(|e| broken(format!("sigaction: {}", e.described())))?;
     let k = exited_ar(ctx, 3)?;
-    expect("waitid(P_PIDFD, WEXITED|__WALL) on the auto-reaped child", ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WALL), errno(Errno::ECHILD))?;
+    expect(
+        "waitid(P_PIDFD, WEXITED|__WALL) on the auto-reaped child",
+        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WALL),
+        errno(Errno::ECHILD),
+    )?;
     info_says(&k.pidfd, Event::Exited(3))
 }
 
@@ -485,7 +637,15 @@ fn o_nocldwait(ctx: &mut Ctx) -> Check {
 
 fn o_wnowait_generic(ctx: &mut Ctx) -> Check {
     let k = exited_ar(ctx, 3)?;
-    expect("waitid(P_ALL, WEXITED|WNOWAIT|WNOHANG)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WNOWAIT | O::WNOHANG), errno(Errno::ECHILD))?;
+    expect(
+        "waitid(P_ALL, WEXITED|WNOWAIT|WNOHANG)",
+        ctx.wait(
+            WaitCall::WaitidAll,
+            &k,
+            O::WEXITED | O::WNOWAIT | O::WNOHANG,
+        ),
+        errno(Errno::ECHILD),
+    )?;
     generic_wall_peek(ctx, &k, "and with __WALL")?;
     info_says(&k.pidfd, Event::Exited(3))
 }
@@ -495,9 +655,25 @@ fn o_wnowait_generic(ctx: &mut Ctx) -> Check {
 fn o_generic_wstopped(ctx: &mut Ctx) -> Check {
     let k = live_ar(ctx, 3)?;
     k.signal(sig::SIGSTOP)?;
-    expect("waitid(P_PIDFD, WSTOPPED|WNOWAIT|__WALL)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED | O::WNOWAIT | O::WALL), reported(k.pid, Event::Stopped(sig::SIGSTOP)))?;
-    expect("waitid(P_ALL, WSTOPPED|WNOHANG)", ctx.wait(WaitCall::WaitidAll, &k, O::WSTOPPED | O::WNOHANG), errno(Errno::ECHILD))?;
-    expect("waitid(P_ALL, WSTOPPED|WNOHANG|__WALL)", ctx.wait(WaitCall::WaitidAll, &k, O::WSTOPPED | O::WNOHANG | O::WALL), reported(k.pid, Event::Stopped(sig::SIGSTOP)))?;
+    expect(
+        "waitid(P_PIDFD, WSTOPPED|WNOWAIT|__WALL)",
+        ctx.wait(
+            WaitCall::WaitidPidfd,
+            &k,
+            O::WSTOPPED | O::WNOWAIT | O::WALL,
+        ),
+        reported(k.pid, Event::Stopped(sig::SIGSTOP)),
+    )?;
+    expect(
+        "waitid(P_ALL, WSTOPPED|WNOHANG)",
+        ctx.wait(WaitCall::WaitidAll, &k, O::WSTOPPED | O::WNOHANG),
+        errno(Errno::ECHILD),
+    )?;
+    expect(
+        "waitid(P_ALL, WSTOPPED|WNOHANG|__WALL)",
+        ctx.wait(WaitCall::WaitidAll, &k, O::WSTOPPED | O::WNOHANG | O::WALL),
+        reported(k.pid, Event::Stopped(sig::SIGSTOP)),
+    )?;
     k.signal(sig::SIGKILL)?;
     ended(k.pid, &k.pidfd)?;
     info_says(&k.pidfd, Event::Killed(sig::SIGKILL))
@@ -506,24 +682,60 @@ fn o_generic_wstopped(ctx: &mut Ctx) -> Check {
 fn o_generic_wcontinued(ctx: &mut Ctx) -> Check {
     let k = live_ar(ctx, 3)?;
     k.signal(sig::SIGSTOP)?;
-    expect("waitid(P_PIDFD, WSTOPPED|__WALL)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED | O::WALL), reported(k.pid, Event::Stopped(sig::SIGSTOP)))?;
+    expect(
+        "waitid(P_PIDFD, WSTOPPED|__WALL)",
+        ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED | O::WALL),
+        reported(k.pid, Event::Stopped(sig::SIGSTOP)),
+    )?;
     k.signal(sig::SIGCONT)?;
-    expect("waitid(P_PIDFD, WCONTINUED|WNOWAIT|__WALL)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WCONTINUED | O::WNOWAIT | O::WALL), reported(k.pid, Event::Continued))?;
-    expect("waitpid(-1, WCONTINUED|WNOHANG)", ctx.wait(WaitCall::WaitpidAny, &k, O::WCONTINUED | O::WNOHANG), errno(Errno::ECHILD))?;
-    expect("waitpid(-1, WCONTINUED|WNOHANG|__WALL)", ctx.wait(WaitCall::WaitpidAny, &k, O::WCONTINUED | O::WNOHANG | O::WALL), reported(k.pid, Event::Continued))?;
+    expect(
+        "waitid(P_PIDFD, WCONTINUED|WNOWAIT|__WALL)",
+        ctx.wait(
+            WaitCall::WaitidPidfd,
+            &k,
+            O::WCONTINUED | O::WNOWAIT | O::WALL,
+        ),
+        reported(k.pid, Event::Continued),
+    )?;
+    expect(
+        "waitpid(-1, WCONTINUED|WNOHANG)",
+        ctx.wait(WaitCall::WaitpidAny, &k, O::WCONTINUED | O::WNOHANG),
+        errno(Errno::ECHILD),
+    )?;
+    expect(
+        "waitpid(-1, WCONTINUED|WNOHANG|__WALL)",
+        ctx.wait(
+            WaitCall::WaitpidAny,
+            &k,
+            O::WCONTINUED | O::WNOHANG | O::WALL,
+        ),
+        reported(k.pid, Event::Continued),
+    )?;
     finish_ar(k, Event::Exited(3))
 }
 
 fn o_wclone_focused(ctx: &mut Ctx) -> Check {
     let k = exited_ar(ctx, 3)?;
-    expect("waitid(P_PIDFD, WEXITED)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED), errno(Errno::ECHILD))?;
-    expect("waitid(P_PIDFD, WEXITED|__WCLONE)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WCLONE), errno(Errno::ECHILD))?;
+    expect(
+        "waitid(P_PIDFD, WEXITED)",
+        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED),
+        errno(Errno::ECHILD),
+    )?;
+    expect(
+        "waitid(P_PIDFD, WEXITED|__WCLONE)",
+        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WCLONE),
+        errno(Errno::ECHILD),
+    )?;
     info_says(&k.pidfd, Event::Exited(3))
 }
 
 fn o_wclone_generic_wall(ctx: &mut Ctx) -> Check {
     let k = exited_ar(ctx, 3)?;
-    expect("waitid(P_ALL, WEXITED|__WALL|WNOHANG)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WALL | O::WNOHANG), errno(Errno::ECHILD))?;
+    expect(
+        "waitid(P_ALL, WEXITED|__WALL|WNOHANG)",
+        ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WALL | O::WNOHANG),
+        errno(Errno::ECHILD),
+    )?;
     info_says(&k.pidfd, Event::Exited(3))
 }
 
@@ -531,9 +743,14 @@ fn o_wclone_generic_wall(ctx: &mut Ctx) -> Check {
 /// built: clone3 refuses an autoreap child any exit signal.
 fn o_wclone_sigusr1(_ctx: &mut Ctx) -> Check {
     super::clone3::ignore_exit_signal(sig::SIGUSR1 as u64);
-    match clone3(&Clone3Request::new(AR, sig::SIGUSR1 as u64), Program::Exit(3)) {
+    match clone3(
+        &Clone3Request::new(AR, sig::SIGUSR1 as u64),
+        Program::Exit(3),
+    ) {
         Err(Errno::EINVAL) => Ok(()),
-        Err(e) => fail(format!("clone3(CLONE_PIDFD|CLONE_AUTOREAP, exit_signal SIGUSR1): want EINVAL, got {e}")),
+        Err(e) => fail(format!(
+            "clone3(CLONE_PIDFD|CLONE_AUTOREAP, exit_signal SIGUSR1): want EINVAL, got {e}"
+        )),
         Ok(child) => {
             let t = WaitTarget::pid(child.pid);
             let _ = wait(WaitCall::WaitidPid, t, O(O::WEXITED | O::WALL));
@@ -558,10 +775,23 @@ fn o_pidfd_poll(ctx: &mut Ctx) -> Check {
 
 fn o_pidfd_nonblock(ctx: &mut Ctx) -> Check {
     let k = live_ar(ctx, 3)?;
-    let fd = pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))?;
-    let t = WaitTarget { pid: k.pid, pidfd: Some(fd.as_fd()), pgid: ctx.pgid };
-    expect("waitid(P_PIDFD nonblocking, WEXITED) on a live autoreap child", ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED), errno(Errno::ECHILD))?;
-    expect("waitid(P_PIDFD nonblocking, WEXITED|__WALL) on a live autoreap child", ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED | O::WALL), errno(Errno::EAGAIN))?;
+    let fd =
+        pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))?;
+    let t = WaitTarget {
+        pid: k.pid,
+        pidfd: Some(fd.as_fd()),
+        pgid: ctx.pgid,
+    };
+    expect(
+        "waitid(P_PIDFD nonblocking, WEXITED) on a live autoreap child",
+        ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED),
+        errno(Errno::ECHILD),
+    )?;
+    expect(
+        "waitid(P_PIDFD nonblocking, WEXITED|__WALL) on a live autoreap child",
+        ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED | O::WALL),
+        errno(Errno::EAGAIN),
+    )?;
     finish_ar(k, Event::Exited(3))
 }
 
@@ -569,7 +799,11 @@ fn o_legacy_clone(ctx: &mut Ctx) -> Check {
     let child = clone_legacy(sig::SIGCHLD as u64 | CLONE_AUTOREAP, Program::Exit(5))
         .or_else(|e| fail(format!("clone(SIGCHLD|CLONE_AUTOREAP): {e}")))?;
     let t = WaitTarget::pid(child.pid).in_group(ctx.pgid);
-    expect("waitid(P_ALL, WEXITED) after legacy clone with bit 34", ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED), reported(child.pid, Event::Exited(5)))
+    expect(
+        "waitid(P_ALL, WEXITED) after legacy clone with bit 34",
+        ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED),
+        reported(child.pid, Event::Exited(5)),
+    )
 }
 
 fn o_vfork(ctx: &mut Ctx) -> Check {
@@ -635,8 +869,14 @@ fn m_basic(ctx: &mut Ctx) -> Check {
 
 fn m_without_pidfd(_ctx: &mut Ctx) -> Check {
     let (r, w) = pipe();
-    let sp = clone3(&Clone3Request::new(CLONE_AUTOREAP, 0), Program::AwaitThenExit { fd: r.as_raw_fd(), code: 4 })
-        .or_else(|e| fail(format!("clone3(CLONE_AUTOREAP) without CLONE_PIDFD: {e}")))?;
+    let sp = clone3(
+        &Clone3Request::new(CLONE_AUTOREAP, 0),
+        Program::AwaitThenExit {
+            fd: r.as_raw_fd(),
+            code: 4,
+        },
+    )
+    .or_else(|e| fail(format!("clone3(CLONE_AUTOREAP) without CLONE_PIDFD: {e}")))?;
     drop(r);
     if sp.pidfd.is_some() {
         return broken("clone3 without CLONE_PIDFD handed out a pidfd");
@@ -648,7 +888,11 @@ fn m_without_pidfd(_ctx: &mut Ctx) -> Check {
 
 fn m_generic_wall_live_nohang(ctx: &mut Ctx) -> Check {
     let k = live_ar(ctx, 3)?;
-    expect("waitid(P_ALL, WEXITED|WNOHANG|__WALL) with a live autoreap child", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WNOHANG | O::WALL), WaitOutcome::NothingReady)?;
+    expect(
+        "waitid(P_ALL, WEXITED|WNOHANG|__WALL) with a live autoreap child",
+        ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WNOHANG | O::WALL),
+        WaitOutcome::NothingReady,
+    )?;
     finish_ar(k, Event::Exited(3))
 }
 
@@ -657,7 +901,11 @@ fn m_generic_wall_live_nohang(ctx: &mut Ctx) -> Check {
 fn m_generic_wall_block(ctx: &mut Ctx) -> Check {
     let mut k = live_ar(ctx, 3)?;
     k.release();
-    expect("waitid(P_ALL, WEXITED|__WALL) (blocking)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WALL), errno(Errno::ECHILD))?;
+    expect(
+        "waitid(P_ALL, WEXITED|__WALL) (blocking)",
+        ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WALL),
+        errno(Errno::ECHILD),
+    )?;
     ended(k.pid, &k.pidfd)?;
     info_says(&k.pidfd, Event::Exited(3))
 }
@@ -665,7 +913,11 @@ fn m_generic_wall_block(ctx: &mut Ctx) -> Check {
 fn m_focused_wall_block(ctx: &mut Ctx) -> Check {
     let mut k = live_ar(ctx, 3)?;
     k.release();
-    expect("waitid(P_PIDFD, WEXITED|__WALL) (blocking)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WALL), errno(Errno::ECHILD))?;
+    expect(
+        "waitid(P_PIDFD, WEXITED|__WALL) (blocking)",
+        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WALL),
+        errno(Errno::ECHILD),
+    )?;
     ended(k.pid, &k.pidfd)?;
     info_says(&k.pidfd, Event::Exited(3))
 }
@@ -688,15 +940,26 @@ fn m_leader_first(ctx: &mut Ctx) -> Check {
     }
     expect(
         "waitid(P_PIDFD, WEXITED|WNOHANG|WNOWAIT|__WALL) while a thread lives",
-        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WNOHANG | O::WNOWAIT | O::WALL),
+        ctx.wait(
+            WaitCall::WaitidPidfd,
+            &k,
+            O::WEXITED | O::WNOHANG | O::WNOWAIT | O::WALL,
+        ),
         WaitOutcome::NothingReady,
     )?;
     if let Ok(Some(ev)) = pidfd_info::exit_info(&k.pidfd) {
-        return fail(format!("PIDFD_INFO_EXIT ({ev:?}) while a thread of the process lives"));
+        return fail(format!(
+            "PIDFD_INFO_EXIT ({ev:?}) while a thread of the process lives"
+        ));
     }
     rustix::io::write(&release, b"x").or_else(|e| broken(format!("release: {e}")))?;
     ended(k.pid, &k.pidfd)?;
-    info_says(&k.pidfd, plain_ev).map_err(|s| Stop::Fail(format!("{} (a plain child's focused wait reported {plain_ev:?})", stop_msg(s))))
+    info_says(&k.pidfd, plain_ev).map_err(|s| {
+        Stop::Fail(format!(
+            "{} (a plain child's focused wait reported {plain_ev:?})",
+            stop_msg(s)
+        ))
+    })
 }
 
 /// A child whose leader thread has exited (returned once it has) while a
@@ -731,7 +994,9 @@ fn leader_first(ctx: &Ctx, flags: u64, exit_signal: u64) -> Result<(Kid, OwnedFd
     let mut b = [0u8; 1];
     match rustix::io::read(&gone_r, &mut b) {
         Ok(1) => Ok((k, rel_w)),
-        other => broken(format!("waiting for the leader's thread to exit: {other:?}")),
+        other => broken(format!(
+            "waiting for the leader's thread to exit: {other:?}"
+        )),
     }
 }
 
@@ -744,8 +1009,14 @@ fn m_reparented_no_sigchld(ctx: &mut Ctx) -> Check {
     let (rel_r, rel_w) = pipe();
     let rel_fd = rel_r.as_raw_fd();
     let middle = ctx.spawn_job(Subject::Plain, move || {
-        let g = clone3(&Clone3Request::new(AR, 0), Program::AwaitThenExit { fd: rel_fd, code: 5 })
-            .map_err(|e| format!("clone3: {e}"))?;
+        let g = clone3(
+            &Clone3Request::new(AR, 0),
+            Program::AwaitThenExit {
+                fd: rel_fd,
+                code: 5,
+            },
+        )
+        .map_err(|e| format!("clone3: {e}"))?;
         util::send_pid(&pid_w, g.pid);
         Ok(())
     })?;
@@ -755,7 +1026,9 @@ fn m_reparented_no_sigchld(ctx: &mut Ctx) -> Check {
     let gpid = util::recv_pid(&pid_r).or_else(broken)?;
     let mut g = Kid::adopt(gpid)?.with_release(rel_w);
     if proc::ppid(gpid) != Some(ctx.pid) {
-        return broken(format!("the orphan {gpid} was not reparented to the subreaper"));
+        return broken(format!(
+            "the orphan {gpid} was not reparented to the subreaper"
+        ));
     }
     expect(
         "the subreaper's waitid(P_ALL, WEXITED|WNOHANG) while the reparented autoreap child lives (kernel/exit.c reparent_leader: exit_signal = SIGCHLD)",
@@ -765,7 +1038,9 @@ fn m_reparented_no_sigchld(ctx: &mut Ctx) -> Check {
     g.release();
     ended(g.pid, &g.pidfd)?;
     if let Some(from) = take_sigchld() {
-        return fail(format!("the subreaper got SIGCHLD from pid {from} when the reparented autoreap child exited"));
+        return fail(format!(
+            "the subreaper got SIGCHLD from pid {from} when the reparented autoreap child exited"
+        ));
     }
     info_says(&g.pidfd, Event::Exited(5))
 }
@@ -774,7 +1049,8 @@ fn m_reparented_no_sigchld(ctx: &mut Ctx) -> Check {
 /// make siblings): explicit opt-in works at any depth.
 fn m_nested(ctx: &mut Ctx) -> Check {
     spawn_ar_job(ctx, 0, || {
-        let g = clone3(&Clone3Request::new(AR, 0), Program::Exit(6)).map_err(|e| format!("clone3 from an autoreap process: {e}"))?;
+        let g = clone3(&Clone3Request::new(AR, 0), Program::Exit(6))
+            .map_err(|e| format!("clone3 from an autoreap process: {e}"))?;
         ended_in_job(g.pid, util::fd_of(&g)?, Event::Exited(6))
     })?
     .finish()
@@ -789,11 +1065,23 @@ fn m_tracer(ctx: &mut Ctx, collect: bool) -> Check {
     let job = ctx.spawn_job(Subject::Plain, move || {
         ptrace::attach(tpid).map_err(|e| format!("PTRACE_ATTACH: {}", e.described()))?;
         let t = WaitTarget::pid(tpid);
-        want("the tracer's waitpid(pid, __WALL) for the attach stop", wait(WaitCall::WaitpidPid, t, O(O::WALL)), reported(tpid, Event::Stopped(sig::SIGSTOP)))?;
+        want(
+            "the tracer's waitpid(pid, __WALL) for the attach stop",
+            wait(WaitCall::WaitpidPid, t, O(O::WALL)),
+            reported(tpid, Event::Stopped(sig::SIGSTOP)),
+        )?;
         ptrace::cont(tpid).map_err(|e| format!("PTRACE_CONT: {}", e.described()))?;
         let _ = rustix::io::write(&ready_w, b"r");
-        let opts = if collect { O::WEXITED | O::WALL } else { O::WEXITED | O::WALL | O::WNOWAIT };
-        want(&format!("the tracer's {}", WaitCall::WaitidPid.spell(O(opts))), wait(WaitCall::WaitidPid, t, O(opts)), reported(tpid, Event::Exited(8)))
+        let opts = if collect {
+            O::WEXITED | O::WALL
+        } else {
+            O::WEXITED | O::WALL | O::WNOWAIT
+        };
+        want(
+            &format!("the tracer's {}", WaitCall::WaitidPid.spell(O(opts))),
+            wait(WaitCall::WaitidPid, t, O(opts)),
+            reported(tpid, Event::Exited(8)),
+        )
         // Without `collect` the tracer exits with its tracee a zombie.
     })?;
     let mut b = [0u8; 1];
@@ -818,12 +1106,22 @@ fn m_tracer_leaves(ctx: &mut Ctx) -> Check {
 
 fn m_info_live(ctx: &mut Ctx) -> Check {
     let k = live_ar(ctx, 3)?;
-    let info = pidfd_info::get_info(&k.pidfd, pidfd_info::PIDFD_INFO_EXIT).or_else(|e| fail(format!("PIDFD_GET_INFO: {e}")))?;
+    let info = pidfd_info::get_info(&k.pidfd, pidfd_info::PIDFD_INFO_EXIT)
+        .or_else(|e| fail(format!("PIDFD_GET_INFO: {e}")))?;
     if info.mask & pidfd_info::PIDFD_INFO_EXIT != 0 {
-        return fail(format!("PIDFD_GET_INFO of a live child has PIDFD_INFO_EXIT (exit_code {:#x})", info.exit_code));
+        return fail(format!(
+            "PIDFD_GET_INFO of a live child has PIDFD_INFO_EXIT (exit_code {:#x})",
+            info.exit_code
+        ));
     }
-    if info.mask & pidfd_info::PIDFD_INFO_PID == 0 || info.pid as i32 != k.pid || info.ppid as i32 != ctx.pid {
-        return fail(format!("PIDFD_GET_INFO of a live child: mask {:#x} pid {} ppid {}; want pid {} ppid {}", info.mask, info.pid, info.ppid, k.pid, ctx.pid));
+    if info.mask & pidfd_info::PIDFD_INFO_PID == 0
+        || info.pid as i32 != k.pid
+        || info.ppid as i32 != ctx.pid
+    {
+        return fail(format!(
+            "PIDFD_GET_INFO of a live child: mask {:#x} pid {} ppid {}; want pid {} ppid {}",
+            info.mask, info.pid, info.ppid, k.pid, ctx.pid
+        ));
     }
     finish_ar(k, Event::Exited(3))
 }
@@ -833,9 +1131,14 @@ fn m_info_live(ctx: &mut Ctx) -> Check {
 fn m_info_plain_zombie(ctx: &mut Ctx) -> Check {
     let k = ctx.spawn_exited(Subject::Plain, 3)?;
     if let Ok(Some(ev)) = pidfd_info::exit_info(&k.pidfd) {
-        return fail(format!("PIDFD_INFO_EXIT ({ev:?}) for a zombie not yet reaped"));
+        return fail(format!(
+            "PIDFD_INFO_EXIT ({ev:?}) for a zombie not yet reaped"
+        ));
     }
-    let fd = k.pidfd.try_clone().or_else(|e| broken(format!("dup: {e}")))?;
+    let fd = k
+        .pidfd
+        .try_clone()
+        .or_else(|e| broken(format!("dup: {e}")))?;
     expect_exit(k.reap()?, 3)?;
     info_says(&fd, Event::Exited(3))
 }
@@ -854,9 +1157,16 @@ fn parent_without_nnp() -> Check {
 
 fn m_nnp_child(ctx: &mut Ctx) -> Check {
     parent_without_nnp()?;
-    let job = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NNP, sig::SIGCHLD as u64), || {
-        if nnp_now()? { Ok(()) } else { Err("the CLONE_NNP child has no_new_privs unset".into()) }
-    })?;
+    let job = ctx.spawn_job_with(
+        Clone3Request::new(CLONE_PIDFD | CLONE_NNP, sig::SIGCHLD as u64),
+        || {
+            if nnp_now()? {
+                Ok(())
+            } else {
+                Err("the CLONE_NNP child has no_new_privs unset".into())
+            }
+        },
+    )?;
     job.finish()?;
     if nnp_now().or_else(broken)? {
         return fail("the parent got no_new_privs after creating a CLONE_NNP child");
@@ -866,22 +1176,47 @@ fn m_nnp_child(ctx: &mut Ctx) -> Check {
 
 fn m_nnp_autoreap(ctx: &mut Ctx) -> Check {
     parent_without_nnp()?;
-    spawn_ar_job(ctx, CLONE_NNP, || if nnp_now()? { Ok(()) } else { Err("the CLONE_AUTOREAP|CLONE_NNP child has no_new_privs unset".into()) })?
-        .finish()
+    spawn_ar_job(ctx, CLONE_NNP, || {
+        if nnp_now()? {
+            Ok(())
+        } else {
+            Err("the CLONE_AUTOREAP|CLONE_NNP child has no_new_privs unset".into())
+        }
+    })?
+    .finish()
 }
 
 fn m_autoreap_no_nnp(ctx: &mut Ctx) -> Check {
     parent_without_nnp()?;
-    spawn_ar_job(ctx, 0, || if nnp_now()? { Err("a plain CLONE_AUTOREAP child has no_new_privs set".into()) } else { Ok(()) })?.finish()
+    spawn_ar_job(ctx, 0, || {
+        if nnp_now()? {
+            Err("a plain CLONE_AUTOREAP child has no_new_privs set".into())
+        } else {
+            Ok(())
+        }
+    })?
+    .finish()
 }
 
 fn m_nnp_inherited(ctx: &mut Ctx) -> Check {
     parent_without_nnp()?;
-    let job = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NNP, sig::SIGCHLD as u64), || {
-        let x = util::spawn(CLONE_PIDFD, Program::Run(Box::new(|| if matches!(nnp_now(), Ok(true)) { 0 } else { 1 })))?;
-        let fd = util::fd_of(&x)?;
-        want("the CLONE_NNP child's plain child exits 0 iff it has no_new_privs", util::reap(x.pid, fd), reported(x.pid, Event::Exited(0)))
-    })?;
+    let job = ctx.spawn_job_with(
+        Clone3Request::new(CLONE_PIDFD | CLONE_NNP, sig::SIGCHLD as u64),
+        || {
+            let x = util::spawn(
+                CLONE_PIDFD,
+                Program::Run(Box::new(
+                    || if matches!(nnp_now(), Ok(true)) { 0 } else { 1 },
+                )),
+            )?;
+            let fd = util::fd_of(&x)?;
+            want(
+                "the CLONE_NNP child's plain child exits 0 iff it has no_new_privs",
+                util::reap(x.pid, fd),
+                reported(x.pid, Event::Exited(0)),
+            )
+        },
+    )?;
     job.finish()
 }
 
@@ -900,7 +1235,11 @@ fn m_nnp_sticky(ctx: &mut Ctx) -> Check {
 /// An autokill child (CLONE_NNP: no privilege needed) that echoes.
 fn autokill_echo(ctx: &Ctx, nnp: bool) -> Result<(Kid, Echo), Stop> {
     let (prog, echo) = echo_program();
-    let k = spawn_ar(ctx, CLONE_PIDFD_AUTOKILL | if nnp { CLONE_NNP } else { 0 }, prog)?;
+    let k = spawn_ar(
+        ctx,
+        CLONE_PIDFD_AUTOKILL | if nnp { CLONE_NNP } else { 0 },
+        prog,
+    )?;
     match echo.alive()? {
         true => Ok((k, echo)),
         false => broken("the autokill child died before its pidfd was closed"),
@@ -955,7 +1294,9 @@ fn m_ak_dup(ctx: &mut Ctx) -> Check {
     let copy = fd.try_clone().or_else(|e| broken(format!("dup: {e}")))?;
     drop(fd);
     if !echo.alive()? {
-        return fail("closing the clone3 pidfd killed the autokill child while a dup() of it was open");
+        return fail(
+            "closing the clone3 pidfd killed the autokill child while a dup() of it was open",
+        );
     }
     drop(copy);
     killed_by_autokill(pid, &obs, &echo)
@@ -972,7 +1313,9 @@ fn m_ak_fork(ctx: &mut Ctx) -> Check {
     if !echo.alive()? {
         let _ = holder.signal(sig::SIGKILL);
         let _ = holder.reap();
-        return fail("closing the clone3 pidfd killed the autokill child while a forked process held it");
+        return fail(
+            "closing the clone3 pidfd killed the autokill child while a forked process held it",
+        );
     }
     holder.release();
     expect_exit(holder.reap()?, 0)?;
@@ -986,7 +1329,11 @@ fn m_ak_creator_exit(ctx: &mut Ctx) -> Check {
     let (pid_r, pid_w) = pipe();
     let (go_r, go_w) = pipe();
     let middle = ctx.spawn_job(Subject::Plain, move || {
-        let g = clone3(&Clone3Request::new(AR | CLONE_PIDFD_AUTOKILL | CLONE_NNP, 0), prog).map_err(|e| format!("clone3: {e}"))?;
+        let g = clone3(
+            &Clone3Request::new(AR | CLONE_PIDFD_AUTOKILL | CLONE_NNP, 0),
+            prog,
+        )
+        .map_err(|e| format!("clone3: {e}"))?;
         util::send_pid(&pid_w, g.pid);
         let mut b = [0u8; 1];
         let _ = rustix::io::read(&go_r, &mut b);
@@ -1044,7 +1391,11 @@ fn combo_id(bits: u64, pidfd: bool) -> String {
     if pidfd {
         v.push("pidfd");
     }
-    for (b, n) in [(CLONE_AUTOREAP, "autoreap"), (CLONE_NNP, "nnp"), (CLONE_PIDFD_AUTOKILL, "autokill")] {
+    for (b, n) in [
+        (CLONE_AUTOREAP, "autoreap"),
+        (CLONE_NNP, "nnp"),
+        (CLONE_PIDFD_AUTOKILL, "autokill"),
+    ] {
         if bits & b != 0 {
             v.push(n);
         }
@@ -1057,7 +1408,12 @@ fn validation_cases() -> Vec<Case> {
     let bits = [CLONE_AUTOREAP, CLONE_NNP, CLONE_PIDFD_AUTOKILL];
     for who in [Who::AsIs, Who::NoCaps, Who::AutoreapCaller] {
         for mask in 1u32..8 {
-            let b: u64 = bits.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, b)| *b).sum();
+            let b: u64 = bits
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, b)| *b)
+                .sum();
             for pidfd in [true, false] {
                 for sigchld in [false, true] {
                     for shape in [Shape::Process, Shape::Thread, Shape::Sibling] {
@@ -1088,8 +1444,14 @@ fn validation_cases() -> Vec<Case> {
                                 Shape::Sibling => "sibling",
                             }
                         );
-                        let src = if shape == Shape::Sibling { PARENT_RULE } else { VALIDATION };
-                        out.push(Case::new(name, Source::Model(src), move |ctx| validate(ctx, flags, es, who)));
+                        let src = if shape == Shape::Sibling {
+                            PARENT_RULE
+                        } else {
+                            VALIDATION
+                        };
+                        out.push(Case::new(name, Source::Model(src), move |ctx| {
+                            validate(ctx, flags, es, who)
+                        }));
                     }
                 }
             }
@@ -1100,7 +1462,11 @@ fn validation_cases() -> Vec<Case> {
 
 fn drop_all_caps() -> Result<(), String> {
     use rustix::thread::{set_capabilities, CapabilitySet, CapabilitySets};
-    let none = CapabilitySets { effective: CapabilitySet::empty(), permitted: CapabilitySet::empty(), inheritable: CapabilitySet::empty() };
+    let none = CapabilitySets {
+        effective: CapabilitySet::empty(),
+        permitted: CapabilitySet::empty(),
+        inheritable: CapabilitySet::empty(),
+    };
     set_capabilities(None, none).map_err(|e| format!("capset(0): {e}"))
 }
 
@@ -1112,7 +1478,9 @@ fn validate(ctx: &mut Ctx, flags: u64, exit_signal: u64, who: Who) -> Check {
         ns_init: false,
         ns_level: proc::pid_ns_level() as u64,
     };
-    let task = CallerTask { autoreap: who == Who::AutoreapCaller };
+    let task = CallerTask {
+        autoreap: who == Who::AutoreapCaller,
+    };
     let desc = Clone3Desc::new(flags, exit_signal);
     let verdict = clone3_verdict_from(&desc, &ctx.features, &caller, &task);
     if let Verdict::Unknown(why) = &verdict {
@@ -1123,7 +1491,10 @@ fn validate(ctx: &mut Ctx, flags: u64, exit_signal: u64, who: Who) -> Check {
         if who == Who::NoCaps {
             drop_all_caps()?;
         }
-        let what = format!("clone3(flags {flags:#x}, exit_signal {exit_signal}) from the {} caller", who.id());
+        let what = format!(
+            "clone3(flags {flags:#x}, exit_signal {exit_signal}) from the {} caller",
+            who.id()
+        );
         let got = clone3(&Clone3Request::new(flags, exit_signal), Program::Exit(0));
         check_created(&what, &verdict, got, flags, &features)
     };
@@ -1148,8 +1519,19 @@ fn check_created(
             // nothing: the blocking wait ends with ECHILD once it is gone.
             let t = WaitTarget::pid(child.pid);
             let got = wait(WaitCall::WaitidPid, t, O(O::WEXITED | O::WALL));
-            let want_ev = if autoreaped_on_exit(flags, k) { errno(Errno::ECHILD) } else { reported(child.pid, Event::Exited(0)) };
-            want(&format!("{what} created pid {}; waitid(P_PID, WEXITED|__WALL)", child.pid), got, want_ev)?;
+            let want_ev = if autoreaped_on_exit(flags, k) {
+                errno(Errno::ECHILD)
+            } else {
+                reported(child.pid, Event::Exited(0))
+            };
+            want(
+                &format!(
+                    "{what} created pid {}; waitid(P_PID, WEXITED|__WALL)",
+                    child.pid
+                ),
+                got,
+                want_ev,
+            )?;
             if let Some(fd) = child.pidfd.as_ref() {
                 // A kernel-reaped child's status is in pidfs.
                 if autoreaped_on_exit(flags, k) {
@@ -1161,7 +1543,10 @@ fn check_created(
         (want, Ok(child)) => {
             let t = WaitTarget::pid(child.pid);
             let _ = wait(WaitCall::WaitidPid, t, O(O::WEXITED | O::WALL));
-            Err(format!("{what}: model says {want:?}, kernel created pid {}", child.pid))
+            Err(format!(
+                "{what}: model says {want:?}, kernel created pid {}",
+                child.pid
+            ))
         }
     }
 }
@@ -1181,26 +1566,40 @@ mod tests {
     fn comparison_stems_match() {
         let mut mine = names(cases());
         // The generic and focused autoreap rows come from the wait grid.
-        for c in super::super::generic::cases().into_iter().chain(super::super::focused::cases()) {
+        for c in super::super::generic::cases()
+            .into_iter()
+            .chain(super::super::focused::cases())
+        {
             if c.name.ends_with("::autoreap") {
                 assert!(c.needs.contains(&Need::MinKernel(7, 1)), "{}", c.name);
                 mine.insert(c.name);
             }
         }
         let mut theirs = HashSet::new();
-        for v in [super::super::generic::cases(), super::super::focused::cases(), super::super::reparent::cases(), super::super::open::cases()] {
+        for v in [
+            super::super::generic::cases(),
+            super::super::focused::cases(),
+            super::super::reparent::cases(),
+            super::super::open::cases(),
+        ] {
             theirs.extend(names(v));
         }
         for n in &theirs {
             if let Some(stem) = n.strip_suffix("::hidden") {
                 if stem.starts_with("generic::") || stem.starts_with("focused::") {
-                    assert!(mine.contains(&format!("{stem}::autoreap")), "no autoreap row for {stem}");
+                    assert!(
+                        mine.contains(&format!("{stem}::autoreap")),
+                        "no autoreap row for {stem}"
+                    );
                 }
             }
         }
         for n in &mine {
             if let Some(stem) = n.strip_suffix("::autoreap") {
-                assert!(theirs.contains(&format!("{stem}::hidden")), "autoreap row {n} has no hidden sibling");
+                assert!(
+                    theirs.contains(&format!("{stem}::hidden")),
+                    "autoreap row {n} has no hidden sibling"
+                );
             }
         }
     }
@@ -1223,9 +1622,19 @@ mod tests {
     fn validation_rows_have_model_answers_on_72() {
         let k = KernelFeatures::new((7, 2), None);
         for who in [Who::AsIs, Who::NoCaps, Who::AutoreapCaller] {
-            let caller = Caller { root: who == Who::AsIs, ns_init: false, ns_level: 0 };
-            let task = CallerTask { autoreap: who == Who::AutoreapCaller };
-            for f in [CLONE_AUTOREAP, CLONE_NNP | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM, CLONE_PIDFD_AUTOKILL | CLONE_PIDFD | CLONE_AUTOREAP] {
+            let caller = Caller {
+                root: who == Who::AsIs,
+                ns_init: false,
+                ns_level: 0,
+            };
+            let task = CallerTask {
+                autoreap: who == Who::AutoreapCaller,
+            };
+            for f in [
+                CLONE_AUTOREAP,
+                CLONE_NNP | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM,
+                CLONE_PIDFD_AUTOKILL | CLONE_PIDFD | CLONE_AUTOREAP,
+            ] {
                 let v = clone3_verdict_from(&Clone3Desc::new(f, 0), &k, &caller, &task);
                 assert!(!matches!(v, Verdict::Unknown(_)), "{f:#x}: {v:?}");
             }

@@ -12,8 +12,8 @@ pub mod open;
 pub mod probe;
 pub mod regress;
 pub mod reparent;
-pub mod util;
 pub mod selftest;
+pub mod util;
 
 pub fn all() -> Vec<Case> {
     let mut v = Vec::new();

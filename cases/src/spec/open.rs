@@ -13,9 +13,9 @@ use crate::harness::*;
 use crate::model::tree::hidden_from_tracer;
 use crate::model::{hidden_from_waiter, Lineage, Semantics};
 use crate::sys::clone::{clone3, clone_legacy, flags::*, Clone3Request, Program};
-use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget};
 use crate::sys::process::ptrace;
 use crate::sys::signal as sig;
+use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget};
 use crate::sys::{pidfd, Errno};
 
 const HELPER_CHILDREN: &str = "use case 2: a library's helper is an ordinary program; the flag describes its relation \
@@ -26,9 +26,11 @@ const HELPER_EXEC: &str = "use case 2: helpers usually execve; the parent still 
 const TRACER: &str = "a tracer (gdb, strace) collects its tracees' stops with waitpid(-1, __WALL); ptrace is a separate \
                       relation from parenthood, so hiding a child from its parent's generic waits must not hide it \
                       from a tracer";
-const NOTIFY: &str = "use case 3: an event loop wakes on SIGCHLD or pidfd readiness; the child still asked for its \
+const NOTIFY: &str =
+    "use case 3: an event loop wakes on SIGCHLD or pidfd readiness; the child still asked for its \
                       exit signal, so the parent is notified as for any child";
-const AUTOREAP: &str = "POSIX: with SIGCHLD ignored (or SA_NOCLDWAIT) children do not become zombies; nothing in the \
+const AUTOREAP: &str =
+    "POSIX: with SIGCHLD ignored (or SA_NOCLDWAIT) children do not become zombies; nothing in the \
                         seed changes exit notification, so a hidden child is auto-reaped too";
 
 pub fn cases() -> Vec<Case> {
@@ -59,7 +61,12 @@ pub fn cases() -> Vec<Case> {
     for (id, source, f, needs) in rows {
         for s in Subject::BOTH {
             let f = *f;
-            let mut c = Case::new(format!("{id}::{}", s.variant()), source.clone(), move |ctx| f(ctx, s)).for_subject(s);
+            let mut c = Case::new(
+                format!("{id}::{}", s.variant()),
+                source.clone(),
+                move |ctx| f(ctx, s),
+            )
+            .for_subject(s);
             for n in needs.iter() {
                 c = c.need(*n);
             }
@@ -71,7 +78,11 @@ pub fn cases() -> Vec<Case> {
 
 /// The lineage of the case process's own child of this subject.
 pub(crate) fn subject_lineage(s: Subject) -> Lineage {
-    Lineage { wait_pid_flag: s.hidden(), creator_marked: false, reparented: false }
+    Lineage {
+        wait_pid_flag: s.hidden(),
+        creator_marked: false,
+        reparented: false,
+    }
 }
 
 /// Expected outcome of a generic call by the creator on a child of this
@@ -87,22 +98,44 @@ pub(crate) fn expected_generic(lineage: Lineage, pid: i32, ev: Event) -> WaitOut
 }
 
 /// The same under either semantics (the agreement test asks both).
-pub(crate) fn expected_generic_under(sem: Semantics, lineage: Lineage, pid: i32, ev: Event) -> WaitOutcome {
-    if hidden_from_waiter(sem, lineage) { errno(Errno::ECHILD) } else { reported(pid, ev) }
+pub(crate) fn expected_generic_under(
+    sem: Semantics,
+    lineage: Lineage,
+    pid: i32,
+    ev: Event,
+) -> WaitOutcome {
+    if hidden_from_waiter(sem, lineage) {
+        errno(Errno::ECHILD)
+    } else {
+        reported(pid, ev)
+    }
 }
 
 /// The lineage of the plain child a job makes (by any of its threads), the
 /// job itself made with CLONE_WAIT_PID when `creator_marked`
 /// (`open::descendants::*`, `open::threads::thread_child_generic_wait`).
 pub(crate) fn own_child_lineage(creator_marked: bool) -> Lineage {
-    Lineage { wait_pid_flag: false, creator_marked, reparented: false }
+    Lineage {
+        wait_pid_flag: false,
+        creator_marked,
+        reparented: false,
+    }
 }
 
 /// What a tracer with no children of its own gets from `call(__WALL)` for
 /// its tracee `pid` (of `tracee`'s lineage) in the attach stop, by the
 /// model (`model::tree::hidden_from_tracer`): the stop, or ECHILD.
-pub(crate) fn tracer_expects(sem: Semantics, tracee: Lineage, call: WaitCall, pid: i32) -> WaitOutcome {
-    if hidden_from_tracer(sem, tracee, call) { errno(Errno::ECHILD) } else { reported(pid, Event::Stopped(sig::SIGSTOP)) }
+pub(crate) fn tracer_expects(
+    sem: Semantics,
+    tracee: Lineage,
+    call: WaitCall,
+    pid: i32,
+) -> WaitOutcome {
+    if hidden_from_tracer(sem, tracee, call) {
+        errno(Errno::ECHILD)
+    } else {
+        reported(pid, Event::Stopped(sig::SIGSTOP))
+    }
 }
 
 fn grandchild_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
@@ -118,16 +151,25 @@ pub(crate) fn own_child_seen(creator_marked: bool) -> Result<(), String> {
     let x = util::spawn(CLONE_PIDFD, Program::Exit(6))?;
     let fd = util::fd_of(&x)?;
     util::await_exit(fd)?;
-    let got = wait(WaitCall::WaitidAll, util::target(x.pid, fd), O(O::WEXITED | O::WNOHANG));
+    let got = wait(
+        WaitCall::WaitidAll,
+        util::target(x.pid, fd),
+        O(O::WEXITED | O::WNOHANG),
+    );
     if got != reported(x.pid, Event::Exited(6)) {
         let _ = util::reap(x.pid, fd);
     }
-    want("the child's own waitid(P_ALL) for its plain child", got, expected_generic(lineage, x.pid, Event::Exited(6)))
+    want(
+        "the child's own waitid(P_ALL) for its plain child",
+        got,
+        expected_generic(lineage, x.pid, Event::Exited(6)),
+    )
 }
 
 fn thread_child_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
     let hidden = s.hidden();
-    ctx.spawn_job(s, move || thread_child_seen(hidden))?.finish()
+    ctx.spawn_job(s, move || thread_child_seen(hidden))?
+        .finish()
 }
 
 /// Inside a job (itself made with CLONE_WAIT_PID when `creator_marked`): a
@@ -135,16 +177,21 @@ fn thread_child_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
 /// `waitpid(-1, WNOHANG)` must answer as the model says (report it).
 pub(crate) fn thread_child_seen(creator_marked: bool) -> Result<(), String> {
     let lineage = own_child_lineage(creator_marked);
-    let made = std::thread::spawn(|| util::spawn(CLONE_PIDFD, Program::Exit(6)).map(|x| (x.pid, x.pidfd)))
-        .join()
-        .map_err(|_| "thread panicked".to_string())??;
+    let made =
+        std::thread::spawn(|| util::spawn(CLONE_PIDFD, Program::Exit(6)).map(|x| (x.pid, x.pidfd)))
+            .join()
+            .map_err(|_| "thread panicked".to_string())??;
     let (pid, fd) = (made.0, made.1.ok_or("no pidfd")?);
     util::await_exit(&fd)?;
     let got = wait(WaitCall::WaitpidAny, util::target(pid, &fd), O(O::WNOHANG));
     if got != reported(pid, Event::Exited(6)) {
         let _ = util::reap(pid, &fd);
     }
-    want("waitpid(-1, WNOHANG) in the main thread for a child made by another thread", got, expected_generic(lineage, pid, Event::Exited(6)))
+    want(
+        "waitpid(-1, WNOHANG) in the main thread for a child made by another thread",
+        got,
+        expected_generic(lineage, pid, Event::Exited(6)),
+    )
 }
 
 fn exit_group_from_thread(ctx: &mut Ctx, s: Subject) -> Check {
@@ -156,33 +203,63 @@ fn exit_group_from_thread(ctx: &mut Ctx, s: Subject) -> Check {
         })),
     )?;
     k.await_exit()?;
-    expect("waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WNOHANG | O::WNOWAIT), generic_sees(s, k.pid, Event::Exited(9)))?;
+    expect(
+        "waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)",
+        ctx.wait(
+            WaitCall::WaitidAll,
+            &k,
+            O::WEXITED | O::WNOHANG | O::WNOWAIT,
+        ),
+        generic_sees(s, k.pid, Event::Exited(9)),
+    )?;
     expect_exit(k.reap()?, 9)
 }
 
 fn child_execs(ctx: &mut Ctx, s: Subject) -> Check {
     let ex = util::ExecExit::new(33);
-    let k = ctx.spawn(s, Program::Run(Box::new(move || {
-        let _ = ex.exec();
-        127
-    })))?;
+    let k = ctx.spawn(
+        s,
+        Program::Run(Box::new(move || {
+            let _ = ex.exec();
+            127
+        })),
+    )?;
     k.await_exit()?;
-    expect("after execve, waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WNOHANG | O::WNOWAIT), generic_sees(s, k.pid, Event::Exited(33)))?;
+    expect(
+        "after execve, waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)",
+        ctx.wait(
+            WaitCall::WaitidAll,
+            &k,
+            O::WEXITED | O::WNOHANG | O::WNOWAIT,
+        ),
+        generic_sees(s, k.pid, Event::Exited(33)),
+    )?;
     expect_exit(k.reap()?, 33)
 }
 
 fn thread_execs(ctx: &mut Ctx, s: Subject) -> Check {
     let ex = util::ExecExit::new(34);
-    let k = ctx.spawn(s, Program::Run(Box::new(move || {
-        std::thread::spawn(move || {
-            let _ = ex.exec();
-            crate::sys::clone::exit_now(127, false)
-        });
-        // de_thread ends this thread.
-        crate::sys::signal::pause_forever()
-    })))?;
+    let k = ctx.spawn(
+        s,
+        Program::Run(Box::new(move || {
+            std::thread::spawn(move || {
+                let _ = ex.exec();
+                crate::sys::clone::exit_now(127, false)
+            });
+            // de_thread ends this thread.
+            crate::sys::signal::pause_forever()
+        })),
+    )?;
     k.await_exit()?;
-    expect("after a non-leader thread's execve, waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WNOHANG | O::WNOWAIT), generic_sees(s, k.pid, Event::Exited(34)))?;
+    expect(
+        "after a non-leader thread's execve, waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)",
+        ctx.wait(
+            WaitCall::WaitidAll,
+            &k,
+            O::WEXITED | O::WNOHANG | O::WNOWAIT,
+        ),
+        generic_sees(s, k.pid, Event::Exited(34)),
+    )?;
     expect_exit(k.reap()?, 34)
 }
 
@@ -205,13 +282,26 @@ pub(crate) fn tracer_job(ctx: &Ctx, tpid: i32, generic: bool) -> Result<Job, Sto
 /// collects the attach stop with `waitpid(-1, __WALL)` (generic) or
 /// `waitpid(tpid, __WALL)`, and detaches; its verdict is whether the wait
 /// answered as the model says ([`tracer_expects`], design).
-pub(crate) fn tracer_job_of(ctx: &Ctx, tpid: i32, generic: bool, tracee: Lineage) -> Result<Job, Stop> {
+pub(crate) fn tracer_job_of(
+    ctx: &Ctx,
+    tpid: i32,
+    generic: bool,
+    tracee: Lineage,
+) -> Result<Job, Stop> {
     ctx.spawn_job(Subject::Plain, move || {
         ptrace::attach(tpid).map_err(|e| format!("PTRACE_ATTACH: {}", e.described()))?;
         let t = WaitTarget::pid(tpid);
-        let call = if generic { WaitCall::WaitpidAny } else { WaitCall::WaitpidPid };
+        let call = if generic {
+            WaitCall::WaitpidAny
+        } else {
+            WaitCall::WaitpidPid
+        };
         let got = wait(call, t, O(O::WALL));
-        let verdict = want(&call.spell(O(O::WALL)), got, tracer_expects(Semantics::Design, tracee, call, tpid));
+        let verdict = want(
+            &call.spell(O(O::WALL)),
+            got,
+            tracer_expects(Semantics::Design, tracee, call, tpid),
+        );
         if got != reported(tpid, Event::Stopped(sig::SIGSTOP)) {
             // Collect the stop with a focused wait so that we can detach.
             let _ = wait(WaitCall::WaitpidPid, t, O(O::WALL));
@@ -249,11 +339,19 @@ fn sigchld_delivered(ctx: &mut Ctx, s: Subject) -> Check {
 }
 
 fn autoreap(ctx: &mut Ctx, s: Subject, nocldwait: bool) -> Check {
-    let d = if nocldwait { sig::ChildDisposition::NoCldWait } else { sig::ChildDisposition::Ignore };
+    let d = if nocldwait {
+        sig::ChildDisposition::NoCldWait
+    } else {
+        sig::ChildDisposition::Ignore
+    };
     sig::set_child_disposition(d).or_else(|e| broken(format!("sigaction: {}", e.described())))?;
     let k = ctx.spawn_exited(s, 3)?;
     // Blocking focused wait: once the child is released it fails ECHILD.
-    expect("waitid(P_PIDFD, WEXITED) on an auto-reaped child", ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED), errno(Errno::ECHILD))
+    expect(
+        "waitid(P_PIDFD, WEXITED) on an auto-reaped child",
+        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED),
+        errno(Errno::ECHILD),
+    )
 }
 
 fn sig_ign_autoreap(ctx: &mut Ctx, s: Subject) -> Check {
@@ -266,7 +364,15 @@ fn nocldwait_autoreap(ctx: &mut Ctx, s: Subject) -> Check {
 
 fn wnowait_generic_peek(ctx: &mut Ctx, s: Subject) -> Check {
     let k = ctx.spawn_exited(s, 3)?;
-    expect("waitid(P_ALL, WEXITED|WNOWAIT|WNOHANG)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WNOWAIT | O::WNOHANG), generic_sees(s, k.pid, Event::Exited(3)))?;
+    expect(
+        "waitid(P_ALL, WEXITED|WNOWAIT|WNOHANG)",
+        ctx.wait(
+            WaitCall::WaitidAll,
+            &k,
+            O::WEXITED | O::WNOWAIT | O::WNOHANG,
+        ),
+        generic_sees(s, k.pid, Event::Exited(3)),
+    )?;
     still_a_zombie(&k, 3)?;
     expect_exit(k.reap()?, 3)
 }
@@ -275,8 +381,16 @@ fn generic_wstopped(ctx: &mut Ctx, s: Subject) -> Check {
     let k = ctx.spawn_live(s, 3)?;
     k.signal(sig::SIGSTOP)?;
     // Wait (focused, without consuming) until the stop is reportable.
-    expect("waitid(P_PIDFD, WSTOPPED|WNOWAIT)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED | O::WNOWAIT), reported(k.pid, Event::Stopped(sig::SIGSTOP)))?;
-    expect("waitid(P_ALL, WSTOPPED|WNOHANG)", ctx.wait(WaitCall::WaitidAll, &k, O::WSTOPPED | O::WNOHANG), generic_sees(s, k.pid, Event::Stopped(sig::SIGSTOP)))?;
+    expect(
+        "waitid(P_PIDFD, WSTOPPED|WNOWAIT)",
+        ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED | O::WNOWAIT),
+        reported(k.pid, Event::Stopped(sig::SIGSTOP)),
+    )?;
+    expect(
+        "waitid(P_ALL, WSTOPPED|WNOHANG)",
+        ctx.wait(WaitCall::WaitidAll, &k, O::WSTOPPED | O::WNOHANG),
+        generic_sees(s, k.pid, Event::Stopped(sig::SIGSTOP)),
+    )?;
     k.signal(sig::SIGKILL)?;
     match k.reap()? {
         Event::Killed(sig::SIGKILL) => Ok(()),
@@ -287,36 +401,75 @@ fn generic_wstopped(ctx: &mut Ctx, s: Subject) -> Check {
 fn generic_wcontinued(ctx: &mut Ctx, s: Subject) -> Check {
     let k = ctx.spawn_live(s, 3)?;
     k.signal(sig::SIGSTOP)?;
-    expect("waitid(P_PIDFD, WSTOPPED)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED), reported(k.pid, Event::Stopped(sig::SIGSTOP)))?;
+    expect(
+        "waitid(P_PIDFD, WSTOPPED)",
+        ctx.wait(WaitCall::WaitidPidfd, &k, O::WSTOPPED),
+        reported(k.pid, Event::Stopped(sig::SIGSTOP)),
+    )?;
     k.signal(sig::SIGCONT)?;
-    expect("waitid(P_PIDFD, WCONTINUED|WNOWAIT)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WCONTINUED | O::WNOWAIT), reported(k.pid, Event::Continued))?;
-    expect("waitpid(-1, WCONTINUED|WNOHANG)", ctx.wait(WaitCall::WaitpidAny, &k, O::WCONTINUED | O::WNOHANG), generic_sees(s, k.pid, Event::Continued))?;
+    expect(
+        "waitid(P_PIDFD, WCONTINUED|WNOWAIT)",
+        ctx.wait(WaitCall::WaitidPidfd, &k, O::WCONTINUED | O::WNOWAIT),
+        reported(k.pid, Event::Continued),
+    )?;
+    expect(
+        "waitpid(-1, WCONTINUED|WNOHANG)",
+        ctx.wait(WaitCall::WaitpidAny, &k, O::WCONTINUED | O::WNOHANG),
+        generic_sees(s, k.pid, Event::Continued),
+    )?;
     expect_exit(k.reap()?, 3)
 }
 
 fn spawn_signal(ctx: &Ctx, s: Subject, exit_signal: i32, code: i32) -> Result<Kid, Stop> {
     super::clone3::ignore_exit_signal(exit_signal as u64);
-    let k = ctx.spawn_with(Clone3Request::new(ctx.flags_for(s), exit_signal as u64), Program::Exit(code))?;
+    let k = ctx.spawn_with(
+        Clone3Request::new(ctx.flags_for(s), exit_signal as u64),
+        Program::Exit(code),
+    )?;
     k.await_exit()?;
     Ok(k)
 }
 
 fn wclone_focused(ctx: &mut Ctx, s: Subject) -> Check {
     let k = spawn_signal(ctx, s, 0, 3)?;
-    expect("waitid(P_PIDFD, WEXITED) on an exit_signal 0 child", ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED), errno(Errno::ECHILD))?;
-    expect("waitid(P_PIDFD, WEXITED|__WCLONE)", ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WCLONE), reported(k.pid, Event::Exited(3)))
+    expect(
+        "waitid(P_PIDFD, WEXITED) on an exit_signal 0 child",
+        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED),
+        errno(Errno::ECHILD),
+    )?;
+    expect(
+        "waitid(P_PIDFD, WEXITED|__WCLONE)",
+        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WCLONE),
+        reported(k.pid, Event::Exited(3)),
+    )
 }
 
 fn wclone_generic_wall(ctx: &mut Ctx, s: Subject) -> Check {
     let k = spawn_signal(ctx, s, 0, 3)?;
-    expect("waitid(P_ALL, WEXITED|__WALL|WNOHANG)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WALL | O::WNOHANG), generic_sees(s, k.pid, Event::Exited(3)))?;
-    if s.hidden() { expect_exit(k.reap_with(O::WALL)?, 3) } else { Ok(()) }
+    expect(
+        "waitid(P_ALL, WEXITED|__WALL|WNOHANG)",
+        ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WALL | O::WNOHANG),
+        generic_sees(s, k.pid, Event::Exited(3)),
+    )?;
+    if s.hidden() {
+        expect_exit(k.reap_with(O::WALL)?, 3)
+    } else {
+        Ok(())
+    }
 }
 
 fn wclone_generic_sigusr1(ctx: &mut Ctx, s: Subject) -> Check {
     let k = spawn_signal(ctx, s, sig::SIGUSR1, 3)?;
-    expect("waitpid(-1, __WCLONE|WNOHANG)", ctx.wait(WaitCall::WaitpidAny, &k, O::WCLONE | O::WNOHANG), generic_sees(s, k.pid, Event::Exited(3)))?;
-    if s.hidden() { expect_exit(k.reap_with(O::WCLONE)?, 3) } else { Ok(()) }
+    expect(
+        "waitpid(-1, __WCLONE|WNOHANG)",
+        ctx.wait(WaitCall::WaitpidAny, &k, O::WCLONE | O::WNOHANG),
+        generic_sees(s, k.pid, Event::Exited(3)),
+    )?;
+    if s.hidden() {
+        expect_exit(k.reap_with(O::WCLONE)?, 3)
+    } else {
+        Ok(())
+    }
 }
 
 fn pidfd_poll(ctx: &mut Ctx, s: Subject) -> Check {
@@ -333,27 +486,52 @@ fn pidfd_poll(ctx: &mut Ctx, s: Subject) -> Check {
 
 fn pidfd_nonblock(ctx: &mut Ctx, s: Subject) -> Check {
     let k = ctx.spawn_live(s, 3)?;
-    let fd = pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))?;
-    let t = WaitTarget { pid: k.pid, pidfd: Some(fd.as_fd()), pgid: ctx.pgid };
-    expect("waitid(P_PIDFD nonblocking, WEXITED) on a live child", ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED), errno(Errno::EAGAIN))?;
+    let fd =
+        pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))?;
+    let t = WaitTarget {
+        pid: k.pid,
+        pidfd: Some(fd.as_fd()),
+        pgid: ctx.pgid,
+    };
+    expect(
+        "waitid(P_PIDFD nonblocking, WEXITED) on a live child",
+        ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED),
+        errno(Errno::EAGAIN),
+    )?;
     expect_exit(k.reap()?, 3)
 }
 
 fn legacy_clone(ctx: &mut Ctx, s: Subject) -> Check {
     let high = if s.hidden() { ctx.bit() } else { 0 };
-    let child = clone_legacy(sig::SIGCHLD as u64 | high, Program::Exit(5)).or_else(|e| fail(format!("clone(SIGCHLD|{high:#x}): {e}")))?;
+    let child = clone_legacy(sig::SIGCHLD as u64 | high, Program::Exit(5))
+        .or_else(|e| fail(format!("clone(SIGCHLD|{high:#x}): {e}")))?;
     let t = WaitTarget::pid(child.pid).in_group(ctx.pgid);
-    expect("waitid(P_ALL, WEXITED) after legacy clone", ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED), reported(child.pid, Event::Exited(5)))
+    expect(
+        "waitid(P_ALL, WEXITED) after legacy clone",
+        ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED),
+        reported(child.pid, Event::Exited(5)),
+    )
 }
 
 fn vfork_child(ctx: &mut Ctx, s: Subject) -> Check {
     // CLONE_VFORK: clone3 returns once the child has exited.
-    let req = Clone3Request::new(ctx.flags_for(s) | CLONE_VM | CLONE_VFORK, sig::SIGCHLD as u64);
+    let req = Clone3Request::new(
+        ctx.flags_for(s) | CLONE_VM | CLONE_VFORK,
+        sig::SIGCHLD as u64,
+    );
     let k = match clone3(&req, Program::Exit(4)) {
         Ok(sp) => Kid::adopt_spawned(sp)?,
         Err(e) => return broken(format!("clone3(CLONE_VM|CLONE_VFORK): {e}")),
     };
     k.await_exit()?;
-    expect("waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)", ctx.wait(WaitCall::WaitidAll, &k, O::WEXITED | O::WNOHANG | O::WNOWAIT), generic_sees(s, k.pid, Event::Exited(4)))?;
+    expect(
+        "waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)",
+        ctx.wait(
+            WaitCall::WaitidAll,
+            &k,
+            O::WEXITED | O::WNOHANG | O::WNOWAIT,
+        ),
+        generic_sees(s, k.pid, Event::Exited(4)),
+    )?;
     expect_exit(k.reap()?, 4)
 }

@@ -12,12 +12,20 @@ pub fn cases() -> Vec<Case> {
         .into_iter()
         .map(|r| {
             let run = Arc::new(r.run);
-            let c = Case::new(r.name, Source::Regression(r.source), move |ctx| match run(&ctx.features) {
-                Ok(()) => Ok(()),
-                Err(d) if d.starts_with("TCONF:") => Err(Stop::Skip(d.trim_start_matches("TCONF:").trim().to_string())),
-                Err(d) => fail(d),
+            let c = Case::new(r.name, Source::Regression(r.source), move |ctx| {
+                match run(&ctx.features) {
+                    Ok(()) => Ok(()),
+                    Err(d) if d.starts_with("TCONF:") => Err(Stop::Skip(
+                        d.trim_start_matches("TCONF:").trim().to_string(),
+                    )),
+                    Err(d) => fail(d),
+                }
             });
-            if r.needs_feature { c.need(Need::Feature) } else { c }
+            if r.needs_feature {
+                c.need(Need::Feature)
+            } else {
+                c
+            }
         })
         .collect()
 }

@@ -4,13 +4,13 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 
-use super::util::{self, want};
 use super::open::expected_generic;
+use super::util::{self, want};
 use crate::harness::*;
 use crate::model::Lineage;
 use crate::sys::clone::{flags::*, pipe, Clone3Request, Program};
-use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitTarget};
 use crate::sys::signal as sig;
+use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitTarget};
 use crate::sys::{pidfd, proc};
 
 const MANAGER: &str = "use case 1: a process manager 'needs to reap all children assigned to it' and 'might not \
@@ -25,37 +25,47 @@ pub fn cases() -> Vec<Case> {
     for s in Subject::BOTH {
         let v = s.variant();
         out.push(
-            Case::new(format!("reparent::subreaper::live_orphan_generic_wait::{v}"), Source::Design(MANAGER), move |ctx| {
-                orphan_to_subreaper(ctx, s, false)
-            })
+            Case::new(
+                format!("reparent::subreaper::live_orphan_generic_wait::{v}"),
+                Source::Design(MANAGER),
+                move |ctx| orphan_to_subreaper(ctx, s, false),
+            )
             .for_subject(s),
         );
         out.push(
-            Case::new(format!("reparent::subreaper::zombie_orphan_generic_wait::{v}"), Source::Design(MANAGER), move |ctx| {
-                orphan_to_subreaper(ctx, s, true)
-            })
+            Case::new(
+                format!("reparent::subreaper::zombie_orphan_generic_wait::{v}"),
+                Source::Design(MANAGER),
+                move |ctx| orphan_to_subreaper(ctx, s, true),
+            )
             .for_subject(s),
         );
         out.push(
-            Case::new(format!("reparent::pidns_init::orphan_generic_wait::{v}"), Source::Design(MANAGER), move |ctx| {
-                orphan_to_ns_init(ctx, s)
-            })
+            Case::new(
+                format!("reparent::pidns_init::orphan_generic_wait::{v}"),
+                Source::Design(MANAGER),
+                move |ctx| orphan_to_ns_init(ctx, s),
+            )
             .for_subject(s)
             .need(Need::Root)
             .need(Need::Namespace("pid")),
         );
         out.push(
-            Case::new(format!("reparent::pidns_teardown::zombie_child::{v}"), Source::Design(TEARDOWN), move |ctx| {
-                ns_teardown(ctx, s, true)
-            })
+            Case::new(
+                format!("reparent::pidns_teardown::zombie_child::{v}"),
+                Source::Design(TEARDOWN),
+                move |ctx| ns_teardown(ctx, s, true),
+            )
             .for_subject(s)
             .need(Need::Root)
             .need(Need::Namespace("pid")),
         );
         out.push(
-            Case::new(format!("reparent::pidns_teardown::live_child::{v}"), Source::Design(TEARDOWN), move |ctx| {
-                ns_teardown(ctx, s, false)
-            })
+            Case::new(
+                format!("reparent::pidns_teardown::live_child::{v}"),
+                Source::Design(TEARDOWN),
+                move |ctx| ns_teardown(ctx, s, false),
+            )
             .for_subject(s)
             .need(Need::Root)
             .need(Need::Namespace("pid")),
@@ -67,13 +77,21 @@ pub fn cases() -> Vec<Case> {
 /// The orphan's lineage in these rows: made by a plain middle process
 /// (with CLONE_WAIT_PID when `hidden`), then reparented.
 pub(crate) fn orphan_lineage(hidden: bool) -> Lineage {
-    Lineage { wait_pid_flag: hidden, creator_marked: false, reparented: true }
+    Lineage {
+        wait_pid_flag: hidden,
+        creator_marked: false,
+        reparented: true,
+    }
 }
 
 /// A plain middle process makes the subject child G and exits; G goes to
 /// the case process (a subreaper), which must see it with waitid(P_ALL).
 fn orphan_to_subreaper(ctx: &mut Ctx, s: Subject, zombie_first: bool) -> Check {
-    let g = orphan_of_middle(ctx, Clone3Request::new(ctx.flags_for(s), sig::SIGCHLD as u64), zombie_first)?;
+    let g = orphan_of_middle(
+        ctx,
+        Clone3Request::new(ctx.flags_for(s), sig::SIGCHLD as u64),
+        zombie_first,
+    )?;
     let gpid = g.pid;
     let want = expected_generic(orphan_lineage(s.hidden()), gpid, Event::Exited(5));
     let got = ctx.wait(WaitCall::WaitidAll, &g, O::WEXITED | O::WNOHANG);
@@ -81,21 +99,35 @@ fn orphan_to_subreaper(ctx: &mut Ctx, s: Subject, zombie_first: bool) -> Check {
         return Ok(());
     }
     let _ = g.reap();
-    fail(format!("the subreaper's waitid(P_ALL, WEXITED|WNOHANG) after reparenting: want {want}, got {got}"))
+    fail(format!(
+        "the subreaper's waitid(P_ALL, WEXITED|WNOHANG) after reparenting: want {want}, got {got}"
+    ))
 }
 
 /// A plain middle process makes a child G with `req` (exiting with 5 at
 /// once when `zombie_first`, else when released), then exits itself; G is
 /// reparented to the case process (a subreaper). Returns G, adopted by
 /// pidfd, after it has exited.
-pub(crate) fn orphan_of_middle(ctx: &mut Ctx, req: Clone3Request, zombie_first: bool) -> Result<Kid, Stop> {
+pub(crate) fn orphan_of_middle(
+    ctx: &mut Ctx,
+    req: Clone3Request,
+    zombie_first: bool,
+) -> Result<Kid, Stop> {
     let (pid_r, pid_w) = pipe();
     let (rel_r, rel_w) = pipe();
     let rel_fd = rel_r.as_raw_fd();
     let flags = req.args.flags;
     let middle = ctx.spawn_job(Subject::Plain, move || {
-        let program = if zombie_first { Program::Exit(5) } else { Program::AwaitThenExit { fd: rel_fd, code: 5 } };
-        let g = crate::sys::clone::clone3(&req, program).map_err(|e| format!("clone3({flags:#x}): {e}"))?;
+        let program = if zombie_first {
+            Program::Exit(5)
+        } else {
+            Program::AwaitThenExit {
+                fd: rel_fd,
+                code: 5,
+            }
+        };
+        let g = crate::sys::clone::clone3(&req, program)
+            .map_err(|e| format!("clone3({flags:#x}): {e}"))?;
         if zombie_first {
             if let Some(fd) = g.pidfd.as_ref() {
                 util::await_exit(fd)?;
@@ -108,7 +140,10 @@ pub(crate) fn orphan_of_middle(ctx: &mut Ctx, req: Clone3Request, zombie_first: 
     let gpid = util::recv_pid(&pid_r).or_else(broken)?;
     let mut g = Kid::adopt(gpid)?.with_release(rel_w);
     if proc::ppid(gpid) != Some(ctx.pid) {
-        return broken(format!("the orphan {gpid} was not reparented to the subreaper (ppid {:?})", proc::ppid(gpid)));
+        return broken(format!(
+            "the orphan {gpid} was not reparented to the subreaper (ppid {:?})",
+            proc::ppid(gpid)
+        ));
     }
     g.release();
     g.await_exit()?;
@@ -157,17 +192,35 @@ fn ns_teardown(ctx: &mut Ctx, s: Subject, zombie: bool) -> Check {
     // (and in the child's own copy), so only the namespace teardown ends it.
     let (hold_r, _hold_w) = pipe();
     let hold = hold_r.as_raw_fd();
-    let init = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, sig::SIGCHLD as u64), move || {
-        let g = util::spawn(flags, if zombie { Program::Exit(5) } else { Program::AwaitThenExit { fd: hold, code: 5 } })?;
-        if zombie {
-            util::await_exit(util::fd_of(&g)?)?;
-            let peek = wait(WaitCall::WaitidPidfd, util::target(g.pid, util::fd_of(&g)?), O(O::WEXITED | O::WNOHANG | O::WNOWAIT));
-            want("the child is a zombie before init exits", peek, reported(g.pid, Event::Exited(5)))?;
-        }
-        // Exit with the child unreaped (its pidfd is closed by exit).
-        std::mem::forget(g);
-        Ok(())
-    })?;
+    let init = ctx.spawn_job_with(
+        Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, sig::SIGCHLD as u64),
+        move || {
+            let g = util::spawn(
+                flags,
+                if zombie {
+                    Program::Exit(5)
+                } else {
+                    Program::AwaitThenExit { fd: hold, code: 5 }
+                },
+            )?;
+            if zombie {
+                util::await_exit(util::fd_of(&g)?)?;
+                let peek = wait(
+                    WaitCall::WaitidPidfd,
+                    util::target(g.pid, util::fd_of(&g)?),
+                    O(O::WEXITED | O::WNOHANG | O::WNOWAIT),
+                );
+                want(
+                    "the child is a zombie before init exits",
+                    peek,
+                    reported(g.pid, Event::Exited(5)),
+                )?;
+            }
+            // Exit with the child unreaped (its pidfd is closed by exit).
+            std::mem::forget(g);
+            Ok(())
+        },
+    )?;
     // Blocks until the namespace is gone; a kernel that cannot tear it down
     // leaves init stuck in exit and the harness reports the timeout with
     // where it is stuck.

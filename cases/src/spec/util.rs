@@ -4,11 +4,15 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use crate::sys::clone::{clone3, Clone3Request, Program, Spawned};
-use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
 use crate::sys::pidfd;
+use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
 
 pub fn spawn(flags: u64, program: Program) -> Result<Spawned, String> {
-    clone3(&Clone3Request::new(flags, crate::sys::signal::SIGCHLD as u64), program).map_err(|e| format!("clone3({flags:#x}): {e}"))
+    clone3(
+        &Clone3Request::new(flags, crate::sys::signal::SIGCHLD as u64),
+        program,
+    )
+    .map_err(|e| format!("clone3({flags:#x}): {e}"))
 }
 
 pub fn fd_of(sp: &Spawned) -> Result<&OwnedFd, String> {
@@ -16,20 +20,34 @@ pub fn fd_of(sp: &Spawned) -> Result<&OwnedFd, String> {
 }
 
 pub fn target(pid: i32, fd: &OwnedFd) -> WaitTarget<'_> {
-    WaitTarget { pid, pidfd: Some(fd.as_fd()), pgid: 0 }
+    WaitTarget {
+        pid,
+        pidfd: Some(fd.as_fd()),
+        pgid: 0,
+    }
 }
 
 pub fn await_exit(fd: &OwnedFd) -> Result<(), String> {
-    pidfd::poll_exit(fd.as_fd(), None).map(|_| ()).map_err(|e| format!("poll(pidfd): {e}"))
+    pidfd::poll_exit(fd.as_fd(), None)
+        .map(|_| ())
+        .map_err(|e| format!("poll(pidfd): {e}"))
 }
 
 pub fn want(what: &str, got: WaitOutcome, expected: WaitOutcome) -> Result<(), String> {
-    if got == expected { Ok(()) } else { Err(format!("{what}: want {expected}, got {got}")) }
+    if got == expected {
+        Ok(())
+    } else {
+        Err(format!("{what}: want {expected}, got {got}"))
+    }
 }
 
 /// Focused reap by pidfd, for cleanup inside a job.
 pub fn reap(pid: i32, fd: &OwnedFd) -> WaitOutcome {
-    wait(WaitCall::WaitidPidfd, target(pid, fd), WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL))
+    wait(
+        WaitCall::WaitidPidfd,
+        target(pid, fd),
+        WaitOpts(WaitOpts::WEXITED | WaitOpts::WALL),
+    )
 }
 
 /// Write a pid to a pipe / read it back.
@@ -66,6 +84,9 @@ impl ExecExit {
 
     /// execv; returns only on failure.
     pub fn exec(&self) -> String {
-        format!("execv: {}", crate::sys::process::execv(&self.path, &self.args).io_error())
+        format!(
+            "execv: {}",
+            crate::sys::process::execv(&self.path, &self.args).io_error()
+        )
     }
 }

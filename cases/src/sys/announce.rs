@@ -108,7 +108,9 @@ pub fn enter(call: impl FnOnce() -> String, pidfd: Option<BorrowedFd<'_>>) -> In
 pub fn inside(lines: &str) -> Vec<Mark> {
     let mut open: Vec<Mark> = Vec::new();
     for l in lines.lines() {
-        let Ok(m) = serde_json::from_str::<Mark>(l) else { continue };
+        let Ok(m) = serde_json::from_str::<Mark>(l) else {
+            continue;
+        };
         // A tid is in at most one call: the last enter wins.
         open.retain(|o| !(o.tid == m.tid && o.pid == m.pid));
         if m.wc_wait == ENTER {
@@ -125,9 +127,25 @@ mod tests {
     #[test]
     fn inside_follows_enter_and_left_per_thread() {
         let e = |pid, tid, call: &str| {
-            serde_json::to_string(&Mark { wc_wait: ENTER.into(), pid, tid, call: call.into(), pidfd: -1 }).unwrap()
+            serde_json::to_string(&Mark {
+                wc_wait: ENTER.into(),
+                pid,
+                tid,
+                call: call.into(),
+                pidfd: -1,
+            })
+            .unwrap()
         };
-        let l = |pid, tid| serde_json::to_string(&Mark { wc_wait: LEFT.into(), pid, tid, call: String::new(), pidfd: -1 }).unwrap();
+        let l = |pid, tid| {
+            serde_json::to_string(&Mark {
+                wc_wait: LEFT.into(),
+                pid,
+                tid,
+                call: String::new(),
+                pidfd: -1,
+            })
+            .unwrap()
+        };
         let text = [
             e(10, 10, "waitpid(-1, &st, 0)"),
             l(10, 10),

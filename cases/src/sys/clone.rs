@@ -105,7 +105,11 @@ pub struct Clone3Request {
 impl Clone3Request {
     pub fn new(flags: u64, exit_signal: u64) -> Self {
         Clone3Request {
-            args: CloneArgs { flags, exit_signal, ..Default::default() },
+            args: CloneArgs {
+                flags,
+                exit_signal,
+                ..Default::default()
+            },
             size: CLONE_ARGS_SIZE_VER2,
             tail: Vec::new(),
             auto_pidfd: true,
@@ -171,14 +175,25 @@ pub fn clone3(req: &Clone3Request, program: Program) -> Result<Spawned, Errno> {
     } else {
         None
     };
-    Ok(Spawned { pid: ret as i32, pidfd, _task: task, _stack: stack })
+    Ok(Spawned {
+        pid: ret as i32,
+        pidfd,
+        _task: task,
+        _stack: stack,
+    })
 }
 
 /// Legacy clone(2): `flags` is passed as the full 64-bit register, so bits the
 /// legacy ABI does not know reach the kernel too. No CLONE_VM here.
 pub fn clone_legacy(flags_word: u64, program: Program) -> Result<Spawned, Errno> {
-    assert!(flags_word & flags::CLONE_VM == 0, "clone_legacy: CLONE_VM is not supported");
-    let task = Box::new(ChildTask { program: Some(program), thread: false });
+    assert!(
+        flags_word & flags::CLONE_VM == 0,
+        "clone_legacy: CLONE_VM is not supported"
+    );
+    let task = Box::new(ChildTask {
+        program: Some(program),
+        thread: false,
+    });
     let task_ptr = &*task as *const ChildTask as usize;
     // SAFETY: without CLONE_VM (and a null new stack) the child runs in a
     // private copy of this single-threaded process and returns from the
@@ -193,7 +208,12 @@ pub fn clone_legacy(flags_word: u64, program: Program) -> Result<Spawned, Errno>
     }
     let mut task = task;
     drop_parent_copy(&mut task);
-    Ok(Spawned { pid: ret as i32, pidfd: None, _task: task, _stack: None })
+    Ok(Spawned {
+        pid: ret as i32,
+        pidfd: None,
+        _task: task,
+        _stack: None,
+    })
 }
 
 /// A `Program::Run` closure was copied into the child with its memory; the
@@ -235,7 +255,11 @@ extern "C" fn child_entry(task: usize) -> ! {
 /// its `runtime` feature and nix only the libc `_exit`, which ends the
 /// whole group.
 pub fn exit_now(code: i32, thread_only: bool) -> ! {
-    let nr = if thread_only { libc::SYS_exit } else { libc::SYS_exit_group };
+    let nr = if thread_only {
+        libc::SYS_exit
+    } else {
+        libc::SYS_exit_group
+    };
     loop {
         // SAFETY: exit/exit_group take one integer and do not return.
         unsafe {
@@ -250,7 +274,12 @@ pub fn exit_now(code: i32, thread_only: bool) -> ! {
 /// must never return. In the child, rsp is the new stack (or a private copy of
 /// the current one), realigned to 16 bytes before `entry(arg)` is called.
 #[cfg(target_arch = "x86_64")]
-unsafe fn raw_clone3(args: *mut u8, size: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> isize {
+unsafe fn raw_clone3(
+    args: *mut u8,
+    size: usize,
+    entry: extern "C" fn(usize) -> !,
+    arg: usize,
+) -> isize {
     let ret: isize;
     // SAFETY: see the function contract. r12/r13 are preserved by the
     // syscall in both parent and child; rcx/r11 are clobbered by `syscall`.

@@ -54,7 +54,8 @@ pub const PIDFD_INFO_SIZE_VER3: usize = 88;
 const _: () = assert!(std::mem::size_of::<PidfdInfo>() == PIDFD_INFO_SIZE_VER3);
 
 /// `PIDFD_GET_INFO = _IOWR(PIDFS_IOCTL_MAGIC, 11, struct pidfd_info)`.
-const PIDFD_GET_INFO: rustix::ioctl::Opcode = rustix::ioctl::opcode::read_write::<PidfdInfo>(0xFF, 11);
+const PIDFD_GET_INFO: rustix::ioctl::Opcode =
+    rustix::ioctl::opcode::read_write::<PidfdInfo>(0xFF, 11);
 
 impl PidfdInfo {
     /// How the process ended, when the kernel filled PIDFD_INFO_EXIT.
@@ -69,7 +70,11 @@ pub fn decode_status(st: i32) -> Event {
     if libc::WIFEXITED(st) {
         Event::Exited(libc::WEXITSTATUS(st))
     } else if libc::WIFSIGNALED(st) {
-        if libc::WCOREDUMP(st) { Event::Dumped(libc::WTERMSIG(st)) } else { Event::Killed(libc::WTERMSIG(st)) }
+        if libc::WCOREDUMP(st) {
+            Event::Dumped(libc::WTERMSIG(st))
+        } else {
+            Event::Killed(libc::WTERMSIG(st))
+        }
     } else {
         // Not a final status: show the raw word.
         Event::Exited(-1000 - st)
@@ -78,14 +83,20 @@ pub fn decode_status(st: i32) -> Event {
 
 /// ioctl(pidfd, PIDFD_GET_INFO, &info) with `info.mask = mask`.
 pub fn get_info(pidfd: impl AsFd, mask: u64) -> Result<PidfdInfo, Errno> {
-    let mut info = PidfdInfo { mask, ..Default::default() };
+    let mut info = PidfdInfo {
+        mask,
+        ..Default::default()
+    };
     // SAFETY: the opcode encodes _IOWR with size_of::<PidfdInfo>() (88,
     // PIDFD_INFO_SIZE_VER3); the kernel reads `mask` and writes at most that
     // many bytes (copy_struct_to_user) into `info`, a live, exclusively
     // borrowed repr(C) struct of plain integers, for which any bytes are a
     // valid value.
     let r = unsafe {
-        rustix::ioctl::ioctl(pidfd.as_fd(), rustix::ioctl::Updater::<PIDFD_GET_INFO, PidfdInfo>::new(&mut info))
+        rustix::ioctl::ioctl(
+            pidfd.as_fd(),
+            rustix::ioctl::Updater::<PIDFD_GET_INFO, PidfdInfo>::new(&mut info),
+        )
     };
     r.map(|()| info).map_err(Errno::from)
 }
@@ -136,6 +147,9 @@ mod tests {
     fn status_words() {
         assert_eq!(decode_status(42 << 8), Event::Exited(42));
         assert_eq!(decode_status(libc::SIGKILL), Event::Killed(libc::SIGKILL));
-        assert_eq!(decode_status(libc::SIGSEGV | 0x80), Event::Dumped(libc::SIGSEGV));
+        assert_eq!(
+            decode_status(libc::SIGSEGV | 0x80),
+            Event::Dumped(libc::SIGSEGV)
+        );
     }
 }

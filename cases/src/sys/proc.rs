@@ -5,7 +5,9 @@ use std::fs;
 /// Children of `pid` (all its threads), zombies included.
 pub fn children(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
     for t in tasks.flatten() {
         if let Ok(s) = fs::read_to_string(t.path().join("children")) {
             out.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
@@ -55,7 +57,11 @@ pub fn stuck_report(pid: i32) -> String {
     );
     if let Ok(st) = rd("stack") {
         if !st.is_empty() {
-            let frames: Vec<&str> = st.lines().take(8).map(|l| l.split_whitespace().nth(1).unwrap_or(l)).collect();
+            let frames: Vec<&str> = st
+                .lines()
+                .take(8)
+                .map(|l| l.split_whitespace().nth(1).unwrap_or(l))
+                .collect();
             s.push_str(&format!(" stack [{}]", frames.join(" < ")));
         }
     }
@@ -64,7 +70,10 @@ pub fn stuck_report(pid: i32) -> String {
 
 /// `uname -r`.
 pub fn kernel_release() -> String {
-    rustix::system::uname().release().to_string_lossy().into_owned()
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// (major, minor) of the running kernel.
@@ -73,7 +82,10 @@ pub fn kernel_version() -> (u32, u32) {
 }
 
 pub fn parse_version(rel: &str) -> (u32, u32) {
-    let mut it = rel.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap_or(0));
+    let mut it = rel
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap_or(0));
     (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
 
@@ -81,6 +93,10 @@ pub fn parse_version(rel: &str) -> (u32, u32) {
 pub fn pid_ns_level() -> usize {
     fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("NSpid:")).map(|l| l.split_whitespace().count().saturating_sub(2)))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("NSpid:"))
+                .map(|l| l.split_whitespace().count().saturating_sub(2))
+        })
         .unwrap_or(0)
 }

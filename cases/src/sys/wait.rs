@@ -49,8 +49,16 @@ impl WaitOpts {
             (Self::WALL, "__WALL"),
             (Self::WCLONE, "__WCLONE"),
         ];
-        let v: Vec<&str> = names.iter().filter(|(b, _)| self.0 & b != 0).map(|(_, n)| *n).collect();
-        if v.is_empty() { "0".into() } else { v.join("|") }
+        let v: Vec<&str> = names
+            .iter()
+            .filter(|(b, _)| self.0 & b != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        if v.is_empty() {
+            "0".into()
+        } else {
+            v.join("|")
+        }
     }
 }
 
@@ -98,8 +106,12 @@ impl WaitCall {
         WaitCall::Wait4NegPgid,
         WaitCall::WaitpidZero,
     ];
-    pub const FOCUSED: [WaitCall; 4] =
-        [WaitCall::WaitpidPid, WaitCall::Wait4Pid, WaitCall::WaitidPid, WaitCall::WaitidPidfd];
+    pub const FOCUSED: [WaitCall; 4] = [
+        WaitCall::WaitpidPid,
+        WaitCall::Wait4Pid,
+        WaitCall::WaitidPid,
+        WaitCall::WaitidPidfd,
+    ];
 
     pub fn is_focused(self) -> bool {
         Self::FOCUSED.contains(&self)
@@ -107,7 +119,14 @@ impl WaitCall {
 
     /// waitid-family calls take WEXITED explicitly and report siginfo.
     pub fn is_waitid(self) -> bool {
-        matches!(self, WaitCall::WaitidAll | WaitCall::WaitidPgid | WaitCall::WaitidPgidZero | WaitCall::WaitidPid | WaitCall::WaitidPidfd)
+        matches!(
+            self,
+            WaitCall::WaitidAll
+                | WaitCall::WaitidPgid
+                | WaitCall::WaitidPgidZero
+                | WaitCall::WaitidPid
+                | WaitCall::WaitidPidfd
+        )
     }
 
     /// `wait()` takes no options at all.
@@ -175,7 +194,10 @@ pub enum Event {
 /// The normalised result of one wait call.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum WaitOutcome {
-    Reported { pid: i32, event: Event },
+    Reported {
+        pid: i32,
+        event: Event,
+    },
     /// WNOHANG and nothing ready: return value 0 (waitid: `si_pid == 0`).
     NothingReady,
     Failed(Errno),
@@ -204,12 +226,20 @@ pub struct WaitTarget<'fd> {
 impl<'fd> WaitTarget<'fd> {
     /// A child named by pid only (no pidfd), in no particular group.
     pub fn pid(pid: i32) -> Self {
-        WaitTarget { pid, pidfd: None, pgid: 0 }
+        WaitTarget {
+            pid,
+            pidfd: None,
+            pgid: 0,
+        }
     }
 
     /// A child with its pidfd.
     pub fn with_pidfd(pid: i32, pidfd: BorrowedFd<'fd>) -> Self {
-        WaitTarget { pid, pidfd: Some(pidfd), pgid: 0 }
+        WaitTarget {
+            pid,
+            pidfd: Some(pidfd),
+            pgid: 0,
+        }
     }
 
     /// The same target with process group `pgid`.
@@ -222,8 +252,15 @@ impl<'fd> WaitTarget<'fd> {
     /// the duplicate names the same pidfd file and is closed when the
     /// [`OwnedTarget`] is dropped.
     pub fn to_owned_target(self) -> Result<OwnedTarget, Errno> {
-        let pidfd = self.pidfd.map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0)).transpose()?;
-        Ok(OwnedTarget { pid: self.pid, pidfd, pgid: self.pgid })
+        let pidfd = self
+            .pidfd
+            .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0))
+            .transpose()?;
+        Ok(OwnedTarget {
+            pid: self.pid,
+            pidfd,
+            pgid: self.pgid,
+        })
     }
 }
 
@@ -237,7 +274,11 @@ pub struct OwnedTarget {
 
 impl OwnedTarget {
     pub fn target(&self) -> WaitTarget<'_> {
-        WaitTarget { pid: self.pid, pidfd: self.pidfd.as_ref().map(|f| f.as_fd()), pgid: self.pgid }
+        WaitTarget {
+            pid: self.pid,
+            pidfd: self.pidfd.as_ref().map(|f| f.as_fd()),
+            pgid: self.pgid,
+        }
     }
 }
 
@@ -263,7 +304,9 @@ pub fn describe_call(call: WaitCall, target: WaitTarget<'_>, opts: WaitOpts) -> 
     let s = call.spell(opts);
     match call {
         _ if call.is_focused() => format!("{s} on pid {}", target.pid),
-        WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid => format!("{s} with pgid {}", target.pgid),
+        WaitCall::WaitidPgid | WaitCall::WaitpidNegPgid | WaitCall::Wait4NegPgid => {
+            format!("{s} with pgid {}", target.pgid)
+        }
         _ => s,
     }
 }
@@ -291,7 +334,11 @@ fn wait_unannounced(call: WaitCall, target: WaitTarget<'_>, opts: WaitOpts) -> W
         WaitCall::WaitidPgidZero => waitid(P_PGID, 0, opts),
         WaitCall::WaitidPid => waitid(P_PID, target.pid as libc::id_t, opts),
         // No pidfd: -1, which the kernel refuses with EBADF (as a closed fd).
-        WaitCall::WaitidPidfd => waitid(P_PIDFD, target.pidfd.map_or(-1, |fd| fd.as_raw_fd()) as libc::id_t, opts),
+        WaitCall::WaitidPidfd => waitid(
+            P_PIDFD,
+            target.pidfd.map_or(-1, |fd| fd.as_raw_fd()) as libc::id_t,
+            opts,
+        ),
     }
 }
 
@@ -310,17 +357,34 @@ fn waitpid(pid: i32, opts: i32) -> WaitOutcome {
     match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(flags)) {
         Err(e) => WaitOutcome::Failed(e.into()),
         Ok(WaitStatus::StillAlive) => WaitOutcome::NothingReady,
-        Ok(WaitStatus::Exited(p, c)) => WaitOutcome::Reported { pid: p.as_raw(), event: Event::Exited(c) },
+        Ok(WaitStatus::Exited(p, c)) => WaitOutcome::Reported {
+            pid: p.as_raw(),
+            event: Event::Exited(c),
+        },
         Ok(WaitStatus::Signaled(p, s, core)) => WaitOutcome::Reported {
             pid: p.as_raw(),
-            event: if core { Event::Dumped(s as i32) } else { Event::Killed(s as i32) },
+            event: if core {
+                Event::Dumped(s as i32)
+            } else {
+                Event::Killed(s as i32)
+            },
         },
-        Ok(WaitStatus::Stopped(p, s)) => WaitOutcome::Reported { pid: p.as_raw(), event: Event::Stopped(s as i32) },
-        Ok(WaitStatus::PtraceEvent(p, s, _)) => WaitOutcome::Reported { pid: p.as_raw(), event: Event::Stopped(s as i32) },
-        Ok(WaitStatus::PtraceSyscall(p)) => {
-            WaitOutcome::Reported { pid: p.as_raw(), event: Event::Stopped(libc::SIGTRAP | 0x80) }
-        }
-        Ok(WaitStatus::Continued(p)) => WaitOutcome::Reported { pid: p.as_raw(), event: Event::Continued },
+        Ok(WaitStatus::Stopped(p, s)) => WaitOutcome::Reported {
+            pid: p.as_raw(),
+            event: Event::Stopped(s as i32),
+        },
+        Ok(WaitStatus::PtraceEvent(p, s, _)) => WaitOutcome::Reported {
+            pid: p.as_raw(),
+            event: Event::Stopped(s as i32),
+        },
+        Ok(WaitStatus::PtraceSyscall(p)) => WaitOutcome::Reported {
+            pid: p.as_raw(),
+            event: Event::Stopped(libc::SIGTRAP | 0x80),
+        },
+        Ok(WaitStatus::Continued(p)) => WaitOutcome::Reported {
+            pid: p.as_raw(),
+            event: Event::Continued,
+        },
     }
 }
 
@@ -335,7 +399,11 @@ fn legacy_outcome(r: i32, st: i32) -> WaitOutcome {
     let event = if libc::WIFEXITED(st) {
         Event::Exited(libc::WEXITSTATUS(st))
     } else if libc::WIFSIGNALED(st) {
-        if libc::WCOREDUMP(st) { Event::Dumped(libc::WTERMSIG(st)) } else { Event::Killed(libc::WTERMSIG(st)) }
+        if libc::WCOREDUMP(st) {
+            Event::Dumped(libc::WTERMSIG(st))
+        } else {
+            Event::Killed(libc::WTERMSIG(st))
+        }
     } else if libc::WIFSTOPPED(st) {
         Event::Stopped(libc::WSTOPSIG(st))
     } else if libc::WIFCONTINUED(st) {

@@ -14,7 +14,11 @@ use wait_conformance_fuzz as fz;
 
 /// The repository root (this crate is fuzz/wcfuzz/).
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).expect("repo root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("repo root")
+        .to_path_buf()
 }
 
 /// The fuzz target an input is for.
@@ -167,10 +171,23 @@ fn regressions() -> bool {
             }
             out.extend_from_slice(&buf[..n]);
         }
-        let _ = wait(WaitCall::WaitidPid, WaitTarget::pid(pid), WaitOpts(WaitOpts::WEXITED));
+        let _ = wait(
+            WaitCall::WaitidPid,
+            WaitTarget::pid(pid),
+            WaitOpts(WaitOpts::WEXITED),
+        );
         let msg = String::from_utf8_lossy(&out).to_string();
         ok &= msg == "PASS";
-        println!("{}: {}\n    ({})", row.name, if msg.is_empty() { "FAIL (row process died)".into() } else { msg }, row.source);
+        println!(
+            "{}: {}\n    ({})",
+            row.name,
+            if msg.is_empty() {
+                "FAIL (row process died)".into()
+            } else {
+                msg
+            },
+            row.source
+        );
     }
     ok
 }
@@ -178,7 +195,10 @@ fn regressions() -> bool {
 /// The first line of a finding, as its signature for shrinking.
 fn signature(i: &Input) -> Option<String> {
     let e = verdict(i).err()?;
-    let line = e.lines().find_map(|l| l.split_once("MISMATCH:").map(|(_, r)| r.to_string())).unwrap_or_else(|| e.lines().last().unwrap_or("").to_string());
+    let line = e
+        .lines()
+        .find_map(|l| l.split_once("MISMATCH:").map(|(_, r)| r.to_string()))
+        .unwrap_or_else(|| e.lines().last().unwrap_or("").to_string());
     // pids differ from run to run
     Some(line.chars().filter(|c| !c.is_ascii_digit()).collect())
 }
@@ -211,7 +231,10 @@ fn shrink(i: Input) -> Input {
                 &|t| t.cgroup = Cgroup::Zero,
                 &|t| t.pidfd = Pidfd::Valid,
                 &|t| t.exit_code = 0,
-                &|t| { t.generic_opts = 0; t.focused_opts = 0 },
+                &|t| {
+                    t.generic_opts = 0;
+                    t.focused_opts = 0
+                },
             ];
             for r in resets {
                 let mut t = c.clone();
@@ -240,10 +263,21 @@ fn shrink(i: Input) -> Input {
 fn regress(target: Target, artifact: &Path, id: Option<String>, finding_text: Option<String>) {
     let input = load(target, artifact);
     let target = target.name();
-    let name = artifact.file_name().and_then(|s| s.to_str()).unwrap_or("input").to_string();
+    let name = artifact
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or("input")
+        .to_string();
     let id = id.unwrap_or_else(|| {
-        let stem = ["crash-", "timeout-", "oom-", "leak-", "slow-unit-"].iter().fold(name.clone(), |s, p| s.strip_prefix(p).map(String::from).unwrap_or(s));
-        stem.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect()
+        let stem = ["crash-", "timeout-", "oom-", "leak-", "slow-unit-"]
+            .iter()
+            .fold(name.clone(), |s, p| {
+                s.strip_prefix(p).map(String::from).unwrap_or(s)
+            });
+        stem.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(12)
+            .collect()
     });
     let input = shrink(input);
     let finding = match (verdict(&input), finding_text) {
@@ -256,15 +290,29 @@ fn regress(target: Target, artifact: &Path, id: Option<String>, finding_text: Op
         "fuzz artifact {name} ({target}); kernel {} {:?}, CLONE_WAIT_PID {}",
         cases::sys::proc::kernel_release(),
         c.env.features.version,
-        c.env.features.wait_pid_bit.map(|b| format!("{b:#x}")).unwrap_or_else(|| "absent".into())
+        c.env
+            .features
+            .wait_pid_bit
+            .map(|b| format!("{b:#x}"))
+            .unwrap_or_else(|| "absent".into())
     );
     let value = match &input {
         Input::Clone3(x) => serde_json::to_value(x).unwrap(),
         Input::Wait(x) => serde_json::to_value(x).unwrap(),
     };
     // The semantics the finding was checked under: the row replays under it.
-    let semantics = Some(if matches!(input, Input::Wait(_)) { c.cfg.semantics } else { c.env.semantics });
-    let f = RegressionFile { target: target.into(), id: id.clone(), source, input: value, semantics };
+    let semantics = Some(if matches!(input, Input::Wait(_)) {
+        c.cfg.semantics
+    } else {
+        c.env.semantics
+    });
+    let f = RegressionFile {
+        target: target.into(),
+        id: id.clone(),
+        source,
+        input: value,
+        semantics,
+    };
     let path = repo().join(format!("cases/regressions/{target}-{id}.case"));
     std::fs::write(&path, f.render(&finding)).expect("write regression");
     println!("wrote {} (row regress::{target}::{id})", path.display());
@@ -290,40 +338,73 @@ fn seed_cases() -> Vec<(&'static str, Clone3Case)> {
         ("hidden40", base(CLONE_PIDFD | b40)),
         ("hidden40_nopidfd", base(b40)),
         ("hidden_seedbit", base(CLONE_PIDFD | seed)),
-        ("hidden40_wait4", with(CLONE_PIDFD | b40, &|c| {
-            c.generic = WaitCall::Wait4Any;
-            c.focused = WaitCall::Wait4Pid;
-        })),
-        ("hidden40_pgid", with(CLONE_PIDFD | b40, &|c| {
-            c.generic = WaitCall::WaitpidNegPgid;
-            c.focused = WaitCall::WaitpidPid;
-        })),
-        ("parent", with(CLONE_PARENT | CLONE_PIDFD, &|c| c.exit_signal = 0)),
-        ("clone_child", with(CLONE_PIDFD, &|c| {
-            c.exit_signal = 0;
-            c.generic_opts = WaitOpts::WCLONE;
-            c.focused_opts = WaitOpts::WALL;
-        })),
+        (
+            "hidden40_wait4",
+            with(CLONE_PIDFD | b40, &|c| {
+                c.generic = WaitCall::Wait4Any;
+                c.focused = WaitCall::Wait4Pid;
+            }),
+        ),
+        (
+            "hidden40_pgid",
+            with(CLONE_PIDFD | b40, &|c| {
+                c.generic = WaitCall::WaitpidNegPgid;
+                c.focused = WaitCall::WaitpidPid;
+            }),
+        ),
+        (
+            "parent",
+            with(CLONE_PARENT | CLONE_PIDFD, &|c| c.exit_signal = 0),
+        ),
+        (
+            "clone_child",
+            with(CLONE_PIDFD, &|c| {
+                c.exit_signal = 0;
+                c.generic_opts = WaitOpts::WCLONE;
+                c.focused_opts = WaitOpts::WALL;
+            }),
+        ),
         ("vfork", base(CLONE_VFORK | CLONE_PIDFD)),
         ("size64", with(CLONE_PIDFD, &|c| c.size = 64)),
         ("size80", with(CLONE_PIDFD, &|c| c.size = 80)),
-        ("size96_tail", with(0, &|c| {
-            c.size = 96;
-            c.tail_byte = Some((3, 1));
-        })),
+        (
+            "size96_tail",
+            with(0, &|c| {
+                c.size = 96;
+                c.tail_byte = Some((3, 1));
+            }),
+        ),
         ("size4097", with(0, &|c| c.size = 4097)),
         ("exit_sigkill", with(CLONE_PIDFD, &|c| c.exit_signal = 9)),
         ("exit_sigstop", with(0, &|c| c.exit_signal = 19)),
         ("exit_sigusr1", with(0, &|c| c.exit_signal = 10)),
         ("exit_sig65", with(0, &|c| c.exit_signal = 65)),
-        ("thread", with(CLONE_VM | CLONE_SIGHAND | CLONE_THREAD, &|c| c.exit_signal = 0)),
-        ("pidns_sighand", base(CLONE_NEWPID | CLONE_VM | CLONE_SIGHAND | CLONE_PIDFD)),
+        (
+            "thread",
+            with(CLONE_VM | CLONE_SIGHAND | CLONE_THREAD, &|c| {
+                c.exit_signal = 0
+            }),
+        ),
+        (
+            "pidns_sighand",
+            base(CLONE_NEWPID | CLONE_VM | CLONE_SIGHAND | CLONE_PIDFD),
+        ),
         ("vm_vfork", base(CLONE_VM | CLONE_VFORK)),
         ("settls", base(CLONE_SETTLS | CLONE_PIDFD)),
-        ("into_cgroup", with(CLONE_INTO_CGROUP | CLONE_PIDFD, &|c| c.cgroup = Cgroup::Valid)),
+        (
+            "into_cgroup",
+            with(CLONE_INTO_CGROUP | CLONE_PIDFD, &|c| {
+                c.cgroup = Cgroup::Valid
+            }),
+        ),
         ("set_tid_in_use", with(0, &|c| c.set_tid = SetTid::InUse(1))),
         ("pidfd_bad", with(CLONE_PIDFD, &|c| c.pidfd = Pidfd::Bad)),
-        ("pidfd_same_parent_tid", with(CLONE_PIDFD | CLONE_PARENT_SETTID, &|c| c.pidfd = Pidfd::SameAsParentTid)),
+        (
+            "pidfd_same_parent_tid",
+            with(CLONE_PIDFD | CLONE_PARENT_SETTID, &|c| {
+                c.pidfd = Pidfd::SameAsParentTid
+            }),
+        ),
         ("high_bit45", base(1 << 45)),
         ("stack_valid", with(0, &|c| c.stack = Stack::Valid)),
         ("stack_kernel", with(0, &|c| c.stack = Stack::KernelAddress)),
@@ -334,56 +415,119 @@ fn seed_programs() -> Vec<(&'static str, WaitProgram)> {
     use WaitCall::*;
     let w = |call, opts, node| Op::Wait { call, opts, node };
     let (nh, ex) = (WaitOpts::WNOHANG, WaitOpts::WEXITED);
-    let d = |hidden| Op::Spawn { parent: Who::Driver, hidden };
+    let d = |hidden| Op::Spawn {
+        parent: Who::Driver,
+        hidden,
+    };
     vec![
-        ("no_children", WaitProgram { ops: vec![w(WaitpidAny, nh, 0), w(WaitidAll, ex | nh, 0)] }),
-        ("plain_exit", WaitProgram { ops: vec![d(false), Op::Exit { node: 0, code: 5 }, w(Wait4Any, 0, 0), w(WaitpidPid, 0, 0)] }),
-        ("hidden_exit", WaitProgram {
-            ops: vec![d(true), d(false), Op::Exit { node: 0, code: 3 }, w(WaitidAll, ex | nh, 0), w(WaitidPidfd, ex, 0), w(Wait4Any, nh, 1)],
-        }),
-        ("subreaper_orphan", WaitProgram {
-            ops: vec![
-                Op::Subreaper,
-                d(false),
-                Op::Spawn { parent: Who::Node(0), hidden: true },
-                Op::Exit { node: 0, code: 1 },
-                w(WaitpidAny, 0, 0),
-                Op::Exit { node: 1, code: 2 },
-                w(WaitidAll, ex | nh, 1),
-                w(WaitidPid, ex, 1),
-            ],
-        }),
-        ("stop_cont", WaitProgram {
-            ops: vec![
-                d(false),
-                Op::Stop { node: 0 },
-                w(WaitpidAny, WaitOpts::WUNTRACED | nh, 0),
-                Op::Cont { node: 0 },
-                w(WaitidAll, WaitOpts::WCONTINUED | nh, 0),
-                Op::Kill { node: 0 },
-                w(Wait, 0, 0),
-            ],
-        }),
-        ("pgid", WaitProgram {
-            ops: vec![
-                d(false),
-                d(true),
-                Op::Setpgid { node: 0, own: true },
-                Op::Setpgid { node: 1, own: true },
-                Op::Exit { node: 0, code: 4 },
-                Op::Exit { node: 1, code: 6 },
-                w(WaitpidNegPgid, nh, 1),
-                w(WaitidPgid, ex | nh, 0),
-                w(WaitpidZero, nh, 0),
-                w(Wait4Pid, 0, 1),
-            ],
-        }),
-        ("exec", WaitProgram {
-            ops: vec![d(true), Op::Exec { node: 0 }, Op::Setpgid { node: 0, own: true }, Op::Exit { node: 0, code: 9 }, w(WaitpidAny, nh, 0), w(WaitidPid, ex | WaitOpts::WNOWAIT, 0), w(Wait4Pid, 0, 0)],
-        }),
-        ("no_subreaper_orphan", WaitProgram {
-            ops: vec![d(false), Op::Spawn { parent: Who::Node(0), hidden: false }, Op::Kill { node: 0 }, w(WaitidPid, ex, 1), w(WaitpidAny, 0, 0)],
-        }),
+        (
+            "no_children",
+            WaitProgram {
+                ops: vec![w(WaitpidAny, nh, 0), w(WaitidAll, ex | nh, 0)],
+            },
+        ),
+        (
+            "plain_exit",
+            WaitProgram {
+                ops: vec![
+                    d(false),
+                    Op::Exit { node: 0, code: 5 },
+                    w(Wait4Any, 0, 0),
+                    w(WaitpidPid, 0, 0),
+                ],
+            },
+        ),
+        (
+            "hidden_exit",
+            WaitProgram {
+                ops: vec![
+                    d(true),
+                    d(false),
+                    Op::Exit { node: 0, code: 3 },
+                    w(WaitidAll, ex | nh, 0),
+                    w(WaitidPidfd, ex, 0),
+                    w(Wait4Any, nh, 1),
+                ],
+            },
+        ),
+        (
+            "subreaper_orphan",
+            WaitProgram {
+                ops: vec![
+                    Op::Subreaper,
+                    d(false),
+                    Op::Spawn {
+                        parent: Who::Node(0),
+                        hidden: true,
+                    },
+                    Op::Exit { node: 0, code: 1 },
+                    w(WaitpidAny, 0, 0),
+                    Op::Exit { node: 1, code: 2 },
+                    w(WaitidAll, ex | nh, 1),
+                    w(WaitidPid, ex, 1),
+                ],
+            },
+        ),
+        (
+            "stop_cont",
+            WaitProgram {
+                ops: vec![
+                    d(false),
+                    Op::Stop { node: 0 },
+                    w(WaitpidAny, WaitOpts::WUNTRACED | nh, 0),
+                    Op::Cont { node: 0 },
+                    w(WaitidAll, WaitOpts::WCONTINUED | nh, 0),
+                    Op::Kill { node: 0 },
+                    w(Wait, 0, 0),
+                ],
+            },
+        ),
+        (
+            "pgid",
+            WaitProgram {
+                ops: vec![
+                    d(false),
+                    d(true),
+                    Op::Setpgid { node: 0, own: true },
+                    Op::Setpgid { node: 1, own: true },
+                    Op::Exit { node: 0, code: 4 },
+                    Op::Exit { node: 1, code: 6 },
+                    w(WaitpidNegPgid, nh, 1),
+                    w(WaitidPgid, ex | nh, 0),
+                    w(WaitpidZero, nh, 0),
+                    w(Wait4Pid, 0, 1),
+                ],
+            },
+        ),
+        (
+            "exec",
+            WaitProgram {
+                ops: vec![
+                    d(true),
+                    Op::Exec { node: 0 },
+                    Op::Setpgid { node: 0, own: true },
+                    Op::Exit { node: 0, code: 9 },
+                    w(WaitpidAny, nh, 0),
+                    w(WaitidPid, ex | WaitOpts::WNOWAIT, 0),
+                    w(Wait4Pid, 0, 0),
+                ],
+            },
+        ),
+        (
+            "no_subreaper_orphan",
+            WaitProgram {
+                ops: vec![
+                    d(false),
+                    Op::Spawn {
+                        parent: Who::Node(0),
+                        hidden: false,
+                    },
+                    Op::Kill { node: 0 },
+                    w(WaitidPid, ex, 1),
+                    w(WaitpidAny, 0, 0),
+                ],
+            },
+        ),
     ]
 }
 
@@ -399,7 +543,12 @@ fn seeds() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, fz::encode_program(&prog)).unwrap();
     }
-    println!("wrote {} + {} seeds under {}", seed_cases().len(), seed_programs().len(), root.display());
+    println!(
+        "wrote {} + {} seeds under {}",
+        seed_cases().len(),
+        seed_programs().len(),
+        root.display()
+    );
 }
 
 /// Iterations/s of `f` over `n` iterations.
@@ -436,7 +585,11 @@ fn paired(n: usize, mut f: impl FnMut(usize)) -> (f64, f64) {
 const BLOCK: usize = 50;
 
 fn raw_once() {
-    let sp = clone3(&Clone3Request::new(CLONE_PIDFD, cases::sys::signal::SIGCHLD as u64), Program::Exit(0)).expect("clone3");
+    let sp = clone3(
+        &Clone3Request::new(CLONE_PIDFD, cases::sys::signal::SIGCHLD as u64),
+        Program::Exit(0),
+    )
+    .expect("clone3");
     let t = WaitTarget::pid(sp.pid);
     let r = wait(WaitCall::WaitidPid, t, WaitOpts(WaitOpts::WEXITED));
     assert!(matches!(r, cases::sys::wait::WaitOutcome::Reported { .. }));
@@ -459,14 +612,25 @@ fn bench(iters: usize, rounds: usize, corpus: Option<String>) {
     // The same call as the raw loop; the inputs whose clone3 creates a child
     // (the expensive, interesting path; some go through a disposable caller
     // and cost two forks); the whole seed corpus as a mix.
-    let all: Vec<Vec<u8>> = seed_cases().into_iter().map(|(_, k)| fz::encode_clone3(&k)).collect();
+    let all: Vec<Vec<u8>> = seed_cases()
+        .into_iter()
+        .map(|(_, k)| fz::encode_clone3(&k))
+        .collect();
     let decoded = |d: &Vec<u8>| {
         let mut k = fz::decode_clone3(d, c);
         k.normalise(&c.env);
         k
     };
-    let creating: Vec<Vec<u8>> =
-        all.iter().filter(|d| matches!(clone3::expected(&decoded(d), &c.env).verdict, cases::model::Verdict::Created)).cloned().collect();
+    let creating: Vec<Vec<u8>> = all
+        .iter()
+        .filter(|d| {
+            matches!(
+                clone3::expected(&decoded(d), &c.env).verdict,
+                cases::model::Verdict::Created
+            )
+        })
+        .cloned()
+        .collect();
     let plain = vec![fz::encode_clone3(&base(CLONE_PIDFD))];
     // A campaign's corpus, as its mix of inputs.
     let extra: Vec<Vec<u8>> = corpus
@@ -475,8 +639,11 @@ fn bench(iters: usize, rounds: usize, corpus: Option<String>) {
         .flatten()
         .filter_map(|e| std::fs::read(e.path()).ok())
         .collect();
-    let mut sets: Vec<(&str, &Vec<Vec<u8>>)> =
-        vec![("the same call (CLONE_PIDFD, exit 7)", &plain), ("inputs that create a child", &creating), ("whole seed corpus", &all)];
+    let mut sets: Vec<(&str, &Vec<Vec<u8>>)> = vec![
+        ("the same call (CLONE_PIDFD, exit 7)", &plain),
+        ("inputs that create a child", &creating),
+        ("whole seed corpus", &all),
+    ];
     if !extra.is_empty() {
         sets.push(("--corpus", &extra));
     }
@@ -488,7 +655,11 @@ fn bench(iters: usize, rounds: usize, corpus: Option<String>) {
         }
     }
     raw_once();
-    let load = || std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default();
+    let load = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
     let load_before = load();
     let mut raw = Vec::new();
     // [set][mode] -> (rates, ratios)
@@ -510,14 +681,24 @@ fn bench(iters: usize, rounds: usize, corpus: Option<String>) {
     let echo = rate(iters, |_| {
         c.call(b"-", &String::new);
     });
-    let here = |set: &Vec<Vec<u8>>| set.iter().filter(|d| c.mode_for(&decoded(d)).0 == fz::Mode::InProcess).count();
+    let here = |set: &Vec<Vec<u8>>| {
+        set.iter()
+            .filter(|d| c.mode_for(&decoded(d)).0 == fz::Mode::InProcess)
+            .count()
+    };
     println!(
         "kernel {}, {rounds} rounds x {iters} iterations per line, each against the raw loop in alternating blocks of {BLOCK}",
         cases::sys::proc::kernel_release()
     );
-    println!("raw loop (clone3 CLONE_PIDFD + _exit + waitid(P_PID)): median {:.0} it/s", median(&mut raw));
+    println!(
+        "raw loop (clone3 CLONE_PIDFD + _exit + waitid(P_PID)): median {:.0} it/s",
+        median(&mut raw)
+    );
     println!("clone3_flags: median it/s, ratio to the raw loop: median [lowest, highest]");
-    println!("  {:<50} {:>27}   {:>27}", "", "in-process mode", "worker only");
+    println!(
+        "  {:<50} {:>27}   {:>27}",
+        "", "in-process mode", "worker only"
+    );
     for (k, (name, set)) in sets.iter().enumerate() {
         let mut col = String::new();
         for (rates, ratios) in res[k].iter_mut() {
@@ -526,7 +707,10 @@ fn bench(iters: usize, rounds: usize, corpus: Option<String>) {
             let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
             col.push_str(&format!("   {f:6.0}  {q:.2} [{lo:.2}, {hi:.2}]"));
         }
-        println!("  {:<50}{col}", format!("{name} ({}/{} in process)", here(set), set.len()));
+        println!(
+            "  {:<50}{col}",
+            format!("{name} ({}/{} in process)", here(set), set.len())
+        );
     }
     println!("(worker round trip with hygiene checks, no work: {echo:.0} it/s; load average before {load_before}, after {})", load());
 }
@@ -546,14 +730,23 @@ fn main() {
                 }
             }
         }
-        Command::Regress { target, artifact, id, finding } => regress(target, &artifact, id, finding),
+        Command::Regress {
+            target,
+            artifact,
+            id,
+            finding,
+        } => regress(target, &artifact, id, finding),
         Command::Regressions => {
             if !regressions() {
                 std::process::exit(1)
             }
         }
         Command::Seeds => seeds(),
-        Command::Bench { iters, rounds, corpus } => bench(iters, rounds, corpus),
+        Command::Bench {
+            iters,
+            rounds,
+            corpus,
+        } => bench(iters, rounds, corpus),
     }
 }
 
@@ -564,11 +757,38 @@ mod tests {
 
     #[test]
     fn the_commands_parse_as_documented() {
-        let c = Cli::try_parse_from(["wcfuzz", "regress", "clone3_flags", "a/crash-1", "--id", "x", "--finding", "f"]).unwrap();
-        assert!(matches!(c.command, Command::Regress { target: Target::Clone3Flags, ref id, ref finding, .. } if id.as_deref() == Some("x") && finding.as_deref() == Some("f")));
+        let c = Cli::try_parse_from([
+            "wcfuzz",
+            "regress",
+            "clone3_flags",
+            "a/crash-1",
+            "--id",
+            "x",
+            "--finding",
+            "f",
+        ])
+        .unwrap();
+        assert!(
+            matches!(c.command, Command::Regress { target: Target::Clone3Flags, ref id, ref finding, .. } if id.as_deref() == Some("x") && finding.as_deref() == Some("f"))
+        );
         let c = Cli::try_parse_from(["wcfuzz", "bench", "--iters", "10"]).unwrap();
-        assert!(matches!(c.command, Command::Bench { iters: 10, rounds: 5, corpus: None }));
-        assert!(matches!(Cli::try_parse_from(["wcfuzz", "run", "wait_sequence", "x"]).unwrap().command, Command::Run { target: Target::WaitSequence, .. }));
+        assert!(matches!(
+            c.command,
+            Command::Bench {
+                iters: 10,
+                rounds: 5,
+                corpus: None
+            }
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["wcfuzz", "run", "wait_sequence", "x"])
+                .unwrap()
+                .command,
+            Command::Run {
+                target: Target::WaitSequence,
+                ..
+            }
+        ));
         assert!(Cli::try_parse_from(["wcfuzz", "print", "no_such_target", "x"]).is_err());
         assert!(Cli::try_parse_from(["wcfuzz", "print", "clone3_flags"]).is_err());
         assert!(Cli::try_parse_from(["wcfuzz"]).is_err());
