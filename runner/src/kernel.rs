@@ -324,11 +324,12 @@ fn tree_artifact(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Result
         image: Some(b.image),
         release: Some(b.release),
         source: format!(
-            "kernel tree {} (built in {}, {} objects{})",
+            "kernel tree {} (built in {}, {} objects{}; vmlinux {})",
             t.path.display(),
             b.build_dir.display(),
             b.compiled,
-            if b.configured { ", configured" } else { "" }
+            if b.configured { ", configured" } else { "" },
+            b.vmlinux.display()
         ),
         cache_hit: b.compiled == 0,
         seconds: 0.0,

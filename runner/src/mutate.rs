@@ -296,6 +296,9 @@ impl Journal {
     }
 }
 
+/// A run's statuses by case name, its feature line, its kernel release and its wall seconds.
+type RunOutcome = (BTreeMap<String, String>, Option<String>, String, f64);
+
 /// How to build and run one kernel of the loop.
 pub struct Loop<'a> {
     pub spec: TreeSpec,
@@ -322,11 +325,7 @@ impl Loop<'_> {
 
     /// Boot `image` and run the suite into `dir/run`; results.json is what counts (the runner
     /// exits 1 on failures, which a mutant is meant to cause).
-    fn run(
-        &self,
-        image: &Path,
-        dir: &Path,
-    ) -> Result<(BTreeMap<String, String>, Option<String>, String, f64)> {
+    fn run(&self, image: &Path, dir: &Path) -> Result<RunOutcome> {
         let started = Instant::now();
         let out = dir.join("run");
         let _ = std::fs::remove_dir_all(&out);

@@ -275,12 +275,12 @@ fn reparent_cases() -> Vec<Case> {
         Case::new(
             "reparent::subreaper::live_orphan_generic_wait::autoreap",
             Source::Man(REPARENT),
-            |ctx| live_orphan_to_subreaper(ctx),
+            live_orphan_to_subreaper,
         ),
         Case::new(
             "reparent::subreaper::zombie_orphan_generic_wait::autoreap",
             Source::Man(AUTOREAP),
-            |ctx| exits_before_its_parent(ctx),
+            exits_before_its_parent,
         ),
         Case::new(
             "reparent::pidns_init::orphan_generic_wait::autoreap",
