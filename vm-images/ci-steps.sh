@@ -47,5 +47,9 @@ set +e
 ./target/release/runner run --kernel "$profile" --out "$out/$profile" --gate snapshot --no-build --quiet
 rc=$?
 set -e
-step "reports in $out/$profile (results.json results.tap junit.xml console.log); runner exit $rc"
+step "reports in $out/$profile (results.json results.tap results.ktap junit.xml console.log); runner exit $rc"
+if [ -f "$out/$profile/results.json" ]; then
+    step "reports read by the kernel's KTAP parser and by kcidb-io"
+    bash "$root/.ci/reports-check.sh" "$out/$profile" || { [ "$rc" -ne 0 ] || rc=1; }
+fi
 exit $rc

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Checks a run's reports with other projects' own readers:
+#   results.ktap  with the kernel's KTAP parser (tools/testing/kunit/kunit_parser.py from the same
+#                 linux-source package the source profiles build), counts equal to results.json;
+#   KCIDB         `runner export kcidb` of the run, validated with kcidb-io (PyPI).
+# usage: .ci/reports-check.sh REPORT_DIR
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=${1:?usage: reports-check.sh REPORT_DIR}
+cache=${WAITCONF_CACHE:-/var/cache/wait-conformance}
+
+deb=$(find "$cache/downloads" -maxdepth 1 -name 'linux-source-*.deb' 2>/dev/null | sort | tail -n1)
+if [ -z "$deb" ]; then
+    echo "reports-check: no linux-source .deb in $cache/downloads (run: runner kernel --kernel wait-pid-6.12)" >&2
+    exit 3
+fi
+kunit=$cache/kunit/$(basename "$deb" .deb)
+if [ ! -f "$kunit/kunit_parser.py" ]; then
+    echo "reports-check: extracting tools/testing/kunit from $(basename "$deb")"
+    mkdir -p "$kunit.partial"
+    t=$(dpkg-deb --fsys-tarfile "$deb" | tar -t | grep -E '^\./usr/src/linux-source-[^/]*\.tar\.xz$' | head -n1)
+    dpkg-deb --fsys-tarfile "$deb" | tar -xO "$t" \
+        | tar -xJ -C "$kunit.partial" --strip-components=4 --wildcards '*/tools/testing/kunit/*.py'
+    rm -rf "$kunit"
+    mv "$kunit.partial" "$kunit"
+fi
+python3 .ci/ktap-check.py "$dir/results.ktap" "$dir/results.json" "$kunit"
+
+venv=$cache/venv-kcidb
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kcidb_io' 2>/dev/null; then
+    echo "reports-check: creating $venv (kcidb-io)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'kcidb-io==141'
+fi
+./target/release/runner export kcidb "$dir" --out "$dir/kcidb.json"
+"$venv/bin/python" .ci/kcidb-validate.py "$dir/kcidb.json"
