@@ -167,7 +167,7 @@ impl RegressionFile {
                 let prog: WaitProgram =
                     serde_json::from_value(self.input.clone()).map_err(|e| e.to_string())?;
                 let bit = crate::harness::config::configured_bit()
-                    .unwrap_or(crate::harness::config::SEED_BIT);
+                    .unwrap_or(crate::harness::config::DEFAULT_BIT);
                 let cfg = TreeConfig::detect_with(features.clone(), bit, self.semantics());
                 let log = tree::run_isolated(&prog, &cfg, 20_000);
                 tree::check(&prog, &cfg, &log)

@@ -11,17 +11,21 @@ use crate::sys::{pidfd, Errno};
 
 /// The environment variable naming the bit.
 pub const FLAG_ENV: &str = protocol::env::CLONE_WAIT_PID_FLAG;
-/// The seed's value (CLONE_INTO_CGROUP in mainline since 5.7).
+/// The seed's value (CLONE_INTO_CGROUP in mainline since 5.7): never a default.
 pub const SEED_BIT: u64 = 0x2_0000_0000;
+/// The bit used when CLONE_WAIT_PID_FLAG is unset: bit 40, the 6.12 port's, which has no
+/// mainline meaning (free in 6.12 and through 7.2). The probe then says whether the kernel
+/// knows it; a kernel whose patch uses another bit needs CLONE_WAIT_PID_FLAG.
+pub const DEFAULT_BIT: u64 = 1 << 40;
 
 /// Parse the bit (the protocol's one grammar: 0x-hex, decimal or `bit:N`, one clone3-only bit).
 pub use protocol::bit::parse_bit;
 
-/// The configured bit (environment, else the seed's).
+/// The configured bit (environment, else [`DEFAULT_BIT`]).
 pub fn configured_bit() -> Result<u64, String> {
     match std::env::var(FLAG_ENV) {
         Ok(s) => parse_bit(&s),
-        Err(_) => Ok(SEED_BIT),
+        Err(_) => Ok(DEFAULT_BIT),
     }
 }
 

@@ -67,7 +67,7 @@ pub fn main(table: fn() -> Vec<Case>) -> ! {
 }
 
 fn probe_process() -> ! {
-    let bit = config::configured_bit().unwrap_or(config::SEED_BIT);
+    let bit = config::configured_bit().unwrap_or(config::DEFAULT_BIT);
     let p = config::probe(bit);
     println!("{}", serde_json::to_string(&p).expect("probe json"));
     std::process::exit(0)
