@@ -10,6 +10,9 @@ pub const WAITCONF_PROBE: &str = "WAITCONF_PROBE";
 /// `fork` (the default: case processes come from the fork server) or `exec` (a re-exec of
 /// the case binary per case).
 pub const WAITCONF_SPAWN: &str = "WAITCONF_SPAWN";
+/// A multiplier (a number >= 1, default 1) for every case's timeout, as LTP's LTP_TIMEOUT_MUL:
+/// for slow machines (a loaded TCG guest re-executing a test binary over 9p).
+pub const WAITCONF_TIMEOUT_MUL: &str = "WAITCONF_TIMEOUT_MUL";
 /// `present` or `absent`: what `probe::feature::as_expected` holds the probe to.
 pub const WAITCONF_EXPECT_FEATURE: &str = "WAITCONF_EXPECT_FEATURE";
 /// `1` turns the switchable self-test rows' wrong expectation on.

@@ -341,10 +341,13 @@ fn exec_inner(profile: &Profile, paths: &Paths, o: &ExecOpts) -> Result<i32, Fai
         Some(run::prepare(profile, paths, &o.run).map_err(|e| (EXIT_INFRA, format!("{e:#}")))?)
     };
     let status_file = out.join("exit.status");
+    let tcg = prepared
+        .as_ref()
+        .map_or(false, |p| p.launcher().accel_name() == "tcg");
     let script = guest_script(&GuestExec {
         cwd: &cwd,
         command: &o.command,
-        env: &guest_env(profile, o),
+        env: &guest_env(profile, o, tcg),
         path_prefix: toolchain.as_ref().map(|t| t.bins.as_slice()).unwrap_or(&[]),
         status_file: &status_file,
     });
@@ -481,9 +484,14 @@ fn log_and_target_dirs(
     Ok((out, target))
 }
 
-/// The guest's environment: HOME, the bit, offline cargo, the host's cargo/rustup
-/// directories, then `--env` (later wins).
-fn guest_env(profile: &Profile, o: &ExecOpts) -> Vec<(String, String)> {
+/// Case timeouts multiplier in a TCG guest: there each case process of a `cargo test` run is
+/// a re-exec or a fork of a test binary read over 9p, seconds under load, which the rows' own
+/// timeouts (1 s for the hanging self-test rows, 5 s by default) do not allow for.
+pub const TCG_TIMEOUT_MUL: &str = "10";
+
+/// The guest's environment: HOME, the bit, offline cargo, the case timeout multiplier under
+/// TCG, the host's cargo/rustup directories, then `--env` (later wins).
+fn guest_env(profile: &Profile, o: &ExecOpts, tcg: bool) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = vec![
         (
             "HOME".into(),
@@ -496,6 +504,12 @@ fn guest_env(profile: &Profile, o: &ExecOpts) -> Vec<(String, String)> {
         // The guest has no network: cargo says so at once instead of retrying DNS.
         ("CARGO_NET_OFFLINE".into(), "true".into()),
     ];
+    if tcg {
+        env.push((
+            protocol::env::WAITCONF_TIMEOUT_MUL.into(),
+            TCG_TIMEOUT_MUL.into(),
+        ));
+    }
     for k in ["CARGO_HOME", "RUSTUP_HOME", "CARGO_TARGET_DIR"] {
         if let Ok(v) = std::env::var(k) {
             env.push((k.into(), v));

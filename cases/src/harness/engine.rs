@@ -46,6 +46,24 @@ pub const REPORT_ENV: &str = protocol::env::WAITCONF_REPORT;
 /// case).
 pub const SPAWN_ENV: &str = protocol::env::WAITCONF_SPAWN;
 
+/// The case timeout multiplier from [`protocol::env::WAITCONF_TIMEOUT_MUL`]: a number >= 1,
+/// else 1 (with a note on stderr for a value that is not one).
+pub fn timeout_mul() -> f64 {
+    match std::env::var(protocol::env::WAITCONF_TIMEOUT_MUL) {
+        Err(_) => 1.0,
+        Ok(v) => match v.trim().parse::<f64>() {
+            Ok(m) if m >= 1.0 && m.is_finite() => m,
+            _ => {
+                eprintln!(
+                    "wait-conformance: {}={v:?} is not a number >= 1: using 1",
+                    protocol::env::WAITCONF_TIMEOUT_MUL
+                );
+                1.0
+            }
+        },
+    }
+}
+
 /// Exit code for bad configuration (an unusable CLONE_WAIT_PID_FLAG).
 pub const EXIT_CONFIG: i32 = 2;
 /// Exit code when the harness itself broke (could not probe, leaked).
@@ -195,7 +213,7 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
                         status: Status::Skip,
                         detail: reason,
                     },
-                    None => supervise(&spawner, &name, case.timeout),
+                    None => supervise(&spawner, &name, case.timeout.mul_f64(timeout_mul())),
                 };
                 if out.status == Status::Fail {
                     // The reader of a failure sees what the row expected.
