@@ -343,7 +343,7 @@ fn exec_inner(profile: &Profile, paths: &Paths, o: &ExecOpts) -> Result<i32, Fai
     let status_file = out.join("exit.status");
     let tcg = prepared
         .as_ref()
-        .map_or(false, |p| p.launcher().accel_name() == "tcg");
+        .is_some_and(|p| p.launcher().accel_name() == "tcg");
     let script = guest_script(&GuestExec {
         cwd: &cwd,
         command: &o.command,
