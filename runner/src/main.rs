@@ -149,6 +149,12 @@ fn cmd_mutate(a: cli::MutateArgs) -> ExitCode {
         Ok(x) => x,
         Err(c) => return c,
     };
+    if p.source.is_none() && p.tree.is_none() {
+        return usage(format!(
+            "mutate needs a kernel it can rebuild: a source profile or --kernel-tree ({} is {:?})",
+            p.name, p.kind
+        ));
+    }
     let dir = a
         .mutants
         .clone()
