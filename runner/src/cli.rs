@@ -230,21 +230,8 @@ pub enum ExportWhat {
         /// Where to write the document.
         #[arg(long)]
         out: PathBuf,
-        /// The submitting CI system's KCIDB origin.
-        #[arg(long, default_value = "waitconf")]
-        origin: String,
-        #[arg(long)]
-        tree_name: Option<String>,
-        #[arg(long)]
-        git_repository_url: Option<String>,
-        #[arg(long)]
-        git_commit_hash: Option<String>,
-        #[arg(long)]
-        git_repository_branch: Option<String>,
-        /// Where the report directory is published; the log URLs are under it (default
-        /// file://<report dir>).
-        #[arg(long)]
-        log_base_url: Option<String>,
+        #[command(flatten)]
+        opts: crate::kcidb::KcidbOpts,
     },
 }
 

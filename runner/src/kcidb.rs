@@ -16,21 +16,40 @@ use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-/// What a CI system knows that results.json does not.
-#[derive(Clone, Debug, Default)]
+/// What a CI system knows that results.json does not (the `export kcidb` options).
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct KcidbOpts {
-    /// The submitting CI system's origin (`[a-z0-9_]+`).
+    /// The submitting CI system's KCIDB origin (`[a-z0-9_]+`).
+    #[arg(long, default_value = "waitconf", value_parser = parse_origin)]
     pub origin: String,
+    #[arg(long)]
     pub tree_name: Option<String>,
+    #[arg(long)]
     pub git_repository_url: Option<String>,
+    #[arg(long)]
     pub git_commit_hash: Option<String>,
+    #[arg(long)]
     pub git_repository_branch: Option<String>,
-    /// Where the report directory is published (the log files' URLs are under it); default
-    /// `file://<report dir>`.
+    /// Where the report directory is published; the log URLs are under it (default
+    /// file://<report dir>).
+    #[arg(long)]
     pub log_base_url: Option<String>,
     /// RFC 3339 time of the run; default results.json's `environment.started_at`, else the file's
     /// modification time.
+    #[arg(long)]
     pub start_time: Option<String>,
+}
+
+/// A KCIDB origin: `[a-z0-9_]+`.
+pub fn parse_origin(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?}: KCIDB origins are [a-z0-9_]+"))
+    }
 }
 
 fn kcidb_status(s: &str) -> &'static str {

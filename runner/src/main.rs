@@ -239,32 +239,7 @@ fn cmd_mutate(a: cli::MutateArgs) -> ExitCode {
 }
 
 fn cmd_export(a: cli::ExportArgs) -> ExitCode {
-    let cli::ExportWhat::Kcidb {
-        results,
-        out,
-        origin,
-        tree_name,
-        git_repository_url,
-        git_commit_hash,
-        git_repository_branch,
-        log_base_url,
-    } = a.what;
-    if origin.is_empty()
-        || !origin
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
-        return usage(format!("--origin {origin:?}: KCIDB origins are [a-z0-9_]+"));
-    }
-    let opts = kcidb::KcidbOpts {
-        origin,
-        tree_name,
-        git_repository_url,
-        git_commit_hash,
-        git_repository_branch,
-        log_base_url,
-        start_time: None,
-    };
+    let cli::ExportWhat::Kcidb { results, out, opts } = a.what;
     match kcidb::export_file(&results, &opts) {
         Ok(doc) => {
             match std::fs::write(&out, serde_json::to_string_pretty(&doc).unwrap_or_default()) {
