@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 cache=${WAITCONF_CACHE:-/var/cache/wait-conformance}
 venv=$cache/venv-lint
 
-# shellcheck, and python3-venv for the venv below (this runs before vm-images/ci-steps.sh,
+# Needed: shellcheck, and python3-venv for the venv below (this runs before vm-images/ci-steps.sh,
 # which installs the rest, so a fresh machine may have neither).
 missing=()
 command -v shellcheck >/dev/null || missing+=(shellcheck)
