@@ -44,6 +44,8 @@ pub struct RunOpts {
     pub echo_guest: bool,
     /// Test-only: crash the guest kernel (sysrq c) halfway through the first VM.
     pub selftest_crash: bool,
+    /// Extra QEMU arguments for every VM (`--qemu-opts`).
+    pub qemu_opts: Vec<String>,
 }
 
 /// An error that ends a run before any VM: usage/configuration (exit 2).
@@ -530,6 +532,7 @@ pub fn prepare(profile: &Profile, paths: &Paths, opts: &RunOpts) -> Result<Prepa
         accel: Accel::Kvm,
         memory: profile.vm.memory.clone(),
         cpus: profile.vm.cpus,
+        qemu_opts: vec![],
     };
     let machine = accel::machine_key();
     let probe_cfg = cfg.clone();
@@ -554,6 +557,8 @@ pub fn prepare(profile: &Profile, paths: &Paths, opts: &RunOpts) -> Result<Prepa
         decision.reason
     );
     cfg.accel = decision.accel;
+    // After the accelerator probe: the user's QEMU options are for the runs, not the probe.
+    cfg.qemu_opts = opts.qemu_opts.clone();
     Ok(Prepared {
         artifact,
         vng: Some(cfg),
@@ -942,6 +947,7 @@ mod tests {
             case_env: vec![],
             echo_guest: false,
             selftest_crash: false,
+            qemu_opts: vec![],
         }
     }
 
