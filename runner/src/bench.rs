@@ -1,13 +1,15 @@
 //! `runner bench`: boot-to-verdict against a bare `vng -- true` boot of the same kernel with the
 //! same vng options, alternated `rounds` times; medians, their ratio (goal <= 1.5, the figure
-//! asked for under TCG) and what each case costs beyond the boot.
+//! asked for under TCG) and what each case costs beyond the boot. Every round is a fresh VM, so
+//! the rounds are also a soak: bench.json says how many distinct result matrices they gave and
+//! which rounds had an infrastructure failure (`--rounds 20`: twenty consecutive full runs).
 
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use crate::gate::{EXIT_FAILURES, EXIT_OK};
+use crate::gate::{EXIT_FAILURES, EXIT_INFRA, EXIT_OK};
 use crate::paths::Paths;
 use crate::profile::Profile;
 use crate::progress;
@@ -34,6 +36,7 @@ pub fn bench(p: &Profile, paths: &Paths, out: &Path, opts: &RunOpts, rounds: usi
         wd: &session::watchdogs(180, total),
     };
     let (mut bare, mut full) = (Vec::new(), Vec::new());
+    let mut soak = Soak::default();
     let mut cases_per_round = 0;
     for round in 0..rounds {
         let dir = out.join(format!("round{round}"));
@@ -59,20 +62,68 @@ pub fn bench(p: &Profile, paths: &Paths, out: &Path, opts: &RunOpts, rounds: usi
         run::absorb(&mut results, l, p);
         results.verdict = "bench".into();
         let _ = results.write_all(&dir);
+        soak.add(round, &results);
         let full_s = t.elapsed().as_secs_f64();
         progress!("round {round}: bare vng -- true {bare_s:.2} s; boot-to-verdict {full_s:.2} s ({n} cases)");
         bare.push(bare_s);
         full.push(full_s);
         cases_per_round = n;
     }
-    Ok(summarise(
+    let code = summarise(
         p,
         launcher.accel_name(),
         rounds,
         (bare, full),
         cases_per_round,
         &out,
-    ))
+        &soak,
+    );
+    Ok(code)
+}
+
+/// What the rounds say about reproducibility: the distinct result matrices (the snapshot's
+/// `case: status` lines) in the order first seen, with the rounds that gave each, and the
+/// rounds with an infrastructure failure (a VM that did not complete, or an error).
+#[derive(Default, Debug)]
+pub struct Soak {
+    pub matrices: Vec<(String, Vec<usize>)>,
+    pub infrastructure: Vec<(usize, String)>,
+}
+
+impl Soak {
+    pub fn add(&mut self, round: usize, r: &crate::report::RunResults) {
+        let m = r.matrix();
+        match self.matrices.iter_mut().find(|(x, _)| *x == m) {
+            Some((_, rounds)) => rounds.push(round),
+            None => self.matrices.push((m, vec![round])),
+        }
+        let bad_vm = r.vms.iter().find(|v| v.outcome != "completed");
+        if let Some(e) = r.infrastructure_errors.first() {
+            self.infrastructure.push((round, e.clone()));
+        } else if let Some(v) = bad_vm {
+            self.infrastructure
+                .push((round, format!("VM {} ended {}", v.index, v.outcome)));
+        }
+    }
+
+    /// The lines by which the first matrix and a later one differ (none with one matrix).
+    pub fn differences(&self) -> Vec<String> {
+        let Some((first, _)) = self.matrices.first() else {
+            return vec![];
+        };
+        let a: std::collections::BTreeSet<&str> = first.lines().collect();
+        let mut out = Vec::new();
+        for (m, rounds) in &self.matrices[1..] {
+            let b: std::collections::BTreeSet<&str> = m.lines().collect();
+            for l in a.difference(&b) {
+                out.push(format!("rounds {rounds:?} lack {l:?}"));
+            }
+            for l in b.difference(&a) {
+                out.push(format!("rounds {rounds:?} have {l:?}"));
+            }
+        }
+        out
+    }
 }
 
 /// Boot-to-verdict over a bare boot, at most.
@@ -92,6 +143,7 @@ fn summarise(
     (bare, full): (Vec<f64>, Vec<f64>),
     cases: usize,
     out: &Path,
+    soak: &Soak,
 ) -> i32 {
     let (mb, mf) = (median(&bare), median(&full));
     // What each case costs beyond the boot: the spawn (a fork from the case binary's fork
@@ -110,6 +162,14 @@ fn summarise(
         "goal_ratio": GOAL_RATIO,
         "cases": cases,
         "per_case_ms": per_case_ms,
+        "distinct_matrices": soak.matrices.len(),
+        "rounds_per_matrix": soak.matrices.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
+        "matrix_differences": soak.differences(),
+        "infrastructure_failures": soak
+            .infrastructure
+            .iter()
+            .map(|(r, e)| serde_json::json!({"round": r, "error": e}))
+            .collect::<Vec<_>>(),
     });
     let _ = std::fs::write(
         out.join("bench.json"),
@@ -121,16 +181,105 @@ fn summarise(
         p.name,
         mf / mb
     );
-    if mf / mb <= GOAL_RATIO {
-        EXIT_OK
-    } else {
+    println!(
+        "soak: {rounds} fresh VM(s), {} distinct result matrix(es), {} with an infrastructure failure",
+        soak.matrices.len(),
+        soak.infrastructure.len()
+    );
+    for d in soak.differences() {
+        println!("  {d}");
+    }
+    for (r, e) in &soak.infrastructure {
+        println!("  round {r}: {e}");
+    }
+    if !soak.infrastructure.is_empty() {
+        EXIT_INFRA
+    } else if soak.matrices.len() > 1 || mf / mb > GOAL_RATIO {
         EXIT_FAILURES
+    } else {
+        EXIT_OK
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::Status;
+
+    fn results(statuses: &[(&str, Status)], outcome: &str) -> crate::report::RunResults {
+        let p = crate::profile::ProfileSet::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../vm-images"
+        )))
+        .unwrap();
+        let mut r = run::empty_results(p.get("wait-pid-6.12").unwrap());
+        r.cases = statuses
+            .iter()
+            .map(|(n, s)| crate::report::CaseResult {
+                record: protocol::CaseRecord {
+                    name: (*n).into(),
+                    status: *s,
+                    detail: String::new(),
+                    duration_ms: 1,
+                    provenance: None,
+                },
+                vm: 0,
+            })
+            .collect();
+        r.vms = vec![crate::report::VmRecord {
+            index: 0,
+            outcome: outcome.into(),
+            boot_seconds: Some(1.0),
+            wall_seconds: 2.0,
+            guest_exit_status: Some(0),
+            cases_reported: statuses.len(),
+        }];
+        r
+    }
+
+    #[test]
+    fn soak_counts_distinct_matrices_and_names_the_difference() {
+        let mut s = Soak::default();
+        s.add(
+            0,
+            &results(&[("a", Status::Pass), ("b", Status::Fail)], "completed"),
+        );
+        s.add(
+            1,
+            &results(&[("a", Status::Pass), ("b", Status::Fail)], "completed"),
+        );
+        assert_eq!(s.matrices.len(), 1);
+        assert!(s.differences().is_empty());
+        s.add(
+            2,
+            &results(&[("a", Status::Pass), ("b", Status::Broken)], "completed"),
+        );
+        assert_eq!(s.matrices.len(), 2);
+        assert_eq!(s.matrices[1].1, vec![2]);
+        let d = s.differences();
+        assert!(
+            d.iter()
+                .any(|l| l.contains("lack") && l.contains("b: fail")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter()
+                .any(|l| l.contains("have") && l.contains("b: broken")),
+            "{d:?}"
+        );
+        assert!(s.infrastructure.is_empty());
+    }
+
+    #[test]
+    fn soak_records_a_vm_that_did_not_complete() {
+        let mut s = Soak::default();
+        s.add(0, &results(&[("a", Status::Pass)], "completed"));
+        s.add(1, &results(&[("a", Status::Pass)], "watchdog"));
+        assert_eq!(
+            s.infrastructure,
+            vec![(1, "VM 0 ended watchdog".to_string())]
+        );
+    }
 
     #[test]
     fn median_of_an_odd_and_an_even_count() {

@@ -636,7 +636,8 @@ fn campaign(
     } else {
         Echo::Off
     };
-    let session = GuestSession::new(launcher, out, vec![guest.clone()], echo);
+    // The staged binaries (out/bin) are mounted too: see run::visible.
+    let session = GuestSession::new(launcher, out, vec![guest.clone(), out.join("bin")], echo);
     match launcher {
         Launcher::Vng(cfg) => progress!(
             "booting the VM ({}, campaign {} s, watchdog {total} s)",

@@ -535,8 +535,8 @@ fn probe(
     let bin = run::stage_cases_binary(&run::cases_binary(paths, opts)?, &out)?;
     let launcher = prepared.launcher();
     let log = out.join("probe-output.log");
-    let session =
-        GuestSession::new(launcher, &out, vec![], vm::Echo::Progress).output_to(log.clone());
+    let session = GuestSession::new(launcher, &out, run::visible(&out, &bin), vm::Echo::Progress)
+        .output_to(log.clone());
     let _ = std::fs::remove_file(&log);
     let script = template::PROBE.render(
         &[

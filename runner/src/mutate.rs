@@ -155,6 +155,35 @@ pub struct Mutation {
     pub baseline: Baseline,
     pub mutants: Vec<MutantResult>,
     pub score: Score,
+    /// Mutants not run yet: mutation.json and mutation.txt are rewritten after every mutant, so
+    /// a run that is stopped half-way leaves what it measured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
+}
+
+impl Mutation {
+    fn new(baseline: Baseline, mutants: Vec<MutantResult>, pending: Vec<String>) -> Mutation {
+        let killed = mutants
+            .iter()
+            .filter(|r| r.verdict == Verdict::Killed)
+            .count();
+        let total = mutants.len();
+        Mutation {
+            baseline,
+            mutants,
+            score: Score { killed, total },
+            pending,
+        }
+    }
+
+    fn write(&self, out: &Path) -> Result<()> {
+        std::fs::write(
+            out.join("mutation.json"),
+            serde_json::to_string_pretty(self)?,
+        )?;
+        std::fs::write(out.join("mutation.txt"), table(self))?;
+        Ok(())
+    }
 }
 
 /// The statuses and the feature line of a run's results.json.
@@ -209,6 +238,9 @@ pub fn table(m: &Mutation) -> String {
         "score: {}/{} killed\n",
         m.score.killed, m.score.total
     ));
+    if !m.pending.is_empty() {
+        s.push_str(&format!("not run yet: {}\n", m.pending.join(" ")));
+    }
     s
 }
 
@@ -367,6 +399,14 @@ impl Loop<'_> {
         for s in base.values() {
             *counts.entry(s.clone()).or_insert(0) += 1;
         }
+        // A mutant is killed by rows that pass on the baseline: with none there is nothing to
+        // judge by (the baseline VM did not boot, or the case binary could not start).
+        if !counts.contains_key("pass") {
+            bail!(
+                "the baseline run has no passing row ({counts:?}); see {}",
+                bdir.join("runner.log").display()
+            );
+        }
         progress!("mutate: baseline {release}: {counts:?}, feature {feature:?}");
         let baseline = Baseline {
             tree: self.spec.path.clone(),
@@ -377,7 +417,7 @@ impl Loop<'_> {
             run_seconds: run_s,
         };
         let mut results = Vec::new();
-        for m in mutants {
+        for (i, m) in mutants.iter().enumerate() {
             progress!("mutate: {} ({})", m.name, m.breaks);
             let r = self.one(m, &base, &out.join(&m.name));
             let r = match r {
@@ -405,21 +445,11 @@ impl Loop<'_> {
                 r.killing_count
             );
             results.push(r);
+            let pending = mutants[i + 1..].iter().map(|m| m.name.clone()).collect();
+            Mutation::new(baseline.clone(), results.clone(), pending).write(out)?;
         }
-        let killed = results
-            .iter()
-            .filter(|r| r.verdict == Verdict::Killed)
-            .count();
-        let m = Mutation {
-            baseline,
-            score: Score {
-                killed,
-                total: results.len(),
-            },
-            mutants: results,
-        };
-        std::fs::write(out.join("mutation.json"), serde_json::to_string_pretty(&m)?)?;
-        std::fs::write(out.join("mutation.txt"), table(&m))?;
+        let m = Mutation::new(baseline, results, vec![]);
+        m.write(out)?;
         Ok(m)
     }
 
@@ -650,6 +680,7 @@ mod tests {
                 killed: 1,
                 total: 2,
             },
+            pending: vec![],
         };
         let t = table(&m);
         assert!(
@@ -658,5 +689,21 @@ mod tests {
         );
         assert!(t.contains("02-b") && t.contains("survived"), "{t}");
         assert!(t.ends_with("score: 1/2 killed\n"), "{t}");
+        // Half-way: the score so far and what is still to come.
+        let half = Mutation::new(
+            m.baseline.clone(),
+            m.mutants[..1].to_vec(),
+            vec!["02-b".into()],
+        );
+        assert_eq!((half.score.killed, half.score.total), (1, 1));
+        let t = table(&half);
+        assert!(t.ends_with("score: 1/1 killed\nnot run yet: 02-b\n"), "{t}");
+        let dir = tempfile::tempdir().unwrap();
+        half.write(dir.path()).unwrap();
+        let back: Mutation = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("mutation.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(back.pending, vec!["02-b".to_string()]);
     }
 }

@@ -248,6 +248,20 @@ fn case_env(profile: &Profile, opts: &RunOpts) -> Vec<(String, String)> {
     env
 }
 
+/// The directories a guest must see: `guest` (writable) and the staged binaries' directory.
+/// The latter is mounted too because the guest's own tmpfs mounts hide some host paths
+/// (virtme-ng-init mounts fresh tmpfs on /var/tmp and /var/log): a report directory there would
+/// otherwise hold a binary the guest cannot find.
+pub fn visible(guest: &Path, bin: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![guest.to_owned()];
+    if let Some(d) = bin.parent() {
+        if !d.starts_with(guest) {
+            dirs.push(d.to_owned());
+        }
+    }
+    dirs
+}
+
 /// Runs the listed cases, starting a fresh VM after a wedge or a crash for the cases still
 /// without a result, up to `max_vms` VMs.
 pub fn run_cases(launcher: Launcher, out: &Path, plan: &CasePlan) -> Result<VmLoop> {
@@ -258,7 +272,7 @@ pub fn run_cases(launcher: Launcher, out: &Path, plan: &CasePlan) -> Result<VmLo
     } else {
         Echo::Off
     };
-    let session = GuestSession::new(launcher, out, vec![guest_root.clone()], echo);
+    let session = GuestSession::new(launcher, out, visible(&guest_root, plan.bin), echo);
     let env = case_env(plan.profile, plan.opts);
     let mut r = VmLoop::default();
     let mut done: BTreeSet<String> = BTreeSet::new();
@@ -911,6 +925,17 @@ mod tests {
         });
         assert!(c.contains("-lt 3") && c.contains("/proc/sysrq-trigger"));
         assert!(!c.contains("/run/waitconf"), "no copy on the host");
+    }
+
+    #[test]
+    fn the_staged_binary_directory_is_mounted_in_the_guest_too() {
+        let g = Path::new("/var/tmp/r/guest");
+        assert_eq!(
+            visible(g, Path::new("/var/tmp/r/bin/wait-conformance")),
+            vec![g.to_path_buf(), PathBuf::from("/var/tmp/r/bin")]
+        );
+        // Already inside the guest directory: mounted once.
+        assert_eq!(visible(g, &g.join("bin/x")), vec![g.to_path_buf()]);
     }
 
     /// A fake case binary (shell) that follows the contract, to exercise the loop on the host.
