@@ -113,6 +113,19 @@ pub struct MatrixArgs {
     /// Comma-separated profiles; all when absent.
     #[arg(long, value_delimiter = ',')]
     pub kernels: Vec<String>,
+    /// Also run this kernel image, as profile `image` (alone unless --kernels names profiles too).
+    #[arg(long, value_name = "PATH")]
+    pub kernel_image: Option<PathBuf>,
+    /// Also build and run this kernel tree, as profile `tree` (alone unless --kernels names
+    /// profiles too).
+    #[arg(long, value_name = "DIR")]
+    pub kernel_tree: Option<PathBuf>,
+    /// For --kernel-image and --kernel-tree: CLONE_WAIT_PID's bit (as for `run`).
+    #[arg(long, value_name = "BIT", value_parser = protocol::bit::parse_bit)]
+    pub clone_wait_pid_flag: Option<u64>,
+    /// For --kernel-image and --kernel-tree: whether the feature must be there (as for `run`).
+    #[arg(long, value_enum, value_name = "present|absent")]
+    pub expect_feature: Option<profile::Feature>,
     /// Profiles run at once, each in its own VM (default: the host's CPUs, at most 4; kernels
     /// are fetched or built one at a time before any VM starts).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -284,6 +297,37 @@ pub struct KernelArgs {
     /// for --kernel-tree, present when the tree defines CLONE_WAIT_PID or a bit is given.
     #[arg(long, value_enum, value_name = "present|absent")]
     expect_feature: Option<profile::Feature>,
+}
+
+impl MatrixArgs {
+    /// The profiles made for --kernel-image and --kernel-tree (`image`, `tree`).
+    pub fn extra_kernels(&self) -> Result<Vec<profile::Profile>, String> {
+        let mut out = Vec::new();
+        if let Some(image) = &self.kernel_image {
+            out.push(
+                profile::Profile::for_image(
+                    image,
+                    None,
+                    self.clone_wait_pid_flag,
+                    self.expect_feature,
+                )
+                .map_err(|e| e.0)?,
+            );
+        }
+        if let Some(tree) = &self.kernel_tree {
+            out.push(
+                profile::Profile::for_tree(
+                    tree,
+                    false,
+                    None,
+                    self.clone_wait_pid_flag,
+                    self.expect_feature,
+                )
+                .map_err(|e| e.0)?,
+            );
+        }
+        Ok(out)
+    }
 }
 
 impl KernelArgs {

@@ -305,19 +305,27 @@ fn cmd_exec(a: ExecArgs) -> ExitCode {
 
 fn cmd_matrix(a: MatrixArgs) -> ExitCode {
     let mut opts = a.cases.opts(&a.common);
-    let (paths, set) = match load(&a.common) {
+    let (paths, mut set) = match load(&a.common) {
         Ok(x) => x,
         Err(c) => return c,
     };
-    let names: Vec<String> = if a.kernels.is_empty() {
+    let extra = match a.extra_kernels() {
+        Ok(x) => x,
+        Err(e) => return usage(e),
+    };
+    let mut names: Vec<String> = if a.kernels.is_empty() && extra.is_empty() {
         set.profiles.keys().cloned().collect()
     } else {
-        a.kernels
+        a.kernels.clone()
     };
     for n in &names {
         if let Err(e) = set.get(n) {
             return usage(e);
         }
+    }
+    for p in extra {
+        names.push(p.name.clone());
+        set.profiles.insert(p.name.clone(), p);
     }
     if opts.selftest_crash {
         return usage("the crash selftest is for `run` on one VM profile only");

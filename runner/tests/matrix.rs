@@ -84,3 +84,22 @@ fn parallel_zero_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(!dir.path().join("zero").exists());
 }
+
+#[test]
+fn a_missing_kernel_image_in_a_matrix_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let o = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["matrix", "--no-build", "--kernels", "host-a", "--vm-images"])
+        .arg(dir.path().join("vm"))
+        .arg("--kernel-image")
+        .arg(dir.path().join("no-bzImage"))
+        .arg("--out")
+        .arg(dir.path().join("m"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("no-bzImage: no such file"), "{err}");
+    assert!(!dir.path().join("m").exists(), "nothing ran");
+}
