@@ -64,6 +64,27 @@ pub enum Cmd {
     Mutate(MutateArgs),
     /// Convert a run's reports for other systems: `export kcidb` writes a KCIDB v5 document.
     Export(ExportArgs),
+    /// Put the reports of `run --shard 1/N` .. `N/N` back together: one results.json, TAP,
+    /// KTAP and JUnit in --out, judged by --gate as one run. Exit 0/1/3 as `run`; 2 unreadable
+    /// input; 4 refused: not shards of one run (missing or overlapping shards, other cuts,
+    /// different kernels).
+    Merge(MergeArgs),
+}
+
+#[derive(Args)]
+pub struct MergeArgs {
+    /// Shard report directories (or their results.json files).
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where the merged reports go.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// strict: any fail/broken fails; snapshot: only differences from the reviewed snapshot.
+    #[arg(long, value_enum, default_value = "strict")]
+    pub gate: Gate,
+    /// With --gate snapshot: write the merged matrix as the reviewed snapshot.
+    #[arg(long, requires = "gate")]
+    pub accept: bool,
 }
 
 #[derive(Args)]
@@ -72,6 +93,10 @@ pub struct RunArgs {
     pub kernel: KernelArgs,
     #[command(flatten)]
     pub cases: CaseArgs,
+    /// Run shard I of N (1-based) of the selected cases: those whose SHA-256 of the name,
+    /// modulo N, is I-1. Put the shards back together with `runner merge`.
+    #[arg(long, value_name = "I/N", value_parser = crate::shard::parse_shard)]
+    pub shard: Option<crate::shard::Shard>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -409,6 +434,7 @@ impl CaseArgs {
             echo_guest: !self.quiet,
             selftest_crash: self.selftest_crash
                 || std::env::var(SELFTEST_CRASH_ENV).is_ok_and(|v| v == "1"),
+            shard: None,
         }
     }
 }

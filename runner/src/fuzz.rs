@@ -578,6 +578,7 @@ fn prepare_opts(opts: &FuzzOpts) -> RunOpts {
         case_env: vec![],
         echo_guest: opts.echo_guest,
         selftest_crash: false,
+        shard: None,
     }
 }
 

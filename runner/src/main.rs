@@ -17,6 +17,7 @@ mod gate;
 mod kcidb;
 mod kernel;
 mod ktap;
+mod merge;
 mod mutate;
 mod paths;
 mod profile;
@@ -24,6 +25,7 @@ mod progress;
 mod report;
 mod run;
 mod session;
+mod shard;
 mod template;
 mod tree;
 mod vm;
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => cmd_bench(a),
         Cmd::Mutate(a) => cmd_mutate(a),
         Cmd::Export(a) => cmd_export(a),
+        Cmd::Merge(a) => cmd_merge(a),
     }
 }
 
@@ -259,7 +262,14 @@ fn cmd_export(a: cli::ExportArgs) -> ExitCode {
 }
 
 fn cmd_run(a: RunArgs) -> ExitCode {
-    let opts = a.cases.opts(&a.common);
+    let mut opts = a.cases.opts(&a.common);
+    opts.shard = a.shard;
+    if a.shard.is_some() && opts.accept {
+        return usage(
+            "a shard's matrix is part of the profile's: accept the merged one \
+             (runner merge DIR... --out DIR --gate snapshot --accept)",
+        );
+    }
     let (paths, p) = match load_profile(&a.common, &a.kernel) {
         Ok(x) => x,
         Err(c) => return c,
@@ -282,6 +292,30 @@ fn cmd_run(a: RunArgs) -> ExitCode {
             code(r.exit_code)
         }
         Err(RunError::Usage(m)) => usage(m),
+    }
+}
+
+fn cmd_merge(a: cli::MergeArgs) -> ExitCode {
+    let snapshots = Paths::discover(None).snapshots;
+    match merge::merge(&a.dirs, &a.out, &snapshots, a.gate, a.accept) {
+        Ok(r) => {
+            println!(
+                "\n{} on {} ({}), merged from {} shard(s):",
+                r.environment.profile,
+                r.environment.kernel_release,
+                r.environment.accelerator,
+                r.merged_from.len()
+            );
+            print!("{}", r.summary_table());
+            println!("reports in {}", a.out.display());
+            println!("verdict: {} (exit {})", r.verdict, r.exit_code);
+            code(r.exit_code)
+        }
+        Err(merge::MergeError::Input(m)) => usage(m),
+        Err(merge::MergeError::Refused(m)) => {
+            eprintln!("runner: merge refused: {m}");
+            code(merge::EXIT_REFUSED)
+        }
     }
 }
 
