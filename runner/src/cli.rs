@@ -69,6 +69,9 @@ pub enum Cmd {
     /// input; 4 refused: not shards of one run (missing or overlapping shards, other cuts,
     /// different kernels).
     Merge(MergeArgs),
+    /// The cached fuzz corpora: `stats`, `merge DIR...`, `minimise` (libFuzzer's -runs=0 and
+    /// -merge=1 on the profile's kernel). Exit 0 done, 2 usage, 3 infrastructure.
+    Corpus(CorpusArgs),
 }
 
 #[derive(Args)]
@@ -203,8 +206,57 @@ pub struct FuzzArgs {
     /// Do not echo the guest's output (libFuzzer's log).
     #[arg(long)]
     pub quiet: bool,
+    /// Run M campaigns at once, each in its own VM with its own working corpus copied from
+    /// the cached one (<out>/vm<i>/), then merge their corpora into the cache with libFuzzer's
+    /// -merge=1 on the same kernel. On `fuzz`, --jobs N also runs N libFuzzer workers per VM
+    /// (fork mode, -fork=N); without --jobs, one.
+    #[arg(long, value_name = "M")]
+    pub vms: Option<u32>,
     #[command(flatten)]
     pub common: Common,
+}
+
+#[derive(Args)]
+pub struct CorpusArgs {
+    #[command(subcommand)]
+    pub what: CorpusWhat,
+}
+
+/// Which corpus: the cache's of a profile and a fuzz target, with a work directory for the
+/// copies and libFuzzer's log.
+#[derive(Args)]
+pub struct CorpusOf {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[arg(long, value_enum)]
+    pub target: fuzz::Target,
+    /// Work directory (copies of the corpora, libFuzzer's log, console.log).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Do not run `cargo fuzz build -s none` first.
+    #[arg(long)]
+    pub no_build: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Subcommand)]
+pub enum CorpusWhat {
+    /// Files, bytes, and libFuzzer's coverage and features of the cached corpus (-runs=0 on
+    /// the profile's kernel).
+    Stats(CorpusOf),
+    /// Merge corpus directories into the cached corpus (-merge=1: only units that add
+    /// features), on the profile's kernel.
+    Merge {
+        #[command(flatten)]
+        of: CorpusOf,
+        /// Corpus directories to merge in.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
+    /// Replace the cached corpus by its smallest subset with the same features (-merge=1 into
+    /// an empty directory), on the profile's kernel.
+    Minimise(CorpusOf),
 }
 
 #[derive(Args)]
