@@ -312,6 +312,8 @@ exit 0
             serde_json::from_str(&std::fs::read_to_string(out.join("fuzz.json")).unwrap()).unwrap();
         assert_eq!(json["total_exec_per_sec"], 50.0);
         assert_eq!(json["corpus_after"]["units"], 3);
+        let merge_script = std::fs::read_to_string(out.join("merge/corpus.sh")).unwrap();
+        assert!(merge_script.contains("WAIT_FUZZ_RISKY=0"), "the host merges without risky inputs");
         let stats = corpus::measure(
             &host_profile(),
             &paths,
