@@ -19,7 +19,7 @@
 #                        execs and exec/s are then the parent's last "#N: ... exec/s:" line
 #
 # Output: libFuzzer's log, then one machine-readable line
-#   CAMPAIGN target=<t> secs=<s> workers=<n> rc=<libFuzzer rc> execs=<n> exec_per_sec=<n> cov=<n> ft=<n> corpus=<n> artifacts=<n> leftovers=<n>
+#   CAMPAIGN target=<t> secs=<s> workers=<n> elapsed=<libFuzzer's wall seconds> rc=<libFuzzer rc> execs=<n> exec_per_sec=<n> cov=<n> ft=<n> corpus=<n> artifacts=<n> leftovers=<n>
 # Exit status: 0 no finding; 1 finding(s) (see <artifact-dir>); 2 usage or
 # missing binary; 3 the run was clean but processes were left behind.
 set -uo pipefail
@@ -37,6 +37,7 @@ fi
 export WAIT_FUZZ_RISKY=${WAIT_FUZZ_RISKY:-1}
 mkdir -p "$corpus" "$artifacts"
 log=$(mktemp)
+started=$SECONDS
 fork=()
 if [ "${FUZZ_FORK:-1}" -gt 1 ]; then
     fork=(-fork="$FUZZ_FORK")
@@ -44,6 +45,7 @@ fi
 "$bin" -max_total_time="$secs" -len_control=0 -timeout=60 -print_final_stats=1 "${fork[@]}" \
     -artifact_prefix="$artifacts/" "$corpus" "$here/corpus/$target" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+elapsed=$((SECONDS - started))
 last=$(grep -E '^#[0-9]+' "$log" | tail -1)
 stat() {
     local v
@@ -60,7 +62,7 @@ stat() {
 cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
 ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
 left=$(ps -eo pid=,stat=,comm= | awk -v b="$target" '$3 == b' | wc -l)
-echo "CAMPAIGN target=$target secs=$secs workers=${FUZZ_FORK:-1} rc=$rc execs=$(stat stat::number_of_executed_units) exec_per_sec=$(stat stat::average_exec_per_sec) cov=${cov:-0} ft=${ft:-0} corpus=$(find "$corpus" -mindepth 1 -maxdepth 1 | wc -l) artifacts=$(find "$artifacts" -mindepth 1 -maxdepth 1 | wc -l) leftovers=$left"
+echo "CAMPAIGN target=$target secs=$secs workers=${FUZZ_FORK:-1} elapsed=$elapsed rc=$rc execs=$(stat stat::number_of_executed_units) exec_per_sec=$(stat stat::average_exec_per_sec) cov=${cov:-0} ft=${ft:-0} corpus=$(find "$corpus" -mindepth 1 -maxdepth 1 | wc -l) artifacts=$(find "$artifacts" -mindepth 1 -maxdepth 1 | wc -l) leftovers=$left"
 rm -f "$log"
 if [ "$rc" -ne 0 ]; then exit 1; fi
 if [ "$left" -ne 0 ]; then exit 3; fi

@@ -69,8 +69,8 @@ pub enum Cmd {
     /// input; 4 refused: not shards of one run (missing or overlapping shards, other cuts,
     /// different kernels).
     Merge(MergeArgs),
-    /// The cached fuzz corpora: `stats`, `merge DIR...`, `minimise` (libFuzzer's -runs=0 and
-    /// -merge=1 on the profile's kernel). Exit 0 done, 2 usage, 3 infrastructure.
+    /// The cached fuzz corpora: `stats`, `merge DIR...`, `minimise` (libFuzzer's -merge=1 on
+    /// the profile's kernel). Exit 0 done, 2 usage, 3 infrastructure.
     Corpus(CorpusArgs),
 }
 
@@ -86,7 +86,7 @@ pub struct MergeArgs {
     #[arg(long, value_enum, default_value = "strict")]
     pub gate: Gate,
     /// With --gate snapshot: write the merged matrix as the reviewed snapshot.
-    #[arg(long, requires = "gate")]
+    #[arg(long)]
     pub accept: bool,
 }
 
@@ -242,8 +242,8 @@ pub struct CorpusOf {
 
 #[derive(Subcommand)]
 pub enum CorpusWhat {
-    /// Files, bytes, and libFuzzer's coverage and features of the cached corpus (-runs=0 on
-    /// the profile's kernel).
+    /// Files, bytes, and libFuzzer's coverage edges and features of the cached corpus (-merge=1
+    /// into an empty directory on the profile's kernel).
     Stats(CorpusOf),
     /// Merge corpus directories into the cached corpus (-merge=1: only units that add
     /// features), on the profile's kernel.

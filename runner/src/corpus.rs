@@ -1,6 +1,8 @@
 //! The cached fuzz corpora (`<cache>/fuzz-corpus/<profile>/<target>/`) and libFuzzer's own
 //! corpus tools run on a profile's kernel: `runner corpus stats` (files, bytes, and the
-//! coverage and features libFuzzer counts when it loads the corpus, `-runs=0`), `corpus merge`
+//! coverage edges and features of the corpus: `-merge=1` of it into an empty directory, which,
+//! unlike `-runs=0`, goes on past a unit that crashes; a corpus seeded with a known finding has
+//! one), `corpus merge`
 //! (other corpora into the cache, only the units that add features, `-merge=1`) and `corpus
 //! minimise` (the smallest subset with the same features, `-merge=1` into an empty directory,
 //! then put in the cache's place). `runner fuzz --vms M` ([`crate::fleet`]) merges its VMs'
@@ -30,7 +32,8 @@ use crate::vm::{self, Echo, VmEnd};
 pub struct Stats {
     pub units: usize,
     pub bytes: u64,
-    /// `INITED cov:` and `ft:` of `-runs=0`, when measured.
+    /// Coverage edges and features of the whole corpus, when measured: what `-merge=1` of it
+    /// into an empty directory adds (a unit that crashes is left out, as the merge leaves it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cov: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,19 +80,6 @@ pub fn parse_merge_outer(log: &str) -> Option<Merged> {
         }),
         _ => None,
     }
-}
-
-/// `#123	INITED cov: 456 ft: 789 corp: 12/3456b ...` -> (cov, ft).
-pub fn parse_inited(log: &str) -> Option<(u64, u64)> {
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains(" INITED ") || l.contains("\tINITED "))?;
-    let field = |k: &str| -> Option<u64> {
-        let rest = &line[line.find(k)? + k.len()..];
-        rest.split_whitespace().next()?.parse().ok()
-    };
-    Some((field("cov: ")?, field("ft: ")?))
 }
 
 /// One libFuzzer command (the target binary and `args`) on the profile's kernel, in `work`
@@ -210,7 +200,8 @@ pub fn merge_into(
     Ok(merged)
 }
 
-/// Files, bytes, coverage and features of `dir` (`-runs=0` on the kernel, through a copy).
+/// Files, bytes, coverage edges and features of `dir` (`-merge=1` into an empty directory on
+/// the kernel, through a copy).
 pub fn measure(
     profile: &Profile,
     paths: &Paths,
@@ -219,14 +210,25 @@ pub fn measure(
     work: &Path,
 ) -> Result<Stats> {
     session::GuestSession::prepare_dir(work)?;
-    let copy = work.join("corpus");
+    let (empty, copy) = (work.join("empty"), work.join("corpus"));
+    std::fs::create_dir_all(&empty)?;
     copy_new_files(dir, &copy)?;
-    let args = ["-runs=0".to_owned(), copy.display().to_string()];
-    let (_, log) = libfuzzer_in_kernel(profile, paths, opts, work, &args)?;
-    let (cov, ft) = parse_inited(&log).context("libFuzzer printed no INITED line")?;
+    let args = [
+        "-merge=1".to_owned(),
+        empty.display().to_string(),
+        copy.display().to_string(),
+    ];
+    let (code, log) = libfuzzer_in_kernel(profile, paths, opts, work, &args)?;
+    if code != 0 {
+        bail!(
+            "libFuzzer -merge=1 exited {code} (see {})",
+            work.join("libfuzzer.log").display()
+        );
+    }
+    let m = parse_merge_outer(&log).context("libFuzzer printed no MERGE-OUTER line")?;
     Ok(Stats {
-        cov: Some(cov),
-        ft: Some(ft),
+        cov: Some(m.new_edges),
+        ft: Some(m.new_features),
         ..count(dir)
     })
 }
@@ -289,10 +291,6 @@ MERGE-OUTER: 3 new files with 17 new features added; 5 new coverage edges\n";
             parse_merge_outer("MERGE-OUTER: the control file has 9 bytes\n"),
             None
         );
-        let runs0 = "INFO: seed corpus: files: 41 min: 1b max: 96b total: 1900b rss: 30Mb\n\
-#42\tINITED cov: 956 ft: 1712 corp: 41/1900b exec/s: 0 rss: 40Mb\nDone 42 runs in 0 second(s)\n";
-        assert_eq!(parse_inited(runs0), Some((956, 1712)));
-        assert_eq!(parse_inited("Done 0 runs\n"), None);
     }
 
     #[test]

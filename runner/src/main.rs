@@ -381,7 +381,7 @@ fn corpus_command(
         cli::CorpusWhat::Stats(_) => {
             let s = corpus::measure(p, paths, opts, &cache, &work)?;
             format!(
-                "{}: {}, cov {} ft {} (libFuzzer -runs=0 on {})",
+                "{}: {}, cov {} ft {} (libFuzzer -merge=1 into an empty directory on {})",
                 cache.display(),
                 shown(&s),
                 s.cov.unwrap_or(0),

@@ -78,6 +78,16 @@ fn vm_job_is_profiles_by_shards() {
             "{p}"
         );
     }
+    // The artifact pattern shard-<profile>-* and the cache path <profile>-* would also take
+    // a profile named <profile>-<more>.
+    for p in &profiles {
+        for q in &profiles {
+            assert!(
+                !q.starts_with(&format!("{p}-")),
+                "{q} would match {p}'s globs"
+            );
+        }
+    }
     for job in ["kernel", "merge"] {
         assert_eq!(
             strings(&jobs[job]["strategy"]["matrix"]["profile"]),
