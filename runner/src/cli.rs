@@ -141,6 +141,10 @@ pub struct MatrixArgs {
     /// Comma-separated profiles; all when absent.
     #[arg(long, value_delimiter = ',')]
     pub kernels: Vec<String>,
+    /// Profiles run at once, each in its own VM (default: the host's CPUs, at most 4; kernels
+    /// are fetched or built one at a time before any VM starts).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: Option<u32>,
     #[command(flatten)]
     pub cases: CaseArgs,
     #[command(flatten)]
@@ -457,6 +461,10 @@ pub struct CaseArgs {
     /// WAITCONF_RUNNER_SELFTEST_CRASH=1. Refused for the host profile.
     #[arg(long, hide = true)]
     pub selftest_crash: bool,
+    /// Extra QEMU arguments for every VM, as vng's --qemu-opts takes them (repeatable), e.g.
+    /// --qemu-opts='-d guest_errors'. A QEMU that refuses them is a launch failure (exit 3).
+    #[arg(long = "qemu-opts", value_name = "OPTS", allow_hyphen_values = true)]
+    pub qemu_opts: Vec<String>,
 }
 
 pub fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -487,6 +495,7 @@ impl CaseArgs {
             selftest_crash: self.selftest_crash
                 || std::env::var(SELFTEST_CRASH_ENV).is_ok_and(|v| v == "1"),
             shard: None,
+            qemu_opts: self.qemu_opts.clone(),
         }
     }
 }
@@ -510,6 +519,7 @@ impl CaseArgs {
             case_env: vec![],
             quiet: false,
             selftest_crash: false,
+            qemu_opts: vec![],
         }
     }
 }

@@ -599,6 +599,7 @@ pub(crate) fn prepare_opts(opts: &FuzzOpts) -> RunOpts {
         echo_guest: opts.echo_guest,
         selftest_crash: false,
         shard: None,
+        qemu_opts: vec![],
     }
 }
 

@@ -433,7 +433,7 @@ fn cmd_exec(a: ExecArgs) -> ExitCode {
 }
 
 fn cmd_matrix(a: MatrixArgs) -> ExitCode {
-    let opts = a.cases.opts(&a.common);
+    let mut opts = a.cases.opts(&a.common);
     let (paths, set) = match load(&a.common) {
         Ok(x) => x,
         Err(c) => return c,
@@ -452,22 +452,8 @@ fn cmd_matrix(a: MatrixArgs) -> ExitCode {
         return usage("the crash selftest is for `run` on one VM profile only");
     }
     let out = &a.cases.out;
-    let mut runs = Vec::new();
-    let mut worst = EXIT_OK;
-    for n in &names {
-        let p = set.get(n).expect("checked");
-        match run::run_profile(p, &paths, &out.join(n), &opts) {
-            Ok(r) => {
-                worst = worse(worst, r.exit_code);
-                runs.push((n.clone(), Some(r)));
-            }
-            Err(RunError::Usage(m)) => {
-                eprintln!("runner: {n}: {m}");
-                worst = worse(worst, EXIT_USAGE);
-                runs.push((n.clone(), None));
-            }
-        }
-    }
+    let parallel = a.parallel.map_or_else(default_parallel, |n| n as usize);
+    let (runs, mut worst) = matrix_runs(&set, &names, &paths, out, &mut opts, parallel);
     let table = report::matrix_table(&runs);
     let _ = std::fs::write(out.join("matrix.txt"), &table);
     println!("\n{table}");
@@ -487,6 +473,79 @@ fn cmd_matrix(a: MatrixArgs) -> ExitCode {
         }
     }
     code(worst)
+}
+
+/// `runner matrix --parallel` by default: one VM per host CPU (under TCG a booting guest keeps
+/// one vCPU busy, so two VMs on two cores overlap their boots), at most 4.
+fn default_parallel() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+type MatrixRun = (String, Option<report::RunResults>);
+
+/// Every profile's run, in `names` order, with the worst exit code. The case binary and the
+/// kernels are made ready one at a time first (builds and apt want the whole machine and share
+/// the cache); then up to `parallel` profiles run at once, each in its own thread and VM.
+fn matrix_runs(
+    set: &ProfileSet,
+    names: &[String],
+    paths: &Paths,
+    out: &Path,
+    opts: &mut run::RunOpts,
+    parallel: usize,
+) -> (Vec<MatrixRun>, i32) {
+    match run::cases_binary(paths, opts) {
+        Ok(bin) => {
+            opts.cases_bin = Some(bin);
+            opts.build_cases = false;
+            for n in names {
+                let p = set.get(n).expect("checked");
+                if let Err(e) = run::prepare(p, paths, opts) {
+                    // run_profile meets the same error and reports it as the profile's own.
+                    progress!("profile {n}: not ready: {e:#}");
+                }
+            }
+        }
+        // Every run_profile will say why; no point preparing kernels.
+        Err(e) => progress!("the case binary: {e:#}"),
+    }
+    let queue = std::sync::Mutex::new(names.iter().enumerate());
+    let done = std::sync::Mutex::new(Vec::new());
+    let opts: &run::RunOpts = opts;
+    std::thread::scope(|s| {
+        for _ in 0..parallel.clamp(1, names.len().max(1)) {
+            s.spawn(|| loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                let Some((i, n)) = next else { break };
+                if parallel > 1 {
+                    progress::set_label(n);
+                }
+                let p = set.get(n).expect("checked");
+                let r = run::run_profile(p, paths, &out.join(n), opts);
+                done.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((i, n.clone(), r));
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_by_key(|(i, _, _)| *i);
+    let mut worst = EXIT_OK;
+    let runs = done
+        .into_iter()
+        .map(|(_, n, r)| match r {
+            Ok(r) => {
+                worst = worse(worst, r.exit_code);
+                (n, Some(r))
+            }
+            Err(RunError::Usage(m)) => {
+                eprintln!("runner: {n}: {m}");
+                worst = worse(worst, EXIT_USAGE);
+                (n, None)
+            }
+        })
+        .collect();
+    (runs, worst)
 }
 
 fn cmd_fuzz(a: FuzzArgs, jobs_given: bool) -> ExitCode {

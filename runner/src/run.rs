@@ -47,6 +47,8 @@ pub struct RunOpts {
     pub selftest_crash: bool,
     /// `--shard I/N`: run only the selected cases of shard I ([`crate::shard`]).
     pub shard: Option<Shard>,
+    /// Extra QEMU arguments for every VM (`--qemu-opts`).
+    pub qemu_opts: Vec<String>,
 }
 
 /// An error that ends a run before any VM: usage/configuration (exit 2).
@@ -534,6 +536,7 @@ pub fn prepare(profile: &Profile, paths: &Paths, opts: &RunOpts) -> Result<Prepa
         accel: Accel::Kvm,
         memory: profile.vm.memory.clone(),
         cpus: profile.vm.cpus,
+        qemu_opts: vec![],
     };
     let machine = accel::machine_key();
     let probe_cfg = cfg.clone();
@@ -558,6 +561,8 @@ pub fn prepare(profile: &Profile, paths: &Paths, opts: &RunOpts) -> Result<Prepa
         decision.reason
     );
     cfg.accel = decision.accel;
+    // After the accelerator probe: the user's QEMU options are for the runs, not the probe.
+    cfg.qemu_opts = opts.qemu_opts.clone();
     Ok(Prepared {
         artifact,
         vng: Some(cfg),
@@ -953,6 +958,7 @@ mod tests {
             echo_guest: false,
             selftest_crash: false,
             shard: None,
+            qemu_opts: vec![],
         }
     }
 

@@ -26,6 +26,8 @@ pub struct VngConfig {
     pub accel: Accel,
     pub memory: String,
     pub cpus: u32,
+    /// Extra QEMU arguments (`--qemu-opts`), each handed to vng as `--qemu-opts=OPTS`.
+    pub qemu_opts: Vec<String>,
 }
 
 impl VngConfig {
@@ -58,6 +60,9 @@ impl VngConfig {
         }
         for dir in rwdirs {
             c.arg("--rwdir").arg(dir);
+        }
+        for o in &self.qemu_opts {
+            c.arg(format!("--qemu-opts={o}"));
         }
         c.arg("--exec").arg(guest_command);
         c
@@ -317,7 +322,7 @@ impl Watch {
         } else {
             match self.echo {
                 Echo::Off => {}
-                Echo::Progress => eprintln!("  guest| {l}"),
+                Echo::Progress => eprintln!(" {} guest| {l}", crate::progress::label()),
                 Echo::Plain => {
                     let mut o = std::io::stdout().lock();
                     let _ = writeln!(o, "{l}");
@@ -354,6 +359,37 @@ mod tests {
         };
         let r = run_vm(sh(script), &wd, &c, &o, false).unwrap();
         (r, std::fs::read_to_string(o).unwrap())
+    }
+
+    #[test]
+    fn qemu_opts_go_to_vng_just_before_the_guest_command() {
+        let mut cfg = VngConfig {
+            vng: PathBuf::from("/venv/bin/vng"),
+            image: PathBuf::from("/k/bzImage"),
+            accel: Accel::Tcg,
+            memory: "1G".into(),
+            cpus: 2,
+            qemu_opts: vec![],
+        };
+        let args = |c: &VngConfig| -> Vec<String> {
+            c.command("true", None)
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert!(!args(&cfg).iter().any(|a| a.starts_with("--qemu-opts")));
+        cfg.qemu_opts = vec!["-d guest_errors".into(), "-bogus".into()];
+        let a = args(&cfg);
+        let n = a.len();
+        assert_eq!(
+            a[n - 4..],
+            [
+                "--qemu-opts=-d guest_errors",
+                "--qemu-opts=-bogus",
+                "--exec",
+                "true"
+            ]
+        );
     }
 
     #[test]
