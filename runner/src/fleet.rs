@@ -148,7 +148,15 @@ fn campaigns(
     let reports: Vec<Result<FuzzReport, RunError>> = std::thread::scope(|s| {
         let handles: Vec<_> = dirs
             .iter()
-            .map(|d| s.spawn(|| fuzz::run_fuzz(profile, paths, d, &each, None)))
+            .enumerate()
+            .map(|(i, d)| {
+                let each = &each;
+                s.spawn(move || {
+                    // The VMs' progress lines interleave: each thread's are labelled.
+                    crate::progress::set_label(&format!("vm{i}"));
+                    fuzz::run_fuzz(profile, paths, d, each, None)
+                })
+            })
             .collect();
         handles
             .into_iter()
