@@ -9,6 +9,10 @@
 # every case inside and compares the result matrix with the reviewed snapshot
 # runner/snapshots/wait-pid-6.12.snap (--gate snapshot). Reports go to $WAITCONF_OUT
 # (default out/ci). Exit: the runner's exit code (0 ok, 1 regression, 2 config, 3 infra).
+#
+# With WAITCONF_CI_SHARD=I/N (the workflow's vm matrix) it runs shard I of N only
+# (`runner run --shard I/N`, gated on its part of the snapshot) into $WAITCONF_OUT/<profile>/shard-I,
+# and leaves the runner's unit tests to the host job; `runner merge` puts the shards together.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,20 +40,29 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-step "runner unit tests (host, no VM)"
-cargo test --release -p runner
+shard=${WAITCONF_CI_SHARD:-}
+if [ -z "$shard" ]; then
+    step "runner unit tests (host, no VM)"
+    cargo test --release -p runner
+fi
 
 step "building the runner and the case binary"
 cargo build --release -p runner -p cases --bin runner --bin wait-conformance
 
-step "kernel matrix: $profile in a VM, snapshot gate"
+dir=$out/$profile
+shard_args=()
+if [ -n "$shard" ]; then
+    dir=$out/$profile/shard-${shard%%/*}
+    shard_args=(--shard "$shard")
+fi
+step "kernel matrix: $profile${shard:+ shard $shard} in a VM, snapshot gate"
 set +e
-./target/release/runner run --kernel "$profile" --out "$out/$profile" --gate snapshot --no-build --quiet
+./target/release/runner run --kernel "$profile" --out "$dir" --gate snapshot --no-build --quiet "${shard_args[@]}"
 rc=$?
 set -e
-step "reports in $out/$profile (results.json results.tap results.ktap junit.xml console.log); runner exit $rc"
-if [ -f "$out/$profile/results.json" ]; then
+step "reports in $dir (results.json results.tap results.ktap junit.xml console.log); runner exit $rc"
+if [ -f "$dir/results.json" ]; then
     step "reports read by the kernel's KTAP parser and by kcidb-io"
-    bash "$root/.ci/reports-check.sh" "$out/$profile" || { [ "$rc" -ne 0 ] || rc=1; }
+    bash "$root/.ci/reports-check.sh" "$dir" || { [ "$rc" -ne 0 ] || rc=1; }
 fi
 exit $rc

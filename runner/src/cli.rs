@@ -64,6 +64,30 @@ pub enum Cmd {
     Mutate(MutateArgs),
     /// Convert a run's reports for other systems: `export kcidb` writes a KCIDB v5 document.
     Export(ExportArgs),
+    /// Put the reports of `run --shard 1/N` .. `N/N` back together: one results.json, TAP,
+    /// KTAP and JUnit in --out, judged by --gate as one run. Exit 0/1/3 as `run`; 2 unreadable
+    /// input; 4 refused: not shards of one run (missing or overlapping shards, other cuts,
+    /// different kernels).
+    Merge(MergeArgs),
+    /// The cached fuzz corpora: `stats`, `merge DIR...`, `minimise` (libFuzzer's -merge=1 on
+    /// the profile's kernel). Exit 0 done, 2 usage, 3 infrastructure.
+    Corpus(CorpusArgs),
+}
+
+#[derive(Args)]
+pub struct MergeArgs {
+    /// Shard report directories (or their results.json files).
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where the merged reports go.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// strict: any fail/broken fails; snapshot: only differences from the reviewed snapshot.
+    #[arg(long, value_enum, default_value = "strict")]
+    pub gate: Gate,
+    /// With --gate snapshot: write the merged matrix as the reviewed snapshot.
+    #[arg(long)]
+    pub accept: bool,
 }
 
 #[derive(Args)]
@@ -72,6 +96,10 @@ pub struct RunArgs {
     pub kernel: KernelArgs,
     #[command(flatten)]
     pub cases: CaseArgs,
+    /// Run shard I of N (1-based) of the selected cases: those whose SHA-256 of the name,
+    /// modulo N, is I-1. Put the shards back together with `runner merge`.
+    #[arg(long, value_name = "I/N", value_parser = crate::shard::parse_shard)]
+    pub shard: Option<crate::shard::Shard>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -195,8 +223,57 @@ pub struct FuzzArgs {
     /// Do not echo the guest's output (libFuzzer's log).
     #[arg(long)]
     pub quiet: bool,
+    /// Run M campaigns at once, each in its own VM with its own working corpus copied from
+    /// the cached one (<out>/vm<i>/), then merge their corpora into the cache with libFuzzer's
+    /// -merge=1 on the same kernel. On `fuzz`, --jobs N also runs N libFuzzer workers per VM
+    /// (fork mode, -fork=N); without --jobs, one.
+    #[arg(long, value_name = "M")]
+    pub vms: Option<u32>,
     #[command(flatten)]
     pub common: Common,
+}
+
+#[derive(Args)]
+pub struct CorpusArgs {
+    #[command(subcommand)]
+    pub what: CorpusWhat,
+}
+
+/// Which corpus: the cache's of a profile and a fuzz target, with a work directory for the
+/// copies and libFuzzer's log.
+#[derive(Args)]
+pub struct CorpusOf {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[arg(long, value_enum)]
+    pub target: fuzz::Target,
+    /// Work directory (copies of the corpora, libFuzzer's log, console.log).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Do not run `cargo fuzz build -s none` first.
+    #[arg(long)]
+    pub no_build: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Subcommand)]
+pub enum CorpusWhat {
+    /// Files, bytes, and libFuzzer's coverage edges and features of the cached corpus (-merge=1
+    /// into an empty directory on the profile's kernel).
+    Stats(CorpusOf),
+    /// Merge corpus directories into the cached corpus (-merge=1: only units that add
+    /// features), on the profile's kernel.
+    Merge {
+        #[command(flatten)]
+        of: CorpusOf,
+        /// Corpus directories to merge in.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
+    /// Replace the cached corpus by its smallest subset with the same features (-merge=1 into
+    /// an empty directory), on the profile's kernel.
+    Minimise(CorpusOf),
 }
 
 #[derive(Args)]
@@ -461,6 +538,7 @@ impl CaseArgs {
             echo_guest: !self.quiet,
             selftest_crash: self.selftest_crash
                 || std::env::var(SELFTEST_CRASH_ENV).is_ok_and(|v| v == "1"),
+            shard: None,
             qemu_opts: self.qemu_opts.clone(),
         }
     }

@@ -64,6 +64,12 @@ pub struct FuzzOpts {
     pub vm_timeout: Option<u64>,
     pub boot_timeout: Option<u64>,
     pub echo_guest: bool,
+    /// libFuzzer processes in the VM: 1 runs one, N > 1 its fork mode (`-fork=N`).
+    pub workers: u32,
+    /// Start from a copy of this directory instead of the cache's corpus, and leave the cache
+    /// alone afterwards: a VM of `runner fuzz --vms M` ([`crate::fleet`]), whose corpora are
+    /// merged into the cache with `-merge=1` when all are done.
+    pub corpus_from: Option<PathBuf>,
 }
 
 /// Readable forms made in the guest, at most this many per run (libFuzzer stops at the first
@@ -220,6 +226,8 @@ pub struct FuzzScript<'a> {
     pub wcfuzz: bool,
     /// Copy the binaries into guest RAM first (VMs; not on the host).
     pub copy_to_ram: bool,
+    /// campaign.sh's FUZZ_FORK: libFuzzer's fork mode with this many workers when above 1.
+    pub workers: u32,
 }
 
 /// The script the guest runs (runner/templates/fuzz.sh): taint before, campaign.sh, readable
@@ -247,6 +255,7 @@ pub fn fuzz_script(s: &FuzzScript) -> String {
             ("CAMPAIGN", shell_quote(&s.campaign.display().to_string())),
             ("TARGET", s.target.into()),
             ("SECS", s.secs.to_string()),
+            ("WORKERS", s.workers.max(1).to_string()),
             ("READABLE_MAX", READABLE_MAX.to_string()),
             ("READABLE_TIMEOUT", READABLE_TIMEOUT.to_string()),
         ],
@@ -311,7 +320,7 @@ pub fn corpus_cache(paths: &Paths, profile: &str, target: &str) -> Result<PathBu
 
 /// `cargo fuzz build -s none` in fuzz/ (installing cargo-fuzz if missing), then wcfuzz.
 /// wcfuzz only makes the readable forms, so its build failing is a note, not an error.
-fn build_fuzz(paths: &Paths) -> Result<Option<String>> {
+pub(crate) fn build_fuzz(paths: &Paths) -> Result<Option<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let fuzz_dir = paths.workspace.join("fuzz");
     let have = Command::new(&cargo)
@@ -540,6 +549,17 @@ impl Corpus {
         })
     }
 
+    /// A working corpus copied from `from`; nothing is locked and nothing goes back.
+    fn copy_of(from: &Path, guest: &Path) -> Result<CorpusRecord> {
+        let before = copy_new_files(from, guest)?;
+        Ok(CorpusRecord {
+            cache_dir: from.display().to_string(),
+            units_before: before,
+            units_after: before,
+            new_units: 0,
+        })
+    }
+
     /// The corpus goes back to the cache whatever happened: new units are valid inputs.
     fn copy_back(&self, rep: &mut FuzzReport, guest: &Path) {
         let (Some(cache), Some(c)) = (&self.dir, rep.corpus.as_mut()) else {
@@ -559,7 +579,7 @@ impl Corpus {
 }
 
 /// The [`RunOpts`] that [`run::prepare`] needs for the campaign's kernel.
-fn prepare_opts(opts: &FuzzOpts) -> RunOpts {
+pub(crate) fn prepare_opts(opts: &FuzzOpts) -> RunOpts {
     RunOpts {
         filter: None,
         skip: vec![],
@@ -578,6 +598,7 @@ fn prepare_opts(opts: &FuzzOpts) -> RunOpts {
         case_env: vec![],
         echo_guest: opts.echo_guest,
         selftest_crash: false,
+        shard: None,
         qemu_opts: vec![],
     }
 }
@@ -603,12 +624,15 @@ fn campaign(
     let inputs = inputs.unwrap_or_else(|| Inputs::from_workspace(paths, opts.target));
     let campaign_sh = inputs.campaign.clone();
     let (bin_dir, wcfuzz) = stage(inputs, out)?;
-    rep.corpus = Some(corpus.take(
-        paths,
-        &profile.name,
-        opts.target.as_str(),
-        &guest.join("corpus"),
-    )?);
+    rep.corpus = Some(match &opts.corpus_from {
+        Some(from) => Corpus::copy_of(from, &guest.join("corpus"))?,
+        None => corpus.take(
+            paths,
+            &profile.name,
+            opts.target.as_str(),
+            &guest.join("corpus"),
+        )?,
+    });
     let host = profile.kind == Kind::Host;
     let prepared = if host {
         None
@@ -628,6 +652,7 @@ fn campaign(
         risky: rep.wait_fuzz_risky,
         wcfuzz,
         copy_to_ram: !host,
+        workers: opts.workers,
     });
     let boot = launcher.boot_secs(opts.boot_timeout);
     let total = opts.vm_timeout.unwrap_or(boot + opts.secs + VM_SLACK);
@@ -981,6 +1006,7 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
             risky: false,
             wcfuzz: true,
             copy_to_ram: true,
+            workers: 1,
         });
         assert!(s.contains(
             "export CLONE_WAIT_PID_FLAG='0x10000000000' WAIT_FUZZ_RISKY=0 FUZZ_BIN_DIR=\"$B\""
@@ -1004,9 +1030,11 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
             risky: true,
             wcfuzz: false,
             copy_to_ram: false,
+            workers: 3,
         });
         assert!(h.contains("WAIT_FUZZ_RISKY=1"));
         assert!(!h.contains("/run/waitconf-fuzz") && !h.contains("wcfuzz"));
+        assert!(h.contains("FUZZ_FORK=3"), "{h}");
     }
 
     #[test]
@@ -1057,6 +1085,8 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
             vm_timeout: None,
             boot_timeout: None,
             echo_guest: false,
+            workers: 1,
+            corpus_from: None,
         }
     }
 

@@ -150,6 +150,34 @@ pub fn check_snapshot(
     SnapshotOutcome::Differs
 }
 
+/// A shard's check (`run --shard I/N --gate snapshot`): `matrix` against the rows of the
+/// reviewed snapshot that `keep` selects (the shard's part; see [`crate::shard::gate_snapshot`]).
+/// Nothing is written: a shard's matrix is not the profile's, and `--accept` is the merge's.
+pub fn check_snapshot_part(
+    snapshot_dir: &Path,
+    profile: &str,
+    matrix: &str,
+    keep: impl Fn(&str) -> bool,
+) -> SnapshotOutcome {
+    let path = snapshot_dir.join(format!("{profile}.snap"));
+    let Ok(reviewed) = std::fs::read_to_string(&path) else {
+        eprintln!("{}", snapshot_diff(&path, None, &normalise(matrix)));
+        return SnapshotOutcome::Differs;
+    };
+    let body = normalise(snapshot_body(&reviewed));
+    let part = body
+        .lines()
+        .filter(|l| keep(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let now = normalise(matrix);
+    if part == now {
+        return SnapshotOutcome::Matched;
+    }
+    eprintln!("{}", snapshot_diff(&path, Some(&part), &now));
+    SnapshotOutcome::Differs
+}
+
 /// The unified diff of the reviewed matrix (None: no snapshot yet) against this run's.
 fn snapshot_diff(path: &Path, reviewed: Option<&str>, now: &str) -> String {
     let Some(old) = reviewed else {

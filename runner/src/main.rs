@@ -11,12 +11,15 @@ mod bench;
 mod cli;
 mod compare;
 mod console;
+mod corpus;
 mod exec;
+mod fleet;
 mod fuzz;
 mod gate;
 mod kcidb;
 mod kernel;
 mod ktap;
+mod merge;
 mod mutate;
 mod paths;
 mod profile;
@@ -24,6 +27,7 @@ mod progress;
 mod report;
 mod run;
 mod session;
+mod shard;
 mod template;
 mod tree;
 mod vm;
@@ -32,8 +36,6 @@ mod vng;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
-
-use clap::Parser;
 
 use crate::cli::{
     BenchArgs, CaseArgs, Cli, Cmd, Common, CompareArgs, ExecArgs, FuzzArgs, KernelArgs,
@@ -47,18 +49,27 @@ use crate::session::GuestSession;
 
 fn main() -> ExitCode {
     progress::start();
-    match Cli::parse().cmd {
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli =
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `fuzz --jobs N` is also the campaign's worker count, when given (the default is one).
+    let fuzz_jobs_given = matches
+        .subcommand_matches("fuzz")
+        .is_some_and(|m| m.value_source("jobs") == Some(clap::parser::ValueSource::CommandLine));
+    match cli.cmd {
         Cmd::Profiles(a) => cmd_profiles(a),
         Cmd::Kernel(a) => cmd_kernel(a),
         Cmd::Run(a) => cmd_run(a),
         Cmd::Exec(a) => cmd_exec(a),
         Cmd::Matrix(a) => cmd_matrix(a),
-        Cmd::Fuzz(a) => cmd_fuzz(a),
+        Cmd::Fuzz(a) => cmd_fuzz(a, fuzz_jobs_given),
         Cmd::Compare(a) => cmd_compare(a),
         Cmd::Probe(a) => cmd_probe(a),
         Cmd::Bench(a) => cmd_bench(a),
         Cmd::Mutate(a) => cmd_mutate(a),
         Cmd::Export(a) => cmd_export(a),
+        Cmd::Merge(a) => cmd_merge(a),
+        Cmd::Corpus(a) => cmd_corpus(a),
     }
 }
 
@@ -259,7 +270,14 @@ fn cmd_export(a: cli::ExportArgs) -> ExitCode {
 }
 
 fn cmd_run(a: RunArgs) -> ExitCode {
-    let opts = a.cases.opts(&a.common);
+    let mut opts = a.cases.opts(&a.common);
+    opts.shard = a.shard;
+    if a.shard.is_some() && opts.accept {
+        return usage(
+            "a shard's matrix is part of the profile's: accept the merged one \
+             (runner merge DIR... --out DIR --gate snapshot --accept)",
+        );
+    }
     let (paths, p) = match load_profile(&a.common, &a.kernel) {
         Ok(x) => x,
         Err(c) => return c,
@@ -283,6 +301,117 @@ fn cmd_run(a: RunArgs) -> ExitCode {
         }
         Err(RunError::Usage(m)) => usage(m),
     }
+}
+
+fn cmd_merge(a: cli::MergeArgs) -> ExitCode {
+    let snapshots = Paths::discover(None).snapshots;
+    match merge::merge(&a.dirs, &a.out, &snapshots, a.gate, a.accept) {
+        Ok(r) => {
+            println!(
+                "\n{} on {} ({}), merged from {} shard(s):",
+                r.environment.profile,
+                r.environment.kernel_release,
+                r.environment.accelerator,
+                r.merged_from.len()
+            );
+            print!("{}", r.summary_table());
+            println!("reports in {}", a.out.display());
+            println!("verdict: {} (exit {})", r.verdict, r.exit_code);
+            code(r.exit_code)
+        }
+        Err(merge::MergeError::Input(m)) => usage(m),
+        Err(merge::MergeError::Refused(m)) => {
+            eprintln!("runner: merge refused: {m}");
+            code(merge::EXIT_REFUSED)
+        }
+    }
+}
+
+fn cmd_corpus(a: cli::CorpusArgs) -> ExitCode {
+    let of = match &a.what {
+        cli::CorpusWhat::Stats(o) | cli::CorpusWhat::Minimise(o) => o,
+        cli::CorpusWhat::Merge { of, .. } => of,
+    };
+    let (paths, p) = match load_profile(&of.common, &of.kernel) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let opts = fuzz::FuzzOpts {
+        target: of.target,
+        secs: 1,
+        build: !of.no_build,
+        allow_risky_host: false,
+        accel: of.common.accel,
+        reprobe_accel: of.common.reprobe_accel,
+        jobs: of.common.jobs,
+        refresh_apt: of.common.refresh_apt,
+        vm_timeout: None,
+        boot_timeout: None,
+        echo_guest: false,
+        workers: 1,
+        corpus_from: None,
+    };
+    match corpus_command(&a.what, &p, &paths, &opts, of) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => infra(e),
+    }
+}
+
+/// What `runner corpus` does, under the cache corpus's lock; the line it prints.
+fn corpus_command(
+    what: &cli::CorpusWhat,
+    p: &profile::Profile,
+    paths: &Paths,
+    opts: &fuzz::FuzzOpts,
+    of: &cli::CorpusOf,
+) -> anyhow::Result<String> {
+    if opts.build {
+        if let Some(note) = fuzz::build_fuzz(paths)? {
+            eprintln!("runner: {note}");
+        }
+    }
+    std::fs::create_dir_all(&of.out)?;
+    let work = std::fs::canonicalize(&of.out)?;
+    let (cache, _lock) = corpus::locked_cache(paths, &p.name, of.target.as_str())?;
+    let shown = |s: &corpus::Stats| format!("{} unit(s), {} bytes", s.units, s.bytes);
+    Ok(match what {
+        cli::CorpusWhat::Stats(_) => {
+            let s = corpus::measure(p, paths, opts, &cache, &work)?;
+            format!(
+                "{}: {}, cov {} ft {} (libFuzzer -merge=1 into an empty directory on {})",
+                cache.display(),
+                shown(&s),
+                s.cov.unwrap_or(0),
+                s.ft.unwrap_or(0),
+                p.name
+            )
+        }
+        cli::CorpusWhat::Merge { dirs, .. } => {
+            let before = corpus::count(&cache);
+            let m = corpus::merge_into(p, paths, opts, &cache, dirs, &work)?;
+            format!(
+                "{}: {} before, {} after (-merge=1: {} new unit(s), {} new features, {} new edges)",
+                cache.display(),
+                shown(&before),
+                shown(&corpus::count(&cache)),
+                m.new_units,
+                m.new_features,
+                m.new_edges
+            )
+        }
+        cli::CorpusWhat::Minimise(_) => {
+            let (before, after) = corpus::minimise(p, paths, opts, &cache, &work)?;
+            format!(
+                "{}: {} before, {} after minimising",
+                cache.display(),
+                shown(&before),
+                shown(&after)
+            )
+        }
+    })
 }
 
 fn cmd_exec(a: ExecArgs) -> ExitCode {
@@ -427,7 +556,7 @@ fn matrix_runs(
     (runs, worst)
 }
 
-fn cmd_fuzz(a: FuzzArgs) -> ExitCode {
+fn cmd_fuzz(a: FuzzArgs, jobs_given: bool) -> ExitCode {
     let (paths, p) = match load_profile(&a.common, &a.kernel) {
         Ok(x) => x,
         Err(c) => return c,
@@ -444,7 +573,18 @@ fn cmd_fuzz(a: FuzzArgs) -> ExitCode {
         vm_timeout: a.vm_timeout,
         boot_timeout: a.boot_timeout,
         echo_guest: !a.quiet,
+        workers: if jobs_given { a.common.jobs.max(1) } else { 1 },
+        corpus_from: None,
     };
+    if let Some(vms) = a.vms {
+        return match fleet::run_fleet(&p, &paths, &a.out, &opts, vms) {
+            Ok(r) => {
+                print!("\n{}", r.summary());
+                code(r.exit_code)
+            }
+            Err(RunError::Usage(m)) => usage(m),
+        };
+    }
     match fuzz::run_fuzz(&p, &paths, &a.out, &opts, None) {
         Ok(r) => {
             print!("\n{}", r.summary());

@@ -143,6 +143,12 @@ pub struct RunResults {
     pub problems: Vec<String>,
     pub verdict: String,
     pub exit_code: i32,
+    /// `run --shard I/N`: which part of the selection this run is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::ShardRecord>,
+    /// `runner merge`: the shard reports this one was made of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<crate::merge::MergedFrom>,
 }
 
 impl RunResults {
@@ -550,6 +556,8 @@ pub(crate) mod tests {
             problems: vec![],
             verdict: "failures".into(),
             exit_code: 1,
+            shard: None,
+            merged_from: vec![],
         }
     }
 

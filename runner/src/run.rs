@@ -17,6 +17,7 @@ use crate::profile::{ConfigError, Kind, Profile};
 use crate::progress;
 use crate::report::{parse_case_report, CaseResult, EnvRecord, Environment, RunResults, VmRecord};
 use crate::session::{self, next_step, AfterBlame, GuestSession, Launcher, Step, VmFacts};
+use crate::shard::{Shard, ShardRecord};
 use crate::template;
 use crate::vm::{self, Echo, VmEnd, VmRun, VngConfig, Watchdogs, END_MARKER, START_MARKER};
 use crate::vng;
@@ -44,6 +45,8 @@ pub struct RunOpts {
     pub echo_guest: bool,
     /// Test-only: crash the guest kernel (sysrq c) halfway through the first VM.
     pub selftest_crash: bool,
+    /// `--shard I/N`: run only the selected cases of shard I ([`crate::shard`]).
+    pub shard: Option<Shard>,
     /// Extra QEMU arguments for every VM (`--qemu-opts`).
     pub qemu_opts: Vec<String>,
 }
@@ -320,8 +323,9 @@ fn start_vm(
         .map(String::as_str)
         .collect();
     let remaining = remaining_set.len();
+    // A shard's first VM runs its exact part, like a rerun: the filter alone would run more.
     let args = case_args(
-        index == 0,
+        index == 0 && plan.opts.shard.is_none(),
         plan.opts.filter.as_deref(),
         &plan.opts.skip,
         plan.universe,
@@ -681,10 +685,15 @@ fn cases_on_kernel(
     results: &mut RunResults,
 ) -> Result<Option<VmLoop>> {
     let bin = stage_cases_binary(&cases_binary(paths, opts)?, out)?;
-    let listed = list_cases(&bin, profile, opts, false)?;
+    let mut listed = list_cases(&bin, profile, opts, false)?;
     let universe = list_cases(&bin, profile, opts, true)?;
     if listed.is_empty() {
         return Ok(None);
+    }
+    if let Some(shard) = opts.shard {
+        results.shard = Some(ShardRecord::new(shard, &listed));
+        listed.retain(|n| shard.contains(n));
+        progress!("shard {shard}: {} case(s) of this selection", listed.len());
     }
     progress!("{} case(s) selected", listed.len());
     let prepared = prepare(profile, paths, opts)?;
@@ -747,6 +756,8 @@ pub fn empty_results(profile: &Profile) -> RunResults {
         problems: vec![],
         verdict: String::new(),
         exit_code: 0,
+        shard: None,
+        merged_from: vec![],
     }
 }
 
@@ -799,15 +810,14 @@ fn feature_mismatch(e: &Environment, profile: &str) -> Option<String> {
 }
 
 fn finish(results: &mut RunResults, paths: &Paths, opts: &RunOpts) {
-    let snapshot =
-        (opts.gate == Gate::Snapshot && results.infrastructure_errors.is_empty()).then(|| {
-            gate::check_snapshot(
-                &paths.snapshots,
-                &results.environment.profile,
-                &results.matrix(),
-                opts.accept,
-            )
-        });
+    judge(results, &paths.snapshots, opts.gate, opts.accept);
+}
+
+/// Sets the verdict and exit code of `results` under `gate` (the snapshot gate compares with
+/// `<snapshots>/<profile>.snap`) and prints the problems behind it.
+pub fn judge(results: &mut RunResults, snapshots: &Path, gate: Gate, accept: bool) {
+    let snapshot = (gate == Gate::Snapshot && results.infrastructure_errors.is_empty())
+        .then(|| crate::shard::gate_snapshot(snapshots, results, accept));
     let facts = Facts {
         infrastructure_errors: results.infrastructure_errors.len(),
         bad_cases: results.cases.iter().filter(|c| c.status.is_bad()).count(),
@@ -815,7 +825,7 @@ fn finish(results: &mut RunResults, paths: &Paths, opts: &RunOpts) {
         problems: results.problems.len(),
         snapshot,
     };
-    let (verdict, code) = gate::decide(opts.gate, &facts);
+    let (verdict, code) = gate::decide(gate, &facts);
     results.verdict = verdict.into();
     results.exit_code = code;
     for p in results
@@ -972,6 +982,7 @@ mod tests {
             case_env: vec![],
             echo_guest: false,
             selftest_crash: false,
+            shard: None,
             qemu_opts: vec![],
         }
     }

@@ -18,7 +18,8 @@ export @FLAG_ENV@=@FLAG@ @RISKY_ENV@=@RISKY@ @BIN_DIR_ENV@="$B"
 # anything else): passed through from the runner's environment.
 export @SEMANTICS_ENV@=@SEMANTICS@
 # @end SEMANTICS
-bash @CAMPAIGN@ @TARGET@ @SECS@ "$G/corpus" "$G/artifacts"
+# campaign.sh runs libFuzzer's fork mode with FUZZ_FORK workers when above 1.
+FUZZ_FORK=@WORKERS@ bash @CAMPAIGN@ @TARGET@ @SECS@ "$G/corpus" "$G/artifacts"
 echo $? > "$G/campaign.status"
 # @begin READABLE
 n=0
