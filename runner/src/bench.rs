@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::gate::{EXIT_FAILURES, EXIT_INFRA, EXIT_OK};
 use crate::paths::Paths;
@@ -51,7 +51,19 @@ pub fn bench(p: &Profile, paths: &Paths, out: &Path, opts: &RunOpts, rounds: usi
         let r = s.run_bare("true", &session::watchdogs(total, total));
         let bare_s = t.elapsed().as_secs_f64();
         if !matches!(&r, Ok(run) if run.vng_status == Some(0)) {
-            bail!("bare boot failed in round {round}: {r:?}");
+            // A soak counts it and goes on; the round's times are left out of the medians.
+            let why = match &r {
+                Ok(run) => format!(
+                    "bare boot: vng exit {:?}, {} (see {})",
+                    run.vng_status,
+                    run.end.as_str(),
+                    dir.join("bare-console.log").display()
+                ),
+                Err(e) => format!("bare boot: {e:#}"),
+            };
+            progress!("round {round}: {why}");
+            soak.infrastructure.push((round, why));
+            continue;
         }
         let t = Instant::now();
         let l = run::run_cases(launcher, &dir, &plan)?;
@@ -130,6 +142,9 @@ impl Soak {
 pub const GOAL_RATIO: f64 = 1.5;
 
 fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -285,5 +300,6 @@ mod tests {
     fn median_of_an_odd_and_an_even_count() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 3.0);
+        assert!(median(&[]).is_nan(), "no round measured");
     }
 }
