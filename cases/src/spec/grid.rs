@@ -33,7 +33,7 @@ use crate::sys::signal as sig;
 use crate::sys::wait::{
     wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget, WAIT_SYSCALL_NUMBERS,
 };
-use crate::sys::{pidfd, pidfd_info, process, Errno};
+use crate::sys::{io, pidfd, pidfd_info, process, Errno};
 
 /// How the subject child is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -732,7 +732,7 @@ impl Worker {
         let handle = std::thread::Builder::new()
             .name("grid-worker".into())
             .spawn(move || {
-                let _ = ttx.send(rustix::thread::gettid().as_raw_nonzero().get());
+                let _ = ttx.send(crate::sys::thread::gettid());
                 while let Ok(f) = rx.recv() {
                     f();
                 }
@@ -759,7 +759,7 @@ impl Worker {
         let job = Box::new(move || {
             let r = f();
             let _ = rtx.send(r);
-            let _ = rustix::io::write(&done_w, b"x");
+            let _ = io::write(&done_w, b"x");
         });
         match self.tx.as_ref().map(|tx| tx.send(job)) {
             Some(Ok(())) => Ok((rrx, done_r)),
@@ -784,9 +784,7 @@ impl Drop for Worker {
 
 /// Whether a pipe has something to read right now (zero-timeout poll).
 fn ready_now(fd: &OwnedFd) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(fd, PollFlags::IN)];
-    matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
+    io::readable_within(fd, 0)
 }
 
 /// Wait until thread `tid` of this process sleeps inside wait4 or waitid
