@@ -775,21 +775,15 @@ fn o_pidfd_poll(ctx: &mut Ctx) -> Check {
 
 fn o_pidfd_nonblock(ctx: &mut Ctx) -> Check {
     let k = live_ar(ctx, 3)?;
-    let fd =
-        pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))?;
-    let t = WaitTarget {
-        pid: k.pid,
-        pidfd: Some(fd.as_fd()),
-        pgid: ctx.pgid,
-    };
+    let fd = super::open::nonblocking_pidfd(&k)?;
     expect(
         "waitid(P_PIDFD nonblocking, WEXITED) on a live autoreap child",
-        ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED),
+        super::open::wait_nonblocking(ctx, &k, &fd, O::WEXITED),
         errno(Errno::ECHILD),
     )?;
     expect(
         "waitid(P_PIDFD nonblocking, WEXITED|__WALL) on a live autoreap child",
-        ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED | O::WALL),
+        super::open::wait_nonblocking(ctx, &k, &fd, O::WEXITED | O::WALL),
         errno(Errno::EAGAIN),
     )?;
     finish_ar(k, Event::Exited(3))

@@ -5,7 +5,7 @@
 //! PID-1 process manager, a library's helper processes, an event loop) need,
 //! and says why.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use super::generic::{expect_exit, still_a_zombie};
 use super::util::{self, want};
@@ -202,17 +202,25 @@ fn exit_group_from_thread(ctx: &mut Ctx, s: Subject) -> Check {
             crate::sys::signal::pause_forever()
         })),
     )?;
+    peek_then_reap(ctx, s, k, "", 9)
+}
+
+/// How the `open::threads`, `open::execve` and `open::vfork` rows end: once
+/// the subject child `k` has exited, the generic peek `waitid(P_ALL,
+/// WEXITED|WNOHANG|WNOWAIT)` (named after `after`) answers as the model
+/// says, and the focused reap collects exit code `code`.
+fn peek_then_reap(ctx: &mut Ctx, s: Subject, k: Kid, after: &str, code: i32) -> Check {
     k.await_exit()?;
     expect(
-        "waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)",
+        &format!("{after}waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)"),
         ctx.wait(
             WaitCall::WaitidAll,
             &k,
             O::WEXITED | O::WNOHANG | O::WNOWAIT,
         ),
-        generic_sees(s, k.pid, Event::Exited(9)),
+        generic_sees(s, k.pid, Event::Exited(code)),
     )?;
-    expect_exit(k.reap()?, 9)
+    expect_exit(k.reap()?, code)
 }
 
 fn child_execs(ctx: &mut Ctx, s: Subject) -> Check {
@@ -224,17 +232,7 @@ fn child_execs(ctx: &mut Ctx, s: Subject) -> Check {
             127
         })),
     )?;
-    k.await_exit()?;
-    expect(
-        "after execve, waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)",
-        ctx.wait(
-            WaitCall::WaitidAll,
-            &k,
-            O::WEXITED | O::WNOHANG | O::WNOWAIT,
-        ),
-        generic_sees(s, k.pid, Event::Exited(33)),
-    )?;
-    expect_exit(k.reap()?, 33)
+    peek_then_reap(ctx, s, k, "after execve, ", 33)
 }
 
 fn thread_execs(ctx: &mut Ctx, s: Subject) -> Check {
@@ -250,17 +248,7 @@ fn thread_execs(ctx: &mut Ctx, s: Subject) -> Check {
             crate::sys::signal::pause_forever()
         })),
     )?;
-    k.await_exit()?;
-    expect(
-        "after a non-leader thread's execve, waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)",
-        ctx.wait(
-            WaitCall::WaitidAll,
-            &k,
-            O::WEXITED | O::WNOHANG | O::WNOWAIT,
-        ),
-        generic_sees(s, k.pid, Event::Exited(34)),
-    )?;
-    expect_exit(k.reap()?, 34)
+    peek_then_reap(ctx, s, k, "after a non-leader thread's execve, ", 34)
 }
 
 /// A plain tracer process attaches to the subject child and collects the
@@ -484,18 +472,23 @@ fn pidfd_poll(ctx: &mut Ctx, s: Subject) -> Check {
     }
 }
 
+/// A second pidfd of the live child `k`, opened PIDFD_NONBLOCK.
+pub(crate) fn nonblocking_pidfd(k: &Kid) -> Result<OwnedFd, Stop> {
+    pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))
+}
+
+/// `waitid(P_PIDFD, opts)` on `k` through its PIDFD_NONBLOCK pidfd `fd`.
+pub(crate) fn wait_nonblocking(ctx: &Ctx, k: &Kid, fd: &OwnedFd, opts: u32) -> WaitOutcome {
+    let t = WaitTarget::with_pidfd(k.pid, fd.as_fd()).in_group(ctx.pgid);
+    ctx.wait_on(WaitCall::WaitidPidfd, t, opts)
+}
+
 fn pidfd_nonblock(ctx: &mut Ctx, s: Subject) -> Check {
     let k = ctx.spawn_live(s, 3)?;
-    let fd =
-        pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))?;
-    let t = WaitTarget {
-        pid: k.pid,
-        pidfd: Some(fd.as_fd()),
-        pgid: ctx.pgid,
-    };
+    let fd = nonblocking_pidfd(&k)?;
     expect(
         "waitid(P_PIDFD nonblocking, WEXITED) on a live child",
-        ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED),
+        wait_nonblocking(ctx, &k, &fd, O::WEXITED),
         errno(Errno::EAGAIN),
     )?;
     expect_exit(k.reap()?, 3)
@@ -523,15 +516,5 @@ fn vfork_child(ctx: &mut Ctx, s: Subject) -> Check {
         Ok(sp) => Kid::adopt_spawned(sp)?,
         Err(e) => return broken(format!("clone3(CLONE_VM|CLONE_VFORK): {e}")),
     };
-    k.await_exit()?;
-    expect(
-        "waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)",
-        ctx.wait(
-            WaitCall::WaitidAll,
-            &k,
-            O::WEXITED | O::WNOHANG | O::WNOWAIT,
-        ),
-        generic_sees(s, k.pid, Event::Exited(4)),
-    )?;
-    expect_exit(k.reap()?, 4)
+    peek_then_reap(ctx, s, k, "", 4)
 }
