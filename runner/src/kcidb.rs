@@ -14,7 +14,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 /// What a CI system knows that results.json does not (the `export kcidb` options).
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -89,11 +88,7 @@ pub fn test_path(case: &str) -> String {
 }
 
 fn short(h: &str) -> String {
-    Sha256::digest(h.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::paths::short_hash(h.as_bytes())
 }
 
 /// The document for one run's results.json (`results`), whose report directory is `dir`.

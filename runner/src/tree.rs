@@ -14,13 +14,13 @@
 //! kbuild refuses an out-of-tree build (`O=`) of a tree holding in-tree build output; the runner
 //! says so up front, with what to do, instead of letting `make` fail.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use sha2::{Digest, Sha256};
+use crate::paths::short_hash;
+use anyhow::{bail, Context, Result};
 
 use crate::progress;
 
@@ -59,14 +59,6 @@ pub fn build_dir(cache: &Path, tree: &Path) -> PathBuf {
         "{name}-{}",
         short_hash(tree.as_os_str().as_encoded_bytes())
     ))
-}
-
-fn short_hash(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// CLONE_WAIT_PID as the tree's `include/uapi/linux/sched.h` defines it, if it does:
@@ -424,66 +416,21 @@ fn run_quiet(mut cmd: Command, log: &Path) -> Result<()> {
 }
 
 /// Runs make with its output into `log`, a progress line every 15 s with the estimate.
-fn run_counted(mut cmd: Command, log: &Path, estimate: &Estimate) -> Result<usize> {
-    let mut file = std::fs::File::create(log)?;
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {cmd:?}"))?;
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let mut readers = Vec::new();
-    for r in [
-        Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().expect("piped")),
-    ] {
-        let tx = tx.clone();
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(r).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        }));
-    }
-    drop(tx);
-    let started = Instant::now();
-    let mut last = Instant::now();
-    let mut compiled = 0usize;
-    let mut tail: Vec<String> = Vec::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => {
-                writeln!(file, "{line}")?;
-                if is_object_line(&line) {
-                    compiled += 1;
-                }
-                tail.push(line);
-                if tail.len() > 20 {
-                    tail.remove(0);
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        if last.elapsed() >= Duration::from_secs(15) {
-            progress!(
-                "  building: {}, {:.0} s",
-                estimate.describe(compiled, started.elapsed().as_secs_f64()),
-                started.elapsed().as_secs_f64()
-            );
-            last = Instant::now();
-        }
-    }
-    for r in readers {
-        let _ = r.join();
-    }
-    let status = child.wait()?;
-    if !status.success() {
-        for l in &tail {
-            eprintln!("  | {l}");
-        }
-        return Err(anyhow!("make: {status}"));
-    }
-    Ok(compiled)
+fn run_counted(cmd: Command, log: &Path, estimate: &Estimate) -> Result<usize> {
+    let watch = crate::kernel::Watch {
+        label: "make: ",
+        echo: |_| false,
+        object: is_object_line,
+        every: Duration::from_secs(15),
+        beat: &|compiled, secs| {
+            format!(
+                "  building: {}, {secs:.0} s",
+                estimate.describe(compiled, secs)
+            )
+        },
+        tail: 20,
+    };
+    crate::kernel::run_watched(cmd, log, &watch)
 }
 
 #[cfg(test)]
