@@ -752,18 +752,9 @@ mod tests {
 
     #[test]
     fn only_live_waits_of_the_case_tree_count() {
-        use crate::sys::announce::{Mark, ENTER};
+        use crate::sys::announce::Mark;
         let me = std::process::id() as i32;
-        let mark = |pid, tid, call: &str| {
-            serde_json::to_string(&Mark {
-                wc_wait: ENTER.into(),
-                pid,
-                tid,
-                call: call.into(),
-                pidfd: -1,
-            })
-            .unwrap()
-        };
+        let mark = |pid, tid, call: &str| Mark::enter(pid, tid, call.into(), -1).line();
         // This process stands in for the case process (its main thread is
         // alive); pid 1 is the init of some nested namespace's view, not a
         // descendant; a tid that does not exist has gone.
