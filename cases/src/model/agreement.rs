@@ -381,28 +381,12 @@ impl<'a> Replay<'a> {
     }
 
     fn prediction(m: &TreeModel, op: &Op) -> Result<(Expect, Prediction), String> {
-        match m.expect(op) {
-            Expect::Wait {
-                call,
-                opts,
-                node,
-                sel,
-                prediction,
-            } => {
-                let p = prediction.clone();
-                Ok((
-                    Expect::Wait {
-                        call,
-                        opts,
-                        node,
-                        sel,
-                        prediction,
-                    },
-                    p,
-                ))
-            }
-            other => Err(format!("{op}: the oracle answers {other:?}")),
-        }
+        let e = m.expect(op);
+        let p = match &e {
+            Expect::Wait { prediction, .. } => prediction.clone(),
+            other => return Err(format!("{op}: the oracle answers {other:?}")),
+        };
+        Ok((e, p))
     }
 
     /// A wait step: the oracle's prediction before the changes in flux and

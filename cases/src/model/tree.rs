@@ -834,16 +834,8 @@ mod tests {
             lineage: marked,
             stopped: Some(libc::SIGSTOP),
         };
-        let sel = |call| Selector {
-            call,
-            pid: 7,
-            pgid: 7,
-            own_pgid: 3,
-        };
-        let stop = Prediction::OneOf(vec![WaitOutcome::Reported {
-            pid: 7,
-            event: Event::Stopped(libc::SIGSTOP),
-        }]);
+        let sel = |call| Selector::new(call, 7, 7, 3);
+        let stop = Prediction::reported(7, Event::Stopped(libc::SIGSTOP));
         let wall = WaitOpts(WaitOpts::WALL);
         assert_eq!(
             predict_tracer_wait(Semantics::Design, sel(WaitCall::WaitpidAny), wall, &[t]),
