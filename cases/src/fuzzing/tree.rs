@@ -768,38 +768,51 @@ mod tests {
     fn spawn(parent: Who, hidden: bool) -> Op {
         Op::Spawn { parent, hidden }
     }
+
+    /// The start both regressions share: D becomes a subreaper, makes a
+    /// plain n0, which makes a hidden n1 and exits with 1; with what the
+    /// kernel answered for these steps when D was `dpid` (n0, n1 the next
+    /// pids).
+    fn orphaned_hidden_child(dpid: i32) -> (Vec<Op>, Vec<StepOut>) {
+        let ops = vec![
+            Op::Subreaper,
+            spawn(Who::Driver, false),
+            spawn(Who::Node(0), true),
+            Op::Exit { node: 0, code: 1 },
+        ];
+        let steps = vec![
+            StepOut::Done,
+            StepOut::Spawned(Ok(dpid + 1)),
+            StepOut::Spawned(Ok(dpid + 2)),
+            StepOut::Done,
+        ];
+        (ops, steps)
+    }
     const NOHANG_EXITED: u32 = WaitOpts::WNOHANG | WaitOpts::WEXITED;
 
     /// cases/regressions/wait_sequence-hidden-grandchild-inherits-after-reparent.case
     /// and the log wait-pid-6.12 gave for it.
     fn grandchild_run() -> (WaitProgram, RunLog) {
-        let p = WaitProgram {
-            ops: vec![
-                Op::Subreaper,
-                spawn(Who::Driver, false),
-                spawn(Who::Node(0), true),
-                Op::Exit { node: 0, code: 1 },
-                spawn(Who::Node(1), false),
-                Op::Kill { node: 1 },
-                wait(WaitCall::WaitpidAny, 0, 0),
-                wait(WaitCall::WaitidAll, NOHANG_EXITED, 1),
-            ],
-        };
+        let (mut ops, mut steps) = orphaned_hidden_child(133);
+        ops.extend([
+            spawn(Who::Node(1), false),
+            Op::Kill { node: 1 },
+            wait(WaitCall::WaitpidAny, 0, 0),
+            wait(WaitCall::WaitidAll, NOHANG_EXITED, 1),
+        ]);
+        let p = WaitProgram { ops };
+        steps.extend([
+            StepOut::Spawned(Ok(136)),
+            StepOut::Done,
+            StepOut::Waited(Some(Out::Reported {
+                pid: 134,
+                event: Event::Exited(1),
+            })),
+            StepOut::Waited(Some(Out::Failed(libc::ECHILD))),
+        ]);
         let log = RunLog {
             dpid: 133,
-            steps: vec![
-                StepOut::Done,
-                StepOut::Spawned(Ok(134)),
-                StepOut::Spawned(Ok(135)),
-                StepOut::Done,
-                StepOut::Spawned(Ok(136)),
-                StepOut::Done,
-                StepOut::Waited(Some(Out::Reported {
-                    pid: 134,
-                    event: Event::Exited(1),
-                })),
-                StepOut::Waited(Some(Out::Failed(libc::ECHILD))),
-            ],
+            steps,
             hang: None,
         };
         (p, log)
@@ -823,32 +836,28 @@ mod tests {
     /// Only reparenting: the hidden child of a plain node that exits.
     #[test]
     fn reparented_hidden_child() {
-        let p = WaitProgram {
-            ops: vec![
-                Op::Subreaper,
-                spawn(Who::Driver, false),
-                spawn(Who::Node(0), true),
-                Op::Exit { node: 0, code: 1 },
-                Op::Exit { node: 1, code: 2 },
-                wait(WaitCall::WaitidAll, NOHANG_EXITED, 0),
-                wait(WaitCall::WaitidAll, NOHANG_EXITED, 0),
-            ],
-        };
-        let steps = |second: Out| RunLog {
-            dpid: 10,
-            steps: vec![
-                StepOut::Done,
-                StepOut::Spawned(Ok(11)),
-                StepOut::Spawned(Ok(12)),
-                StepOut::Done,
+        let (mut ops, start) = orphaned_hidden_child(10);
+        ops.extend([
+            Op::Exit { node: 1, code: 2 },
+            wait(WaitCall::WaitidAll, NOHANG_EXITED, 0),
+            wait(WaitCall::WaitidAll, NOHANG_EXITED, 0),
+        ]);
+        let p = WaitProgram { ops };
+        let steps = |second: Out| {
+            let mut steps = start.clone();
+            steps.extend([
                 StepOut::Done,
                 StepOut::Waited(Some(Out::Reported {
                     pid: 11,
                     event: Event::Exited(1),
                 })),
                 StepOut::Waited(Some(second)),
-            ],
-            hang: None,
+            ]);
+            RunLog {
+                dpid: 10,
+                steps,
+                hang: None,
+            }
         };
         let seed_kernel = steps(Out::Failed(libc::ECHILD));
         let design_kernel = steps(Out::Reported {
