@@ -1096,22 +1096,26 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
              echo \"CAMPAIGN target=$1 secs=$2 rc=$rc execs=77 exec_per_sec=25 cov=10 ft=20 corpus=$(ls \"$3\" | wc -l) artifacts=$(ls \"$4\" | wc -l) leftovers=0\"\n\
              [ $rc -eq 0 ] || exit 1\n",
         );
-        let paths = test_paths(d.path());
         let inputs = Inputs {
             fuzz_bin,
             wcfuzz: Some(wcfuzz),
             campaign,
         };
-        let out = d.path().join("out");
-        let rep = run_fuzz(
+        let rep = host_run(d.path(), inputs);
+        (d, rep)
+    }
+
+    /// A clone3_flags campaign on the host into `<d>/out`, with the fakes in `inputs`.
+    fn host_run(d: &Path, inputs: Inputs) -> FuzzReport {
+        let o = opts(Target::Clone3Flags);
+        run_fuzz(
             &host_profile(),
-            &paths,
-            &out,
-            &opts(Target::Clone3Flags),
+            &test_paths(d),
+            &d.join("out"),
+            &o,
             Some(inputs),
         )
-        .unwrap();
-        (d, rep)
+        .unwrap()
     }
 
     #[test]
@@ -1186,21 +1190,13 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
             out.join("artifacts/crash-old"),
         )
         .unwrap();
-        let paths = test_paths(d.path());
         let bins = d.path().join("bins");
         let inputs = Inputs {
             fuzz_bin: bins.join("clone3_flags"),
             wcfuzz: None,
             campaign: bins.join("campaign.sh"),
         };
-        let rep = run_fuzz(
-            &host_profile(),
-            &paths,
-            &out,
-            &opts(Target::Clone3Flags),
-            Some(inputs),
-        )
-        .unwrap();
+        let rep = host_run(d.path(), inputs);
         assert!(
             out.join("artifacts/crash-old").is_file(),
             "not deleted by the rerun"
