@@ -297,11 +297,7 @@ fn tree_artifact(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Result
         .tree
         .as_ref()
         .ok_or_else(|| anyhow!("profile {} has no [tree] table", profile.name))?;
-    let spec = crate::tree::TreeSpec {
-        path: t.path.clone(),
-        keep_config: t.keep_config,
-        config: t.config.clone(),
-    };
+    let spec = crate::tree::TreeSpec::from(t);
     let b = crate::tree::build(
         &spec,
         &paths.cache,

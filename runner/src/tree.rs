@@ -35,6 +35,17 @@ pub struct TreeSpec {
     pub config: Option<PathBuf>,
 }
 
+impl From<&crate::profile::TreeTable> for TreeSpec {
+    /// A profile's `[tree]` table (or `--kernel-tree`).
+    fn from(t: &crate::profile::TreeTable) -> TreeSpec {
+        TreeSpec {
+            path: t.path.clone(),
+            keep_config: t.keep_config,
+            config: t.config.clone(),
+        }
+    }
+}
+
 /// What came out.
 #[derive(Clone, Debug)]
 pub struct TreeBuild {
