@@ -251,6 +251,29 @@ pub struct Situation {
     pub needs_options: bool,
 }
 
+/// A group's situations as a table, one row a line (kselftest's
+/// `FIXTURE_VARIANT_ADD`): `id, [kids], hiding, steps[, needs_options];`,
+/// `hiding` a [`Hiding`] variant, `steps` a closure without captures (a
+/// `fn(WaitCall, Variant) -> Vec<Step>`).
+macro_rules! situations {
+    (@needs_options) => {
+        false
+    };
+    (@needs_options needs_options) => {
+        true
+    };
+    ($($id:literal, [$($kid:expr),+ $(,)?], $hiding:ident, $steps:expr $(, $opts:ident)?;)*) => {
+        vec![$($crate::spec::grid::Situation {
+            id: $id,
+            kids: vec![$($kid),+],
+            steps: $steps,
+            hiding: $crate::spec::grid::Hiding::$hiding,
+            needs_options: $crate::spec::grid::situations!(@needs_options $($opts)?),
+        }),*]
+    };
+}
+pub(crate) use situations;
+
 /// The waitid form of a wait4/waitpid call (same selection).
 pub fn waitid_twin(call: WaitCall) -> WaitCall {
     match call {
