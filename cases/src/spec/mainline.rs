@@ -36,7 +36,7 @@ use crate::model::{
     autoreaped_on_exit, clone3_verdict_from, Caller, CallerTask, Clone3Desc, KernelFeatures,
     Verdict,
 };
-use crate::sys::clone::{clone3, clone_legacy, exit_now, flags::*, pipe, Clone3Request, Program};
+use crate::sys::clone::{clone3, exit_now, flags::*, pipe, Clone3Request, Program};
 use crate::sys::process::ptrace;
 use crate::sys::signal as sig;
 use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget};
@@ -612,12 +612,7 @@ fn o_sigchld(ctx: &mut Ctx) -> Check {
 }
 
 fn o_disposition(ctx: &mut Ctx, nocldwait: bool) -> Check {
-    let d = if nocldwait {
-        sig::ChildDisposition::NoCldWait
-    } else {
-        sig::ChildDisposition::Ignore
-    };
-    sig::set_child_disposition(d).or_else(|e| broken(format!("sigaction: {}", e.described())))?;
+    super::open::ignore_children(nocldwait)?;
     let k = exited_ar(ctx, 3)?;
     expect(
         "waitid(P_PIDFD, WEXITED|__WALL) on the auto-reaped child",
@@ -637,15 +632,7 @@ fn o_nocldwait(ctx: &mut Ctx) -> Check {
 
 fn o_wnowait_generic(ctx: &mut Ctx) -> Check {
     let k = exited_ar(ctx, 3)?;
-    expect(
-        "waitid(P_ALL, WEXITED|WNOWAIT|WNOHANG)",
-        ctx.wait(
-            WaitCall::WaitidAll,
-            &k,
-            O::WEXITED | O::WNOWAIT | O::WNOHANG,
-        ),
-        errno(Errno::ECHILD),
-    )?;
+    super::open::generic_peek(ctx, &k, errno(Errno::ECHILD))?;
     generic_wall_peek(ctx, &k, "and with __WALL")?;
     info_says(&k.pidfd, Event::Exited(3))
 }
@@ -716,16 +703,8 @@ fn o_generic_wcontinued(ctx: &mut Ctx) -> Check {
 
 fn o_wclone_focused(ctx: &mut Ctx) -> Check {
     let k = exited_ar(ctx, 3)?;
-    expect(
-        "waitid(P_PIDFD, WEXITED)",
-        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED),
-        errno(Errno::ECHILD),
-    )?;
-    expect(
-        "waitid(P_PIDFD, WEXITED|__WCLONE)",
-        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WCLONE),
-        errno(Errno::ECHILD),
-    )?;
+    // Autoreaped: not even __WCLONE finds it; PIDFD_INFO_EXIT still tells.
+    super::open::focused_wclone(ctx, &k, "", errno(Errno::ECHILD))?;
     info_says(&k.pidfd, Event::Exited(3))
 }
 
@@ -790,14 +769,7 @@ fn o_pidfd_nonblock(ctx: &mut Ctx) -> Check {
 }
 
 fn o_legacy_clone(ctx: &mut Ctx) -> Check {
-    let child = clone_legacy(sig::SIGCHLD as u64 | CLONE_AUTOREAP, Program::Exit(5))
-        .or_else(|e| fail(format!("clone(SIGCHLD|CLONE_AUTOREAP): {e}")))?;
-    let t = WaitTarget::pid(child.pid).in_group(ctx.pgid);
-    expect(
-        "waitid(P_ALL, WEXITED) after legacy clone with bit 34",
-        ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED),
-        reported(child.pid, Event::Exited(5)),
-    )
+    super::open::legacy_clone_with(ctx, CLONE_AUTOREAP, "CLONE_AUTOREAP", " with bit 34")
 }
 
 fn o_vfork(ctx: &mut Ctx) -> Check {

@@ -326,13 +326,29 @@ fn sigchld_delivered(ctx: &mut Ctx, s: Subject) -> Check {
     }
 }
 
-fn autoreap(ctx: &mut Ctx, s: Subject, nocldwait: bool) -> Check {
+/// SIGCHLD's disposition for the `sigchld::*_autoreap` rows: SA_NOCLDWAIT
+/// when `nocldwait`, else SIG_IGN.
+pub(crate) fn ignore_children(nocldwait: bool) -> Check {
     let d = if nocldwait {
         sig::ChildDisposition::NoCldWait
     } else {
         sig::ChildDisposition::Ignore
     };
-    sig::set_child_disposition(d).or_else(|e| broken(format!("sigaction: {}", e.described())))?;
+    sig::set_child_disposition(d).or_else(|e| broken(format!("sigaction: {}", e.described())))
+}
+
+/// The generic WNOWAIT peek `waitid(P_ALL, WEXITED|WNOWAIT|WNOHANG)` on
+/// the exited child `k`, which must answer `want`.
+pub(crate) fn generic_peek(ctx: &Ctx, k: &Kid, want: WaitOutcome) -> Check {
+    expect(
+        "waitid(P_ALL, WEXITED|WNOWAIT|WNOHANG)",
+        ctx.wait(WaitCall::WaitidAll, k, O::WEXITED | O::WNOWAIT | O::WNOHANG),
+        want,
+    )
+}
+
+fn autoreap(ctx: &mut Ctx, s: Subject, nocldwait: bool) -> Check {
+    ignore_children(nocldwait)?;
     let k = ctx.spawn_exited(s, 3)?;
     // Blocking focused wait: once the child is released it fails ECHILD.
     expect(
@@ -352,15 +368,7 @@ fn nocldwait_autoreap(ctx: &mut Ctx, s: Subject) -> Check {
 
 fn wnowait_generic_peek(ctx: &mut Ctx, s: Subject) -> Check {
     let k = ctx.spawn_exited(s, 3)?;
-    expect(
-        "waitid(P_ALL, WEXITED|WNOWAIT|WNOHANG)",
-        ctx.wait(
-            WaitCall::WaitidAll,
-            &k,
-            O::WEXITED | O::WNOWAIT | O::WNOHANG,
-        ),
-        generic_sees(s, k.pid, Event::Exited(3)),
-    )?;
+    generic_peek(ctx, &k, generic_sees(s, k.pid, Event::Exited(3)))?;
     still_a_zombie(&k, 3)?;
     expect_exit(k.reap()?, 3)
 }
@@ -420,15 +428,24 @@ fn spawn_signal(ctx: &Ctx, s: Subject, exit_signal: i32, code: i32) -> Result<Ki
 
 fn wclone_focused(ctx: &mut Ctx, s: Subject) -> Check {
     let k = spawn_signal(ctx, s, 0, 3)?;
+    let exited = reported(k.pid, Event::Exited(3));
+    focused_wclone(ctx, &k, " on an exit_signal 0 child", exited)
+}
+
+/// `open::wclone::exit_signal_zero_focused` on the exited clone child `k`
+/// (exit signal 0, or an autoreap child): `waitid(P_PIDFD, WEXITED)` (named
+/// with `about`) fails ECHILD, and `waitid(P_PIDFD, WEXITED|__WCLONE)`
+/// answers `with_wclone`.
+pub(crate) fn focused_wclone(ctx: &Ctx, k: &Kid, about: &str, with_wclone: WaitOutcome) -> Check {
     expect(
-        "waitid(P_PIDFD, WEXITED) on an exit_signal 0 child",
-        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED),
+        &format!("waitid(P_PIDFD, WEXITED){about}"),
+        ctx.wait(WaitCall::WaitidPidfd, k, O::WEXITED),
         errno(Errno::ECHILD),
     )?;
     expect(
         "waitid(P_PIDFD, WEXITED|__WCLONE)",
-        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WCLONE),
-        reported(k.pid, Event::Exited(3)),
+        ctx.wait(WaitCall::WaitidPidfd, k, O::WEXITED | O::WCLONE),
+        with_wclone,
     )
 }
 
@@ -496,11 +513,18 @@ fn pidfd_nonblock(ctx: &mut Ctx, s: Subject) -> Check {
 
 fn legacy_clone(ctx: &mut Ctx, s: Subject) -> Check {
     let high = if s.hidden() { ctx.bit() } else { 0 };
+    legacy_clone_with(ctx, high, &format!("{high:#x}"), "")
+}
+
+/// clone(2) with SIGCHLD and the flag bits `high` (spelled `named`) makes
+/// an ordinary child: the generic `waitid(P_ALL, WEXITED)` (named with
+/// `about`) reports its exit.
+pub(crate) fn legacy_clone_with(ctx: &Ctx, high: u64, named: &str, about: &str) -> Check {
     let child = clone_legacy(sig::SIGCHLD as u64 | high, Program::Exit(5))
-        .or_else(|e| fail(format!("clone(SIGCHLD|{high:#x}): {e}")))?;
+        .or_else(|e| fail(format!("clone(SIGCHLD|{named}): {e}")))?;
     let t = WaitTarget::pid(child.pid).in_group(ctx.pgid);
     expect(
-        "waitid(P_ALL, WEXITED) after legacy clone",
+        &format!("waitid(P_ALL, WEXITED) after legacy clone{about}"),
         ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED),
         reported(child.pid, Event::Exited(5)),
     )
