@@ -16,6 +16,8 @@ use crate::progress;
 /// Bump when the way the runner drives the recipe changes in a way that changes the output.
 pub const RECIPE_VERSION: &str = "1";
 pub const RECIPE: &str = "recipes/build-kernel.sh";
+/// Unpacks a linux-source .deb's tree (`runner mutate`, the mutant loop, the reports check).
+pub const UNPACK: &str = "recipes/unpack-linux-source.sh";
 
 #[derive(Debug, Clone)]
 pub struct KernelArtifact {
