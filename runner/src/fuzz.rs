@@ -636,14 +636,7 @@ fn campaign(
         Echo::Off
     };
     let session = GuestSession::new(launcher, out, vec![guest.clone()], echo);
-    match launcher {
-        Launcher::Vng(cfg) => progress!(
-            "booting the VM ({}, campaign {} s, watchdog {total} s)",
-            cfg.accel.as_str(),
-            opts.secs
-        ),
-        Launcher::Host => progress!("running the campaign on the host kernel (no VM)"),
-    }
+    say_launch(launcher, opts.secs, total);
     let run = session.run_script(
         &guest.join("run.sh"),
         &script,
@@ -669,6 +662,17 @@ fn campaign(
             .map(|d| d.accel.as_str().to_owned())
             .unwrap_or_else(|| rep.accelerator.clone()),
     })
+}
+
+/// Says where the campaign of `secs` runs, with the whole-VM watchdog `total`.
+fn say_launch(launcher: Launcher, secs: u64, total: u64) {
+    match launcher {
+        Launcher::Vng(cfg) => progress!(
+            "booting the VM ({}, campaign {secs} s, watchdog {total} s)",
+            cfg.accel.as_str()
+        ),
+        Launcher::Host => progress!("running the campaign on the host kernel (no VM)"),
+    }
 }
 
 /// Copies the fuzz binary (and wcfuzz, when there is one) into `<out>/bin`; returns that
