@@ -242,39 +242,13 @@ pub fn build(
 ) -> Result<TreeBuild> {
     let started = Instant::now();
     let tree = &spec.path;
-    if !tree.join("Makefile").is_file() || !tree.join("kernel/exit.c").is_file() {
-        bail!(
-            "{} is not a kernel source tree (no Makefile or kernel/exit.c)",
-            tree.display()
-        );
-    }
-    if let Some(why) = not_clean_reason(tree) {
-        bail!(why);
-    }
+    check_tree(tree)?;
     let dir = build_dir(cache, tree);
     let obj = dir.join("obj");
     std::fs::create_dir_all(&obj)?;
     let _lock = crate::kernel::lock_file(&dir.join("lock"))?;
-    let mut merged = String::new();
-    for f in fragments {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("config fragment {}", f.display()))?;
-        merged.push_str(&format!("# ---- {}\n{text}\n", f.display()));
-    }
-    if let Some(lv) = localversion {
-        merged.push_str(&format!(
-            "CONFIG_LOCALVERSION=\"-{lv}\"\n# CONFIG_LOCALVERSION_AUTO is not set\n"
-        ));
-    }
-    let base = if spec.keep_config {
-        let p = spec.config.clone().unwrap_or_else(|| tree.join(".config"));
-        Some(
-            std::fs::read_to_string(&p)
-                .with_context(|| format!("--keep-config: cannot read {}", p.display()))?,
-        )
-    } else {
-        None
-    };
+    let merged = merged_fragments(fragments, localversion)?;
+    let base = base_config(spec)?;
     let stamp = short_hash(
         format!(
             "{}\0{}\0{}",
@@ -287,52 +261,20 @@ pub fn build(
     let stamp_path = dir.join("config.stamp");
     let configured = std::fs::read_to_string(&stamp_path).ok().as_deref() != Some(stamp.as_str())
         || !obj.join(".config").is_file();
-    let mk = |args: &[&str]| {
-        let mut c = Command::new("nice");
-        c.args(["-n", "10", "make", "-C"])
-            .arg(tree)
-            .arg(format!("O={}", obj.display()))
-            .args(args)
-            .env("KBUILD_BUILD_USER", "wait-conformance")
-            .env("KBUILD_BUILD_HOST", "runner")
-            .env("KBUILD_BUILD_TIMESTAMP", "1970-01-01");
-        c
-    };
+    let mk = |args: &[&str]| make(tree, &obj, args);
     let log = dir.join("build.log");
     if configured {
         let _ = std::fs::remove_file(&stamp_path);
         let frag_path = dir.join("fragment.config");
         std::fs::write(&frag_path, &merged)?;
-        match &base {
-            None => {
-                progress!(
-                    "tree {}: configuring allnoconfig + {} fragment(s) in {}",
-                    tree.display(),
-                    fragments.len(),
-                    obj.display()
-                );
-                let all = format!("KCONFIG_ALLCONFIG={}", frag_path.display());
-                run_quiet(mk(&["-s", "allnoconfig", &all]), &log)?;
-            }
-            Some(text) => {
-                progress!(
-                    "tree {}: configuring its own config + {} fragment(s) (olddefconfig)",
-                    tree.display(),
-                    fragments.len()
-                );
-                std::fs::write(obj.join(".config"), format!("{text}\n{merged}"))?;
-                run_quiet(mk(&["-s", "olddefconfig"]), &log)?;
-            }
-        }
-        let config = std::fs::read_to_string(obj.join(".config"))?;
-        let bad = unsatisfied(&merged, &config);
-        if !bad.is_empty() {
-            bail!(
-                "the config fragment is not satisfied in {}:\n  {}",
-                obj.join(".config").display(),
-                bad.join("\n  ")
-            );
-        }
+        let what = Configure {
+            tree,
+            obj: &obj,
+            fragment: &frag_path,
+            fragments: fragments.len(),
+            log: &log,
+        };
+        configure(&what, base.as_deref(), &merged)?;
         std::fs::write(&stamp_path, &stamp)?;
     }
     let mut history: History = std::fs::read_to_string(history_path(&dir))
@@ -340,19 +282,7 @@ pub fn build(
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     let full = !obj.join("vmlinux").is_file();
-    let estimate = if full {
-        Estimate {
-            objects: history
-                .full_objects
-                .or_else(|| objects_of_a_cached_build(cache)),
-            seconds: history.full_seconds,
-        }
-    } else {
-        Estimate {
-            objects: None,
-            seconds: history.incremental_seconds,
-        }
-    };
+    let estimate = history.estimate(full, cache);
     progress!(
         "tree {}: {} build with -j{jobs} in {}",
         tree.display(),
@@ -391,6 +321,129 @@ pub fn build(
         compiled,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Refuses what is not a clean kernel source tree.
+fn check_tree(tree: &Path) -> Result<()> {
+    if !tree.join("Makefile").is_file() || !tree.join("kernel/exit.c").is_file() {
+        bail!(
+            "{} is not a kernel source tree (no Makefile or kernel/exit.c)",
+            tree.display()
+        );
+    }
+    if let Some(why) = not_clean_reason(tree) {
+        bail!(why);
+    }
+    Ok(())
+}
+
+/// The fragments, each under a header line, and the local version, as one fragment.
+fn merged_fragments(fragments: &[PathBuf], localversion: Option<&str>) -> Result<String> {
+    let mut merged = String::new();
+    for f in fragments {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("config fragment {}", f.display()))?;
+        merged.push_str(&format!("# ---- {}\n{text}\n", f.display()));
+    }
+    if let Some(lv) = localversion {
+        merged.push_str(&format!(
+            "CONFIG_LOCALVERSION=\"-{lv}\"\n# CONFIG_LOCALVERSION_AUTO is not set\n"
+        ));
+    }
+    Ok(merged)
+}
+
+/// With `keep_config`: the tree's own config (or the one named) the fragments go over.
+fn base_config(spec: &TreeSpec) -> Result<Option<String>> {
+    if !spec.keep_config {
+        return Ok(None);
+    }
+    let p = spec
+        .config
+        .clone()
+        .unwrap_or_else(|| spec.path.join(".config"));
+    let text = std::fs::read_to_string(&p)
+        .with_context(|| format!("--keep-config: cannot read {}", p.display()))?;
+    Ok(Some(text))
+}
+
+/// `make -C <tree> O=<obj> <args>`, niced, with a reproducible build user, host and time.
+fn make(tree: &Path, obj: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("nice");
+    c.args(["-n", "10", "make", "-C"])
+        .arg(tree)
+        .arg(format!("O={}", obj.display()))
+        .args(args)
+        .env("KBUILD_BUILD_USER", "wait-conformance")
+        .env("KBUILD_BUILD_HOST", "runner")
+        .env("KBUILD_BUILD_TIMESTAMP", "1970-01-01");
+    c
+}
+
+/// Where [`configure`] works: the tree, its build directory, the merged fragment's file, how
+/// many fragments it holds, the log.
+struct Configure<'a> {
+    tree: &'a Path,
+    obj: &'a Path,
+    fragment: &'a Path,
+    fragments: usize,
+    log: &'a Path,
+}
+
+/// Configures the build directory: allnoconfig with the fragment, or the `base` config with
+/// the fragment appended (olddefconfig); fails when the result does not satisfy the fragment.
+fn configure(c: &Configure, base: Option<&str>, merged: &str) -> Result<()> {
+    match base {
+        None => {
+            progress!(
+                "tree {}: configuring allnoconfig + {} fragment(s) in {}",
+                c.tree.display(),
+                c.fragments,
+                c.obj.display()
+            );
+            let all = format!("KCONFIG_ALLCONFIG={}", c.fragment.display());
+            run_quiet(make(c.tree, c.obj, &["-s", "allnoconfig", &all]), c.log)?;
+        }
+        Some(text) => {
+            progress!(
+                "tree {}: configuring its own config + {} fragment(s) (olddefconfig)",
+                c.tree.display(),
+                c.fragments
+            );
+            std::fs::write(c.obj.join(".config"), format!("{text}\n{merged}"))?;
+            run_quiet(make(c.tree, c.obj, &["-s", "olddefconfig"]), c.log)?;
+        }
+    }
+    let config = std::fs::read_to_string(c.obj.join(".config"))?;
+    let bad = unsatisfied(merged, &config);
+    if !bad.is_empty() {
+        bail!(
+            "the config fragment is not satisfied in {}:\n  {}",
+            c.obj.join(".config").display(),
+            bad.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+impl History {
+    /// What the next build should take: a full one like the last full one (or a cached
+    /// source build's object count), an incremental one like the last incremental one.
+    fn estimate(&self, full: bool, cache: &Path) -> Estimate {
+        if full {
+            Estimate {
+                objects: self
+                    .full_objects
+                    .or_else(|| objects_of_a_cached_build(cache)),
+                seconds: self.full_seconds,
+            }
+        } else {
+            Estimate {
+                objects: None,
+                seconds: self.incremental_seconds,
+            }
+        }
+    }
 }
 
 /// Objects of a full build of the suite's config elsewhere in the cache (a source profile's
