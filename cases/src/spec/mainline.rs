@@ -403,106 +403,27 @@ fn ns_teardown(ctx: &mut Ctx, exited: bool) -> Check {
 type OpenFn = fn(&mut Ctx) -> Check;
 
 fn open_cases() -> Vec<Case> {
+    #[rustfmt::skip]
     let rows: &[(&str, &str, OpenFn, &[Need])] = &[
-        (
-            "open::descendants::grandchild_generic_wait",
-            NOT_INHERITED,
-            o_grandchild,
-            &[],
-        ),
-        (
-            "open::threads::thread_child_generic_wait",
-            NOT_INHERITED,
-            o_thread_child,
-            &[],
-        ),
-        (
-            "open::threads::exit_group_from_thread",
-            THREADS,
-            o_exit_group_from_thread,
-            &[],
-        ),
+        ("open::descendants::grandchild_generic_wait", NOT_INHERITED, o_grandchild, &[]),
+        ("open::threads::thread_child_generic_wait", NOT_INHERITED, o_thread_child, &[]),
+        ("open::threads::exit_group_from_thread", THREADS, o_exit_group_from_thread, &[]),
         ("open::execve::child_execs", AUTOREAP, o_child_execs, &[]),
-        (
-            "open::execve::non_leader_thread_execs",
-            AUTOREAP,
-            o_thread_execs,
-            &[],
-        ),
-        (
-            "open::ptrace::tracer_generic_wall_wait",
-            PTRACE,
-            o_tracer_generic,
-            &[Need::Root],
-        ),
-        (
-            "open::ptrace::tracer_focused_wall_wait",
-            PTRACE,
-            o_tracer_focused,
-            &[Need::Root],
-        ),
+        ("open::execve::non_leader_thread_execs", AUTOREAP, o_thread_execs, &[]),
+        ("open::ptrace::tracer_generic_wall_wait", PTRACE, o_tracer_generic, &[Need::Root]),
+        ("open::ptrace::tracer_focused_wall_wait", PTRACE, o_tracer_focused, &[Need::Root]),
         ("open::sigchld::delivered_on_exit", AUTOREAP, o_sigchld, &[]),
         ("open::sigchld::sig_ign_autoreap", AUTOREAP, o_sig_ign, &[]),
-        (
-            "open::sigchld::sa_nocldwait_autoreap",
-            AUTOREAP,
-            o_nocldwait,
-            &[],
-        ),
-        (
-            "open::wnowait::generic_peek",
-            AUTOREAP,
-            o_wnowait_generic,
-            &[],
-        ),
-        (
-            "open::stop::generic_wstopped",
-            WCLONE,
-            o_generic_wstopped,
-            &[],
-        ),
-        (
-            "open::stop::generic_wcontinued",
-            WCLONE,
-            o_generic_wcontinued,
-            &[],
-        ),
-        (
-            "open::wclone::exit_signal_zero_focused",
-            WCLONE,
-            o_wclone_focused,
-            &[],
-        ),
-        (
-            "open::wclone::exit_signal_zero_generic_wall",
-            WCLONE,
-            o_wclone_generic_wall,
-            &[],
-        ),
-        (
-            "open::wclone::sigusr1_generic_wclone",
-            AUTOREAP,
-            o_wclone_sigusr1,
-            &[],
-        ),
-        (
-            "open::pidfd::poll_readable_on_exit",
-            AUTOREAP,
-            o_pidfd_poll,
-            &[],
-        ),
-        (
-            "open::pidfd::nonblock_eagain",
-            WCLONE,
-            o_pidfd_nonblock,
-            &[],
-        ),
-        (
-            "open::legacy_clone::high_bit_ignored",
-            "clone(2) passes only the low 32 bits of flags: CLONE_AUTOREAP is clone3-only",
-            o_legacy_clone,
-            &[],
-        ),
+        ("open::sigchld::sa_nocldwait_autoreap", AUTOREAP, o_nocldwait, &[]),
+        ("open::wnowait::generic_peek", AUTOREAP, o_wnowait_generic, &[]),
+        ("open::stop::generic_wstopped", WCLONE, o_generic_wstopped, &[]),
+        ("open::stop::generic_wcontinued", WCLONE, o_generic_wcontinued, &[]),
+        ("open::wclone::exit_signal_zero_focused", WCLONE, o_wclone_focused, &[]),
+        ("open::wclone::exit_signal_zero_generic_wall", WCLONE, o_wclone_generic_wall, &[]),
+        ("open::wclone::sigusr1_generic_wclone", AUTOREAP, o_wclone_sigusr1, &[]),
+        ("open::pidfd::poll_readable_on_exit", AUTOREAP, o_pidfd_poll, &[]),
+        ("open::pidfd::nonblock_eagain", WCLONE, o_pidfd_nonblock, &[]),
+        ("open::legacy_clone::high_bit_ignored", "clone(2) passes only the low 32 bits of flags: CLONE_AUTOREAP is clone3-only", o_legacy_clone, &[]),
         ("open::vfork::vfork_vm_child", AUTOREAP, o_vfork, &[]),
     ];
     rows.iter()
