@@ -376,19 +376,7 @@ fn exec_inner(profile: &Profile, paths: &Paths, o: &ExecOpts) -> Result<i32, Fai
             &session::watchdogs(boot, total),
         )
         .map_err(|e| (EXIT_INFRA, format!("{e:#}")))?;
-    let h = session.harvest(&out, &run, 0, "exit.status");
-    for f in &h.findings {
-        progress!("! console {}: {}", f.kind, f.line);
-    }
-    let facts = ExecFacts {
-        end: run.end,
-        launch_failure: vm::launch_failure(&run),
-        panicked: h.panicked,
-        findings: h.findings.iter().filter(|f| f.kind != "panic").count(),
-        status: parse_status(std::fs::read_to_string(&status_file).ok().as_deref()),
-        boot_watchdog_s: boot,
-        total_watchdog_s: total,
-    };
+    let facts = harvest_facts(&session, &out, &run, &status_file, (boot, total));
     let (code, why) = exit_status(&facts);
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .ok()
@@ -407,6 +395,30 @@ fn exec_inner(profile: &Profile, paths: &Paths, o: &ExecOpts) -> Result<i32, Fai
         why,
     );
     Ok(code)
+}
+
+/// What the run left: the console's findings (printed), the command's status, the watchdogs
+/// `(boot, total)`.
+fn harvest_facts(
+    session: &GuestSession,
+    out: &Path,
+    run: &vm::VmRun,
+    status_file: &Path,
+    (boot, total): (u64, u64),
+) -> ExecFacts {
+    let h = session.harvest(out, run, 0, "exit.status");
+    for f in &h.findings {
+        progress!("! console {}: {}", f.kind, f.line);
+    }
+    ExecFacts {
+        end: run.end,
+        launch_failure: vm::launch_failure(run),
+        panicked: h.panicked,
+        findings: h.findings.iter().filter(|f| f.kind != "panic").count(),
+        status: parse_status(std::fs::read_to_string(status_file).ok().as_deref()),
+        boot_watchdog_s: boot,
+        total_watchdog_s: total,
+    }
 }
 
 /// The directories the guest may write: the cargo target directory, the log directory (when

@@ -293,12 +293,7 @@ pub fn build(
     let compiled = run_counted(mk(&[&format!("-j{jobs}"), "bzImage"]), &log, &estimate)
         .with_context(|| format!("kernel build failed; log: {}", log.display()))?;
     let secs = build_started.elapsed().as_secs_f64();
-    if full {
-        history.full_objects = Some(compiled);
-        history.full_seconds = Some(secs);
-    } else {
-        history.incremental_seconds = Some(secs);
-    }
+    history.record(full, compiled, secs);
     std::fs::write(history_path(&dir), serde_json::to_string_pretty(&history)?)?;
     let release = crate::kernel::capture(mk(&["-s", "kernelrelease"]).stderr(Stdio::null()))?
         .trim()
@@ -427,6 +422,16 @@ fn configure(c: &Configure, base: Option<&str>, merged: &str) -> Result<()> {
 }
 
 impl History {
+    /// Remembers what this build took.
+    fn record(&mut self, full: bool, compiled: usize, secs: f64) {
+        if full {
+            self.full_objects = Some(compiled);
+            self.full_seconds = Some(secs);
+        } else {
+            self.incremental_seconds = Some(secs);
+        }
+    }
+
     /// What the next build should take: a full one like the last full one (or a cached
     /// source build's object count), an incremental one like the last incremental one.
     fn estimate(&self, full: bool, cache: &Path) -> Estimate {
