@@ -1274,6 +1274,13 @@ impl Run<'_> {
     /// Every zombie the model counts is there for a focused peek; every kid
     /// it counts as gone is no zombie; then everything is reaped by pidfd.
     fn finish(&mut self) -> Check {
+        self.settle_pending()?;
+        self.check_afterwards()?;
+        self.reap_all()
+    }
+
+    /// Changes still in flux at the end take effect: each such kid exits.
+    fn settle_pending(&mut self) -> Check {
         // Changes still in flux (a call saw the tree before them) take
         // effect now: wait for each such kid to exit.
         for (i, c) in std::mem::take(&mut self.pending) {
@@ -1289,6 +1296,12 @@ impl Run<'_> {
             self.kids[i].end = end_of(c).or(self.kids[i].end);
             apply(&mut self.state, self.kids[i].pid, c);
         }
+        Ok(())
+    }
+
+    /// Each kid with a pidfd is, for a focused WNOWAIT peek, what the model
+    /// says: a zombie with its end, alive, or gone.
+    fn check_afterwards(&self) -> Check {
         for i in 0..self.kids.len() {
             let pid = self.kids[i].pid;
             let Some(k) = self.kids[i].kid.as_ref() else {
@@ -1315,6 +1328,12 @@ impl Run<'_> {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Reaps every kid (a stopped one after SIGKILL) with a focused wait and
+    /// checks its end; an autoreap kid's end comes from PIDFD_INFO_EXIT.
+    fn reap_all(&mut self) -> Check {
         for i in 0..self.kids.len() {
             let pid = self.kids[i].pid;
             let code = self.kids[i].spec.code();
