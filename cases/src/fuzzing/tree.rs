@@ -496,51 +496,84 @@ impl Driver {
         }
     }
 
+    /// `Expect::Spawn`: a child of D made here, or of node `p` made by its
+    /// agent on request.
+    fn spawn(&mut self, m: &TreeModel, parent: Creator, flags: u64) -> StepOut {
+        let idx = m.tree.node_count();
+        let r = match parent {
+            Creator::Waiter => {
+                let raw = self.pool.raw();
+                clone3(
+                    &Clone3Request::new(flags, libc::SIGCHLD as u64),
+                    Program::Run(Box::new(move || agent(idx, raw))),
+                )
+                .map(|mut sp| (sp.pid, sp.pidfd.take()))
+                .map_err(|e| e.0)
+            }
+            Creator::Node(p) => {
+                let mut msg = vec![b's', idx as u8];
+                msg.extend_from_slice(&flags.to_le_bytes());
+                if !isolate::write_all(&self.pool.cmd_w[p], &msg) {
+                    return StepOut::Harness(format!("n{p}: command pipe closed"));
+                }
+                let mut v = [0u8; 4];
+                if !isolate::read_exact(&self.pool.rep_r[p], &mut v) {
+                    return StepOut::Harness(format!("n{p}: no answer to spawn"));
+                }
+                let v = i32::from_le_bytes(v);
+                if v > 0 {
+                    match pidfd::open(v, false) {
+                        Ok(fd) => Ok((v, Some(fd))),
+                        Err(e) => return StepOut::Harness(format!("pidfd_open({v}): {e}")),
+                    }
+                } else {
+                    Err(-v)
+                }
+            }
+        };
+        match r {
+            Ok((pid, fd)) => {
+                self.pidfds.push(fd);
+                StepOut::Spawned(Ok(pid))
+            }
+            Err(e) => StepOut::Spawned(Err(e)),
+        }
+    }
+
+    /// `Expect::Stop`/`Expect::Cont` (`stop`): the signal by pidfd, then a
+    /// WNOWAIT wait until the new state is reportable.
+    fn signal_and_sync(&mut self, m: &TreeModel, node: usize, stop: bool) -> StepOut {
+        let (sig, bit) = if stop {
+            (libc::SIGSTOP, WaitOpts::WSTOPPED)
+        } else {
+            (libc::SIGCONT, WaitOpts::WCONTINUED)
+        };
+        let Some(fd) = &self.pidfds[node] else {
+            return StepOut::Harness("no pidfd".into());
+        };
+        if let Err(e) = pidfd::send_signal(fd, sig) {
+            return StepOut::Harness(format!("pidfd_send_signal: {e}"));
+        }
+        // Block (without consuming it) until the state change is
+        // reportable: the kernel's own notification, no sleeping.
+        let t = WaitTarget::pid(self.pid_of(m, node));
+        match wait(WaitCall::WaitidPid, t, WaitOpts(bit | WaitOpts::WNOWAIT)) {
+            crate::sys::wait::WaitOutcome::Reported { .. } => StepOut::Done,
+            other => StepOut::Harness(format!(
+                "sync wait for the {} state: {other}",
+                if sig == libc::SIGSTOP {
+                    "stopped"
+                } else {
+                    "continued"
+                }
+            )),
+        }
+    }
+
     fn perform(&mut self, m: &TreeModel, e: &Expect) -> StepOut {
         match e {
             Expect::Skip(_) => StepOut::Skipped,
-            Expect::Spawn { parent, flags, .. } => {
-                let idx = m.tree.node_count();
-                let r = match parent {
-                    Creator::Waiter => {
-                        let raw = self.pool.raw();
-                        clone3(
-                            &Clone3Request::new(*flags, libc::SIGCHLD as u64),
-                            Program::Run(Box::new(move || agent(idx, raw))),
-                        )
-                        .map(|mut sp| (sp.pid, sp.pidfd.take()))
-                        .map_err(|e| e.0)
-                    }
-                    Creator::Node(p) => {
-                        let mut msg = vec![b's', idx as u8];
-                        msg.extend_from_slice(&flags.to_le_bytes());
-                        let p = *p;
-                        if !isolate::write_all(&self.pool.cmd_w[p], &msg) {
-                            return StepOut::Harness(format!("n{p}: command pipe closed"));
-                        }
-                        let mut v = [0u8; 4];
-                        if !isolate::read_exact(&self.pool.rep_r[p], &mut v) {
-                            return StepOut::Harness(format!("n{p}: no answer to spawn"));
-                        }
-                        let v = i32::from_le_bytes(v);
-                        if v > 0 {
-                            match pidfd::open(v, false) {
-                                Ok(fd) => Ok((v, Some(fd))),
-                                Err(e) => return StepOut::Harness(format!("pidfd_open({v}): {e}")),
-                            }
-                        } else {
-                            Err(-v)
-                        }
-                    }
-                };
-                match r {
-                    Ok((pid, fd)) => {
-                        self.pidfds.push(fd);
-                        StepOut::Spawned(Ok(pid))
-                    }
-                    Err(e) => StepOut::Spawned(Err(e)),
-                }
-            }
+            Expect::Spawn { parent, flags, .. } => self.spawn(m, *parent, *flags),
             Expect::Exit { node, code } => {
                 let msg: Vec<u8> = if m.tree.execd(*node) {
                     format!("{code}\n").into_bytes()
@@ -565,33 +598,8 @@ impl Driver {
                     .map(|_| StepOut::Done)
                     .unwrap_or_else(StepOut::Harness)
             }
-            Expect::Stop { node } | Expect::Cont { node } => {
-                let (sig, bit) = if matches!(e, Expect::Stop { .. }) {
-                    (libc::SIGSTOP, WaitOpts::WSTOPPED)
-                } else {
-                    (libc::SIGCONT, WaitOpts::WCONTINUED)
-                };
-                let Some(fd) = &self.pidfds[*node] else {
-                    return StepOut::Harness("no pidfd".into());
-                };
-                if let Err(e) = pidfd::send_signal(fd, sig) {
-                    return StepOut::Harness(format!("pidfd_send_signal: {e}"));
-                }
-                // Block (without consuming it) until the state change is
-                // reportable: the kernel's own notification, no sleeping.
-                let t = WaitTarget::pid(self.pid_of(m, *node));
-                match wait(WaitCall::WaitidPid, t, WaitOpts(bit | WaitOpts::WNOWAIT)) {
-                    crate::sys::wait::WaitOutcome::Reported { .. } => StepOut::Done,
-                    other => StepOut::Harness(format!(
-                        "sync wait for the {} state: {other}",
-                        if sig == libc::SIGSTOP {
-                            "stopped"
-                        } else {
-                            "continued"
-                        }
-                    )),
-                }
-            }
+            Expect::Stop { node } => self.signal_and_sync(m, *node, true),
+            Expect::Cont { node } => self.signal_and_sync(m, *node, false),
             Expect::Setpgid { node, pgid, .. } => {
                 let pid = self.pid_of(m, *node);
                 // SAFETY: setpgid takes two integers.
