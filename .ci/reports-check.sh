@@ -22,9 +22,8 @@ fi
 if [ -n "$kunit" ] && [ ! -f "$kunit/kunit_parser.py" ]; then
     echo "reports-check: extracting tools/testing/kunit from $(basename "$deb")"
     mkdir -p "$kunit.partial"
-    t=$(dpkg-deb --fsys-tarfile "$deb" | tar -t | grep -E '^\./usr/src/linux-source-[^/]*\.tar\.xz$' | head -n1)
-    dpkg-deb --fsys-tarfile "$deb" | tar -xO "$t" \
-        | tar -xJ -C "$kunit.partial" --strip-components=4 --wildcards '*/tools/testing/kunit/*.py'
+    vm-images/recipes/unpack-linux-source.sh "$deb" "$kunit.partial" \
+        --strip-components=4 --wildcards '*/tools/testing/kunit/*.py'
     rm -rf "$kunit"
     mv "$kunit.partial" "$kunit"
 fi

@@ -474,6 +474,18 @@ pub struct Selector {
     pub own_pgid: i32,
 }
 
+impl Selector {
+    /// `call` naming `pid` and group `pgid`, made by a caller in group `own_pgid`.
+    pub fn new(call: WaitCall, pid: i32, pgid: i32, own_pgid: i32) -> Selector {
+        Selector {
+            call,
+            pid,
+            pgid,
+            own_pgid,
+        }
+    }
+}
+
 /// What a wait call may do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Prediction {
@@ -481,6 +493,13 @@ pub enum Prediction {
     OneOf(Vec<WaitOutcome>),
     /// the call blocks (nothing ready, no WNOHANG)
     Blocks,
+}
+
+impl Prediction {
+    /// The call reports `event` of `pid`, and nothing else.
+    pub fn reported(pid: i32, event: Event) -> Prediction {
+        Prediction::OneOf(vec![WaitOutcome::Reported { pid, event }])
+    }
 }
 
 /// The seed's rule (eligible_child): a hidden child is considered only by a
@@ -1046,12 +1065,7 @@ mod tests {
             hidden: false,
             ..hidden
         };
-        let sel = |call| Selector {
-            call,
-            pid: 10,
-            pgid: 5,
-            own_pgid: 5,
-        };
+        let sel = |call| Selector::new(call, 10, 5, 5);
         for call in WaitCall::GENERIC {
             let opts = WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG);
             assert_eq!(
@@ -1060,20 +1074,14 @@ mod tests {
             );
             assert_eq!(
                 predict_wait(sel(call), opts, &[hidden, plain]),
-                Prediction::OneOf(vec![WaitOutcome::Reported {
-                    pid: 11,
-                    event: Event::Exited(3)
-                }])
+                Prediction::reported(11, Event::Exited(3))
             );
         }
         for call in WaitCall::FOCUSED {
             let opts = WaitOpts(WaitOpts::WEXITED);
             assert_eq!(
                 predict_wait(sel(call), opts, &[hidden, plain]),
-                Prediction::OneOf(vec![WaitOutcome::Reported {
-                    pid: 10,
-                    event: Event::Exited(3)
-                }])
+                Prediction::reported(10, Event::Exited(3))
             );
         }
     }
@@ -1092,16 +1100,8 @@ mod tests {
             creator: 1,
             autoreap: false,
         };
-        let sel = |call| Selector {
-            call,
-            pid: 10,
-            pgid: 5,
-            own_pgid: 5,
-        };
-        let reported = Prediction::OneOf(vec![WaitOutcome::Reported {
-            pid: 10,
-            event: Event::Exited(3),
-        }]);
+        let sel = |call| Selector::new(call, 10, 5, 5);
+        let reported = Prediction::reported(10, Event::Exited(3));
         let echild = Prediction::OneOf(vec![WaitOutcome::Failed(Errno::ECHILD)]);
         let o = |extra| WaitOpts(WaitOpts::WEXITED | WaitOpts::WNOHANG | extra);
         for call in [WaitCall::WaitidAll, WaitCall::WaitidPid] {

@@ -123,12 +123,8 @@ pub struct ExecArgs {
     /// guest then compiles what is stale, slowly under TCG.
     #[arg(long)]
     pub no_host_build: bool,
-    /// Whole-VM watchdog in seconds (default 3600, or the profile's vm.timeout_s when longer).
-    #[arg(long)]
-    pub vm_timeout: Option<u64>,
-    /// Seconds for the VM to reach the guest script (default 60 with KVM, 180 with TCG).
-    #[arg(long)]
-    pub boot_timeout: Option<u64>,
+    #[command(flatten)]
+    pub watchdogs: Watchdogs,
     #[command(flatten)]
     pub common: Common,
     /// The command and its arguments, after `--`.
@@ -214,12 +210,8 @@ pub struct FuzzArgs {
     /// Do not run `cargo fuzz build -s none` (and the wcfuzz build) first.
     #[arg(long)]
     pub no_build: bool,
-    /// Whole-VM watchdog in seconds (default: boot watchdog + --time + 300).
-    #[arg(long)]
-    pub vm_timeout: Option<u64>,
-    /// Seconds for the VM to reach the guest script (default 60 with KVM, 180 with TCG).
-    #[arg(long)]
-    pub boot_timeout: Option<u64>,
+    #[command(flatten)]
+    pub watchdogs: Watchdogs,
     /// Do not echo the guest's output (libFuzzer's log).
     #[arg(long)]
     pub quiet: bool,
@@ -296,12 +288,9 @@ pub struct CompareArgs {
 
 #[derive(Args)]
 pub struct MutateArgs {
+    /// The kernel and the suite's run, as `runner run` takes them.
     #[command(flatten)]
-    pub kernel: KernelArgs,
-    #[command(flatten)]
-    pub cases: CaseArgs,
-    #[command(flatten)]
-    pub common: Common,
+    pub run: RunArgs,
     /// The mutants' directory (default vm-images/mutants).
     #[arg(long, value_name = "DIR")]
     pub mutants: Option<PathBuf>,
@@ -459,6 +448,18 @@ pub struct Common {
     pub refresh_apt: bool,
 }
 
+/// The two watchdogs of every subcommand that boots a VM.
+#[derive(Args, Clone, Copy, Default)]
+pub struct Watchdogs {
+    /// Whole-VM watchdog in seconds (default: the profile's vm.timeout_s for case runs; for
+    /// `exec` 3600, or vm.timeout_s when longer; for `fuzz` boot watchdog + --time + 300).
+    #[arg(long)]
+    pub vm_timeout: Option<u64>,
+    /// Seconds for a VM to reach the guest script (default 60 with KVM, 180 with TCG).
+    #[arg(long)]
+    pub boot_timeout: Option<u64>,
+}
+
 #[derive(Args, Clone)]
 pub struct CaseArgs {
     /// Report directory.
@@ -482,12 +483,8 @@ pub struct CaseArgs {
     /// Do not run cargo build for the case binary.
     #[arg(long)]
     pub no_build: bool,
-    /// Whole-VM watchdog in seconds (default: the profile's vm.timeout_s).
-    #[arg(long)]
-    pub vm_timeout: Option<u64>,
-    /// Seconds for a VM to reach the guest script (default 60 with KVM, 180 with TCG).
-    #[arg(long)]
-    pub boot_timeout: Option<u64>,
+    #[command(flatten)]
+    pub watchdogs: Watchdogs,
     /// VMs to use at most when a VM wedges or crashes and cases are left.
     #[arg(long, default_value_t = 4)]
     pub max_vms: usize,
@@ -530,8 +527,8 @@ impl CaseArgs {
             build_cases: !self.no_build,
             jobs: common.jobs,
             refresh_apt: common.refresh_apt,
-            vm_timeout: self.vm_timeout,
-            boot_timeout: self.boot_timeout,
+            vm_timeout: self.watchdogs.vm_timeout,
+            boot_timeout: self.watchdogs.boot_timeout,
             max_vms: self.max_vms,
             test_threads: self.test_threads,
             case_env: self.case_env.clone(),
@@ -547,7 +544,7 @@ impl CaseArgs {
 impl CaseArgs {
     /// The case options of a subcommand that runs no case selection of its own (`exec`,
     /// `probe`): one VM, no filter, the strict gate, nothing echoed away.
-    pub fn internal(out: PathBuf, vm_timeout: Option<u64>, boot_timeout: Option<u64>) -> CaseArgs {
+    pub fn internal(out: PathBuf, watchdogs: Watchdogs) -> CaseArgs {
         CaseArgs {
             out,
             filter: None,
@@ -556,8 +553,7 @@ impl CaseArgs {
             accept: false,
             cases_bin: None,
             no_build: true,
-            vm_timeout,
-            boot_timeout,
+            watchdogs,
             max_vms: 1,
             test_threads: None,
             case_env: vec![],

@@ -351,11 +351,7 @@ fn exec_inner(profile: &Profile, paths: &Paths, o: &ExecOpts) -> Result<i32, Fai
         path_prefix: toolchain.as_ref().map(|t| t.bins.as_slice()).unwrap_or(&[]),
         status_file: &status_file,
     });
-    let mut rw = vec![target.clone()];
-    if !out.starts_with(&target) {
-        rw.push(out.clone());
-    }
-    rw.extend(o.rwdirs.iter().cloned());
+    let rw = writable_dirs(&target, &out, &o.rwdirs);
     let launcher = prepared
         .as_ref()
         .map_or(Launcher::Host, run::Prepared::launcher);
@@ -380,44 +376,89 @@ fn exec_inner(profile: &Profile, paths: &Paths, o: &ExecOpts) -> Result<i32, Fai
             &session::watchdogs(boot, total),
         )
         .map_err(|e| (EXIT_INFRA, format!("{e:#}")))?;
-    let h = session.harvest(&out, &run, 0, "exit.status");
-    for f in &h.findings {
-        progress!("! console {}: {}", f.kind, f.line);
-    }
-    let facts = ExecFacts {
-        end: run.end,
-        launch_failure: vm::launch_failure(&run),
-        panicked: h.panicked,
-        findings: h.findings.iter().filter(|f| f.kind != "panic").count(),
-        status: parse_status(std::fs::read_to_string(&status_file).ok().as_deref()),
-        boot_watchdog_s: boot,
-        total_watchdog_s: total,
-    };
+    let facts = harvest_facts(&session, &out, &run, &status_file, (boot, total));
     let (code, why) = exit_status(&facts);
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .ok()
         .filter(|_| prepared.is_none())
         .or_else(|| prepared.as_ref().and_then(|p| p.artifact.release.clone()))
         .unwrap_or_default();
+    let ran = format!("`{shown}` on {}", profile.name);
+    let boot = run.boot_seconds;
+    report_end(
+        &ran,
+        &release,
+        accel,
+        boot,
+        started.elapsed().as_secs_f64(),
+        code,
+        why,
+    );
+    Ok(code)
+}
+
+/// What the run left: the console's findings (printed), the command's status, the watchdogs
+/// `(boot, total)`.
+fn harvest_facts(
+    session: &GuestSession,
+    out: &Path,
+    run: &vm::VmRun,
+    status_file: &Path,
+    (boot, total): (u64, u64),
+) -> ExecFacts {
+    let h = session.harvest(out, run, 0, "exit.status");
+    for f in &h.findings {
+        progress!("! console {}: {}", f.kind, f.line);
+    }
+    ExecFacts {
+        end: run.end,
+        launch_failure: vm::launch_failure(run),
+        panicked: h.panicked,
+        findings: h.findings.iter().filter(|f| f.kind != "panic").count(),
+        status: parse_status(std::fs::read_to_string(status_file).ok().as_deref()),
+        boot_watchdog_s: boot,
+        total_watchdog_s: total,
+    }
+}
+
+/// The directories the guest may write: the cargo target directory, the log directory (when
+/// not inside it) and the `--rwdir`s.
+fn writable_dirs(target: &Path, out: &Path, extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut rw = vec![target.to_owned()];
+    if !out.starts_with(target) {
+        rw.push(out.to_owned());
+    }
+    rw.extend(extra.iter().cloned());
+    rw
+}
+
+/// The last line: what `ran` where (kernel release, accelerator, boot time), the exit status
+/// after `secs` and why.
+fn report_end(
+    ran: &str,
+    release: &str,
+    accel: &str,
+    boot_seconds: Option<f64>,
+    secs: f64,
+    code: i32,
+    why: Option<String>,
+) {
     eprintln!(
-        "runner exec: `{shown}` on {} ({}{accel}, boot {}): exit {code} after {:.1} s{}",
-        profile.name,
+        "runner exec: {ran} ({}{accel}, boot {}): exit {code} after {secs:.1} s{}",
         if release.trim().is_empty() {
             String::new()
         } else {
             format!("{}, ", release.trim())
         },
-        run.boot_seconds
+        boot_seconds
             .map(|b| format!("{b:.1} s"))
             .unwrap_or_else(|| "not reached".into()),
-        started.elapsed().as_secs_f64(),
         match why {
             Some(w) if code == EXIT_INFRA => format!(": infrastructure failure: {w}"),
             Some(w) => format!(": {w}"),
             None => " (the command's own status)".into(),
         }
     );
-    Ok(code)
 }
 
 /// The host's toolchain for the guest's PATH; a cargo/rustc command without one is 127.

@@ -663,14 +663,7 @@ fn campaign(
     };
     // The staged binaries (out/bin) are mounted too: see run::visible.
     let session = GuestSession::new(launcher, out, vec![guest.clone(), out.join("bin")], echo);
-    match launcher {
-        Launcher::Vng(cfg) => progress!(
-            "booting the VM ({}, campaign {} s, watchdog {total} s)",
-            cfg.accel.as_str(),
-            opts.secs
-        ),
-        Launcher::Host => progress!("running the campaign on the host kernel (no VM)"),
-    }
+    say_launch(launcher, opts.secs, total);
     let run = session.run_script(
         &guest.join("run.sh"),
         &script,
@@ -696,6 +689,17 @@ fn campaign(
             .map(|d| d.accel.as_str().to_owned())
             .unwrap_or_else(|| rep.accelerator.clone()),
     })
+}
+
+/// Says where the campaign of `secs` runs, with the whole-VM watchdog `total`.
+fn say_launch(launcher: Launcher, secs: u64, total: u64) {
+    match launcher {
+        Launcher::Vng(cfg) => progress!(
+            "booting the VM ({}, campaign {secs} s, watchdog {total} s)",
+            cfg.accel.as_str()
+        ),
+        Launcher::Host => progress!("running the campaign on the host kernel (no VM)"),
+    }
 }
 
 /// Copies the fuzz binary (and wcfuzz, when there is one) into `<out>/bin`; returns that
@@ -1128,22 +1132,26 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
              echo \"CAMPAIGN target=$1 secs=$2 rc=$rc execs=77 exec_per_sec=25 cov=10 ft=20 corpus=$(ls \"$3\" | wc -l) artifacts=$(ls \"$4\" | wc -l) leftovers=0\"\n\
              [ $rc -eq 0 ] || exit 1\n",
         );
-        let paths = test_paths(d.path());
         let inputs = Inputs {
             fuzz_bin,
             wcfuzz: Some(wcfuzz),
             campaign,
         };
-        let out = d.path().join("out");
-        let rep = run_fuzz(
+        let rep = host_run(d.path(), inputs);
+        (d, rep)
+    }
+
+    /// A clone3_flags campaign on the host into `<d>/out`, with the fakes in `inputs`.
+    fn host_run(d: &Path, inputs: Inputs) -> FuzzReport {
+        let o = opts(Target::Clone3Flags);
+        run_fuzz(
             &host_profile(),
-            &paths,
-            &out,
-            &opts(Target::Clone3Flags),
+            &test_paths(d),
+            &d.join("out"),
+            &o,
             Some(inputs),
         )
-        .unwrap();
-        (d, rep)
+        .unwrap()
     }
 
     #[test]
@@ -1218,21 +1226,13 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
             out.join("artifacts/crash-old"),
         )
         .unwrap();
-        let paths = test_paths(d.path());
         let bins = d.path().join("bins");
         let inputs = Inputs {
             fuzz_bin: bins.join("clone3_flags"),
             wcfuzz: None,
             campaign: bins.join("campaign.sh"),
         };
-        let rep = run_fuzz(
-            &host_profile(),
-            &paths,
-            &out,
-            &opts(Target::Clone3Flags),
-            Some(inputs),
-        )
-        .unwrap();
+        let rep = host_run(d.path(), inputs);
         assert!(
             out.join("artifacts/crash-old").is_file(),
             "not deleted by the rerun"

@@ -14,7 +14,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 /// What a CI system knows that results.json does not (the `export kcidb` options).
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -89,20 +88,46 @@ pub fn test_path(case: &str) -> String {
 }
 
 fn short(h: &str) -> String {
-    Sha256::digest(h.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::paths::short_hash(h.as_bytes())
+}
+
+/// What the objects of one export share.
+struct Run<'a> {
+    env: &'a Value,
+    profile: String,
+    release: String,
+    source: String,
+    start: Option<String>,
+    origin: &'a str,
+    checkout_id: String,
+    build_id: String,
+    /// Where the logs are (`file://<dir>` unless --log-base-url).
+    log_base: String,
+}
+
+impl Run<'_> {
+    fn url(&self, f: &str) -> String {
+        format!("{}/{f}", self.log_base.trim_end_matches('/'))
+    }
+
+    /// `start_time` on `obj`, when the run has one.
+    fn started(&self, obj: &mut Value) {
+        if let Some(t) = &self.start {
+            obj["start_time"] = json!(t);
+        }
+    }
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or("").to_owned()
 }
 
 /// The document for one run's results.json (`results`), whose report directory is `dir`.
 pub fn export(results: &Value, dir: &Path, opts: &KcidbOpts) -> Value {
     let env = &results["environment"];
-    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
-    let profile = s(&env["profile"]);
-    let release = s(&env["kernel_release"]);
-    let source = s(&env["kernel_source"]);
+    let profile = text(&env["profile"]);
+    let release = text(&env["kernel_release"]);
+    let source = text(&env["kernel_source"]);
     let start = opts
         .start_time
         .clone()
@@ -120,7 +145,7 @@ pub fn export(results: &Value, dir: &Path, opts: &KcidbOpts) -> Value {
         serde_json::to_string(&results["vms"]).unwrap_or_default()
     ));
     let build_id = format!("{o}:{profile}-{}-{run_key}", short(&release));
-    let base = opts.log_base_url.clone().unwrap_or_else(|| {
+    let log_base = opts.log_base_url.clone().unwrap_or_else(|| {
         format!(
             "file://{}",
             std::fs::canonicalize(dir)
@@ -128,11 +153,47 @@ pub fn export(results: &Value, dir: &Path, opts: &KcidbOpts) -> Value {
                 .display()
         )
     });
-    let url = |f: &str| format!("{}/{f}", base.trim_end_matches('/'));
+    let run = Run {
+        env,
+        profile,
+        release,
+        source,
+        start,
+        origin: o,
+        checkout_id,
+        build_id,
+        log_base,
+    };
+    let environment = json!({
+        "comment": format!("virtme-ng guest, {} accelerator", text(&env["accelerator"])),
+        "misc": {
+            "feature": env["feature"],
+            "expected_feature": env["expected_feature"],
+            "tainted_before": env["tainted_before"],
+            "tainted_after": env["tainted_after"],
+        }
+    });
+    let mut tests = vec![boot_test(&run, results, &environment)];
+    for c in results["cases"].as_array().into_iter().flatten() {
+        tests.push(case_test(&run, c, &environment));
+    }
+    json!({
+        "version": {"major": 5, "minor": 3},
+        "checkouts": [checkout(&run, opts)],
+        "builds": [build(&run)],
+        "tests": tests,
+    })
+}
+
+/// The checkout: the commit when given, else the profile's kernel source.
+fn checkout(run: &Run, opts: &KcidbOpts) -> Value {
     let mut checkout = Map::new();
-    checkout.insert("id".into(), json!(checkout_id));
-    checkout.insert("origin".into(), json!(o));
-    checkout.insert("comment".into(), json!(format!("{profile}: {source}")));
+    checkout.insert("id".into(), json!(run.checkout_id));
+    checkout.insert("origin".into(), json!(run.origin));
+    checkout.insert(
+        "comment".into(),
+        json!(format!("{}: {}", run.profile, run.source)),
+    );
     for (k, v) in [
         ("tree_name", &opts.tree_name),
         ("git_repository_url", &opts.git_repository_url),
@@ -143,94 +204,86 @@ pub fn export(results: &Value, dir: &Path, opts: &KcidbOpts) -> Value {
             checkout.insert(k.into(), json!(v));
         }
     }
-    if let Some(t) = &start {
+    if let Some(t) = &run.start {
         checkout.insert("start_time".into(), json!(t));
     }
     checkout.insert("valid".into(), json!(true));
+    Value::Object(checkout)
+}
+
+/// The build: the profile's kernel.
+fn build(run: &Run) -> Value {
     let mut build = Map::new();
-    build.insert("id".into(), json!(build_id));
-    build.insert("checkout_id".into(), json!(checkout_id));
-    build.insert("origin".into(), json!(o));
+    build.insert("id".into(), json!(run.build_id));
+    build.insert("checkout_id".into(), json!(run.checkout_id));
+    build.insert("origin".into(), json!(run.origin));
     build.insert("architecture".into(), json!("x86_64"));
-    build.insert("config_name".into(), json!(profile));
-    build.insert("comment".into(), json!(release));
+    build.insert("config_name".into(), json!(run.profile));
+    build.insert("comment".into(), json!(run.release));
     // The run booted the kernel it was given (or built it from the profile's recipe): the build
     // itself succeeded; what the kernel does is the tests' business.
     build.insert("status".into(), json!("PASS"));
-    if let Some(t) = &start {
+    if let Some(t) = &run.start {
         build.insert("start_time".into(), json!(t));
     }
     build.insert(
         "misc".into(),
         json!({
-            "kernel_source": source,
-            "clone_wait_pid_flag": env["clone_wait_pid_flag"],
-            "accelerator": env["accelerator"],
+            "kernel_source": run.source,
+            "clone_wait_pid_flag": run.env["clone_wait_pid_flag"],
+            "accelerator": run.env["accelerator"],
         }),
     );
-    let environment = json!({
-        "comment": format!("virtme-ng guest, {} accelerator", s(&env["accelerator"])),
-        "misc": {
-            "feature": env["feature"],
-            "expected_feature": env["expected_feature"],
-            "tainted_before": env["tainted_before"],
-            "tainted_after": env["tainted_after"],
-        }
-    });
-    let mut tests = Vec::new();
+    Value::Object(build)
+}
+
+/// The boot test: passed when a VM reached the guest script (always on the host).
+fn boot_test(run: &Run, results: &Value, environment: &Value) -> Value {
     let booted = results["vms"]
         .as_array()
         .is_some_and(|v| v.iter().any(|vm| vm["boot_seconds"].as_f64().is_some()))
-        || profile == "host";
+        || run.profile == "host";
     let mut boot = json!({
-        "id": format!("{build_id}:boot"),
-        "build_id": build_id,
-        "origin": o,
+        "id": format!("{}:boot", run.build_id),
+        "build_id": run.build_id,
+        "origin": run.origin,
         "path": "wait_conformance.boot",
         "status": if booted { "PASS" } else { "FAIL" },
-        "log_url": url("console.log"),
+        "log_url": run.url("console.log"),
         "environment": environment,
     });
-    if let Some(t) = &start {
-        boot["start_time"] = json!(t);
+    run.started(&mut boot);
+    boot
+}
+
+/// One case's test.
+fn case_test(run: &Run, c: &Value, environment: &Value) -> Value {
+    let name = text(&c["name"]);
+    let status = text(&c["status"]);
+    let mut t = json!({
+        "id": format!("{}:{name}", run.build_id),
+        "build_id": run.build_id,
+        "origin": run.origin,
+        "path": test_path(&name),
+        "status": kcidb_status(&status),
+        "log_url": run.url("guest-output.log"),
+        "environment": environment,
+        "misc": {
+            "case": name,
+            "provenance": c["provenance"],
+            "vm": c["vm"],
+        },
+    });
+    if let Some(ms) = c["duration_ms"].as_f64() {
+        t["duration"] = json!(ms / 1000.0);
     }
-    tests.push(boot);
-    for c in results["cases"].as_array().into_iter().flatten() {
-        let name = s(&c["name"]);
-        let status = s(&c["status"]);
-        let mut t = json!({
-            "id": format!("{build_id}:{name}"),
-            "build_id": build_id,
-            "origin": o,
-            "path": test_path(&name),
-            "status": kcidb_status(&status),
-            "log_url": url("guest-output.log"),
-            "environment": environment,
-            "misc": {
-                "case": name,
-                "provenance": c["provenance"],
-                "vm": c["vm"],
-            },
-        });
-        if let Some(ms) = c["duration_ms"].as_f64() {
-            t["duration"] = json!(ms / 1000.0);
-        }
-        let detail = s(&c["detail"]);
-        if !detail.is_empty() {
-            let excerpt: String = detail.chars().take(16000).collect();
-            t["log_excerpt"] = json!(excerpt.replace('\0', ""));
-        }
-        if let Some(ts) = &start {
-            t["start_time"] = json!(ts);
-        }
-        tests.push(t);
+    let detail = text(&c["detail"]);
+    if !detail.is_empty() {
+        let excerpt: String = detail.chars().take(16000).collect();
+        t["log_excerpt"] = json!(excerpt.replace('\0', ""));
     }
-    json!({
-        "version": {"major": 5, "minor": 3},
-        "checkouts": [Value::Object(checkout)],
-        "builds": [Value::Object(build)],
-        "tests": tests,
-    })
+    run.started(&mut t);
+    t
 }
 
 /// Read DIR/results.json (or a results.json path) and export it.

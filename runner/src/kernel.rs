@@ -4,18 +4,20 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::paths::Paths;
+use crate::paths::{short_hash, Paths};
 use crate::profile::{Kind, Profile, SourceSpec};
 use crate::progress;
 
 /// Bump when the way the runner drives the recipe changes in a way that changes the output.
 pub const RECIPE_VERSION: &str = "1";
 pub const RECIPE: &str = "recipes/build-kernel.sh";
+/// Unpacks a linux-source .deb's tree (`runner mutate`, the mutant loop, the reports check).
+pub const UNPACK: &str = "recipes/unpack-linux-source.sh";
 
 #[derive(Debug, Clone)]
 pub struct KernelArtifact {
@@ -182,17 +184,13 @@ fn fetch_prebuilt(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Resul
         Some(v) if package == spec.package => v.clone(),
         _ => apt.candidate(&package)?,
     };
-    let mut h = Sha256::new();
-    h.update(format!(
-        "{package}\0{version}\0{}",
-        spec.apt_sources.as_deref().unwrap_or("")
-    ));
-    let key: String = h
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key = short_hash(
+        format!(
+            "{package}\0{version}\0{}",
+            spec.apt_sources.as_deref().unwrap_or("")
+        )
+        .as_bytes(),
+    );
     let dir = paths.kernels().join(format!("{}-{key}", profile.name));
     let root = dir.join("root");
     let source = format!("{package} {version}");
@@ -276,14 +274,7 @@ fn image_artifact(profile: &Profile, paths: &Paths) -> Result<KernelArtifact> {
             modules.display()
         )
     })?;
-    let mut h = Sha256::new();
-    h.update(format!("{}\0{}", spec.path.display(), moddir.display()));
-    let key: String = h
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key = short_hash(format!("{}\0{}", spec.path.display(), moddir.display()).as_bytes());
     let root = paths.kernels().join(format!("image-{key}")).join("root");
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(root.join("boot"))?;
@@ -308,11 +299,7 @@ fn tree_artifact(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Result
         .tree
         .as_ref()
         .ok_or_else(|| anyhow!("profile {} has no [tree] table", profile.name))?;
-    let spec = crate::tree::TreeSpec {
-        path: t.path.clone(),
-        keep_config: t.keep_config,
-        config: t.config.clone(),
-    };
+    let spec = crate::tree::TreeSpec::from(t);
     let b = crate::tree::build(
         &spec,
         &paths.cache,
@@ -593,62 +580,96 @@ pub fn capture(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Runs a long command with its output going to `log`, printing the recipe's step lines and a
-/// heartbeat with the number of compiled objects every 30 s.
-fn run_logged(mut cmd: Command, log: &Path) -> Result<()> {
+/// How [`run_watched`] follows a long build: the lines it echoes and counts, the heartbeat.
+pub struct Watch<'a> {
+    /// Who fails: the error is `{label}{status}`.
+    pub label: &'a str,
+    /// Lines printed as they come (the recipe's steps).
+    pub echo: fn(&str) -> bool,
+    /// Lines that are one compiled object.
+    pub object: fn(&str) -> bool,
+    /// The heartbeat's period.
+    pub every: Duration,
+    /// The heartbeat line from the objects so far and the seconds since the start.
+    pub beat: &'a dyn Fn(usize, f64) -> String,
+    /// How many of the last lines a failure prints.
+    pub tail: usize,
+}
+
+/// Runs a long command with its stdout and stderr going to `log`, echoing and counting lines
+/// and printing a heartbeat as `watch` says; the number of object lines, or on failure the
+/// last lines printed and the exit status as the error.
+pub fn run_watched(mut cmd: Command, log: &Path, watch: &Watch) -> Result<usize> {
     let mut file = std::fs::File::create(log)?;
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {cmd:?}"))?;
-    let stderr = child.stderr.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let tx2 = tx.clone();
-    let err_thread = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx2.send(line);
-        }
-    });
-    let stdout = child.stdout.take().expect("piped");
-    let out_thread = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let mut readers = Vec::new();
+    for r in [
+        Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("piped")),
+    ] {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(r).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        }));
+    }
+    drop(tx);
     let started = Instant::now();
-    let mut last_beat = Instant::now();
+    let mut last = Instant::now();
     let mut objects = 0usize;
     let mut tail: Vec<String> = Vec::new();
-    for line in rx {
-        writeln!(file, "{line}")?;
-        if line.starts_with("[recipe") {
-            progress!("{line}");
-        } else if line.trim_start().starts_with("CC ") || line.trim_start().starts_with("AS ") {
-            objects += 1;
+    loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) => {
+                writeln!(file, "{line}")?;
+                if (watch.echo)(&line) {
+                    progress!("{line}");
+                } else if (watch.object)(&line) {
+                    objects += 1;
+                }
+                tail.push(line);
+                if tail.len() > watch.tail {
+                    tail.remove(0);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        tail.push(line);
-        if tail.len() > 15 {
-            tail.remove(0);
-        }
-        if last_beat.elapsed().as_secs() >= 30 {
-            progress!(
-                "  building: {objects} objects compiled, {:.0} s",
-                started.elapsed().as_secs_f64()
-            );
-            last_beat = Instant::now();
+        if last.elapsed() >= watch.every {
+            progress!("{}", (watch.beat)(objects, started.elapsed().as_secs_f64()));
+            last = Instant::now();
         }
     }
-    let _ = out_thread.join();
-    let _ = err_thread.join();
+    for r in readers {
+        let _ = r.join();
+    }
     let status = child.wait()?;
     if !status.success() {
         for l in &tail {
             eprintln!("  | {l}");
         }
-        bail!("{status}");
+        bail!("{}{status}", watch.label);
     }
-    Ok(())
+    Ok(objects)
+}
+
+/// The recipe's build: its step lines echoed, CC/AS lines counted, a heartbeat every 30 s.
+fn run_logged(cmd: Command, log: &Path) -> Result<()> {
+    let watch = Watch {
+        label: "",
+        echo: |l| l.starts_with("[recipe"),
+        object: |l| l.trim_start().starts_with("CC ") || l.trim_start().starts_with("AS "),
+        every: Duration::from_secs(30),
+        beat: &|objects, secs| format!("  building: {objects} objects compiled, {secs:.0} s"),
+        tail: 15,
+    };
+    run_watched(cmd, log, &watch).map(|_| ())
 }
 
 #[cfg(test)]

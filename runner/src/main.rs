@@ -39,7 +39,7 @@ use std::time::Instant;
 
 use crate::cli::{
     BenchArgs, CaseArgs, Cli, Cmd, Common, CompareArgs, ExecArgs, FuzzArgs, KernelArgs,
-    KernelCmdArgs, MatrixArgs, ProbeArgs, ProfilesArgs, RunArgs,
+    KernelCmdArgs, MatrixArgs, ProbeArgs, ProfilesArgs, RunArgs, Watchdogs,
 };
 use crate::gate::{EXIT_FAILURES, EXIT_INFRA, EXIT_OK, EXIT_USAGE};
 use crate::paths::Paths;
@@ -156,7 +156,12 @@ fn cmd_kernel(a: KernelCmdArgs) -> ExitCode {
 }
 
 fn cmd_mutate(a: cli::MutateArgs) -> ExitCode {
-    let (paths, p) = match load_profile(&a.common, &a.kernel) {
+    let cli::RunArgs {
+        kernel,
+        cases,
+        common,
+    } = &a.run;
+    let (paths, p) = match load_profile(common, kernel) {
         Ok(x) => x,
         Err(c) => return c,
     };
@@ -174,32 +179,77 @@ fn cmd_mutate(a: cli::MutateArgs) -> ExitCode {
         Ok(m) => m,
         Err(e) => return usage(format!("{e:#}")),
     };
-    let opts = a.cases.opts(&a.common);
-    let (spec, journal_file) = match &p.tree {
-        Some(t) => (
-            tree::TreeSpec {
-                path: t.path.clone(),
-                keep_config: t.keep_config,
-                config: t.config.clone(),
-            },
-            tree::build_dir(&paths.cache, &t.path).join("waitconf-applied"),
-        ),
-        None => match mutate::profile_tree(&p, &paths, a.common.refresh_apt) {
-            Ok(src) => (
-                tree::TreeSpec {
-                    path: src.clone(),
-                    keep_config: false,
-                    config: None,
-                },
-                src.with_file_name("applied"),
-            ),
-            Err(e) => return infra(e),
-        },
+    let opts = cases.opts(common);
+    let (spec, journal_file) = match mutation_tree(&p, &paths, common.refresh_apt) {
+        Ok(x) => x,
+        Err(e) => return infra(e),
     };
     let bin = match run::cases_binary(&paths, &opts) {
         Ok(b) => b,
         Err(e) => return infra(e),
     };
+    let (fragments, localversion) = mutation_config(&p, &paths);
+    let l = mutate::Loop {
+        journal: mutate::Journal::new(&spec.path, journal_file),
+        spec,
+        cache: &paths.cache,
+        fragments,
+        localversion,
+        jobs: common.jobs,
+        run_args: mutation_run_args(&p, &bin, &opts),
+    };
+    match l.mutate(&mutants, &cases.out) {
+        Ok(m) => {
+            print!("{}", mutate::table(&m));
+            println!("wrote {}", cases.out.join("mutation.json").display());
+            ExitCode::from(if m.score.killed == m.score.total {
+                EXIT_OK
+            } else {
+                EXIT_FAILURES
+            } as u8)
+        }
+        Err(e) => infra(e),
+    }
+}
+
+/// The tree the mutants are applied to and its journal file: the profile's tree (journal in
+/// its build directory), or the kept unpacked source of a source profile.
+fn mutation_tree(
+    p: &profile::Profile,
+    paths: &paths::Paths,
+    refresh_apt: bool,
+) -> anyhow::Result<(tree::TreeSpec, PathBuf)> {
+    if let Some(t) = &p.tree {
+        let journal = tree::build_dir(&paths.cache, &t.path).join("waitconf-applied");
+        return Ok((tree::TreeSpec::from(t), journal));
+    }
+    let src = mutate::profile_tree(p, paths, refresh_apt)?;
+    let spec = tree::TreeSpec {
+        path: src.clone(),
+        keep_config: false,
+        config: None,
+    };
+    Ok((spec, src.with_file_name("applied")))
+}
+
+/// The config fragments and the local version each mutant's kernel is built with: the
+/// source profile's, or the suite's tree fragment.
+fn mutation_config(p: &profile::Profile, paths: &paths::Paths) -> (Vec<PathBuf>, Option<String>) {
+    match &p.source {
+        Some(s) => (
+            s.config_fragments
+                .iter()
+                .chain(&s.extra_config_fragments)
+                .map(|f| paths.vm_images.join(f))
+                .collect(),
+            s.localversion.clone(),
+        ),
+        None => (vec![paths.vm_images.join(kernel::TREE_FRAGMENT)], None),
+    }
+}
+
+/// The `runner run` arguments of each mutant's suite run.
+fn mutation_run_args(p: &profile::Profile, bin: &Path, opts: &run::RunOpts) -> Vec<String> {
     let mut run_args = vec![
         "--clone-wait-pid-flag".to_owned(),
         format!("{:#x}", p.clone_bit()),
@@ -215,38 +265,7 @@ fn cmd_mutate(a: cli::MutateArgs) -> ExitCode {
     for s in &opts.skip {
         run_args.extend(["--skip".to_owned(), s.clone()]);
     }
-    let (fragments, localversion) = match &p.source {
-        Some(s) => (
-            s.config_fragments
-                .iter()
-                .chain(&s.extra_config_fragments)
-                .map(|f| paths.vm_images.join(f))
-                .collect(),
-            s.localversion.clone(),
-        ),
-        None => (vec![paths.vm_images.join(kernel::TREE_FRAGMENT)], None),
-    };
-    let l = mutate::Loop {
-        journal: mutate::Journal::new(&spec.path, journal_file),
-        spec,
-        cache: &paths.cache,
-        fragments,
-        localversion,
-        jobs: a.common.jobs,
-        run_args,
-    };
-    match l.mutate(&mutants, &a.cases.out) {
-        Ok(m) => {
-            print!("{}", mutate::table(&m));
-            println!("wrote {}", a.cases.out.join("mutation.json").display());
-            ExitCode::from(if m.score.killed == m.score.total {
-                EXIT_OK
-            } else {
-                EXIT_FAILURES
-            } as u8)
-        }
-        Err(e) => infra(e),
-    }
+    run_args
 }
 
 fn cmd_export(a: cli::ExportArgs) -> ExitCode {
@@ -419,7 +438,7 @@ fn cmd_exec(a: ExecArgs) -> ExitCode {
         Ok(x) => x,
         Err(c) => return c,
     };
-    let mut run = CaseArgs::internal(PathBuf::new(), a.vm_timeout, a.boot_timeout).opts(&a.common);
+    let mut run = CaseArgs::internal(PathBuf::new(), a.watchdogs).opts(&a.common);
     run.selftest_crash = false;
     let opts = exec::ExecOpts {
         command: a.command,
@@ -570,8 +589,8 @@ fn cmd_fuzz(a: FuzzArgs, jobs_given: bool) -> ExitCode {
         reprobe_accel: a.common.reprobe_accel,
         jobs: a.common.jobs,
         refresh_apt: a.common.refresh_apt,
-        vm_timeout: a.vm_timeout,
-        boot_timeout: a.boot_timeout,
+        vm_timeout: a.watchdogs.vm_timeout,
+        boot_timeout: a.watchdogs.boot_timeout,
         echo_guest: !a.quiet,
         workers: if jobs_given { a.common.jobs.max(1) } else { 1 },
         corpus_from: None,
@@ -661,7 +680,7 @@ fn cmd_probe(a: ProbeArgs) -> ExitCode {
             PROBE_ARG
         ));
     }
-    let mut opts = CaseArgs::internal(a.out.clone(), None, None).opts(&a.common);
+    let mut opts = CaseArgs::internal(a.out.clone(), Watchdogs::default()).opts(&a.common);
     opts.build_cases = true;
     match probe(&p, &paths, &a.out, &opts) {
         Ok(c) => code(c),

@@ -521,16 +521,9 @@ pub fn profile_tree(
     let deb = apt.download(&spec.package, &spec.version, &paths.downloads())?;
     let _ = std::fs::remove_dir_all(&src);
     std::fs::create_dir_all(&src)?;
-    // The source package ships usr/src/linux-source-X.Y.tar.xz: stream it into src/.
-    let script = r#"set -euo pipefail
-t=$(dpkg-deb --fsys-tarfile "$1" | tar -t | grep -E '^\./usr/src/linux-source-[^/]*\.tar\.xz$' | head -n1)
-[ -n "$t" ] || { echo "no linux-source tarball in $1" >&2; exit 3; }
-dpkg-deb --fsys-tarfile "$1" | tar -xO "$t" | tar -xJ --strip-components=1 -C "$2""#;
     crate::kernel::run_checked(
         Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .arg("unpack")
+            .arg(paths.vm_images.join(crate::kernel::UNPACK))
             .arg(&deb)
             .arg(&src),
     )?;

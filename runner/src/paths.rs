@@ -3,6 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
+/// The first 8 bytes of the SHA-256 of `bytes`, in hex: how cache entries and ids are named.
+pub fn short_hash(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Machine-wide cache root; `WAITCONF_CACHE` overrides it.
 pub fn cache_root() -> PathBuf {
     std::env::var_os("WAITCONF_CACHE")

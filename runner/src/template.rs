@@ -9,26 +9,24 @@
 
 use std::collections::BTreeSet;
 
+/// A checked-in template by its file name under `runner/templates/`.
+macro_rules! template {
+    ($name:literal) => {
+        Template {
+            name: $name,
+            text: include_str!(concat!("../templates/", $name)),
+        }
+    };
+}
+
 /// The case run (`runner run`, `matrix`, `bench`): probe, cases, taint before and after.
-pub const CASES: Template = Template {
-    name: "cases.sh",
-    text: include_str!("../templates/cases.sh"),
-};
+pub const CASES: Template = template!("cases.sh");
 /// A fuzz campaign (`runner fuzz`).
-pub const FUZZ: Template = Template {
-    name: "fuzz.sh",
-    text: include_str!("../templates/fuzz.sh"),
-};
+pub const FUZZ: Template = template!("fuzz.sh");
 /// The case binary's probe alone (`runner probe`).
-pub const PROBE: Template = Template {
-    name: "probe.sh",
-    text: include_str!("../templates/probe.sh"),
-};
+pub const PROBE: Template = template!("probe.sh");
 /// Any command (`runner exec`).
-pub const EXEC: Template = Template {
-    name: "exec.sh",
-    text: include_str!("../templates/exec.sh"),
-};
+pub const EXEC: Template = template!("exec.sh");
 
 #[derive(Debug, Clone, Copy)]
 pub struct Template {

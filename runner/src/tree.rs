@@ -14,13 +14,13 @@
 //! kbuild refuses an out-of-tree build (`O=`) of a tree holding in-tree build output; the runner
 //! says so up front, with what to do, instead of letting `make` fail.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use sha2::{Digest, Sha256};
+use crate::paths::short_hash;
+use anyhow::{bail, Context, Result};
 
 use crate::progress;
 
@@ -33,6 +33,17 @@ pub struct TreeSpec {
     pub keep_config: bool,
     /// With `keep_config`: the base config file (default `<tree>/.config`).
     pub config: Option<PathBuf>,
+}
+
+impl From<&crate::profile::TreeTable> for TreeSpec {
+    /// A profile's `[tree]` table (or `--kernel-tree`).
+    fn from(t: &crate::profile::TreeTable) -> TreeSpec {
+        TreeSpec {
+            path: t.path.clone(),
+            keep_config: t.keep_config,
+            config: t.config.clone(),
+        }
+    }
 }
 
 /// What came out.
@@ -59,14 +70,6 @@ pub fn build_dir(cache: &Path, tree: &Path) -> PathBuf {
         "{name}-{}",
         short_hash(tree.as_os_str().as_encoded_bytes())
     ))
-}
-
-fn short_hash(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// CLONE_WAIT_PID as the tree's `include/uapi/linux/sched.h` defines it, if it does:
@@ -239,39 +242,13 @@ pub fn build(
 ) -> Result<TreeBuild> {
     let started = Instant::now();
     let tree = &spec.path;
-    if !tree.join("Makefile").is_file() || !tree.join("kernel/exit.c").is_file() {
-        bail!(
-            "{} is not a kernel source tree (no Makefile or kernel/exit.c)",
-            tree.display()
-        );
-    }
-    if let Some(why) = not_clean_reason(tree) {
-        bail!(why);
-    }
+    check_tree(tree)?;
     let dir = build_dir(cache, tree);
     let obj = dir.join("obj");
     std::fs::create_dir_all(&obj)?;
     let _lock = crate::kernel::lock_file(&dir.join("lock"))?;
-    let mut merged = String::new();
-    for f in fragments {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("config fragment {}", f.display()))?;
-        merged.push_str(&format!("# ---- {}\n{text}\n", f.display()));
-    }
-    if let Some(lv) = localversion {
-        merged.push_str(&format!(
-            "CONFIG_LOCALVERSION=\"-{lv}\"\n# CONFIG_LOCALVERSION_AUTO is not set\n"
-        ));
-    }
-    let base = if spec.keep_config {
-        let p = spec.config.clone().unwrap_or_else(|| tree.join(".config"));
-        Some(
-            std::fs::read_to_string(&p)
-                .with_context(|| format!("--keep-config: cannot read {}", p.display()))?,
-        )
-    } else {
-        None
-    };
+    let merged = merged_fragments(fragments, localversion)?;
+    let base = base_config(spec)?;
     let stamp = short_hash(
         format!(
             "{}\0{}\0{}",
@@ -284,52 +261,20 @@ pub fn build(
     let stamp_path = dir.join("config.stamp");
     let configured = std::fs::read_to_string(&stamp_path).ok().as_deref() != Some(stamp.as_str())
         || !obj.join(".config").is_file();
-    let mk = |args: &[&str]| {
-        let mut c = Command::new("nice");
-        c.args(["-n", "10", "make", "-C"])
-            .arg(tree)
-            .arg(format!("O={}", obj.display()))
-            .args(args)
-            .env("KBUILD_BUILD_USER", "wait-conformance")
-            .env("KBUILD_BUILD_HOST", "runner")
-            .env("KBUILD_BUILD_TIMESTAMP", "1970-01-01");
-        c
-    };
+    let mk = |args: &[&str]| make(tree, &obj, args);
     let log = dir.join("build.log");
     if configured {
         let _ = std::fs::remove_file(&stamp_path);
         let frag_path = dir.join("fragment.config");
         std::fs::write(&frag_path, &merged)?;
-        match &base {
-            None => {
-                progress!(
-                    "tree {}: configuring allnoconfig + {} fragment(s) in {}",
-                    tree.display(),
-                    fragments.len(),
-                    obj.display()
-                );
-                let all = format!("KCONFIG_ALLCONFIG={}", frag_path.display());
-                run_quiet(mk(&["-s", "allnoconfig", &all]), &log)?;
-            }
-            Some(text) => {
-                progress!(
-                    "tree {}: configuring its own config + {} fragment(s) (olddefconfig)",
-                    tree.display(),
-                    fragments.len()
-                );
-                std::fs::write(obj.join(".config"), format!("{text}\n{merged}"))?;
-                run_quiet(mk(&["-s", "olddefconfig"]), &log)?;
-            }
-        }
-        let config = std::fs::read_to_string(obj.join(".config"))?;
-        let bad = unsatisfied(&merged, &config);
-        if !bad.is_empty() {
-            bail!(
-                "the config fragment is not satisfied in {}:\n  {}",
-                obj.join(".config").display(),
-                bad.join("\n  ")
-            );
-        }
+        let what = Configure {
+            tree,
+            obj: &obj,
+            fragment: &frag_path,
+            fragments: fragments.len(),
+            log: &log,
+        };
+        configure(&what, base.as_deref(), &merged)?;
         std::fs::write(&stamp_path, &stamp)?;
     }
     let mut history: History = std::fs::read_to_string(history_path(&dir))
@@ -337,19 +282,7 @@ pub fn build(
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     let full = !obj.join("vmlinux").is_file();
-    let estimate = if full {
-        Estimate {
-            objects: history
-                .full_objects
-                .or_else(|| objects_of_a_cached_build(cache)),
-            seconds: history.full_seconds,
-        }
-    } else {
-        Estimate {
-            objects: None,
-            seconds: history.incremental_seconds,
-        }
-    };
+    let estimate = history.estimate(full, cache);
     progress!(
         "tree {}: {} build with -j{jobs} in {}",
         tree.display(),
@@ -360,12 +293,7 @@ pub fn build(
     let compiled = run_counted(mk(&[&format!("-j{jobs}"), "bzImage"]), &log, &estimate)
         .with_context(|| format!("kernel build failed; log: {}", log.display()))?;
     let secs = build_started.elapsed().as_secs_f64();
-    if full {
-        history.full_objects = Some(compiled);
-        history.full_seconds = Some(secs);
-    } else {
-        history.incremental_seconds = Some(secs);
-    }
+    history.record(full, compiled, secs);
     std::fs::write(history_path(&dir), serde_json::to_string_pretty(&history)?)?;
     let release = crate::kernel::capture(mk(&["-s", "kernelrelease"]).stderr(Stdio::null()))?
         .trim()
@@ -388,6 +316,139 @@ pub fn build(
         compiled,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Refuses what is not a clean kernel source tree.
+fn check_tree(tree: &Path) -> Result<()> {
+    if !tree.join("Makefile").is_file() || !tree.join("kernel/exit.c").is_file() {
+        bail!(
+            "{} is not a kernel source tree (no Makefile or kernel/exit.c)",
+            tree.display()
+        );
+    }
+    if let Some(why) = not_clean_reason(tree) {
+        bail!(why);
+    }
+    Ok(())
+}
+
+/// The fragments, each under a header line, and the local version, as one fragment.
+fn merged_fragments(fragments: &[PathBuf], localversion: Option<&str>) -> Result<String> {
+    let mut merged = String::new();
+    for f in fragments {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("config fragment {}", f.display()))?;
+        merged.push_str(&format!("# ---- {}\n{text}\n", f.display()));
+    }
+    if let Some(lv) = localversion {
+        merged.push_str(&format!(
+            "CONFIG_LOCALVERSION=\"-{lv}\"\n# CONFIG_LOCALVERSION_AUTO is not set\n"
+        ));
+    }
+    Ok(merged)
+}
+
+/// With `keep_config`: the tree's own config (or the one named) the fragments go over.
+fn base_config(spec: &TreeSpec) -> Result<Option<String>> {
+    if !spec.keep_config {
+        return Ok(None);
+    }
+    let p = spec
+        .config
+        .clone()
+        .unwrap_or_else(|| spec.path.join(".config"));
+    let text = std::fs::read_to_string(&p)
+        .with_context(|| format!("--keep-config: cannot read {}", p.display()))?;
+    Ok(Some(text))
+}
+
+/// `make -C <tree> O=<obj> <args>`, niced, with a reproducible build user, host and time.
+fn make(tree: &Path, obj: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("nice");
+    c.args(["-n", "10", "make", "-C"])
+        .arg(tree)
+        .arg(format!("O={}", obj.display()))
+        .args(args)
+        .env("KBUILD_BUILD_USER", "wait-conformance")
+        .env("KBUILD_BUILD_HOST", "runner")
+        .env("KBUILD_BUILD_TIMESTAMP", "1970-01-01");
+    c
+}
+
+/// Where [`configure`] works: the tree, its build directory, the merged fragment's file, how
+/// many fragments it holds, the log.
+struct Configure<'a> {
+    tree: &'a Path,
+    obj: &'a Path,
+    fragment: &'a Path,
+    fragments: usize,
+    log: &'a Path,
+}
+
+/// Configures the build directory: allnoconfig with the fragment, or the `base` config with
+/// the fragment appended (olddefconfig); fails when the result does not satisfy the fragment.
+fn configure(c: &Configure, base: Option<&str>, merged: &str) -> Result<()> {
+    match base {
+        None => {
+            progress!(
+                "tree {}: configuring allnoconfig + {} fragment(s) in {}",
+                c.tree.display(),
+                c.fragments,
+                c.obj.display()
+            );
+            let all = format!("KCONFIG_ALLCONFIG={}", c.fragment.display());
+            run_quiet(make(c.tree, c.obj, &["-s", "allnoconfig", &all]), c.log)?;
+        }
+        Some(text) => {
+            progress!(
+                "tree {}: configuring its own config + {} fragment(s) (olddefconfig)",
+                c.tree.display(),
+                c.fragments
+            );
+            std::fs::write(c.obj.join(".config"), format!("{text}\n{merged}"))?;
+            run_quiet(make(c.tree, c.obj, &["-s", "olddefconfig"]), c.log)?;
+        }
+    }
+    let config = std::fs::read_to_string(c.obj.join(".config"))?;
+    let bad = unsatisfied(merged, &config);
+    if !bad.is_empty() {
+        bail!(
+            "the config fragment is not satisfied in {}:\n  {}",
+            c.obj.join(".config").display(),
+            bad.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+impl History {
+    /// Remembers what this build took.
+    fn record(&mut self, full: bool, compiled: usize, secs: f64) {
+        if full {
+            self.full_objects = Some(compiled);
+            self.full_seconds = Some(secs);
+        } else {
+            self.incremental_seconds = Some(secs);
+        }
+    }
+
+    /// What the next build should take: a full one like the last full one (or a cached
+    /// source build's object count), an incremental one like the last incremental one.
+    fn estimate(&self, full: bool, cache: &Path) -> Estimate {
+        if full {
+            Estimate {
+                objects: self
+                    .full_objects
+                    .or_else(|| objects_of_a_cached_build(cache)),
+                seconds: self.full_seconds,
+            }
+        } else {
+            Estimate {
+                objects: None,
+                seconds: self.incremental_seconds,
+            }
+        }
+    }
 }
 
 /// Objects of a full build of the suite's config elsewhere in the cache (a source profile's
@@ -424,66 +485,21 @@ fn run_quiet(mut cmd: Command, log: &Path) -> Result<()> {
 }
 
 /// Runs make with its output into `log`, a progress line every 15 s with the estimate.
-fn run_counted(mut cmd: Command, log: &Path, estimate: &Estimate) -> Result<usize> {
-    let mut file = std::fs::File::create(log)?;
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {cmd:?}"))?;
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let mut readers = Vec::new();
-    for r in [
-        Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().expect("piped")),
-    ] {
-        let tx = tx.clone();
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(r).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        }));
-    }
-    drop(tx);
-    let started = Instant::now();
-    let mut last = Instant::now();
-    let mut compiled = 0usize;
-    let mut tail: Vec<String> = Vec::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => {
-                writeln!(file, "{line}")?;
-                if is_object_line(&line) {
-                    compiled += 1;
-                }
-                tail.push(line);
-                if tail.len() > 20 {
-                    tail.remove(0);
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        if last.elapsed() >= Duration::from_secs(15) {
-            progress!(
-                "  building: {}, {:.0} s",
-                estimate.describe(compiled, started.elapsed().as_secs_f64()),
-                started.elapsed().as_secs_f64()
-            );
-            last = Instant::now();
-        }
-    }
-    for r in readers {
-        let _ = r.join();
-    }
-    let status = child.wait()?;
-    if !status.success() {
-        for l in &tail {
-            eprintln!("  | {l}");
-        }
-        return Err(anyhow!("make: {status}"));
-    }
-    Ok(compiled)
+fn run_counted(cmd: Command, log: &Path, estimate: &Estimate) -> Result<usize> {
+    let watch = crate::kernel::Watch {
+        label: "make: ",
+        echo: |_| false,
+        object: is_object_line,
+        every: Duration::from_secs(15),
+        beat: &|compiled, secs| {
+            format!(
+                "  building: {}, {secs:.0} s",
+                estimate.describe(compiled, secs)
+            )
+        },
+        tail: 20,
+    };
+    crate::kernel::run_watched(cmd, log, &watch)
 }
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ sections() {
 # The kept tree: unpack, 0001, allnoconfig + fragment + localversion (as
 # vm-images/recipes/build-kernel.sh), baseline bzImage. Reused while its stamp matches.
 prepare() {
-    local deb stamp want tarball merged
+    local deb stamp want merged
     deb=$(find "$cache/downloads" -maxdepth 1 -name 'linux-source-6.12_*.deb' | sort | tail -n1)
     [ -n "$deb" ] || die "no linux-source-6.12 .deb in $cache/downloads (run: runner kernel --kernel wait-pid-6.12)"
     mkdir -p "$tree"
@@ -111,9 +111,7 @@ prepare() {
         step "new kept tree in $tree from $(basename "$deb")"
         rm -rf "$src" "$obj" "$tree/stamp"
         mkdir -p "$src" "$obj"
-        tarball=$(dpkg-deb --fsys-tarfile "$deb" | tar -t | grep -E '^\./usr/src/linux-source-[^/]*\.tar\.xz$' | head -n1)
-        [ -n "$tarball" ] || die "no linux-source tarball in $deb"
-        dpkg-deb --fsys-tarfile "$deb" | tar -xO "$tarball" | tar -xJ --strip-components=1 -C "$src"
+        "$repo/vm-images/recipes/unpack-linux-source.sh" "$deb" "$src"
         patch -p1 --batch --forward --silent -d "$src" < "$seed_patch"
         sections "$fix_patch" "$base_re" | patch -p1 --batch --forward --silent -d "$src"
         merged=$tree/fragment.config

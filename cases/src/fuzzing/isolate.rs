@@ -2,10 +2,8 @@
 //! leftover children (reaped with focused waits only: generic waits cannot
 //! see CLONE_WAIT_PID children), fd counts.
 
-use std::os::fd::OwnedFd;
-
 use crate::harness::executor;
-
+pub use crate::sys::io::{read_exact, readable_within, write_all};
 /// The calling thread's signal mask, to restore later (the kernel's 64-bit
 /// mask).
 pub struct SavedMask(u64);
@@ -123,17 +121,7 @@ pub fn restore_sigchld_default() {
     }
 }
 
-/// Whether this process has one thread (/proc/self/stat, num_threads).
-pub fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|st| {
-            st.rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().nth(17))
-                .and_then(|n| n.parse::<u32>().ok())
-        })
-        == Some(1)
-}
+pub use crate::sys::proc::single_threaded;
 
 /// Our own children right now (all threads), zombies included.
 pub fn own_children() -> Vec<i32> {
@@ -298,53 +286,4 @@ pub fn fork_run(f: impl FnOnce() -> i32) -> Result<i32, crate::sys::Errno> {
         crate::sys::clone::exit_now(code, false);
     }
     Ok(pid)
-}
-
-/// Read exactly `buf.len()` bytes; false on EOF or error.
-pub fn read_exact(fd: &OwnedFd, buf: &mut [u8]) -> bool {
-    let mut off = 0;
-    while off < buf.len() {
-        match rustix::io::read(fd, &mut buf[off..]) {
-            Ok(0) => return false,
-            Ok(n) => off += n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return false,
-        }
-    }
-    true
-}
-
-/// Write all of `buf`; false on error.
-pub fn write_all(fd: &OwnedFd, buf: &[u8]) -> bool {
-    let mut off = 0;
-    while off < buf.len() {
-        match rustix::io::write(fd, &buf[off..]) {
-            Ok(n) => off += n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return false,
-        }
-    }
-    true
-}
-
-/// Whether `fd` becomes readable within `ms` milliseconds (-1: wait forever).
-pub fn readable_within(fd: &OwnedFd, ms: i32) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let ts = if ms < 0 {
-        None
-    } else {
-        Some(Timespec {
-            tv_sec: (ms / 1000) as i64,
-            tv_nsec: ((ms % 1000) as i64) * 1_000_000,
-        })
-    };
-    loop {
-        let mut fds = [PollFd::new(fd, PollFlags::IN)];
-        match poll(&mut fds, ts.as_ref()) {
-            Ok(0) => return false,
-            Ok(_) => return true,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return false,
-        }
-    }
 }

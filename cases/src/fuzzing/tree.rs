@@ -496,51 +496,84 @@ impl Driver {
         }
     }
 
+    /// `Expect::Spawn`: a child of D made here, or of node `p` made by its
+    /// agent on request.
+    fn spawn(&mut self, m: &TreeModel, parent: Creator, flags: u64) -> StepOut {
+        let idx = m.tree.node_count();
+        let r = match parent {
+            Creator::Waiter => {
+                let raw = self.pool.raw();
+                clone3(
+                    &Clone3Request::new(flags, libc::SIGCHLD as u64),
+                    Program::Run(Box::new(move || agent(idx, raw))),
+                )
+                .map(|mut sp| (sp.pid, sp.pidfd.take()))
+                .map_err(|e| e.0)
+            }
+            Creator::Node(p) => {
+                let mut msg = vec![b's', idx as u8];
+                msg.extend_from_slice(&flags.to_le_bytes());
+                if !isolate::write_all(&self.pool.cmd_w[p], &msg) {
+                    return StepOut::Harness(format!("n{p}: command pipe closed"));
+                }
+                let mut v = [0u8; 4];
+                if !isolate::read_exact(&self.pool.rep_r[p], &mut v) {
+                    return StepOut::Harness(format!("n{p}: no answer to spawn"));
+                }
+                let v = i32::from_le_bytes(v);
+                if v > 0 {
+                    match pidfd::open(v, false) {
+                        Ok(fd) => Ok((v, Some(fd))),
+                        Err(e) => return StepOut::Harness(format!("pidfd_open({v}): {e}")),
+                    }
+                } else {
+                    Err(-v)
+                }
+            }
+        };
+        match r {
+            Ok((pid, fd)) => {
+                self.pidfds.push(fd);
+                StepOut::Spawned(Ok(pid))
+            }
+            Err(e) => StepOut::Spawned(Err(e)),
+        }
+    }
+
+    /// `Expect::Stop`/`Expect::Cont` (`stop`): the signal by pidfd, then a
+    /// WNOWAIT wait until the new state is reportable.
+    fn signal_and_sync(&mut self, m: &TreeModel, node: usize, stop: bool) -> StepOut {
+        let (sig, bit) = if stop {
+            (libc::SIGSTOP, WaitOpts::WSTOPPED)
+        } else {
+            (libc::SIGCONT, WaitOpts::WCONTINUED)
+        };
+        let Some(fd) = &self.pidfds[node] else {
+            return StepOut::Harness("no pidfd".into());
+        };
+        if let Err(e) = pidfd::send_signal(fd, sig) {
+            return StepOut::Harness(format!("pidfd_send_signal: {e}"));
+        }
+        // Block (without consuming it) until the state change is
+        // reportable: the kernel's own notification, no sleeping.
+        let t = WaitTarget::pid(self.pid_of(m, node));
+        match wait(WaitCall::WaitidPid, t, WaitOpts(bit | WaitOpts::WNOWAIT)) {
+            crate::sys::wait::WaitOutcome::Reported { .. } => StepOut::Done,
+            other => StepOut::Harness(format!(
+                "sync wait for the {} state: {other}",
+                if sig == libc::SIGSTOP {
+                    "stopped"
+                } else {
+                    "continued"
+                }
+            )),
+        }
+    }
+
     fn perform(&mut self, m: &TreeModel, e: &Expect) -> StepOut {
         match e {
             Expect::Skip(_) => StepOut::Skipped,
-            Expect::Spawn { parent, flags, .. } => {
-                let idx = m.tree.node_count();
-                let r = match parent {
-                    Creator::Waiter => {
-                        let raw = self.pool.raw();
-                        clone3(
-                            &Clone3Request::new(*flags, libc::SIGCHLD as u64),
-                            Program::Run(Box::new(move || agent(idx, raw))),
-                        )
-                        .map(|mut sp| (sp.pid, sp.pidfd.take()))
-                        .map_err(|e| e.0)
-                    }
-                    Creator::Node(p) => {
-                        let mut msg = vec![b's', idx as u8];
-                        msg.extend_from_slice(&flags.to_le_bytes());
-                        let p = *p;
-                        if !isolate::write_all(&self.pool.cmd_w[p], &msg) {
-                            return StepOut::Harness(format!("n{p}: command pipe closed"));
-                        }
-                        let mut v = [0u8; 4];
-                        if !isolate::read_exact(&self.pool.rep_r[p], &mut v) {
-                            return StepOut::Harness(format!("n{p}: no answer to spawn"));
-                        }
-                        let v = i32::from_le_bytes(v);
-                        if v > 0 {
-                            match pidfd::open(v, false) {
-                                Ok(fd) => Ok((v, Some(fd))),
-                                Err(e) => return StepOut::Harness(format!("pidfd_open({v}): {e}")),
-                            }
-                        } else {
-                            Err(-v)
-                        }
-                    }
-                };
-                match r {
-                    Ok((pid, fd)) => {
-                        self.pidfds.push(fd);
-                        StepOut::Spawned(Ok(pid))
-                    }
-                    Err(e) => StepOut::Spawned(Err(e)),
-                }
-            }
+            Expect::Spawn { parent, flags, .. } => self.spawn(m, *parent, *flags),
             Expect::Exit { node, code } => {
                 let msg: Vec<u8> = if m.tree.execd(*node) {
                     format!("{code}\n").into_bytes()
@@ -565,33 +598,8 @@ impl Driver {
                     .map(|_| StepOut::Done)
                     .unwrap_or_else(StepOut::Harness)
             }
-            Expect::Stop { node } | Expect::Cont { node } => {
-                let (sig, bit) = if matches!(e, Expect::Stop { .. }) {
-                    (libc::SIGSTOP, WaitOpts::WSTOPPED)
-                } else {
-                    (libc::SIGCONT, WaitOpts::WCONTINUED)
-                };
-                let Some(fd) = &self.pidfds[*node] else {
-                    return StepOut::Harness("no pidfd".into());
-                };
-                if let Err(e) = pidfd::send_signal(fd, sig) {
-                    return StepOut::Harness(format!("pidfd_send_signal: {e}"));
-                }
-                // Block (without consuming it) until the state change is
-                // reportable: the kernel's own notification, no sleeping.
-                let t = WaitTarget::pid(self.pid_of(m, *node));
-                match wait(WaitCall::WaitidPid, t, WaitOpts(bit | WaitOpts::WNOWAIT)) {
-                    crate::sys::wait::WaitOutcome::Reported { .. } => StepOut::Done,
-                    other => StepOut::Harness(format!(
-                        "sync wait for the {} state: {other}",
-                        if sig == libc::SIGSTOP {
-                            "stopped"
-                        } else {
-                            "continued"
-                        }
-                    )),
-                }
-            }
+            Expect::Stop { node } => self.signal_and_sync(m, *node, true),
+            Expect::Cont { node } => self.signal_and_sync(m, *node, false),
             Expect::Setpgid { node, pgid, .. } => {
                 let pid = self.pid_of(m, *node);
                 // SAFETY: setpgid takes two integers.
@@ -768,38 +776,51 @@ mod tests {
     fn spawn(parent: Who, hidden: bool) -> Op {
         Op::Spawn { parent, hidden }
     }
+
+    /// The start both regressions share: D becomes a subreaper, makes a
+    /// plain n0, which makes a hidden n1 and exits with 1; with what the
+    /// kernel answered for these steps when D was `dpid` (n0, n1 the next
+    /// pids).
+    fn orphaned_hidden_child(dpid: i32) -> (Vec<Op>, Vec<StepOut>) {
+        let ops = vec![
+            Op::Subreaper,
+            spawn(Who::Driver, false),
+            spawn(Who::Node(0), true),
+            Op::Exit { node: 0, code: 1 },
+        ];
+        let steps = vec![
+            StepOut::Done,
+            StepOut::Spawned(Ok(dpid + 1)),
+            StepOut::Spawned(Ok(dpid + 2)),
+            StepOut::Done,
+        ];
+        (ops, steps)
+    }
     const NOHANG_EXITED: u32 = WaitOpts::WNOHANG | WaitOpts::WEXITED;
 
     /// cases/regressions/wait_sequence-hidden-grandchild-inherits-after-reparent.case
     /// and the log wait-pid-6.12 gave for it.
     fn grandchild_run() -> (WaitProgram, RunLog) {
-        let p = WaitProgram {
-            ops: vec![
-                Op::Subreaper,
-                spawn(Who::Driver, false),
-                spawn(Who::Node(0), true),
-                Op::Exit { node: 0, code: 1 },
-                spawn(Who::Node(1), false),
-                Op::Kill { node: 1 },
-                wait(WaitCall::WaitpidAny, 0, 0),
-                wait(WaitCall::WaitidAll, NOHANG_EXITED, 1),
-            ],
-        };
+        let (mut ops, mut steps) = orphaned_hidden_child(133);
+        ops.extend([
+            spawn(Who::Node(1), false),
+            Op::Kill { node: 1 },
+            wait(WaitCall::WaitpidAny, 0, 0),
+            wait(WaitCall::WaitidAll, NOHANG_EXITED, 1),
+        ]);
+        let p = WaitProgram { ops };
+        steps.extend([
+            StepOut::Spawned(Ok(136)),
+            StepOut::Done,
+            StepOut::Waited(Some(Out::Reported {
+                pid: 134,
+                event: Event::Exited(1),
+            })),
+            StepOut::Waited(Some(Out::Failed(libc::ECHILD))),
+        ]);
         let log = RunLog {
             dpid: 133,
-            steps: vec![
-                StepOut::Done,
-                StepOut::Spawned(Ok(134)),
-                StepOut::Spawned(Ok(135)),
-                StepOut::Done,
-                StepOut::Spawned(Ok(136)),
-                StepOut::Done,
-                StepOut::Waited(Some(Out::Reported {
-                    pid: 134,
-                    event: Event::Exited(1),
-                })),
-                StepOut::Waited(Some(Out::Failed(libc::ECHILD))),
-            ],
+            steps,
             hang: None,
         };
         (p, log)
@@ -823,32 +844,28 @@ mod tests {
     /// Only reparenting: the hidden child of a plain node that exits.
     #[test]
     fn reparented_hidden_child() {
-        let p = WaitProgram {
-            ops: vec![
-                Op::Subreaper,
-                spawn(Who::Driver, false),
-                spawn(Who::Node(0), true),
-                Op::Exit { node: 0, code: 1 },
-                Op::Exit { node: 1, code: 2 },
-                wait(WaitCall::WaitidAll, NOHANG_EXITED, 0),
-                wait(WaitCall::WaitidAll, NOHANG_EXITED, 0),
-            ],
-        };
-        let steps = |second: Out| RunLog {
-            dpid: 10,
-            steps: vec![
-                StepOut::Done,
-                StepOut::Spawned(Ok(11)),
-                StepOut::Spawned(Ok(12)),
-                StepOut::Done,
+        let (mut ops, start) = orphaned_hidden_child(10);
+        ops.extend([
+            Op::Exit { node: 1, code: 2 },
+            wait(WaitCall::WaitidAll, NOHANG_EXITED, 0),
+            wait(WaitCall::WaitidAll, NOHANG_EXITED, 0),
+        ]);
+        let p = WaitProgram { ops };
+        let steps = |second: Out| {
+            let mut steps = start.clone();
+            steps.extend([
                 StepOut::Done,
                 StepOut::Waited(Some(Out::Reported {
                     pid: 11,
                     event: Event::Exited(1),
                 })),
                 StepOut::Waited(Some(second)),
-            ],
-            hang: None,
+            ]);
+            RunLog {
+                dpid: 10,
+                steps,
+                hang: None,
+            }
         };
         let seed_kernel = steps(Out::Failed(libc::ECHILD));
         let design_kernel = steps(Out::Reported {

@@ -159,19 +159,7 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
         }
     };
     if args.list {
-        if verbose {
-            let cases: Vec<Case> = table()
-                .into_iter()
-                .filter(|c| selected(&args, &c.name))
-                .collect();
-            print!("{}", list_verbose(&cases));
-            std::process::exit(0);
-        }
-        let trials = table()
-            .into_iter()
-            .map(|c| libtest_mimic::Trial::test(c.name, || Ok(())))
-            .collect();
-        libtest_mimic::run(&args, trials).exit();
+        list(table, &args, verbose);
     }
     // Orphans of a case process that had to be killed come here, and are
     // reaped by pidfd below.
@@ -201,36 +189,8 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
     let trials = cases
         .into_iter()
         .map(|case| {
-            let name = case.name.clone();
             let unmet = env.unmet(&case.needs);
-            let report = report.clone();
-            let spawner = spawner.clone();
-            let tally = tally.clone();
-            libtest_mimic::Trial::ignorable_test(name.clone(), move || {
-                let start = Instant::now();
-                let mut out = match unmet {
-                    Some(reason) => CaseOutput {
-                        status: Status::Skip,
-                        detail: reason,
-                    },
-                    None => supervise(&spawner, &name, case.timeout.mul_f64(timeout_mul())),
-                };
-                if out.status == Status::Fail {
-                    // The reader of a failure sees what the row expected.
-                    if let Some(want) = case.expects_text() {
-                        out.detail = format!("{}; want: {want}", out.detail);
-                    }
-                }
-                let provenance = case.source.provenance();
-                report.record(&name, provenance, &out, start.elapsed());
-                tally.add(provenance, out.status);
-                match out.status {
-                    Status::Pass => Ok(libtest_mimic::Completion::Completed),
-                    Status::Skip => Ok(libtest_mimic::Completion::ignored_with(out.detail)),
-                    Status::Fail => Err(format!("FAIL: {}", out.detail).into()),
-                    Status::Broken => Err(format!("BROKEN: {}", out.detail).into()),
-                }
-            })
+            trial(case, unmet, report.clone(), spawner.clone(), tally.clone())
         })
         .collect();
     let json = matches!(args.format, Some(libtest_mimic::FormatSetting::Json));
@@ -257,6 +217,61 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
         std::process::exit(EXIT_HARNESS);
     }
     conclusion.exit()
+}
+
+/// `--list` (with `--verbose`: one block per selected case) and exit.
+fn list(table: fn() -> Vec<Case>, args: &libtest_mimic::Arguments, verbose: bool) -> ! {
+    if verbose {
+        let cases: Vec<Case> = table()
+            .into_iter()
+            .filter(|c| selected(args, &c.name))
+            .collect();
+        print!("{}", list_verbose(&cases));
+        std::process::exit(0);
+    }
+    let trials = table()
+        .into_iter()
+        .map(|c| libtest_mimic::Trial::test(c.name, || Ok(())))
+        .collect();
+    libtest_mimic::run(args, trials).exit()
+}
+
+/// One case as a libtest trial: skipped with the reason when a need is
+/// `unmet`, else run in its own process; recorded in the report and the
+/// tally.
+fn trial(
+    case: Case,
+    unmet: Option<String>,
+    report: Report,
+    spawner: Arc<Spawner>,
+    tally: Tally,
+) -> libtest_mimic::Trial {
+    let name = case.name.clone();
+    libtest_mimic::Trial::ignorable_test(name.clone(), move || {
+        let start = Instant::now();
+        let mut out = match unmet {
+            Some(reason) => CaseOutput {
+                status: Status::Skip,
+                detail: reason,
+            },
+            None => supervise(&spawner, &name, case.timeout.mul_f64(timeout_mul())),
+        };
+        if out.status == Status::Fail {
+            // The reader of a failure sees what the row expected.
+            if let Some(want) = case.expects_text() {
+                out.detail = format!("{}; want: {want}", out.detail);
+            }
+        }
+        let provenance = case.source.provenance();
+        report.record(&name, provenance, &out, start.elapsed());
+        tally.add(provenance, out.status);
+        match out.status {
+            Status::Pass => Ok(libtest_mimic::Completion::Completed),
+            Status::Skip => Ok(libtest_mimic::Completion::ignored_with(out.detail)),
+            Status::Fail => Err(format!("FAIL: {}", out.detail).into()),
+            Status::Broken => Err(format!("BROKEN: {}", out.detail).into()),
+        }
+    })
 }
 
 /// The flag that makes `--list` print one block per case.
@@ -752,18 +767,9 @@ mod tests {
 
     #[test]
     fn only_live_waits_of_the_case_tree_count() {
-        use crate::sys::announce::{Mark, ENTER};
+        use crate::sys::announce::Mark;
         let me = std::process::id() as i32;
-        let mark = |pid, tid, call: &str| {
-            serde_json::to_string(&Mark {
-                wc_wait: ENTER.into(),
-                pid,
-                tid,
-                call: call.into(),
-                pidfd: -1,
-            })
-            .unwrap()
-        };
+        let mark = |pid, tid, call: &str| Mark::enter(pid, tid, call.into(), -1).line();
         // This process stands in for the case process (its main thread is
         // alive); pid 1 is the init of some nested namespace's view, not a
         // descendant; a tid that does not exist has gone.

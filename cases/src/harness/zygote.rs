@@ -73,7 +73,7 @@ impl Zygote {
     /// Fork the zygote. The calling process must be single-threaded (see
     /// the module doc).
     pub fn start(cases: Vec<Case>, probe: Probe, run: RunCase) -> Result<Zygote, String> {
-        if !single_threaded() {
+        if !crate::sys::proc::single_threaded() {
             return Err("the test process is already multi-threaded".into());
         }
         let (ours, theirs) = rustix::net::socketpair(
@@ -176,18 +176,6 @@ impl Zygote {
             other => Some(format!("the fork server ended: {other}")),
         }
     }
-}
-
-/// Whether this process has one thread (/proc/self/stat, num_threads).
-fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|st| {
-            st.rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().nth(17))
-                .and_then(|n| n.parse::<u32>().ok())
-        })
-        == Some(1)
 }
 
 /// Z's loop: one request, one case process, one reply; until EOF.

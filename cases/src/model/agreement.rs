@@ -381,28 +381,12 @@ impl<'a> Replay<'a> {
     }
 
     fn prediction(m: &TreeModel, op: &Op) -> Result<(Expect, Prediction), String> {
-        match m.expect(op) {
-            Expect::Wait {
-                call,
-                opts,
-                node,
-                sel,
-                prediction,
-            } => {
-                let p = prediction.clone();
-                Ok((
-                    Expect::Wait {
-                        call,
-                        opts,
-                        node,
-                        sel,
-                        prediction,
-                    },
-                    p,
-                ))
-            }
-            other => Err(format!("{op}: the oracle answers {other:?}")),
-        }
+        let e = m.expect(op);
+        let p = match &e {
+            Expect::Wait { prediction, .. } => prediction.clone(),
+            other => return Err(format!("{op}: the oracle answers {other:?}")),
+        };
+        Ok((e, p))
     }
 
     /// A wait step: the oracle's prediction before the changes in flux and
@@ -592,51 +576,61 @@ fn grid_rows() {
     );
 }
 
+/// Compares each of `rows` for both subjects under both semantics: `case`
+/// tells, for the row's data, the subject and the semantics, the oracle's
+/// prediction and the table's answer for the row `{name}::{subject}`.
+fn compare_rows<R: Copy>(
+    rows: &[(&str, R)],
+    mut case: impl FnMut(R, Subject, Semantics) -> (Prediction, WaitOutcome),
+) {
+    let mut v = Verdicts::default();
+    for &(name, data) in rows {
+        for s in Subject::BOTH {
+            let row = format!("{name}::{}", s.variant());
+            for sem in ALL {
+                let (p, want) = case(data, s, sem);
+                v.check(&row, sem, "", &p, one_of(&[want]));
+            }
+        }
+    }
+    v.finish();
+}
+
 /// reparent::subreaper::*, reparent::pidns_init::orphan_generic_wait: a
 /// plain middle process makes the subject G and exits; G goes to the
 /// waiter (a subreaper; a pid-namespace init finds orphans the same way,
 /// find_new_reaper), which reaps the middle and then asks waitid(P_ALL).
 #[test]
 fn reparent_rows() {
-    let mut v = Verdicts::default();
     let rows = [
         ("reparent::subreaper::zombie_orphan_generic_wait", true),
         ("reparent::subreaper::live_orphan_generic_wait", false),
         ("reparent::pidns_init::orphan_generic_wait", true),
     ];
-    for (row, zombie_first) in rows {
-        for s in Subject::BOTH {
-            let row = format!("{row}::{}", s.variant());
-            for sem in ALL {
-                let mut x = Sit::new(sem);
-                x.subreaper();
-                let m = x.spawn(Creator::Waiter, false);
-                let g = x.spawn(Creator::Node(m), s.hidden());
-                if zombie_first {
-                    x.exit(g, 5);
-                }
-                x.exit(m, 0);
-                x.focused(m, O::WEXITED);
-                if !zombie_first {
-                    x.exit(g, 5);
-                }
-                let want = open::expected_generic_under(
-                    sem,
-                    reparent::orphan_lineage(s.hidden()),
-                    x.pid(g),
-                    Event::Exited(5),
-                );
-                v.check(
-                    &row,
-                    sem,
-                    "",
-                    &x.predict(WaitCall::WaitidAll, O::WEXITED | O::WNOHANG, g),
-                    one_of(&[want]),
-                );
-            }
+    compare_rows(&rows, |zombie_first, s, sem| {
+        let mut x = Sit::new(sem);
+        x.subreaper();
+        let m = x.spawn(Creator::Waiter, false);
+        let g = x.spawn(Creator::Node(m), s.hidden());
+        if zombie_first {
+            x.exit(g, 5);
         }
-    }
-    v.finish();
+        x.exit(m, 0);
+        x.focused(m, O::WEXITED);
+        if !zombie_first {
+            x.exit(g, 5);
+        }
+        let want = open::expected_generic_under(
+            sem,
+            reparent::orphan_lineage(s.hidden()),
+            x.pid(g),
+            Event::Exited(5),
+        );
+        (
+            x.predict(WaitCall::WaitidAll, O::WEXITED | O::WNOHANG, g),
+            want,
+        )
+    });
 }
 
 /// open::descendants::grandchild_generic_wait,
@@ -646,41 +640,46 @@ fn reparent_rows() {
 /// plain child of its own that exits.
 #[test]
 fn descendant_rows() {
-    let mut v = Verdicts::default();
     let rows = [
         (
             "open::descendants::grandchild_generic_wait",
-            WaitCall::WaitidAll,
-            O::WEXITED | O::WNOHANG,
+            (WaitCall::WaitidAll, O::WEXITED | O::WNOHANG),
         ),
         (
             "open::threads::thread_child_generic_wait",
-            WaitCall::WaitpidAny,
-            O::WNOHANG,
+            (WaitCall::WaitpidAny, O::WNOHANG),
         ),
     ];
-    for (row, call, opts) in rows {
-        for s in Subject::BOTH {
-            let row = format!("{row}::{}", s.variant());
-            for sem in ALL {
-                let job = Lineage {
-                    wait_pid_flag: s.hidden(),
-                    ..Lineage::default()
-                };
-                let mut x = Sit::below(sem, job);
-                let c = x.spawn(Creator::Waiter, false);
-                x.exit(c, 6);
-                let want = open::expected_generic_under(
-                    sem,
-                    open::own_child_lineage(job.marked(sem)),
-                    x.pid(c),
-                    Event::Exited(6),
-                );
-                v.check(&row, sem, "", &x.predict(call, opts, c), one_of(&[want]));
-            }
-        }
-    }
-    v.finish();
+    compare_rows(&rows, |(call, opts), s, sem| {
+        let job = Lineage {
+            wait_pid_flag: s.hidden(),
+            ..Lineage::default()
+        };
+        let mut x = Sit::below(sem, job);
+        let c = x.spawn(Creator::Waiter, false);
+        x.exit(c, 6);
+        let want = open::expected_generic_under(
+            sem,
+            open::own_child_lineage(job.marked(sem)),
+            x.pid(c),
+            Event::Exited(6),
+        );
+        (x.predict(call, opts, c), want)
+    });
+}
+
+/// What happens to the case process's own subject child before the
+/// generic call of an `own_child_state_rows` row.
+#[derive(Clone, Copy)]
+enum Before {
+    /// it execs, then exits with 33
+    ExecExit,
+    /// it exits with 3
+    Exit,
+    /// it stops
+    Stop,
+    /// it stops, the stop is collected, it continues
+    StopContinue,
 }
 
 /// open::execve::child_execs, open::stop::generic_wstopped,
@@ -688,67 +687,43 @@ fn descendant_rows() {
 /// process's own subject child, after execve, a stop, a continue.
 #[test]
 fn own_child_state_rows() {
-    let mut v = Verdicts::default();
-    for s in Subject::BOTH {
-        for sem in ALL {
-            let var = s.variant();
-            let mut x = Sit::new(sem);
-            let k = x.spawn(Creator::Waiter, s.hidden());
-            x.exec(k);
-            x.exit(k, 33);
-            let want = open::generic_sees(s, x.pid(k), Event::Exited(33));
-            let p = x.predict(WaitCall::WaitidAll, O::WEXITED | O::WNOHANG | O::WNOWAIT, k);
-            v.check(
-                &format!("open::execve::child_execs::{var}"),
-                sem,
-                "",
-                &p,
-                one_of(&[want]),
-            );
-
-            let mut x = Sit::new(sem);
-            let k = x.spawn(Creator::Waiter, s.hidden());
-            x.exit(k, 3);
-            let want = open::generic_sees(s, x.pid(k), Event::Exited(3));
-            let p = x.predict(WaitCall::WaitidAll, O::WEXITED | O::WNOWAIT | O::WNOHANG, k);
-            v.check(
-                &format!("open::wnowait::generic_peek::{var}"),
-                sem,
-                "",
-                &p,
-                one_of(&[want]),
-            );
-
-            let mut x = Sit::new(sem);
-            let k = x.spawn(Creator::Waiter, s.hidden());
-            x.stop(k);
-            let want = open::generic_sees(s, x.pid(k), Event::Stopped(libc::SIGSTOP));
-            let p = x.predict(WaitCall::WaitidAll, O::WSTOPPED | O::WNOHANG, k);
-            v.check(
-                &format!("open::stop::generic_wstopped::{var}"),
-                sem,
-                "",
-                &p,
-                one_of(&[want]),
-            );
-
-            let mut x = Sit::new(sem);
-            let k = x.spawn(Creator::Waiter, s.hidden());
-            x.stop(k);
-            x.focused(k, O::WSTOPPED);
-            x.cont(k);
-            let want = open::generic_sees(s, x.pid(k), Event::Continued);
-            let p = x.predict(WaitCall::WaitpidAny, O::WCONTINUED | O::WNOHANG, k);
-            v.check(
-                &format!("open::stop::generic_wcontinued::{var}"),
-                sem,
-                "",
-                &p,
-                one_of(&[want]),
-            );
-        }
-    }
-    v.finish();
+    let rows = [
+        ("open::execve::child_execs", Before::ExecExit),
+        ("open::wnowait::generic_peek", Before::Exit),
+        ("open::stop::generic_wstopped", Before::Stop),
+        ("open::stop::generic_wcontinued", Before::StopContinue),
+    ];
+    compare_rows(&rows, |before, s, sem| {
+        let mut x = Sit::new(sem);
+        let k = x.spawn(Creator::Waiter, s.hidden());
+        let (call, opts, ev) = match before {
+            Before::ExecExit => {
+                x.exec(k);
+                x.exit(k, 33);
+                let opts = O::WEXITED | O::WNOHANG | O::WNOWAIT;
+                (WaitCall::WaitidAll, opts, Event::Exited(33))
+            }
+            Before::Exit => {
+                x.exit(k, 3);
+                let opts = O::WEXITED | O::WNOWAIT | O::WNOHANG;
+                (WaitCall::WaitidAll, opts, Event::Exited(3))
+            }
+            Before::Stop => {
+                x.stop(k);
+                let opts = O::WSTOPPED | O::WNOHANG;
+                (WaitCall::WaitidAll, opts, Event::Stopped(libc::SIGSTOP))
+            }
+            Before::StopContinue => {
+                x.stop(k);
+                x.focused(k, O::WSTOPPED);
+                x.cont(k);
+                let opts = O::WCONTINUED | O::WNOHANG;
+                (WaitCall::WaitpidAny, opts, Event::Continued)
+            }
+        };
+        let want = open::generic_sees(s, x.pid(k), ev);
+        (x.predict(call, opts, k), want)
+    });
 }
 
 /// open::ptrace::tracer_generic_wall_wait, open::ptrace::tracer_focused_wall_wait:
@@ -757,7 +732,6 @@ fn own_child_state_rows() {
 /// semantics cares who the tracee's parent is) and waits with __WALL.
 #[test]
 fn ptrace_rows() {
-    let mut v = Verdicts::default();
     let rows = [
         (
             "open::ptrace::tracer_generic_wall_wait",
@@ -768,24 +742,18 @@ fn ptrace_rows() {
             WaitCall::WaitpidPid,
         ),
     ];
-    for (row, call) in rows {
-        for s in Subject::BOTH {
-            let row = format!("{row}::{}", s.variant());
-            for sem in ALL {
-                let mut x = Sit::new(sem);
-                let m = x.spawn(Creator::Waiter, false);
-                let k = x.spawn(Creator::Node(m), s.hidden());
-                x.exit(m, 0);
-                x.focused(m, O::WEXITED);
-                let p =
-                    x.t.tracer_wait(call, O(O::WALL), k)
-                        .expect("inside the model");
-                let want = open::tracer_expects(sem, open::subject_lineage(s), call, x.pid(k));
-                v.check(&row, sem, "", &p, one_of(&[want]));
-            }
-        }
-    }
-    v.finish();
+    compare_rows(&rows, |call, s, sem| {
+        let mut x = Sit::new(sem);
+        let m = x.spawn(Creator::Waiter, false);
+        let k = x.spawn(Creator::Node(m), s.hidden());
+        x.exit(m, 0);
+        x.focused(m, O::WEXITED);
+        let p =
+            x.t.tracer_wait(call, O(O::WALL), k)
+                .expect("inside the model");
+        let want = open::tracer_expects(sem, open::subject_lineage(s), call, x.pid(k));
+        (p, want)
+    });
 }
 
 /// The comparison itself can fail: a table answer that differs from the

@@ -557,40 +557,7 @@ impl Tree {
                 Observed::Spawned(r),
             ) => match (verdict, r) {
                 (Verdict::Created | Verdict::Unknown(_), Ok(pid)) => {
-                    let (parent, pgid, creator_marked) = match parent {
-                        Creator::Waiter => (
-                            Parent::Waiter,
-                            self.waiter,
-                            self.waiter_lineage.marked(self.cfg.semantics),
-                        ),
-                        Creator::Node(p) => {
-                            let c = &self.nodes[*p];
-                            (
-                                Parent::Node(*p),
-                                c.pgid,
-                                c.lineage.marked(self.cfg.semantics),
-                            )
-                        }
-                    };
-                    let wait_pid_flag = self
-                        .cfg
-                        .features
-                        .wait_pid_bit
-                        .is_some_and(|b| flags & b != 0);
-                    let lineage = Lineage {
-                        wait_pid_flag,
-                        creator_marked,
-                        reparented: false,
-                    };
-                    self.nodes.push(Node {
-                        pid: *pid,
-                        parent,
-                        lineage,
-                        pgid,
-                        state: ChildState::Running,
-                        reaped: false,
-                        execd: false,
-                    });
+                    self.add_node(parent, *flags, *pid);
                     Ok(())
                 }
                 (Verdict::Fails(want), Err(got)) if want == got => Ok(()),
@@ -663,21 +630,66 @@ impl Tree {
                         prediction: prediction.clone(),
                     });
                 }
-                let mut v = self.views();
-                wait_changes(&mut v, *opts, *o);
-                for n in self
-                    .nodes
-                    .iter_mut()
-                    .filter(|n| n.parent == Parent::Waiter && !n.reaped)
-                {
-                    match v.iter().find(|c| c.pid == n.pid) {
-                        Some(c) => n.state = c.state,
-                        None => n.reaped = true,
-                    }
-                }
+                self.waited(*opts, *o);
                 Ok(())
             }
             _ => Err(Mismatch::NotThisStep),
+        }
+    }
+
+    /// A child `pid` made by `parent` with the clone flags `flags`: in the
+    /// parent's group, marked as the semantics and the flags say.
+    fn add_node(&mut self, parent: &Creator, flags: u64, pid: i32) {
+        let (parent, pgid, creator_marked) = match parent {
+            Creator::Waiter => (
+                Parent::Waiter,
+                self.waiter,
+                self.waiter_lineage.marked(self.cfg.semantics),
+            ),
+            Creator::Node(p) => {
+                let c = &self.nodes[*p];
+                (
+                    Parent::Node(*p),
+                    c.pgid,
+                    c.lineage.marked(self.cfg.semantics),
+                )
+            }
+        };
+        let wait_pid_flag = self
+            .cfg
+            .features
+            .wait_pid_bit
+            .is_some_and(|b| flags & b != 0);
+        let lineage = Lineage {
+            wait_pid_flag,
+            creator_marked,
+            reparented: false,
+        };
+        self.nodes.push(Node {
+            pid,
+            parent,
+            lineage,
+            pgid,
+            state: ChildState::Running,
+            reaped: false,
+            execd: false,
+        });
+    }
+
+    /// The waiter's wait with `opts` answered `o`: its children's states
+    /// change as the wait made them (reaped, stop reported).
+    fn waited(&mut self, opts: WaitOpts, o: WaitOutcome) {
+        let mut v = self.views();
+        wait_changes(&mut v, opts, o);
+        for n in self
+            .nodes
+            .iter_mut()
+            .filter(|n| n.parent == Parent::Waiter && !n.reaped)
+        {
+            match v.iter().find(|c| c.pid == n.pid) {
+                Some(c) => n.state = c.state,
+                None => n.reaped = true,
+            }
         }
     }
 
@@ -834,16 +846,8 @@ mod tests {
             lineage: marked,
             stopped: Some(libc::SIGSTOP),
         };
-        let sel = |call| Selector {
-            call,
-            pid: 7,
-            pgid: 7,
-            own_pgid: 3,
-        };
-        let stop = Prediction::OneOf(vec![WaitOutcome::Reported {
-            pid: 7,
-            event: Event::Stopped(libc::SIGSTOP),
-        }]);
+        let sel = |call| Selector::new(call, 7, 7, 3);
+        let stop = Prediction::reported(7, Event::Stopped(libc::SIGSTOP));
         let wall = WaitOpts(WaitOpts::WALL);
         assert_eq!(
             predict_tracer_wait(Semantics::Design, sel(WaitCall::WaitpidAny), wall, &[t]),

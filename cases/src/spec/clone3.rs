@@ -241,7 +241,7 @@ pub fn cases() -> Vec<Case> {
 /// Ask the model, make the call, compare; reap what was created.
 fn run(ctx: &mut Ctx, d: &Clone3Desc) -> Check {
     let caller = Caller {
-        root: rustix::process::geteuid().is_root(),
+        root: crate::sys::thread::is_root(),
         ns_init: ctx.pid == 1,
         ns_level: proc::pid_ns_level() as u64,
     };

@@ -4,8 +4,8 @@
 //! model.
 
 use super::grid::{
-    self, call, call_as, call_in_thread, call_other_group, peek, waitid_twin, Group, Hiding,
-    KidSpec, Situation, Start, Step, Variant,
+    self, call, call_as, call_in_thread, call_other_group, peek, waitid_twin, Group, KidSpec,
+    Situation, Start, Step, Variant,
 };
 use crate::harness::*;
 use crate::sys::wait::{Event::Exited, WaitCall, WaitOpts as O};
@@ -19,22 +19,6 @@ const WNOTHREAD: &str = "wait(2): children of other threads in the same thread g
 const NOHANG: u32 = O::WEXITED | O::WNOHANG;
 const BLOCK: u32 = O::WEXITED;
 const PEEK: u32 = O::WEXITED | O::WNOHANG | O::WNOWAIT;
-
-fn sit(
-    id: &'static str,
-    kids: Vec<KidSpec>,
-    steps: fn(WaitCall, Variant) -> Vec<Step>,
-    hiding: Hiding,
-    needs_options: bool,
-) -> Situation {
-    Situation {
-        id,
-        kids,
-        steps,
-        hiding,
-        needs_options,
-    }
-}
 
 /// A WNOWAIT peek that can see hiding: waitid takes WNOWAIT itself; wait4
 /// and waitpid reject it (EINVAL), so their rows peek with the waitid call
@@ -58,204 +42,62 @@ fn wnowait_steps(c: WaitCall, group: Group) -> Vec<Step> {
     }
 }
 
+/// The rows: id, the kids, whether the subject's hiding must show, the
+/// script (for the call under test and the subject's variant), and
+/// `needs_options` where the row needs a call that takes options.
 pub fn situations() -> Vec<Situation> {
-    use Hiding::*;
     use Start::*;
     let s = KidSpec::subject;
     let p = KidSpec::sibling;
-    vec![
-        sit(
-            "lone_exited_nohang",
-            vec![s(Exited(3))],
-            |_, _| vec![call(NOHANG)],
-            Shows,
-            true,
-        ),
-        sit(
-            "lone_exited_block",
-            vec![s(Exited(3))],
-            |_, _| vec![call(BLOCK)],
-            Shows,
-            false,
-        ),
-        sit(
-            "lone_live_nohang",
-            vec![s(Live(3))],
-            |_, _| vec![call(NOHANG)],
-            Shows,
-            true,
-        ),
-        sit(
-            "lone_live_block",
-            vec![s(Live(3))],
-            |_, _| vec![Step::Release(0), call(BLOCK)],
-            Shows,
-            false,
-        ),
-        sit(
-            "sibling_exited_nohang",
-            vec![s(Exited(3)), p(Exited(4))],
-            |_, _| vec![call(NOHANG)],
-            Shows,
-            true,
-        ),
-        sit(
-            "sibling_exited_block",
-            vec![s(Exited(3)), p(Exited(4))],
-            |_, _| vec![call(BLOCK)],
-            Shows,
-            false,
-        ),
-        sit(
-            "sibling_live_nohang",
-            vec![s(Exited(3)), p(Live(4))],
-            |_, _| vec![call(NOHANG)],
-            Shows,
-            true,
-        ),
-        sit(
-            "sibling_live_block",
-            vec![s(Exited(3)), p(Live(4))],
-            |_, _| vec![Step::Release(1), call(BLOCK)],
-            Shows,
-            false,
-        ),
-        sit(
-            "sibling_reaped_nohang",
-            vec![s(Exited(3)), p(Reaped(4))],
-            |_, _| vec![call(NOHANG)],
-            Shows,
-            true,
-        ),
-        sit(
-            "sibling_reaped_block",
-            vec![s(Exited(3)), p(Reaped(4))],
-            |_, _| vec![call(BLOCK)],
-            Shows,
-            false,
-        ),
+    grid::situations! {
+        "lone_exited_nohang", [s(Exited(3))], Shows, |_, _| vec![call(NOHANG)], needs_options;
+        "lone_exited_block", [s(Exited(3))], Shows, |_, _| vec![call(BLOCK)];
+        "lone_live_nohang", [s(Live(3))], Shows, |_, _| vec![call(NOHANG)], needs_options;
+        "lone_live_block", [s(Live(3))], Shows, |_, _| vec![Step::Release(0), call(BLOCK)];
+        "sibling_exited_nohang", [s(Exited(3)), p(Exited(4))], Shows, |_, _| vec![call(NOHANG)], needs_options;
+        "sibling_exited_block", [s(Exited(3)), p(Exited(4))], Shows, |_, _| vec![call(BLOCK)];
+        "sibling_live_nohang", [s(Exited(3)), p(Live(4))], Shows, |_, _| vec![call(NOHANG)], needs_options;
+        "sibling_live_block", [s(Exited(3)), p(Live(4))], Shows, |_, _| vec![Step::Release(1), call(BLOCK)];
+        "sibling_reaped_nohang", [s(Exited(3)), p(Reaped(4))], Shows, |_, _| vec![call(NOHANG)], needs_options;
+        "sibling_reaped_block", [s(Exited(3)), p(Reaped(4))], Shows, |_, _| vec![call(BLOCK)];
         // The subject in a process group of its own, a plain sibling in the
         // case's: P_PGID,other_pgid and P_PGID,0 select different children.
-        sit(
-            "other_group_exited_nohang",
-            vec![s(Exited(3)).in_other_group(), p(Exited(4))],
-            |_, _| vec![call_other_group(NOHANG)],
-            Shows,
-            true,
-        ),
-        sit(
-            "other_group_exited_block",
-            vec![s(Exited(3)).in_other_group(), p(Exited(4))],
-            |_, _| vec![call_other_group(BLOCK)],
-            Shows,
-            false,
-        ),
-        sit(
-            "other_group_wnowait",
-            vec![s(Exited(3)).in_other_group(), p(Exited(4))],
-            |c, _| wnowait_steps(c, Group::Other),
-            Shows,
-            true,
-        ),
+        "other_group_exited_nohang", [s(Exited(3)).in_other_group(), p(Exited(4))], Shows, |_, _| vec![call_other_group(NOHANG)], needs_options;
+        "other_group_exited_block", [s(Exited(3)).in_other_group(), p(Exited(4))], Shows, |_, _| vec![call_other_group(BLOCK)];
+        "other_group_wnowait", [s(Exited(3)).in_other_group(), p(Exited(4))], Shows, |c, _| wnowait_steps(c, Group::Other), needs_options;
         // WNOWAIT peeks, for every call (wait4/waitpid through their waitid twin).
-        sit(
-            "lone_exited_wnowait",
-            vec![s(Exited(3))],
-            |c, _| wnowait_steps(c, Group::Own),
-            Shows,
-            true,
-        ),
-        sit(
-            "sibling_exited_wnowait",
-            vec![s(Exited(3)), p(Exited(4))],
-            |c, _| wnowait_steps(c, Group::Own),
-            Shows,
-            true,
-        ),
+        "lone_exited_wnowait", [s(Exited(3))], Shows, |c, _| wnowait_steps(c, Group::Own), needs_options;
+        "sibling_exited_wnowait", [s(Exited(3)), p(Exited(4))], Shows, |c, _| wnowait_steps(c, Group::Own), needs_options;
         // A second thread blocks in the call; the subject exits first (the
         // call must keep blocking if it is hidden: the thread has not
         // returned, the subject is a zombie for a focused peek), then the
         // sibling (the call returns it).
-        sit(
-            "blocked_in_thread_sibling_exits_later",
-            vec![s(Live(3)), p(Live(4))],
-            |_, _| {
-                vec![
-                    Step::BlockInThread {
-                        opts: BLOCK,
-                        group: Group::Own,
-                    },
-                    Step::Release(0),
-                    Step::Settle(0),
-                    peek(0),
-                    Step::Release(1),
-                    Step::Settle(1),
-                ]
-            },
-            Shows,
-            false,
-        ),
+        "blocked_in_thread_sibling_exits_later", [s(Live(3)), p(Live(4))], Shows, |_, _| {
+            vec![
+                Step::BlockInThread {
+                    opts: BLOCK,
+                    group: Group::Own,
+                },
+                Step::Release(0),
+                Step::Settle(0),
+                peek(0),
+                Step::Release(1),
+                Step::Settle(1),
+            ]
+        };
         // The hidden child alive next to a plain zombie; both alive.
-        sit(
-            "subject_live_sibling_exited_nohang",
-            vec![s(Live(3)), p(Exited(4))],
-            |_, _| vec![call(NOHANG)],
-            Invisible,
-            true,
-        ),
-        sit(
-            "subject_live_sibling_exited_block",
-            vec![s(Live(3)), p(Exited(4))],
-            |_, _| vec![call(BLOCK)],
-            Invisible,
-            false,
-        ),
-        sit(
-            "both_live_nohang",
-            vec![s(Live(3)), p(Live(4))],
-            |_, _| vec![call(NOHANG)],
-            Invisible,
-            true,
-        ),
+        "subject_live_sibling_exited_nohang", [s(Live(3)), p(Exited(4))], Invisible, |_, _| vec![call(NOHANG)], needs_options;
+        "subject_live_sibling_exited_block", [s(Live(3)), p(Exited(4))], Invisible, |_, _| vec![call(BLOCK)];
+        "both_live_nohang", [s(Live(3)), p(Live(4))], Invisible, |_, _| vec![call(NOHANG)], needs_options;
         // The subject made by a second thread of the case process.
-        sit(
-            "thread_child_exited_nohang",
-            vec![s(Exited(3)).by_thread()],
-            |_, _| vec![call(NOHANG)],
-            Shows,
-            true,
-        ),
-        sit(
-            "thread_child_exited_block",
-            vec![s(Exited(3)).by_thread()],
-            |_, _| vec![call(BLOCK)],
-            Shows,
-            false,
-        ),
-        sit(
-            "thread_child_exited_nohang_in_thread",
-            vec![s(Exited(3)).by_thread()],
-            |_, _| vec![call_in_thread(NOHANG)],
-            Shows,
-            true,
-        ),
+        "thread_child_exited_nohang", [s(Exited(3)).by_thread()], Shows, |_, _| vec![call(NOHANG)], needs_options;
+        "thread_child_exited_block", [s(Exited(3)).by_thread()], Shows, |_, _| vec![call(BLOCK)];
+        "thread_child_exited_nohang_in_thread", [s(Exited(3)).by_thread()], Shows, |_, _| vec![call_in_thread(NOHANG)], needs_options;
         // __WNOTHREAD from a thread that did not make the child: ECHILD,
         // hidden or not.
-        sit(
-            "thread_child_wnothread",
-            vec![s(Exited(3)).by_thread()],
-            |_, _| vec![call(NOHANG | O::WNOTHREAD)],
-            Invisible,
-            true,
-        ),
-        sit(
-            "thread_child_wnothread_in_thread",
-            vec![s(Exited(3)).by_thread()],
-            |_, _| vec![call_in_thread(NOHANG | O::WNOTHREAD)],
-            Shows,
-            true,
-        ),
-    ]
+        "thread_child_wnothread", [s(Exited(3)).by_thread()], Invisible, |_, _| vec![call(NOHANG | O::WNOTHREAD)], needs_options;
+        "thread_child_wnothread_in_thread", [s(Exited(3)).by_thread()], Shows, |_, _| vec![call_in_thread(NOHANG | O::WNOTHREAD)], needs_options;
+    }
 }
 
 fn source(sit: &Situation, v: Variant) -> Source {

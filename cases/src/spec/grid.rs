@@ -33,7 +33,7 @@ use crate::sys::signal as sig;
 use crate::sys::wait::{
     wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget, WAIT_SYSCALL_NUMBERS,
 };
-use crate::sys::{pidfd, pidfd_info, process, Errno};
+use crate::sys::{io, pidfd, pidfd_info, process, Errno};
 
 /// How the subject child is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -250,6 +250,29 @@ pub struct Situation {
     /// needs a call that takes options (not wait())
     pub needs_options: bool,
 }
+
+/// A group's situations as a table, one row a line (kselftest's
+/// `FIXTURE_VARIANT_ADD`): `id, [kids], hiding, steps[, needs_options];`,
+/// `hiding` a [`Hiding`] variant, `steps` a closure without captures (a
+/// `fn(WaitCall, Variant) -> Vec<Step>`).
+macro_rules! situations {
+    (@needs_options) => {
+        false
+    };
+    (@needs_options needs_options) => {
+        true
+    };
+    ($($id:literal, [$($kid:expr),+ $(,)?], $hiding:ident, $steps:expr $(, $opts:ident)?;)*) => {
+        vec![$($crate::spec::grid::Situation {
+            id: $id,
+            kids: vec![$($kid),+],
+            steps: $steps,
+            hiding: $crate::spec::grid::Hiding::$hiding,
+            needs_options: $crate::spec::grid::situations!(@needs_options $($opts)?),
+        }),*]
+    };
+}
+pub(crate) use situations;
 
 /// The waitid form of a wait4/waitpid call (same selection).
 pub fn waitid_twin(call: WaitCall) -> WaitCall {
@@ -511,41 +534,7 @@ pub const fn plan_pid(i: usize) -> i32 {
 }
 
 pub fn plan(call: WaitCall, sit: &Situation, v: Variant) -> Plan {
-    const OWN: i32 = 100;
-    const OTHER: i32 = 1001;
-    let bit = 1u64 << 40;
-    let k = KernelFeatures::new((7, 1), Some(bit));
-    let pids: Vec<i32> = (0..sit.kids.len()).map(plan_pid).collect();
-    let names = Names {
-        pids: pids.clone(),
-        words: kid_words(&sit.kids, v),
-    };
-    let mut state = Vec::new();
-    let mut other_pgid = None;
-    for (i, s) in sit.kids.iter().enumerate() {
-        let pgid = match s.group {
-            Group::Own => OWN,
-            Group::Other => *other_pgid.get_or_insert(pids[i]),
-        };
-        state.push(kin_for(s, v, pids[i], pgid, &k, bit));
-        match s.start {
-            Start::Live(_) => {}
-            Start::Exited(c) => kin_exits(&mut state, pids[i], Event::Exited(c)),
-            Start::Reaped(c) => {
-                kin_exits(&mut state, pids[i], Event::Exited(c));
-                state.retain(|x| x.view.pid != pids[i]);
-            }
-        }
-    }
-    let other = other_pgid.unwrap_or(OTHER);
-    let mut pending: Vec<(usize, Change)> = Vec::new();
-    let mut parts = vec![format!("with {}", tree_words(&sit.kids, v))];
-    let mut predictions = Vec::new();
-    let mut blocked: Option<(Selector, O, String)> = None;
-    let mut subject_selected = false;
-    let mut first_reason = None;
-    let mut errors = Vec::new();
-    let mut waits = Vec::new();
+    let mut p = Planner::new(call, sit, v);
     let steps = (sit.steps)(call, v);
     for (idx, step) in steps.iter().enumerate() {
         match *step {
@@ -555,163 +544,262 @@ pub fn plan(call: WaitCall, sit: &Situation, v: Variant) -> Plan {
                 about,
                 group,
                 from,
-            } => {
-                let c = c.unwrap_or(call);
-                let o = options_for(c, opts);
-                let sel = Selector {
-                    call: c,
-                    pid: pids[about],
-                    pgid: if group == Group::Other { other } else { OWN },
-                    own_pgid: OWN,
-                };
-                let mut after = state.clone();
-                for (i, ch) in &pending {
-                    apply(&mut after, pids[*i], *ch);
-                }
-                let (b, a) = predict_step(sel, from.thread(), o, &state, &after);
-                let p = merge(&b, &a);
-                if c == call && first_reason.is_none() {
-                    // Why the subject is (not) a candidate, for the text.
-                    if let Some(subj) = state
-                        .iter()
-                        .chain(after.iter())
-                        .find(|x| x.view.pid == pids[0])
-                    {
-                        let plain = Kin {
-                            view: ChildView {
-                                hidden: false,
-                                ..subj.view
-                            },
-                            ..*subj
-                        };
-                        subject_selected =
-                            why_not_considered(sel, from.thread(), o, &plain).is_none();
-                        first_reason = Some(why_not_considered(sel, from.thread(), o, subj));
-                    } else {
-                        first_reason = Some(None);
-                    }
-                }
-                if p == Prediction::Blocks {
-                    errors.push(format!("{} blocks", spell(c, opts, group, from)));
-                }
-                parts.push(format!(
-                    "{} {}",
-                    spell(c, opts, group, from),
-                    names.prediction(&p)
-                ));
-                predictions.push(p.clone());
-                let mut planned = PlannedWait {
-                    step: idx,
-                    call: c,
-                    opts,
-                    about,
-                    group,
-                    from,
-                    before: b.clone(),
-                    after: a,
-                    took: None,
-                    settles: false,
-                };
-                if let Prediction::OneOf(v) = &p {
-                    let got = v[0];
-                    planned.took = Some(got);
-                    if contains(&b, &got) {
-                        kin_after_wait(&mut state, o, got);
-                    } else {
-                        planned.settles = true;
-                        state = after;
-                        pending.clear();
-                        kin_after_wait(&mut state, o, got);
-                    }
-                }
-                waits.push(planned);
-            }
+            } => p.wait(idx, c.unwrap_or(call), opts, about, group, from),
             Step::Release(i) => {
-                pending.push((i, Change::Exit(Event::Exited(sit.kids[i].code()))));
-                parts.push(format!("{} is released", names.words[i]));
+                let code = sit.kids[i].code();
+                p.pending.push((i, Change::Exit(Event::Exited(code))));
+                p.parts.push(format!("{} is released", p.names.words[i]));
             }
             Step::Signal(i, sig) => {
-                pending.push((i, Change::Signal(sig)));
-                parts.push(format!("{} gets signal {sig}", names.words[i]));
+                p.pending.push((i, Change::Signal(sig)));
+                p.parts
+                    .push(format!("{} gets signal {sig}", p.names.words[i]));
             }
-            Step::Settle(i) => {
-                for (j, ch) in pending.iter().filter(|(j, _)| *j == i) {
-                    apply(&mut state, pids[*j], *ch);
-                }
-                pending.retain(|(j, _)| *j != i);
-                parts.push(format!("{} has exited", names.words[i]));
-                if let Some((sel, o, what)) = blocked.take() {
-                    let p = predict_wait_from(sel, By::Thread.thread(), o, &state);
-                    predictions.push(p.clone());
-                    match &p {
-                        Prediction::Blocks => {
-                            parts.push(format!("{what} still blocks"));
-                            blocked = Some((sel, o, what));
-                        }
-                        Prediction::OneOf(v) => {
-                            parts.push(format!("{what} returns and {}", names.prediction(&p)));
-                            kin_after_wait(&mut state, o, v[0]);
-                        }
-                    }
-                }
-            }
+            Step::Settle(i) => p.settle(i),
             Step::DropPidfd(i) => {
-                parts.push(format!("every pidfd of {} is closed", names.words[i]))
+                let words = format!("every pidfd of {} is closed", p.names.words[i]);
+                p.parts.push(words)
             }
-            Step::BlockInThread { opts, group } => {
-                let o = options_for(call, opts);
-                let sel = Selector {
-                    call,
-                    pid: pids[0],
-                    pgid: if group == Group::Other { other } else { OWN },
-                    own_pgid: OWN,
-                };
-                let what = spell(call, opts, group, By::Thread);
-                let p = predict_wait_from(sel, By::Thread.thread(), o, &state);
-                let subj = state.iter().find(|x| x.view.pid == pids[0]).copied();
-                if let Some(subj) = subj {
-                    let plain = Kin {
-                        view: ChildView {
-                            hidden: false,
-                            ..subj.view
-                        },
-                        ..subj
-                    };
-                    subject_selected = why_not_considered(sel, 1, o, &plain).is_none();
-                    first_reason = Some(why_not_considered(sel, 1, o, &subj));
+            Step::BlockInThread { opts, group } => p.block_in_thread(opts, group),
+        }
+    }
+    p.finish()
+}
+
+/// The process group of the case process in a plan.
+const PLAN_OWN_PGID: i32 = 100;
+/// The other group's id in a plan when no kid is in it.
+const PLAN_OTHER_PGID: i32 = 1001;
+
+/// [`plan`]'s state while it walks the script: the kids as the model sees
+/// them now, the changes not yet settled, and what the plan says so far.
+struct Planner {
+    call: WaitCall,
+    v: Variant,
+    pids: Vec<i32>,
+    names: Names,
+    other: i32,
+    state: Vec<Kin>,
+    pending: Vec<(usize, Change)>,
+    parts: Vec<String>,
+    predictions: Vec<Prediction>,
+    blocked: Option<(Selector, O, String)>,
+    subject_selected: bool,
+    first_reason: Option<Option<&'static str>>,
+    errors: Vec<String>,
+    waits: Vec<PlannedWait>,
+}
+
+impl Planner {
+    /// The kids as they start: made, in their groups, exited or reaped.
+    fn new(call: WaitCall, sit: &Situation, v: Variant) -> Planner {
+        let bit = 1u64 << 40;
+        let k = KernelFeatures::new((7, 1), Some(bit));
+        let pids: Vec<i32> = (0..sit.kids.len()).map(plan_pid).collect();
+        let names = Names {
+            pids: pids.clone(),
+            words: kid_words(&sit.kids, v),
+        };
+        let mut state = Vec::new();
+        let mut other_pgid = None;
+        for (i, s) in sit.kids.iter().enumerate() {
+            let pgid = match s.group {
+                Group::Own => PLAN_OWN_PGID,
+                Group::Other => *other_pgid.get_or_insert(pids[i]),
+            };
+            state.push(kin_for(s, v, pids[i], pgid, &k, bit));
+            match s.start {
+                Start::Live(_) => {}
+                Start::Exited(c) => kin_exits(&mut state, pids[i], Event::Exited(c)),
+                Start::Reaped(c) => {
+                    kin_exits(&mut state, pids[i], Event::Exited(c));
+                    state.retain(|x| x.view.pid != pids[i]);
                 }
-                parts.push(format!("{what} {}", names.prediction(&p)));
-                predictions.push(p);
-                blocked = Some((sel, o, what));
+            }
+        }
+        Planner {
+            call,
+            v,
+            names,
+            other: other_pgid.unwrap_or(PLAN_OTHER_PGID),
+            state,
+            pending: Vec::new(),
+            parts: vec![format!("with {}", tree_words(&sit.kids, v))],
+            predictions: Vec::new(),
+            blocked: None,
+            subject_selected: false,
+            first_reason: None,
+            errors: Vec::new(),
+            waits: Vec::new(),
+            pids,
+        }
+    }
+
+    fn selector(&self, call: WaitCall, about: usize, group: Group) -> Selector {
+        let pgid = if group == Group::Other {
+            self.other
+        } else {
+            PLAN_OWN_PGID
+        };
+        Selector::new(call, self.pids[about], pgid, PLAN_OWN_PGID)
+    }
+
+    /// Why the subject `subj` is (not) a candidate of `sel` from `thread`,
+    /// and whether it would be as a plain child, for the text.
+    fn note_subject(&mut self, sel: Selector, thread: u32, o: O, subj: &Kin) {
+        let plain = Kin {
+            view: ChildView {
+                hidden: false,
+                ..subj.view
+            },
+            ..*subj
+        };
+        self.subject_selected = why_not_considered(sel, thread, o, &plain).is_none();
+        self.first_reason = Some(why_not_considered(sel, thread, o, subj));
+    }
+
+    /// A wait step (`Step::Wait`, step `idx`): predicted before and after
+    /// the pending changes; what it takes is applied.
+    fn wait(&mut self, idx: usize, c: WaitCall, opts: u32, about: usize, group: Group, from: By) {
+        let o = options_for(c, opts);
+        let sel = self.selector(c, about, group);
+        let mut after = self.state.clone();
+        for (i, ch) in &self.pending {
+            apply(&mut after, self.pids[*i], *ch);
+        }
+        let (b, a) = predict_step(sel, from.thread(), o, &self.state, &after);
+        let p = merge(&b, &a);
+        if c == self.call && self.first_reason.is_none() {
+            let subj = self
+                .state
+                .iter()
+                .chain(after.iter())
+                .find(|x| x.view.pid == self.pids[0])
+                .copied();
+            match subj {
+                Some(subj) => self.note_subject(sel, from.thread(), o, &subj),
+                None => self.first_reason = Some(None),
+            }
+        }
+        if p == Prediction::Blocks {
+            self.errors
+                .push(format!("{} blocks", spell(c, opts, group, from)));
+        }
+        self.parts.push(format!(
+            "{} {}",
+            spell(c, opts, group, from),
+            self.names.prediction(&p)
+        ));
+        self.predictions.push(p.clone());
+        let mut planned = PlannedWait {
+            step: idx,
+            call: c,
+            opts,
+            about,
+            group,
+            from,
+            before: b.clone(),
+            after: a,
+            took: None,
+            settles: false,
+        };
+        if let Prediction::OneOf(v) = &p {
+            let got = v[0];
+            planned.took = Some(got);
+            if contains(&b, &got) {
+                kin_after_wait(&mut self.state, o, got);
+            } else {
+                planned.settles = true;
+                self.state = after;
+                self.pending.clear();
+                kin_after_wait(&mut self.state, o, got);
+            }
+        }
+        self.waits.push(planned);
+    }
+
+    /// `Step::Settle(i)`: kid `i`'s pending changes happen; a call blocked
+    /// in the second thread is asked again.
+    fn settle(&mut self, i: usize) {
+        for (j, ch) in self.pending.iter().filter(|(j, _)| *j == i) {
+            apply(&mut self.state, self.pids[*j], *ch);
+        }
+        self.pending.retain(|(j, _)| *j != i);
+        self.parts
+            .push(format!("{} has exited", self.names.words[i]));
+        if let Some((sel, o, what)) = self.blocked.take() {
+            let p = predict_wait_from(sel, By::Thread.thread(), o, &self.state);
+            self.predictions.push(p.clone());
+            match &p {
+                Prediction::Blocks => {
+                    self.parts.push(format!("{what} still blocks"));
+                    self.blocked = Some((sel, o, what));
+                }
+                Prediction::OneOf(v) => {
+                    self.parts
+                        .push(format!("{what} returns and {}", self.names.prediction(&p)));
+                    kin_after_wait(&mut self.state, o, v[0]);
+                }
             }
         }
     }
-    if let Some((_, _, what)) = blocked {
-        errors.push(format!("{what} is still blocked after the last step"));
+
+    /// `Step::BlockInThread`: the row's call made in the second thread.
+    fn block_in_thread(&mut self, opts: u32, group: Group) {
+        let call = self.call;
+        let o = options_for(call, opts);
+        let sel = self.selector(call, 0, group);
+        let what = spell(call, opts, group, By::Thread);
+        let p = predict_wait_from(sel, By::Thread.thread(), o, &self.state);
+        let subj = self
+            .state
+            .iter()
+            .find(|x| x.view.pid == self.pids[0])
+            .copied();
+        if let Some(subj) = subj {
+            self.note_subject(sel, 1, o, &subj);
+        }
+        self.parts
+            .push(format!("{what} {}", self.names.prediction(&p)));
+        self.predictions.push(p);
+        self.blocked = Some((sel, o, what));
     }
-    if let Some(Some(why)) = first_reason {
-        parts.push(format!("the {} child is left out: {why}", v.id()));
-    }
-    let zombies: Vec<String> = state
-        .iter()
-        .filter(|x| matches!(x.view.state, ChildState::Zombie(_)) && x.view.hidden)
-        .map(|x| names.of(x.view.pid))
-        .collect();
-    if !zombies.is_empty() {
-        parts.push(format!(
-            "afterwards {} is still a zombie for a focused wait",
-            zombies.join(", ")
-        ));
-    }
-    if v == Variant::Autoreap {
-        parts.push("the autoreap child is never a zombie; PIDFD_INFO_EXIT gives its end".into());
-    }
-    Plan {
-        text: parts.join("; "),
-        predictions,
-        waits,
-        subject_selected,
-        errors,
+
+    /// The plan: what is left blocked, why the subject is left out, who is
+    /// still a zombie.
+    fn finish(mut self) -> Plan {
+        let v = self.v;
+        if let Some((_, _, what)) = self.blocked.take() {
+            self.errors
+                .push(format!("{what} is still blocked after the last step"));
+        }
+        if let Some(Some(why)) = self.first_reason {
+            self.parts
+                .push(format!("the {} child is left out: {why}", v.id()));
+        }
+        let zombies: Vec<String> = self
+            .state
+            .iter()
+            .filter(|x| matches!(x.view.state, ChildState::Zombie(_)) && x.view.hidden)
+            .map(|x| self.names.of(x.view.pid))
+            .collect();
+        if !zombies.is_empty() {
+            self.parts.push(format!(
+                "afterwards {} is still a zombie for a focused wait",
+                zombies.join(", ")
+            ));
+        }
+        if v == Variant::Autoreap {
+            self.parts
+                .push("the autoreap child is never a zombie; PIDFD_INFO_EXIT gives its end".into());
+        }
+        Plan {
+            text: self.parts.join("; "),
+            predictions: self.predictions,
+            waits: self.waits,
+            subject_selected: self.subject_selected,
+            errors: self.errors,
+        }
     }
 }
 
@@ -732,7 +820,7 @@ impl Worker {
         let handle = std::thread::Builder::new()
             .name("grid-worker".into())
             .spawn(move || {
-                let _ = ttx.send(rustix::thread::gettid().as_raw_nonzero().get());
+                let _ = ttx.send(crate::sys::thread::gettid());
                 while let Ok(f) = rx.recv() {
                     f();
                 }
@@ -759,7 +847,7 @@ impl Worker {
         let job = Box::new(move || {
             let r = f();
             let _ = rtx.send(r);
-            let _ = rustix::io::write(&done_w, b"x");
+            let _ = io::write(&done_w, b"x");
         });
         match self.tx.as_ref().map(|tx| tx.send(job)) {
             Some(Ok(())) => Ok((rrx, done_r)),
@@ -784,9 +872,7 @@ impl Drop for Worker {
 
 /// Whether a pipe has something to read right now (zero-timeout poll).
 fn ready_now(fd: &OwnedFd) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(fd, PollFlags::IN)];
-    matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
+    io::readable_within(fd, 0)
 }
 
 /// Wait until thread `tid` of this process sleeps inside wait4 or waitid
@@ -1188,6 +1274,13 @@ impl Run<'_> {
     /// Every zombie the model counts is there for a focused peek; every kid
     /// it counts as gone is no zombie; then everything is reaped by pidfd.
     fn finish(&mut self) -> Check {
+        self.settle_pending()?;
+        self.check_afterwards()?;
+        self.reap_all()
+    }
+
+    /// Changes still in flux at the end take effect: each such kid exits.
+    fn settle_pending(&mut self) -> Check {
         // Changes still in flux (a call saw the tree before them) take
         // effect now: wait for each such kid to exit.
         for (i, c) in std::mem::take(&mut self.pending) {
@@ -1203,6 +1296,12 @@ impl Run<'_> {
             self.kids[i].end = end_of(c).or(self.kids[i].end);
             apply(&mut self.state, self.kids[i].pid, c);
         }
+        Ok(())
+    }
+
+    /// Each kid with a pidfd is, for a focused WNOWAIT peek, what the model
+    /// says: a zombie with its end, alive, or gone.
+    fn check_afterwards(&self) -> Check {
         for i in 0..self.kids.len() {
             let pid = self.kids[i].pid;
             let Some(k) = self.kids[i].kid.as_ref() else {
@@ -1229,6 +1328,12 @@ impl Run<'_> {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Reaps every kid (a stopped one after SIGKILL) with a focused wait and
+    /// checks its end; an autoreap kid's end comes from PIDFD_INFO_EXIT.
+    fn reap_all(&mut self) -> Check {
         for i in 0..self.kids.len() {
             let pid = self.kids[i].pid;
             let code = self.kids[i].spec.code();

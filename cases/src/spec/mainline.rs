@@ -36,11 +36,11 @@ use crate::model::{
     autoreaped_on_exit, clone3_verdict_from, Caller, CallerTask, Clone3Desc, KernelFeatures,
     Verdict,
 };
-use crate::sys::clone::{clone3, clone_legacy, exit_now, flags::*, pipe, Clone3Request, Program};
+use crate::sys::clone::{clone3, exit_now, flags::*, pipe, Clone3Request, Program};
 use crate::sys::process::ptrace;
 use crate::sys::signal as sig;
 use crate::sys::wait::{wait, Event, WaitCall, WaitOpts as O, WaitOutcome, WaitTarget};
-use crate::sys::{pidfd, pidfd_info, proc, Errno};
+use crate::sys::{io, pidfd, pidfd_info, proc, thread, Errno};
 
 const NEED: Need = Need::MinKernel(7, 1);
 
@@ -213,11 +213,11 @@ fn echo_program() -> (Program, Echo) {
     let prog = Program::Run(Box::new(move || {
         let mut b = [0u8; 1];
         loop {
-            match rustix::io::read(&a_r, &mut b) {
+            match io::read(&a_r, &mut b) {
                 Ok(1) => {
-                    let _ = rustix::io::write(&b_w, &b);
+                    let _ = io::write(&b_w, &b);
                 }
-                Err(rustix::io::Errno::INTR) => continue,
+                Err(Errno::EINTR) => continue,
                 _ => return 0,
             }
         }
@@ -228,18 +228,18 @@ fn echo_program() -> (Program, Echo) {
 impl Echo {
     /// One round trip: Ok(true) if the child echoed, Ok(false) if it is gone.
     fn alive(&self) -> Result<bool, Stop> {
-        match rustix::io::write(&self.to, b"p") {
+        match io::write(&self.to, b"p") {
             Ok(_) => {}
             // No reader left: it is gone.
-            Err(rustix::io::Errno::PIPE) => return Ok(false),
+            Err(Errno::EPIPE) => return Ok(false),
             Err(e) => return broken(format!("write to the echo child: {e}")),
         }
         let mut b = [0u8; 1];
         loop {
-            match rustix::io::read(&self.from, &mut b) {
+            match io::read(&self.from, &mut b) {
                 Ok(1) => return Ok(true),
                 Ok(_) => return Ok(false),
-                Err(rustix::io::Errno::INTR) => continue,
+                Err(Errno::EINTR) => continue,
                 Err(e) => return broken(format!("read from the echo child: {e}")),
             }
         }
@@ -362,7 +362,7 @@ fn orphan_to_ns_init(ctx: &mut Ctx) -> Check {
         want("init reaps the middle process", util::reap(middle.pid, mfd), reported(middle.pid, Event::Exited(0)))?;
         let gpid = util::recv_pid(&pid_r)?;
         let gfd = pidfd::open(gpid, false).map_err(|e| format!("pidfd_open({gpid}): {e}"))?;
-        let _ = rustix::io::write(&rel_w, b"x");
+        let _ = io::write(&rel_w, b"x");
         util::await_exit(&gfd)?;
         let t = WaitTarget { pid: gpid, pidfd: Some(gfd.as_fd()), pgid: 0 };
         let got = wait(WaitCall::WaitidAll, t, O(O::WEXITED | O::WNOHANG));
@@ -403,106 +403,27 @@ fn ns_teardown(ctx: &mut Ctx, exited: bool) -> Check {
 type OpenFn = fn(&mut Ctx) -> Check;
 
 fn open_cases() -> Vec<Case> {
+    #[rustfmt::skip]
     let rows: &[(&str, &str, OpenFn, &[Need])] = &[
-        (
-            "open::descendants::grandchild_generic_wait",
-            NOT_INHERITED,
-            o_grandchild,
-            &[],
-        ),
-        (
-            "open::threads::thread_child_generic_wait",
-            NOT_INHERITED,
-            o_thread_child,
-            &[],
-        ),
-        (
-            "open::threads::exit_group_from_thread",
-            THREADS,
-            o_exit_group_from_thread,
-            &[],
-        ),
+        ("open::descendants::grandchild_generic_wait", NOT_INHERITED, o_grandchild, &[]),
+        ("open::threads::thread_child_generic_wait", NOT_INHERITED, o_thread_child, &[]),
+        ("open::threads::exit_group_from_thread", THREADS, o_exit_group_from_thread, &[]),
         ("open::execve::child_execs", AUTOREAP, o_child_execs, &[]),
-        (
-            "open::execve::non_leader_thread_execs",
-            AUTOREAP,
-            o_thread_execs,
-            &[],
-        ),
-        (
-            "open::ptrace::tracer_generic_wall_wait",
-            PTRACE,
-            o_tracer_generic,
-            &[Need::Root],
-        ),
-        (
-            "open::ptrace::tracer_focused_wall_wait",
-            PTRACE,
-            o_tracer_focused,
-            &[Need::Root],
-        ),
+        ("open::execve::non_leader_thread_execs", AUTOREAP, o_thread_execs, &[]),
+        ("open::ptrace::tracer_generic_wall_wait", PTRACE, o_tracer_generic, &[Need::Root]),
+        ("open::ptrace::tracer_focused_wall_wait", PTRACE, o_tracer_focused, &[Need::Root]),
         ("open::sigchld::delivered_on_exit", AUTOREAP, o_sigchld, &[]),
         ("open::sigchld::sig_ign_autoreap", AUTOREAP, o_sig_ign, &[]),
-        (
-            "open::sigchld::sa_nocldwait_autoreap",
-            AUTOREAP,
-            o_nocldwait,
-            &[],
-        ),
-        (
-            "open::wnowait::generic_peek",
-            AUTOREAP,
-            o_wnowait_generic,
-            &[],
-        ),
-        (
-            "open::stop::generic_wstopped",
-            WCLONE,
-            o_generic_wstopped,
-            &[],
-        ),
-        (
-            "open::stop::generic_wcontinued",
-            WCLONE,
-            o_generic_wcontinued,
-            &[],
-        ),
-        (
-            "open::wclone::exit_signal_zero_focused",
-            WCLONE,
-            o_wclone_focused,
-            &[],
-        ),
-        (
-            "open::wclone::exit_signal_zero_generic_wall",
-            WCLONE,
-            o_wclone_generic_wall,
-            &[],
-        ),
-        (
-            "open::wclone::sigusr1_generic_wclone",
-            AUTOREAP,
-            o_wclone_sigusr1,
-            &[],
-        ),
-        (
-            "open::pidfd::poll_readable_on_exit",
-            AUTOREAP,
-            o_pidfd_poll,
-            &[],
-        ),
-        (
-            "open::pidfd::nonblock_eagain",
-            WCLONE,
-            o_pidfd_nonblock,
-            &[],
-        ),
-        (
-            "open::legacy_clone::high_bit_ignored",
-            "clone(2) passes only the low 32 bits of flags: CLONE_AUTOREAP is clone3-only",
-            o_legacy_clone,
-            &[],
-        ),
+        ("open::sigchld::sa_nocldwait_autoreap", AUTOREAP, o_nocldwait, &[]),
+        ("open::wnowait::generic_peek", AUTOREAP, o_wnowait_generic, &[]),
+        ("open::stop::generic_wstopped", WCLONE, o_generic_wstopped, &[]),
+        ("open::stop::generic_wcontinued", WCLONE, o_generic_wcontinued, &[]),
+        ("open::wclone::exit_signal_zero_focused", WCLONE, o_wclone_focused, &[]),
+        ("open::wclone::exit_signal_zero_generic_wall", WCLONE, o_wclone_generic_wall, &[]),
+        ("open::wclone::sigusr1_generic_wclone", AUTOREAP, o_wclone_sigusr1, &[]),
+        ("open::pidfd::poll_readable_on_exit", AUTOREAP, o_pidfd_poll, &[]),
+        ("open::pidfd::nonblock_eagain", WCLONE, o_pidfd_nonblock, &[]),
+        ("open::legacy_clone::high_bit_ignored", "clone(2) passes only the low 32 bits of flags: CLONE_AUTOREAP is clone3-only", o_legacy_clone, &[]),
         ("open::vfork::vfork_vm_child", AUTOREAP, o_vfork, &[]),
     ];
     rows.iter()
@@ -612,12 +533,7 @@ fn o_sigchld(ctx: &mut Ctx) -> Check {
 }
 
 fn o_disposition(ctx: &mut Ctx, nocldwait: bool) -> Check {
-    let d = if nocldwait {
-        sig::ChildDisposition::NoCldWait
-    } else {
-        sig::ChildDisposition::Ignore
-    };
-    sig::set_child_disposition(d).or_else(|e| broken(format!("sigaction: {}", e.described())))?;
+    super::open::ignore_children(nocldwait)?;
     let k = exited_ar(ctx, 3)?;
     expect(
         "waitid(P_PIDFD, WEXITED|__WALL) on the auto-reaped child",
@@ -637,15 +553,7 @@ fn o_nocldwait(ctx: &mut Ctx) -> Check {
 
 fn o_wnowait_generic(ctx: &mut Ctx) -> Check {
     let k = exited_ar(ctx, 3)?;
-    expect(
-        "waitid(P_ALL, WEXITED|WNOWAIT|WNOHANG)",
-        ctx.wait(
-            WaitCall::WaitidAll,
-            &k,
-            O::WEXITED | O::WNOWAIT | O::WNOHANG,
-        ),
-        errno(Errno::ECHILD),
-    )?;
+    super::open::generic_peek(ctx, &k, errno(Errno::ECHILD))?;
     generic_wall_peek(ctx, &k, "and with __WALL")?;
     info_says(&k.pidfd, Event::Exited(3))
 }
@@ -716,16 +624,8 @@ fn o_generic_wcontinued(ctx: &mut Ctx) -> Check {
 
 fn o_wclone_focused(ctx: &mut Ctx) -> Check {
     let k = exited_ar(ctx, 3)?;
-    expect(
-        "waitid(P_PIDFD, WEXITED)",
-        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED),
-        errno(Errno::ECHILD),
-    )?;
-    expect(
-        "waitid(P_PIDFD, WEXITED|__WCLONE)",
-        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WCLONE),
-        errno(Errno::ECHILD),
-    )?;
+    // Autoreaped: not even __WCLONE finds it; PIDFD_INFO_EXIT still tells.
+    super::open::focused_wclone(ctx, &k, "", errno(Errno::ECHILD))?;
     info_says(&k.pidfd, Event::Exited(3))
 }
 
@@ -775,35 +675,22 @@ fn o_pidfd_poll(ctx: &mut Ctx) -> Check {
 
 fn o_pidfd_nonblock(ctx: &mut Ctx) -> Check {
     let k = live_ar(ctx, 3)?;
-    let fd =
-        pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))?;
-    let t = WaitTarget {
-        pid: k.pid,
-        pidfd: Some(fd.as_fd()),
-        pgid: ctx.pgid,
-    };
+    let fd = super::open::nonblocking_pidfd(&k)?;
     expect(
         "waitid(P_PIDFD nonblocking, WEXITED) on a live autoreap child",
-        ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED),
+        super::open::wait_nonblocking(ctx, &k, &fd, O::WEXITED),
         errno(Errno::ECHILD),
     )?;
     expect(
         "waitid(P_PIDFD nonblocking, WEXITED|__WALL) on a live autoreap child",
-        ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED | O::WALL),
+        super::open::wait_nonblocking(ctx, &k, &fd, O::WEXITED | O::WALL),
         errno(Errno::EAGAIN),
     )?;
     finish_ar(k, Event::Exited(3))
 }
 
 fn o_legacy_clone(ctx: &mut Ctx) -> Check {
-    let child = clone_legacy(sig::SIGCHLD as u64 | CLONE_AUTOREAP, Program::Exit(5))
-        .or_else(|e| fail(format!("clone(SIGCHLD|CLONE_AUTOREAP): {e}")))?;
-    let t = WaitTarget::pid(child.pid).in_group(ctx.pgid);
-    expect(
-        "waitid(P_ALL, WEXITED) after legacy clone with bit 34",
-        ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED),
-        reported(child.pid, Event::Exited(5)),
-    )
+    super::open::legacy_clone_with(ctx, CLONE_AUTOREAP, "CLONE_AUTOREAP", " with bit 34")
 }
 
 fn o_vfork(ctx: &mut Ctx) -> Check {
@@ -932,7 +819,7 @@ fn m_focused_wall_block(ctx: &mut Ctx) -> Check {
 /// wakes its futex when the leader's thread exits).
 fn m_leader_first(ctx: &mut Ctx) -> Check {
     let (pk, prel) = leader_first(ctx, CLONE_PIDFD, sig::SIGCHLD as u64)?;
-    rustix::io::write(&prel, b"x").or_else(|e| broken(format!("release: {e}")))?;
+    io::write(&prel, b"x").or_else(|e| broken(format!("release: {e}")))?;
     let plain_ev = pk.reap()?;
     let (k, release) = leader_first(ctx, AR, 0)?;
     if pidfd::has_exited(k.pidfd.as_fd()) {
@@ -952,7 +839,7 @@ fn m_leader_first(ctx: &mut Ctx) -> Check {
             "PIDFD_INFO_EXIT ({ev:?}) while a thread of the process lives"
         ));
     }
-    rustix::io::write(&release, b"x").or_else(|e| broken(format!("release: {e}")))?;
+    io::write(&release, b"x").or_else(|e| broken(format!("release: {e}")))?;
     ended(k.pid, &k.pidfd)?;
     info_says(&k.pidfd, plain_ev).map_err(|s| {
         Stop::Fail(format!(
@@ -974,25 +861,24 @@ fn leader_first(ctx: &Ctx, flags: u64, exit_signal: u64) -> Result<(Kid, OwnedFd
         req,
         Program::Run(Box::new(move || {
             std::thread::spawn(move || {
-                use rustix::thread::futex;
                 loop {
                     let v = word.load(Ordering::SeqCst);
                     if v == 0 {
                         break;
                     }
                     // Not FUTEX_PRIVATE: the kernel's wake is a shared one.
-                    let _ = futex::wait(word, futex::Flags::empty(), v, None);
+                    let _ = thread::futex_wait_shared(word, v);
                 }
-                let _ = rustix::io::write(&gone_w, b"g");
+                let _ = io::write(&gone_w, b"g");
                 let mut b = [0u8; 1];
-                let _ = rustix::io::read(&rel_r, &mut b);
+                let _ = io::read(&rel_r, &mut b);
                 exit_now(6, true)
             });
             exit_now(5, true)
         })),
     )?;
     let mut b = [0u8; 1];
-    match rustix::io::read(&gone_r, &mut b) {
+    match io::read(&gone_r, &mut b) {
         Ok(1) => Ok((k, rel_w)),
         other => broken(format!(
             "waiting for the leader's thread to exit: {other:?}"
@@ -1071,7 +957,7 @@ fn m_tracer(ctx: &mut Ctx, collect: bool) -> Check {
             reported(tpid, Event::Stopped(sig::SIGSTOP)),
         )?;
         ptrace::cont(tpid).map_err(|e| format!("PTRACE_CONT: {}", e.described()))?;
-        let _ = rustix::io::write(&ready_w, b"r");
+        let _ = io::write(&ready_w, b"r");
         let opts = if collect {
             O::WEXITED | O::WALL
         } else {
@@ -1085,7 +971,7 @@ fn m_tracer(ctx: &mut Ctx, collect: bool) -> Check {
         // Without `collect` the tracer exits with its tracee a zombie.
     })?;
     let mut b = [0u8; 1];
-    if !matches!(rustix::io::read(&ready_r, &mut b), Ok(1)) {
+    if !matches!(io::read(&ready_r, &mut b), Ok(1)) {
         let r = job.finish();
         finish_ar(k, Event::Exited(8))?;
         return r.and(broken("the tracer did not get ready"));
@@ -1144,7 +1030,7 @@ fn m_info_plain_zombie(ctx: &mut Ctx) -> Check {
 }
 
 fn nnp_now() -> Result<bool, String> {
-    rustix::thread::no_new_privs().map_err(|e| format!("prctl(PR_GET_NO_NEW_PRIVS): {e}"))
+    thread::no_new_privs().map_err(|e| format!("prctl(PR_GET_NO_NEW_PRIVS): {e}"))
 }
 
 fn parent_without_nnp() -> Check {
@@ -1223,8 +1109,8 @@ fn m_nnp_inherited(ctx: &mut Ctx) -> Check {
 fn m_nnp_sticky(ctx: &mut Ctx) -> Check {
     parent_without_nnp()?;
     let job = ctx.spawn_job_with(Clone3Request::new(CLONE_PIDFD | CLONE_NNP, sig::SIGCHLD as u64), || {
-        match rustix::thread::set_no_new_privs(false) {
-            Err(rustix::io::Errno::INVAL) => {}
+        match thread::set_no_new_privs(false) {
+            Err(Errno::EINVAL) => {}
             other => return Err(format!("prctl(PR_SET_NO_NEW_PRIVS, 0) in the CLONE_NNP child: want EINVAL, got {other:?}")),
         }
         if nnp_now()? { Ok(()) } else { Err("no_new_privs was cleared".into()) }
@@ -1336,7 +1222,7 @@ fn m_ak_creator_exit(ctx: &mut Ctx) -> Check {
         .map_err(|e| format!("clone3: {e}"))?;
         util::send_pid(&pid_w, g.pid);
         let mut b = [0u8; 1];
-        let _ = rustix::io::read(&go_r, &mut b);
+        let _ = io::read(&go_r, &mut b);
         // Exit holding the pidfd.
         std::mem::forget(g);
         Ok(())
@@ -1344,11 +1230,11 @@ fn m_ak_creator_exit(ctx: &mut Ctx) -> Check {
     let gpid = util::recv_pid(&pid_r).or_else(broken)?;
     let obs = observe(gpid)?;
     if !echo.alive()? {
-        let _ = rustix::io::write(&go_w, b"g");
+        let _ = io::write(&go_w, b"g");
         let _ = middle.finish();
         return broken("the autokill child died while its creator held the pidfd");
     }
-    rustix::io::write(&go_w, b"g").or_else(|e| broken(format!("go: {e}")))?;
+    io::write(&go_w, b"g").or_else(|e| broken(format!("go: {e}")))?;
     middle.finish()?;
     killed_by_autokill(gpid, &obs, &echo)
 }
@@ -1461,20 +1347,14 @@ fn validation_cases() -> Vec<Case> {
 }
 
 fn drop_all_caps() -> Result<(), String> {
-    use rustix::thread::{set_capabilities, CapabilitySet, CapabilitySets};
-    let none = CapabilitySets {
-        effective: CapabilitySet::empty(),
-        permitted: CapabilitySet::empty(),
-        inheritable: CapabilitySet::empty(),
-    };
-    set_capabilities(None, none).map_err(|e| format!("capset(0): {e}"))
+    thread::drop_all_capabilities().map_err(|e| format!("capset(0): {e}"))
 }
 
 /// Ask the model, make the call from the chosen caller (a job, so that an
 /// unexpected sibling is the case process's child and is caught), compare.
 fn validate(ctx: &mut Ctx, flags: u64, exit_signal: u64, who: Who) -> Check {
     let caller = Caller {
-        root: who != Who::NoCaps && rustix::process::geteuid().is_root(),
+        root: who != Who::NoCaps && thread::is_root(),
         ns_init: false,
         ns_level: proc::pid_ns_level() as u64,
     };

@@ -5,7 +5,7 @@
 //! PID-1 process manager, a library's helper processes, an event loop) need,
 //! and says why.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use super::generic::{expect_exit, still_a_zombie};
 use super::util::{self, want};
@@ -202,17 +202,25 @@ fn exit_group_from_thread(ctx: &mut Ctx, s: Subject) -> Check {
             crate::sys::signal::pause_forever()
         })),
     )?;
+    peek_then_reap(ctx, s, k, "", 9)
+}
+
+/// How the `open::threads`, `open::execve` and `open::vfork` rows end: once
+/// the subject child `k` has exited, the generic peek `waitid(P_ALL,
+/// WEXITED|WNOHANG|WNOWAIT)` (named after `after`) answers as the model
+/// says, and the focused reap collects exit code `code`.
+fn peek_then_reap(ctx: &mut Ctx, s: Subject, k: Kid, after: &str, code: i32) -> Check {
     k.await_exit()?;
     expect(
-        "waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)",
+        &format!("{after}waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)"),
         ctx.wait(
             WaitCall::WaitidAll,
             &k,
             O::WEXITED | O::WNOHANG | O::WNOWAIT,
         ),
-        generic_sees(s, k.pid, Event::Exited(9)),
+        generic_sees(s, k.pid, Event::Exited(code)),
     )?;
-    expect_exit(k.reap()?, 9)
+    expect_exit(k.reap()?, code)
 }
 
 fn child_execs(ctx: &mut Ctx, s: Subject) -> Check {
@@ -224,17 +232,7 @@ fn child_execs(ctx: &mut Ctx, s: Subject) -> Check {
             127
         })),
     )?;
-    k.await_exit()?;
-    expect(
-        "after execve, waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)",
-        ctx.wait(
-            WaitCall::WaitidAll,
-            &k,
-            O::WEXITED | O::WNOHANG | O::WNOWAIT,
-        ),
-        generic_sees(s, k.pid, Event::Exited(33)),
-    )?;
-    expect_exit(k.reap()?, 33)
+    peek_then_reap(ctx, s, k, "after execve, ", 33)
 }
 
 fn thread_execs(ctx: &mut Ctx, s: Subject) -> Check {
@@ -250,17 +248,7 @@ fn thread_execs(ctx: &mut Ctx, s: Subject) -> Check {
             crate::sys::signal::pause_forever()
         })),
     )?;
-    k.await_exit()?;
-    expect(
-        "after a non-leader thread's execve, waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)",
-        ctx.wait(
-            WaitCall::WaitidAll,
-            &k,
-            O::WEXITED | O::WNOHANG | O::WNOWAIT,
-        ),
-        generic_sees(s, k.pid, Event::Exited(34)),
-    )?;
-    expect_exit(k.reap()?, 34)
+    peek_then_reap(ctx, s, k, "after a non-leader thread's execve, ", 34)
 }
 
 /// A plain tracer process attaches to the subject child and collects the
@@ -338,13 +326,29 @@ fn sigchld_delivered(ctx: &mut Ctx, s: Subject) -> Check {
     }
 }
 
-fn autoreap(ctx: &mut Ctx, s: Subject, nocldwait: bool) -> Check {
+/// SIGCHLD's disposition for the `sigchld::*_autoreap` rows: SA_NOCLDWAIT
+/// when `nocldwait`, else SIG_IGN.
+pub(crate) fn ignore_children(nocldwait: bool) -> Check {
     let d = if nocldwait {
         sig::ChildDisposition::NoCldWait
     } else {
         sig::ChildDisposition::Ignore
     };
-    sig::set_child_disposition(d).or_else(|e| broken(format!("sigaction: {}", e.described())))?;
+    sig::set_child_disposition(d).or_else(|e| broken(format!("sigaction: {}", e.described())))
+}
+
+/// The generic WNOWAIT peek `waitid(P_ALL, WEXITED|WNOWAIT|WNOHANG)` on
+/// the exited child `k`, which must answer `want`.
+pub(crate) fn generic_peek(ctx: &Ctx, k: &Kid, want: WaitOutcome) -> Check {
+    expect(
+        "waitid(P_ALL, WEXITED|WNOWAIT|WNOHANG)",
+        ctx.wait(WaitCall::WaitidAll, k, O::WEXITED | O::WNOWAIT | O::WNOHANG),
+        want,
+    )
+}
+
+fn autoreap(ctx: &mut Ctx, s: Subject, nocldwait: bool) -> Check {
+    ignore_children(nocldwait)?;
     let k = ctx.spawn_exited(s, 3)?;
     // Blocking focused wait: once the child is released it fails ECHILD.
     expect(
@@ -364,15 +368,7 @@ fn nocldwait_autoreap(ctx: &mut Ctx, s: Subject) -> Check {
 
 fn wnowait_generic_peek(ctx: &mut Ctx, s: Subject) -> Check {
     let k = ctx.spawn_exited(s, 3)?;
-    expect(
-        "waitid(P_ALL, WEXITED|WNOWAIT|WNOHANG)",
-        ctx.wait(
-            WaitCall::WaitidAll,
-            &k,
-            O::WEXITED | O::WNOWAIT | O::WNOHANG,
-        ),
-        generic_sees(s, k.pid, Event::Exited(3)),
-    )?;
+    generic_peek(ctx, &k, generic_sees(s, k.pid, Event::Exited(3)))?;
     still_a_zombie(&k, 3)?;
     expect_exit(k.reap()?, 3)
 }
@@ -432,15 +428,24 @@ fn spawn_signal(ctx: &Ctx, s: Subject, exit_signal: i32, code: i32) -> Result<Ki
 
 fn wclone_focused(ctx: &mut Ctx, s: Subject) -> Check {
     let k = spawn_signal(ctx, s, 0, 3)?;
+    let exited = reported(k.pid, Event::Exited(3));
+    focused_wclone(ctx, &k, " on an exit_signal 0 child", exited)
+}
+
+/// `open::wclone::exit_signal_zero_focused` on the exited clone child `k`
+/// (exit signal 0, or an autoreap child): `waitid(P_PIDFD, WEXITED)` (named
+/// with `about`) fails ECHILD, and `waitid(P_PIDFD, WEXITED|__WCLONE)`
+/// answers `with_wclone`.
+pub(crate) fn focused_wclone(ctx: &Ctx, k: &Kid, about: &str, with_wclone: WaitOutcome) -> Check {
     expect(
-        "waitid(P_PIDFD, WEXITED) on an exit_signal 0 child",
-        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED),
+        &format!("waitid(P_PIDFD, WEXITED){about}"),
+        ctx.wait(WaitCall::WaitidPidfd, k, O::WEXITED),
         errno(Errno::ECHILD),
     )?;
     expect(
         "waitid(P_PIDFD, WEXITED|__WCLONE)",
-        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WCLONE),
-        reported(k.pid, Event::Exited(3)),
+        ctx.wait(WaitCall::WaitidPidfd, k, O::WEXITED | O::WCLONE),
+        with_wclone,
     )
 }
 
@@ -484,18 +489,23 @@ fn pidfd_poll(ctx: &mut Ctx, s: Subject) -> Check {
     }
 }
 
+/// A second pidfd of the live child `k`, opened PIDFD_NONBLOCK.
+pub(crate) fn nonblocking_pidfd(k: &Kid) -> Result<OwnedFd, Stop> {
+    pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))
+}
+
+/// `waitid(P_PIDFD, opts)` on `k` through its PIDFD_NONBLOCK pidfd `fd`.
+pub(crate) fn wait_nonblocking(ctx: &Ctx, k: &Kid, fd: &OwnedFd, opts: u32) -> WaitOutcome {
+    let t = WaitTarget::with_pidfd(k.pid, fd.as_fd()).in_group(ctx.pgid);
+    ctx.wait_on(WaitCall::WaitidPidfd, t, opts)
+}
+
 fn pidfd_nonblock(ctx: &mut Ctx, s: Subject) -> Check {
     let k = ctx.spawn_live(s, 3)?;
-    let fd =
-        pidfd::open(k.pid, true).or_else(|e| broken(format!("pidfd_open(PIDFD_NONBLOCK): {e}")))?;
-    let t = WaitTarget {
-        pid: k.pid,
-        pidfd: Some(fd.as_fd()),
-        pgid: ctx.pgid,
-    };
+    let fd = nonblocking_pidfd(&k)?;
     expect(
         "waitid(P_PIDFD nonblocking, WEXITED) on a live child",
-        ctx.wait_on(WaitCall::WaitidPidfd, t, O::WEXITED),
+        wait_nonblocking(ctx, &k, &fd, O::WEXITED),
         errno(Errno::EAGAIN),
     )?;
     expect_exit(k.reap()?, 3)
@@ -503,11 +513,18 @@ fn pidfd_nonblock(ctx: &mut Ctx, s: Subject) -> Check {
 
 fn legacy_clone(ctx: &mut Ctx, s: Subject) -> Check {
     let high = if s.hidden() { ctx.bit() } else { 0 };
+    legacy_clone_with(ctx, high, &format!("{high:#x}"), "")
+}
+
+/// clone(2) with SIGCHLD and the flag bits `high` (spelled `named`) makes
+/// an ordinary child: the generic `waitid(P_ALL, WEXITED)` (named with
+/// `about`) reports its exit.
+pub(crate) fn legacy_clone_with(ctx: &Ctx, high: u64, named: &str, about: &str) -> Check {
     let child = clone_legacy(sig::SIGCHLD as u64 | high, Program::Exit(5))
-        .or_else(|e| fail(format!("clone(SIGCHLD|{high:#x}): {e}")))?;
+        .or_else(|e| fail(format!("clone(SIGCHLD|{named}): {e}")))?;
     let t = WaitTarget::pid(child.pid).in_group(ctx.pgid);
     expect(
-        "waitid(P_ALL, WEXITED) after legacy clone",
+        &format!("waitid(P_ALL, WEXITED) after legacy clone{about}"),
         ctx.wait_on(WaitCall::WaitidAll, t, O::WEXITED),
         reported(child.pid, Event::Exited(5)),
     )
@@ -523,15 +540,5 @@ fn vfork_child(ctx: &mut Ctx, s: Subject) -> Check {
         Ok(sp) => Kid::adopt_spawned(sp)?,
         Err(e) => return broken(format!("clone3(CLONE_VM|CLONE_VFORK): {e}")),
     };
-    k.await_exit()?;
-    expect(
-        "waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)",
-        ctx.wait(
-            WaitCall::WaitidAll,
-            &k,
-            O::WEXITED | O::WNOHANG | O::WNOWAIT,
-        ),
-        generic_sees(s, k.pid, Event::Exited(4)),
-    )?;
-    expect_exit(k.reap()?, 4)
+    peek_then_reap(ctx, s, k, "", 4)
 }

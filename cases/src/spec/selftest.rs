@@ -56,13 +56,13 @@ pub fn cases() -> Vec<Case> {
                             let _ = g;
                             let mut b = [0u8; 1];
                             loop {
-                                let _ = rustix::io::read(&r, &mut b);
+                                let _ = crate::sys::io::read(&r, &mut b);
                             }
                         })),
                     )?;
                     let (r, _w) = crate::sys::clone::pipe();
                     let mut b = [0u8; 1];
-                    let _ = rustix::io::read(&r, &mut b);
+                    let _ = crate::sys::io::read(&r, &mut b);
                     fail("the hanging row returned")
                 },
             )

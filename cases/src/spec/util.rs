@@ -52,12 +52,12 @@ pub fn reap(pid: i32, fd: &OwnedFd) -> WaitOutcome {
 
 /// Write a pid to a pipe / read it back.
 pub fn send_pid(w: &OwnedFd, pid: i32) {
-    let _ = rustix::io::write(w, &pid.to_ne_bytes());
+    let _ = crate::sys::io::write(w, &pid.to_ne_bytes());
 }
 
 pub fn recv_pid(r: &OwnedFd) -> Result<i32, String> {
     let mut b = [0u8; 4];
-    match rustix::io::read(r, &mut b) {
+    match crate::sys::io::read(r, &mut b) {
         Ok(4) => Ok(i32::from_ne_bytes(b)),
         other => Err(format!("reading a pid from the pipe: {other:?}")),
     }

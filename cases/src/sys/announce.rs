@@ -35,6 +35,40 @@ pub struct Mark {
     pub pidfd: RawFd,
 }
 
+impl Mark {
+    /// Thread `tid` of `pid` enters `call` (polling `pidfd`, -1 for none).
+    pub fn enter(pid: i32, tid: i32, call: String, pidfd: RawFd) -> Mark {
+        Mark {
+            wc_wait: ENTER.into(),
+            pid,
+            tid,
+            call,
+            pidfd,
+        }
+    }
+
+    /// Thread `tid` of `pid` has left its call.
+    pub fn left(pid: i32, tid: i32) -> Mark {
+        Mark {
+            wc_wait: LEFT.into(),
+            ..Mark::enter(pid, tid, String::new(), -1)
+        }
+    }
+
+    /// The mark as one JSON line (without the newline).
+    pub fn line(&self) -> String {
+        serde_json::to_string(self).expect("a mark serialises")
+    }
+}
+
+/// This thread's (pid, tid).
+fn me() -> (i32, i32) {
+    (
+        rustix::process::getpid().as_raw_nonzero().get(),
+        super::thread::gettid(),
+    )
+}
+
 fn minus_one() -> RawFd {
     -1
 }
@@ -54,14 +88,13 @@ pub fn on() -> bool {
 }
 
 fn write_mark(fd: RawFd, m: &Mark) {
-    if let Ok(mut line) = serde_json::to_string(m) {
-        line.push('\n');
-        if line.len() <= 4096 {
-            // SAFETY: fd was handed to announce_to, which requires it to
-            // stay open while announcing is on.
-            let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
-            let _ = rustix::io::write(bfd, line.as_bytes());
-        }
+    let mut line = m.line();
+    line.push('\n');
+    if line.len() <= 4096 {
+        // SAFETY: fd was handed to announce_to, which requires it to
+        // stay open while announcing is on.
+        let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let _ = rustix::io::write(bfd, line.as_bytes());
     }
 }
 
@@ -73,14 +106,8 @@ pub struct Inside {
 impl Drop for Inside {
     fn drop(&mut self) {
         if self.fd >= 0 {
-            let m = Mark {
-                wc_wait: LEFT.into(),
-                pid: rustix::process::getpid().as_raw_nonzero().get(),
-                tid: rustix::thread::gettid().as_raw_nonzero().get(),
-                call: String::new(),
-                pidfd: -1,
-            };
-            write_mark(self.fd, &m);
+            let (pid, tid) = me();
+            write_mark(self.fd, &Mark::left(pid, tid));
         }
     }
 }
@@ -90,13 +117,8 @@ impl Drop for Inside {
 pub fn enter(call: impl FnOnce() -> String, pidfd: Option<BorrowedFd<'_>>) -> Inside {
     let fd = FD.load(Ordering::Relaxed);
     if fd >= 0 {
-        let m = Mark {
-            wc_wait: ENTER.into(),
-            pid: rustix::process::getpid().as_raw_nonzero().get(),
-            tid: rustix::thread::gettid().as_raw_nonzero().get(),
-            call: call(),
-            pidfd: pidfd.map_or(-1, |fd| fd.as_raw_fd()),
-        };
+        let (pid, tid) = me();
+        let m = Mark::enter(pid, tid, call(), pidfd.map_or(-1, |fd| fd.as_raw_fd()));
         write_mark(fd, &m);
     }
     Inside { fd }
@@ -126,26 +148,8 @@ mod tests {
 
     #[test]
     fn inside_follows_enter_and_left_per_thread() {
-        let e = |pid, tid, call: &str| {
-            serde_json::to_string(&Mark {
-                wc_wait: ENTER.into(),
-                pid,
-                tid,
-                call: call.into(),
-                pidfd: -1,
-            })
-            .unwrap()
-        };
-        let l = |pid, tid| {
-            serde_json::to_string(&Mark {
-                wc_wait: LEFT.into(),
-                pid,
-                tid,
-                call: String::new(),
-                pidfd: -1,
-            })
-            .unwrap()
-        };
+        let e = |pid, tid, call: &str| Mark::enter(pid, tid, call.into(), -1).line();
+        let l = |pid, tid| Mark::left(pid, tid).line();
         let text = [
             e(10, 10, "waitpid(-1, &st, 0)"),
             l(10, 10),

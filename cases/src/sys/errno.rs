@@ -21,6 +21,7 @@ impl Errno {
     pub const EACCES: Errno = Errno::of(nix::errno::Errno::EACCES);
     pub const EFAULT: Errno = Errno::of(nix::errno::Errno::EFAULT);
     pub const EEXIST: Errno = Errno::of(nix::errno::Errno::EEXIST);
+    pub const EPIPE: Errno = Errno::of(nix::errno::Errno::EPIPE);
     pub const EINVAL: Errno = Errno::of(nix::errno::Errno::EINVAL);
     pub const ENOSYS: Errno = Errno::of(nix::errno::Errno::ENOSYS);
     pub const E2BIG: Errno = Errno::of(nix::errno::Errno::E2BIG);

@@ -6,11 +6,13 @@
 pub mod announce;
 pub mod clone;
 pub mod errno;
+pub mod io;
 pub mod pidfd;
 pub mod pidfd_info;
 pub mod proc;
 pub mod process;
 pub mod signal;
+pub mod thread;
 pub mod wait;
 
 pub use errno::Errno;

@@ -67,18 +67,8 @@ impl PidfdInfo {
 /// Decode a wait status word the way wait4 callers do (libc's macros: see
 /// the note in [`super::wait`]).
 pub fn decode_status(st: i32) -> Event {
-    if libc::WIFEXITED(st) {
-        Event::Exited(libc::WEXITSTATUS(st))
-    } else if libc::WIFSIGNALED(st) {
-        if libc::WCOREDUMP(st) {
-            Event::Dumped(libc::WTERMSIG(st))
-        } else {
-            Event::Killed(libc::WTERMSIG(st))
-        }
-    } else {
-        // Not a final status: show the raw word.
-        Event::Exited(-1000 - st)
-    }
+    // Not a final status: show the raw word.
+    super::wait::final_event(st).unwrap_or(Event::Exited(-1000 - st))
 }
 
 /// ioctl(pidfd, PIDFD_GET_INFO, &info) with `info.mask = mask`.

@@ -2,6 +2,18 @@
 
 use std::fs;
 
+/// Whether this process has one thread (/proc/self/stat, num_threads).
+pub fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|st| {
+            st.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(17))
+                .and_then(|n| n.parse::<u32>().ok())
+        })
+        == Some(1)
+}
+
 /// Children of `pid` (all its threads), zombies included.
 pub fn children(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();

@@ -388,6 +388,22 @@ fn waitpid(pid: i32, opts: i32) -> WaitOutcome {
     }
 }
 
+/// The final state a wait status word holds (exited, killed, dumped), if
+/// it holds one (libc's macros).
+pub(crate) fn final_event(st: i32) -> Option<Event> {
+    if libc::WIFEXITED(st) {
+        Some(Event::Exited(libc::WEXITSTATUS(st)))
+    } else if libc::WIFSIGNALED(st) {
+        if libc::WCOREDUMP(st) {
+            Some(Event::Dumped(libc::WTERMSIG(st)))
+        } else {
+            Some(Event::Killed(libc::WTERMSIG(st)))
+        }
+    } else {
+        None
+    }
+}
+
 /// Decode a wait4/wait status word.
 fn legacy_outcome(r: i32, st: i32) -> WaitOutcome {
     if r < 0 {
@@ -396,14 +412,8 @@ fn legacy_outcome(r: i32, st: i32) -> WaitOutcome {
     if r == 0 {
         return WaitOutcome::NothingReady;
     }
-    let event = if libc::WIFEXITED(st) {
-        Event::Exited(libc::WEXITSTATUS(st))
-    } else if libc::WIFSIGNALED(st) {
-        if libc::WCOREDUMP(st) {
-            Event::Dumped(libc::WTERMSIG(st))
-        } else {
-            Event::Killed(libc::WTERMSIG(st))
-        }
+    let event = if let Some(ev) = final_event(st) {
+        ev
     } else if libc::WIFSTOPPED(st) {
         Event::Stopped(libc::WSTOPSIG(st))
     } else if libc::WIFCONTINUED(st) {
