@@ -159,8 +159,12 @@ fn cmd_mutate(a: cli::MutateArgs) -> ExitCode {
     let cli::RunArgs {
         kernel,
         cases,
+        shard,
         common,
     } = &a.run;
+    if shard.is_some() {
+        return usage("mutate judges every row against the baseline: --shard is for run");
+    }
     let (paths, p) = match load_profile(common, kernel) {
         Ok(x) => x,
         Err(c) => return c,
