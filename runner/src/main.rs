@@ -364,6 +364,16 @@ fn cmd_matrix(a: MatrixArgs) -> ExitCode {
             worst = worse(worst, EXIT_INFRA);
         }
     }
+    // Written with each run's reports (RunResults::write_all); named here so it is found.
+    for (file, r) in &located {
+        if compare::has_both_flags(r) {
+            println!(
+                "same-kernel comparison ({}): {}",
+                r.environment.profile,
+                Path::new(file).with_file_name("comparison.md").display()
+            );
+        }
+    }
     code(worst)
 }
 
