@@ -281,6 +281,10 @@ pub struct CompareArgs {
     /// Profile whose `::autoreap` rows fill the CLONE_AUTOREAP column.
     #[arg(long, default_value = "debian-7.2")]
     pub autoreap_from: String,
+    /// Every column from this profile's run (a kernel with both flags, e.g. wait-pid-7.2);
+    /// its report directory already holds this view as comparison.md.
+    #[arg(long, value_name = "PROFILE", conflicts_with_all = ["plain_from", "hidden_from", "autoreap_from"])]
+    pub same_kernel: Option<String>,
     /// results.json files or report directories holding one.
     #[arg(required = true, value_name = "RESULTS")]
     pub results: Vec<PathBuf>,

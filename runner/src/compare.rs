@@ -3,6 +3,10 @@
 //! plain child and the CLONE_WAIT_PID child (`::hidden`) from the run on the patched kernel and
 //! the CLONE_AUTOREAP child (`::autoreap`) from the run on a 7.1+ kernel.
 //!
+//! The same-kernel view ([`same_kernel`]): all three columns from one run, for a kernel that has
+//! both flags (wait-pid-7.2: the seed on bit 38 next to mainline's CLONE_AUTOREAP). Every report
+//! directory of such a run gets it as `comparison.md`.
+//!
 //! Pure functions over [`RunResults`]: `runner matrix` calls them with the runs it just made,
 //! `runner compare` with results.json files of earlier runs.
 
@@ -17,6 +21,20 @@ pub struct Columns {
     pub plain: String,
     pub hidden: String,
     pub autoreap: String,
+}
+
+impl Columns {
+    /// Every column from the one profile's run.
+    pub fn same(profile: &str) -> Columns {
+        Columns {
+            plain: profile.into(),
+            hidden: profile.into(),
+            autoreap: profile.into(),
+        }
+    }
+    fn one_kernel(&self) -> bool {
+        self.plain == self.hidden && self.hidden == self.autoreap
+    }
 }
 
 impl Default for Columns {
@@ -262,7 +280,14 @@ pub fn totals_markdown(rows: &[Row]) -> String {
 
 /// The whole `comparison.md`.
 pub fn markdown(rows: &[Row], cols: &Columns, sources: &[(&str, Option<SourceNote>)]) -> String {
-    let mut out = String::from("# Comparison: CLONE_WAIT_PID vs CLONE_AUTOREAP\n\n");
+    let mut out = if cols.one_kernel() {
+        format!(
+            "# Comparison on one kernel ({}): CLONE_WAIT_PID vs CLONE_AUTOREAP\n\n",
+            cols.plain
+        )
+    } else {
+        String::from("# Comparison: CLONE_WAIT_PID vs CLONE_AUTOREAP\n\n")
+    };
     let _ = writeln!(
         out,
         "One row per situation (a case name without its last `::variant`); columns: `::plain` on \
@@ -333,6 +358,29 @@ pub fn build(runs: &[(String, &RunResults)], cols: &Columns) -> Option<(String, 
         .map(|(h, p)| (*h, p.map(|(loc, r)| SourceNote::of(r, loc.clone()))))
         .collect();
     Some((markdown(&rows, cols, &notes), rows))
+}
+
+/// Whether the run executed (did not skip) at least one `::hidden` and one `::autoreap` case:
+/// its kernel has both CLONE_WAIT_PID and CLONE_AUTOREAP.
+pub fn has_both_flags(r: &RunResults) -> bool {
+    let executed = |col: usize| {
+        r.cases.iter().any(|c| {
+            c.status != Status::Skip && split_variant(&c.name).is_some_and(|(_, v)| v == col)
+        })
+    };
+    executed(1) && executed(2)
+}
+
+/// The same-kernel comparison of one run (`location`: where its results.json is), or None when
+/// its kernel lacks one of the two flags (then the columns would compare a skip).
+pub fn same_kernel(r: &RunResults, location: &str) -> Option<(String, Vec<Row>)> {
+    if !has_both_flags(r) {
+        return None;
+    }
+    build(
+        &[(location.to_owned(), r)],
+        &Columns::same(&r.environment.profile),
+    )
 }
 
 #[cfg(test)]
@@ -471,6 +519,57 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| **total** | 5 |"), "{md}");
+    }
+
+    /// wait-pid-7.2: both flags in one kernel, so one run fills all three columns.
+    fn both() -> RunResults {
+        run(
+            "wait-pid-7.2",
+            &[
+                ("generic::wait4_any::lone_exited::plain", "pass", ""),
+                ("generic::wait4_any::lone_exited::hidden", "pass", ""),
+                ("generic::wait4_any::lone_exited::autoreap", "pass", ""),
+                (
+                    "reparent::subreaper::orphan::hidden",
+                    "fail",
+                    "want pid 9 Exited(5), got -1 ECHILD",
+                ),
+                ("reparent::subreaper::orphan::autoreap", "pass", ""),
+            ],
+        )
+    }
+
+    #[test]
+    fn same_kernel_view_needs_both_flags_executed() {
+        assert!(!has_both_flags(&waitpid()), "6.12 skips ::autoreap");
+        assert!(!has_both_flags(&autoreap()), "debian-7.2 skips ::hidden");
+        assert!(same_kernel(&waitpid(), "w/results.json").is_none());
+        let r = both();
+        assert!(has_both_flags(&r));
+        let (md, rows) = same_kernel(&r, "w/results.json").unwrap();
+        assert!(
+            md.starts_with(
+                "# Comparison on one kernel (wait-pid-7.2): CLONE_WAIT_PID vs CLONE_AUTOREAP\n"
+            ),
+            "{md}"
+        );
+        assert_eq!(
+            md.matches("profile `wait-pid-7.2`").count(),
+            3,
+            "every column names the one run: {md}"
+        );
+        assert_eq!(
+            rows[0].cells.iter().map(Cell::render).collect::<Vec<_>>(),
+            ["pass", "pass", "pass"]
+        );
+        assert_eq!(rows[1].cells[0], Cell::NoCase);
+        assert_eq!(
+            rows[1].cells[1].render(),
+            "fail: want pid 9 Exited(5), got -1 ECHILD"
+        );
+        assert_eq!(rows[1].cells[2].render(), "pass");
+        // The cross-kernel default does not pick a wait-pid-7.2 run for any column.
+        assert!(build(&[("w".to_owned(), &r)], &Columns::default()).is_none());
     }
 
     #[test]

@@ -319,6 +319,13 @@ fn cmd_run(a: RunArgs) -> ExitCode {
             );
             print!("{}", r.summary_table());
             print!("\n{}", r.provenance_table());
+            if let Some((_, rows)) = compare::same_kernel(&r, "results.json") {
+                println!(
+                    "\nplain vs CLONE_WAIT_PID vs CLONE_AUTOREAP on {} (pass/fail/skip/broken; comparison.md):\n{}",
+                    p.name,
+                    compare::totals_markdown(&rows)
+                );
+            }
             println!("verdict: {} (exit {})", r.verdict, r.exit_code);
             code(r.exit_code)
         }
@@ -503,6 +510,16 @@ fn cmd_matrix(a: MatrixArgs) -> ExitCode {
             worst = worse(worst, EXIT_INFRA);
         }
     }
+    // Written with each run's reports (RunResults::write_all); named here so it is found.
+    for (file, r) in &located {
+        if compare::has_both_flags(r) {
+            println!(
+                "same-kernel comparison ({}): {}",
+                r.environment.profile,
+                Path::new(file).with_file_name("comparison.md").display()
+            );
+        }
+    }
     code(worst)
 }
 
@@ -633,10 +650,13 @@ fn cmd_compare(a: CompareArgs) -> ExitCode {
             Err(e) => return usage(format!("{}: {e}", file.display())),
         }
     }
-    let cols = compare::Columns {
-        plain: a.plain_from,
-        hidden: a.hidden_from,
-        autoreap: a.autoreap_from,
+    let cols = match a.same_kernel {
+        Some(p) => compare::Columns::same(&p),
+        None => compare::Columns {
+            plain: a.plain_from,
+            hidden: a.hidden_from,
+            autoreap: a.autoreap_from,
+        },
     };
     let located: Vec<(String, &report::RunResults)> =
         loaded.iter().map(|(f, r)| (f.clone(), r)).collect();

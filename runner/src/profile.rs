@@ -603,9 +603,21 @@ mod tests {
     fn repository_profiles_load() {
         let vm_images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm-images");
         let set = ProfileSet::load(&vm_images).unwrap();
-        for name in ["wait-pid-6.12", "debian-6.1", "debian-7.2", "host"] {
+        for name in [
+            "wait-pid-6.12",
+            "wait-pid-7.2",
+            "debian-6.1",
+            "debian-7.2",
+            "host",
+        ] {
             set.get(name).unwrap();
         }
+        // 7.2 takes bits 32-37 (CLEAR_SIGHAND .. EMPTY_MNTNS): the port sits on the next one.
+        let w72 = set.get("wait-pid-7.2").unwrap();
+        assert_eq!(
+            (w72.clone_bit(), w72.expect.feature),
+            (1 << 38, Feature::Present)
+        );
         assert!(set.get("nope").unwrap_err().0.contains("known profiles"));
         assert_eq!(
             set.get("wait-pid-6.12").unwrap().expect.feature,

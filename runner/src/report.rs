@@ -199,6 +199,15 @@ impl RunResults {
         std::fs::write(dir.join("results.tap"), self.tap()).context("results.tap")?;
         std::fs::write(dir.join("results.ktap"), self.ktap()).context("results.ktap")?;
         std::fs::write(dir.join("junit.xml"), self.junit()?).context("junit.xml")?;
+        // A kernel with both flags compares them on itself; elsewhere `runner compare` or
+        // `runner matrix` join runs of two kernels.
+        let comparison = dir.join("comparison.md");
+        match crate::compare::same_kernel(self, "results.json") {
+            Some((md, _)) => std::fs::write(&comparison, md).context("comparison.md")?,
+            None => {
+                let _ = std::fs::remove_file(&comparison);
+            }
+        }
         Ok(())
     }
 
