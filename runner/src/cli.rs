@@ -64,6 +64,11 @@ pub enum Cmd {
     Mutate(MutateArgs),
     /// Convert a run's reports for other systems: `export kcidb` writes a KCIDB v5 document.
     Export(ExportArgs),
+    /// Kernel line coverage of the case table: run it on a KCOV profile (keep_vmlinux, e.g.
+    /// wait-pid-6.12-kcov) with every case recording its kernel PCs, then write
+    /// <out>/coverage.json, coverage.txt, coverage.info (lcov) and html/ (genhtml) beside the
+    /// run's reports (docs/coverage.md). Exit 0 written, 2 usage, 3 no coverage.
+    Coverage(RunArgs),
 }
 
 #[derive(Args)]

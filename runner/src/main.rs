@@ -11,6 +11,7 @@ mod bench;
 mod cli;
 mod compare;
 mod console;
+mod coverage;
 mod exec;
 mod fuzz;
 mod gate;
@@ -24,6 +25,7 @@ mod progress;
 mod report;
 mod run;
 mod session;
+mod symbolize;
 mod template;
 mod tree;
 mod vm;
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => cmd_bench(a),
         Cmd::Mutate(a) => cmd_mutate(a),
         Cmd::Export(a) => cmd_export(a),
+        Cmd::Coverage(a) => cmd_coverage(a),
     }
 }
 
@@ -282,6 +285,19 @@ fn cmd_run(a: RunArgs) -> ExitCode {
             code(r.exit_code)
         }
         Err(RunError::Usage(m)) => usage(m),
+    }
+}
+
+fn cmd_coverage(a: RunArgs) -> ExitCode {
+    let opts = a.cases.opts(&a.common);
+    let (paths, p) = match load_profile(&a.common, &a.kernel) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    match coverage::command(&p, &paths, &a.cases.out, opts) {
+        Ok(c) => code(c),
+        Err(coverage::Error::Usage(m)) => usage(m),
+        Err(coverage::Error::Infra(e)) => infra(e),
     }
 }
 

@@ -75,6 +75,11 @@ pub struct SourceSpec {
     /// Private apt source list (relative to `vm-images/`); system sources when absent.
     #[serde(default)]
     pub apt_sources: Option<String>,
+    /// Keep `vmlinux` in the cache next to `bzImage` (symbolising KCOV PCs). Such a profile is
+    /// built through the kept-tree path (`crate::tree`), not the recipe, and the option is part
+    /// of its cache key; profiles without it keep their keys.
+    #[serde(default)]
+    pub keep_vmlinux: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
