@@ -179,6 +179,88 @@ pub fn enable_in_child() {
     }
 }
 
+/// Calls `f` with every PC (repeats included) of the first `claimed` slots;
+/// returns how many of those buffers are full.
+fn for_each_pc(p: &Pool, claimed: usize, f: &mut dyn FnMut(u64)) -> usize {
+    let mut overflowed = 0;
+    for i in 0..claimed.min(SLOTS) {
+        let area = p.areas[i] as *const u64;
+        // SAFETY: slot i's buffer, mapped with p.words[i] words; the kernel
+        // writes it concurrently while a recording task still runs, so every
+        // word is read volatile and the count is clamped to the buffer.
+        let n = unsafe { std::ptr::read_volatile(area) } as usize;
+        if n >= p.words[i] - 1 {
+            overflowed += 1;
+        }
+        for k in 1..=n.min(p.words[i] - 1) {
+            // SAFETY: k is inside the mapping (see above).
+            f(unsafe { std::ptr::read_volatile(area.add(k)) });
+        }
+    }
+    overflowed
+}
+
+/// Slots claimed before the first fuzz input (the fuzzing process's own and
+/// the long-lived worker's): kept across inputs.
+static PERSISTENT: AtomicU32 = AtomicU32::new(0);
+
+/// A fuzz campaign's process, before the worker is made: with
+/// `WAITCONF_KCOV_FUZZ` set and the device there, make the pool and record
+/// the calling thread. Returns whether coverage is on, or why not.
+pub fn fuzz_begin() -> Result<bool, String> {
+    if std::env::var_os(protocol::env::WAITCONF_KCOV_FUZZ).is_none() {
+        return Ok(false);
+    }
+    available()?;
+    let pool = make_pool()?;
+    POOL.store(pool, Ordering::SeqCst);
+    // SAFETY: the pool was just made and is never unmapped.
+    let p = unsafe { &*pool };
+    p.next.store(1, Ordering::SeqCst);
+    if kcov_ioctl::<ENABLE>(p.fds[0], TRACE_PC) {
+        Ok(true)
+    } else {
+        Err("KCOV_ENABLE failed".into())
+    }
+}
+
+/// Before one fuzz input: empty every buffer and free the slots of the
+/// previous input's tasks (all gone by now: the executors reap them).
+pub fn input_begin() {
+    let pool = POOL.load(Ordering::SeqCst);
+    if pool.is_null() {
+        return;
+    }
+    // SAFETY: as in enable_in_child.
+    let p = unsafe { &*pool };
+    if PERSISTENT.load(Ordering::SeqCst) == 0 {
+        PERSISTENT.store(p.next.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+    for i in 0..SLOTS {
+        // SAFETY: word 0 of slot i's buffer (the count), which kcov.rst
+        // resets the same way while recording.
+        unsafe { std::ptr::write_volatile(p.areas[i] as *mut u64, 0) };
+    }
+    p.next
+        .store(PERSISTENT.load(Ordering::SeqCst), Ordering::SeqCst);
+    p.failed.store(0, Ordering::SeqCst);
+}
+
+/// After one fuzz input: every PC its tasks recorded (repeats included), and
+/// (tasks not recorded, full buffers).
+pub fn input_pcs(f: &mut dyn FnMut(u64)) -> (usize, usize) {
+    let pool = POOL.load(Ordering::SeqCst);
+    if pool.is_null() {
+        return (0, 0);
+    }
+    // SAFETY: as in enable_in_child.
+    let p = unsafe { &*pool };
+    let claimed = p.next.load(Ordering::SeqCst) as usize;
+    let full = for_each_pc(p, claimed, f);
+    let lost = claimed.saturating_sub(SLOTS) + p.failed.load(Ordering::SeqCst) as usize;
+    (lost, full)
+}
+
 /// What one case recorded.
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
 pub struct CaseCoverage {
@@ -206,21 +288,9 @@ pub fn finish_case(case: &str) {
     let claimed = p.next.load(Ordering::SeqCst) as usize;
     let failed = p.failed.load(Ordering::SeqCst) as usize;
     let mut pcs = BTreeSet::new();
-    let mut overflowed = 0;
-    for i in 0..claimed.min(SLOTS) {
-        let area = p.areas[i] as *const u64;
-        // SAFETY: slot i's buffer, mapped with p.words[i] words; the kernel
-        // writes it concurrently while a recording task still runs, so every
-        // word is read volatile and the count is clamped to the buffer.
-        let n = unsafe { std::ptr::read_volatile(area) } as usize;
-        if n >= p.words[i] - 1 {
-            overflowed += 1;
-        }
-        for k in 1..=n.min(p.words[i] - 1) {
-            // SAFETY: k is inside the mapping (see above).
-            pcs.insert(unsafe { std::ptr::read_volatile(area.add(k)) });
-        }
-    }
+    let overflowed = for_each_pc(p, claimed, &mut |pc| {
+        pcs.insert(pc);
+    });
     let rec = CaseCoverage {
         case: case.to_owned(),
         tasks: claimed.min(SLOTS) - failed.min(claimed.min(SLOTS)),
