@@ -183,6 +183,10 @@ pub struct FuzzArgs {
     /// Do not echo the guest's output (libFuzzer's log).
     #[arg(long)]
     pub quiet: bool,
+    /// On a KCOV profile (wait-pid-6.12-kcov): record the kernel lines reached without
+    /// feeding kernel coverage to libFuzzer (the comparison campaign); fed by default.
+    #[arg(long)]
+    pub no_kernel_feedback: bool,
     #[command(flatten)]
     pub common: Common,
 }

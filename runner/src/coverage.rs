@@ -491,8 +491,55 @@ pub fn command(
         results.verdict,
         results.exit_code
     );
-    report(profile, paths, spec, &out, &kcov_dir).map_err(Error::Infra)?;
+    let r = report(profile, paths, spec, &out, &kcov_dir).map_err(Error::Infra)?;
+    print!("{}", summary(&r.functions));
     Ok(crate::gate::EXIT_OK)
+}
+
+/// The kernel lines a fuzz campaign reached, for fuzz.json (the full report, in the table's
+/// format, is in `<out>/kernel-coverage/`).
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelLines {
+    /// Whether the PCs were fed to libFuzzer (extra counters) or only recorded.
+    pub feedback: bool,
+    pub inputs: u64,
+    pub unique_pcs: usize,
+    /// Source lines with a KCOV site that the campaign reached, over all files.
+    pub lines_reached: usize,
+    /// Per listed function: [lines reached, lines].
+    pub functions: BTreeMap<String, [usize; 2]>,
+    pub report_dir: PathBuf,
+}
+
+/// After a campaign on a `keep_vmlinux` profile: symbolise what it recorded
+/// (`<guest>/kcov/<target>.json`) into `<out>/kernel-coverage/`.
+pub fn fuzz_lines(
+    profile: &crate::profile::Profile,
+    paths: &crate::paths::Paths,
+    out: &Path,
+    kcov_dir: &Path,
+) -> Result<KernelLines> {
+    let spec = profile.source.as_ref().context("not a source profile")?;
+    let dir = out.join("kernel-coverage");
+    std::fs::create_dir_all(&dir)?;
+    let r = report(profile, paths, spec, &dir, kcov_dir)?;
+    let rec: serde_json::Value = std::fs::read_dir(kcov_dir)?
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .and_then(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .unwrap_or_default();
+    Ok(KernelLines {
+        feedback: rec["feedback"].as_bool().unwrap_or(false),
+        inputs: rec["inputs"].as_u64().unwrap_or(0),
+        unique_pcs: r.recording.unique_pcs,
+        lines_reached: r.files.values().map(|(_, hit)| hit).sum(),
+        functions: r
+            .functions
+            .iter()
+            .map(|f| (f.name.clone(), [f.reached, f.lines]))
+            .collect(),
+        report_dir: dir,
+    })
 }
 
 /// Symbolises the run's recordings and writes the report files.
@@ -502,7 +549,7 @@ fn report(
     spec: &crate::profile::SourceSpec,
     out: &Path,
     kcov_dir: &Path,
-) -> Result<()> {
+) -> Result<Report> {
     let key = crate::kernel::source_cache_key(profile, &paths.vm_images)?;
     let kdir = paths.kernels().join(format!("{}-{key}", profile.name));
     let vmlinux = kdir.join("vmlinux");
@@ -520,14 +567,13 @@ fn report(
     }
     let (report, files) = build(&profile.name, &vmlinux, &sites, &cases, &seed);
     write(out, &report, &files, &source_root)?;
-    print!("{}", summary(&report.functions));
     crate::progress!(
         "coverage: {} rows, {} unique PCs; {} (lcov: coverage.info, html/index.html)",
         report.recording.cases,
         report.recording.unique_pcs,
         out.join("coverage.txt").display()
     );
-    Ok(())
+    Ok(report)
 }
 
 #[cfg(test)]

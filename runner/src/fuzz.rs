@@ -64,6 +64,9 @@ pub struct FuzzOpts {
     pub vm_timeout: Option<u64>,
     pub boot_timeout: Option<u64>,
     pub echo_guest: bool,
+    /// On a KCOV profile (keep_vmlinux): record the kernel PCs without feeding them to
+    /// libFuzzer (the comparison campaign).
+    pub no_kernel_feedback: bool,
 }
 
 /// Readable forms made in the guest, at most this many per run (libFuzzer stops at the first
@@ -129,6 +132,8 @@ pub struct FuzzReport {
     pub tainted_before: Option<u64>,
     pub tainted_after: Option<u64>,
     pub vm: Option<VmSummary>,
+    /// On a KCOV profile: the kernel lines the campaign reached (crate::coverage).
+    pub kernel_coverage: Option<crate::coverage::KernelLines>,
     pub infrastructure_errors: Vec<String>,
     pub problems: Vec<String>,
     pub verdict: String,
@@ -220,6 +225,8 @@ pub struct FuzzScript<'a> {
     pub wcfuzz: bool,
     /// Copy the binaries into guest RAM first (VMs; not on the host).
     pub copy_to_ram: bool,
+    /// A KCOV kernel: record kernel PCs, fed to libFuzzer when true.
+    pub kcov: Option<bool>,
 }
 
 /// The script the guest runs (runner/templates/fuzz.sh): taint before, campaign.sh, readable
@@ -249,8 +256,12 @@ pub fn fuzz_script(s: &FuzzScript) -> String {
             ("SECS", s.secs.to_string()),
             ("READABLE_MAX", READABLE_MAX.to_string()),
             ("READABLE_TIMEOUT", READABLE_TIMEOUT.to_string()),
+            ("KCOV_ENV", protocol::env::WAITCONF_KCOV_FUZZ.into()),
+            ("FEEDBACK_ENV", protocol::env::WAITCONF_KCOV_FEEDBACK.into()),
+            ("FEEDBACK", u8::from(s.kcov == Some(true)).to_string()),
         ],
         &[
+            ("KCOV", s.kcov.is_some()),
             ("COPY_TO_RAM", s.copy_to_ram),
             ("SEMANTICS", semantics.is_some()),
             ("READABLE", s.wcfuzz),
@@ -424,6 +435,12 @@ pub fn run_fuzz(
             rep.infrastructure_errors.push(format!("{e:#}"));
         }
     }
+    if profile.source.as_ref().is_some_and(|s| s.keep_vmlinux) {
+        match crate::coverage::fuzz_lines(profile, paths, &out, &guest.join("kcov")) {
+            Ok(k) => rep.kernel_coverage = Some(k),
+            Err(e) => rep.problems.push(format!("kernel coverage: {e:#}")),
+        }
+    }
     corpus.copy_back(&mut rep, &guest.join("corpus"));
     let keep = paths
         .cache
@@ -484,6 +501,7 @@ fn empty_report(profile: &Profile, opts: &FuzzOpts, risky: bool) -> FuzzReport {
         tainted_before: None,
         tainted_after: None,
         vm: None,
+        kernel_coverage: None,
         infrastructure_errors: vec![],
         problems: vec![],
         verdict: String::new(),
@@ -627,6 +645,11 @@ fn campaign(
         risky: rep.wait_fuzz_risky,
         wcfuzz,
         copy_to_ram: !host,
+        kcov: profile
+            .source
+            .as_ref()
+            .is_some_and(|s| s.keep_vmlinux)
+            .then_some(!opts.no_kernel_feedback),
     });
     let boot = launcher.boot_secs(opts.boot_timeout);
     let total = opts.vm_timeout.unwrap_or(boot + opts.secs + VM_SLACK);
@@ -888,6 +911,21 @@ impl FuzzReport {
         if let (Some(b), Some(a)) = (self.tainted_before, self.tainted_after) {
             let _ = writeln!(s, "  tainted: {b} -> {a}");
         }
+        if let Some(k) = &self.kernel_coverage {
+            let _ = writeln!(
+                s,
+                "  kernel coverage ({}): {} lines reached, {} unique PCs, {} inputs; {}",
+                if k.feedback {
+                    "fed to libFuzzer"
+                } else {
+                    "recorded only"
+                },
+                k.lines_reached,
+                k.unique_pcs,
+                k.inputs,
+                k.report_dir.display()
+            );
+        }
         for f in &self.console_findings {
             let _ = writeln!(s, "  console {}: {}", f.kind, f.line);
         }
@@ -979,6 +1017,7 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
             risky: false,
             wcfuzz: true,
             copy_to_ram: true,
+            kcov: None,
         });
         assert!(s.contains(
             "export CLONE_WAIT_PID_FLAG='0x10000000000' WAIT_FUZZ_RISKY=0 FUZZ_BIN_DIR=\"$B\""
@@ -1002,9 +1041,29 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
             risky: true,
             wcfuzz: false,
             copy_to_ram: false,
+            kcov: None,
         });
         assert!(h.contains("WAIT_FUZZ_RISKY=1"));
         assert!(!h.contains("/run/waitconf-fuzz") && !h.contains("wcfuzz"));
+        assert!(!s.contains("kcov") && !h.contains("kcov"));
+        for (feedback, word) in [(true, "1"), (false, "0")] {
+            let k = fuzz_script(&FuzzScript {
+                guest: Path::new("/g"),
+                campaign: Path::new("/c.sh"),
+                bin_dir: Path::new("/b"),
+                target: "clone3_flags",
+                secs: 5,
+                flag: "0x10000000000",
+                risky: true,
+                wcfuzz: false,
+                copy_to_ram: false,
+                kcov: Some(feedback),
+            });
+            let line =
+                format!("export WAITCONF_KCOV_FUZZ=\"$G/kcov\" WAITCONF_KCOV_FEEDBACK={word}");
+            assert!(k.contains(&line), "{k}");
+            assert!(k.find(&line) < k.find("campaign.sh"));
+        }
     }
 
     #[test]
@@ -1055,6 +1114,7 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
             vm_timeout: None,
             boot_timeout: None,
             echo_guest: false,
+            no_kernel_feedback: false,
         }
     }
 

@@ -393,6 +393,7 @@ fn cmd_fuzz(a: FuzzArgs) -> ExitCode {
         vm_timeout: a.vm_timeout,
         boot_timeout: a.boot_timeout,
         echo_guest: !a.quiet,
+        no_kernel_feedback: a.no_kernel_feedback,
     };
     match fuzz::run_fuzz(&p, &paths, &a.out, &opts, None) {
         Ok(r) => {
