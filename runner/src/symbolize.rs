@@ -192,6 +192,81 @@ ffffffff81001013:\tret
         );
     }
 
+    /// A user-space program built as the kernel is (`-fsanitize-coverage=trace-pc`, line
+    /// tables), recording its return addresses as KCOV does: every recorded PC is a site, and
+    /// the lines of a function (inlined or not) split into the reached and the missed.
+    #[test]
+    fn sites_of_a_trace_pc_build_match_what_it_records() {
+        let src = r#"
+#include <stdio.h>
+static FILE *out;
+__attribute__((no_sanitize_coverage)) void __sanitizer_cov_trace_pc(void) {
+	if (out) fprintf(out, "%lx\n", (unsigned long)__builtin_return_address(0));
+}
+static inline __attribute__((always_inline)) int helper(int x) {
+	if (x > 3)
+		return x * 2; /* reached */
+	return x + 1; /* missed */
+}
+__attribute__((noinline)) int target(int x) {
+	if (x == 42)
+		return 0; /* missed */
+	return helper(x);
+}
+int main(int argc, char **argv) {
+	out = fopen(argv[1], "w");
+	int r = target(argc + 5);
+	fclose(out);
+	out = 0;
+	return r == 0;
+}
+"#;
+        let d = tempfile::tempdir().unwrap();
+        let (c, bin, pcs) = (
+            d.path().join("t.c"),
+            d.path().join("t"),
+            d.path().join("pcs"),
+        );
+        std::fs::write(&c, src).unwrap();
+        let built = Command::new("gcc")
+            .args(["-O2", "-g", "-no-pie", "-fsanitize-coverage=trace-pc", "-o"])
+            .arg(&bin)
+            .arg(&c)
+            .status();
+        if !built.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: no gcc with -fsanitize-coverage=trace-pc");
+            return;
+        }
+        assert!(Command::new(&bin).arg(&pcs).status().unwrap().code() == Some(0));
+        let recorded: Vec<u64> = std::fs::read_to_string(&pcs)
+            .unwrap()
+            .lines()
+            .map(|l| u64::from_str_radix(l, 16).unwrap())
+            .collect();
+        let s = sites(&bin, &d.path().join("sites.json")).unwrap();
+        assert!(!recorded.is_empty());
+        for pc in &recorded {
+            assert!(s.sites.contains_key(pc), "{pc:#x} is no site");
+        }
+        let text = std::fs::read_to_string(&c).unwrap();
+        let line_of =
+            |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() as u32 + 1;
+        let lines = |func: &str, hit: bool| -> std::collections::BTreeSet<u32> {
+            s.sites
+                .iter()
+                .filter(|(pc, _)| recorded.contains(pc) == hit)
+                .flat_map(|(_, fr)| fr.iter().filter(|f| f.func == func).map(|f| f.line))
+                .collect()
+        };
+        assert!(lines("helper", true).contains(&line_of("/* reached */")));
+        assert!(lines("helper", false).contains(&line_of("/* missed */")));
+        assert!(!lines("helper", true).contains(&line_of("/* missed */")));
+        assert!(lines("target", true).contains(&line_of("if (x == 42)")));
+        // The second call reads the cache.
+        let again = sites(&bin, &d.path().join("sites.json")).unwrap();
+        assert_eq!(again.sites.len(), s.sites.len());
+    }
+
     #[test]
     fn addr2line_frames_innermost_first() {
         let out = "\

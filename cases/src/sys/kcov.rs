@@ -312,8 +312,13 @@ pub fn finish_case(case: &str) {
 }
 
 /// The file a case's coverage goes to: its name with every character but
-/// `[A-Za-z0-9_.-]` made `_`.
+/// `[A-Za-z0-9_.-]` made `_`, and a hash of the name (two names that differ
+/// only in those characters get two files).
 pub fn file_name(case: &str) -> String {
+    // FNV-1a, 32 bits.
+    let hash = case.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
     let safe: String = case
         .chars()
         .map(|c| {
@@ -324,7 +329,7 @@ pub fn file_name(case: &str) -> String {
             }
         })
         .collect();
-    format!("{safe}.json")
+    format!("{safe}-{hash:08x}.json")
 }
 
 fn write_record(dir: &Path, rec: &CaseCoverage) -> std::io::Result<()> {
@@ -348,10 +353,13 @@ mod tests {
 
     #[test]
     fn file_names_keep_only_safe_characters() {
-        assert_eq!(
-            file_name("generic::wait4(-1) hides"),
-            "generic__wait4_-1__hides.json"
+        let a = file_name("generic::wait4(-1) hides");
+        assert!(
+            a.starts_with("generic__wait4_-1__hides-") && a.ends_with(".json"),
+            "{a}"
         );
+        assert_ne!(a, file_name("generic::wait4[-1] hides"));
+        assert_eq!(a, file_name("generic::wait4(-1) hides"));
     }
 
     #[test]
