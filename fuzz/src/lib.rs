@@ -18,6 +18,8 @@
 //! `encode_*` can write seeds and the printer reads artifacts with the same
 //! decoder the target used.
 
+pub mod kernel_cov;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -99,7 +101,10 @@ pub fn ctx() -> &'static Ctx {
 /// single-threaded, so that W can be a clone child (`Worker::spawn`), which
 /// the waits of in-process inputs rarely consider.
 pub fn init() {
-    ctx().spawn_worker();
+    let c = ctx();
+    // After the probe (its children would take slots), before the worker (which records).
+    kernel_cov::start();
+    c.spawn_worker();
 }
 
 /// Kill everything below us and reap it with focused waits. We are a child
@@ -119,6 +124,7 @@ pub fn cleanup_all() {
 
 extern "C" fn cleanup_at_exit() {
     cleanup_all();
+    kernel_cov::flush();
     if let Some(c) = CTX.get() {
         let [here, w] = [0, 1].map(|i| c.runs[i].load(Ordering::Relaxed));
         if here + w > 0 {
@@ -583,7 +589,9 @@ pub fn clone3_one(data: &[u8]) -> Clone3Obs {
     // The model runs here, in libFuzzer's process, so its branches are the
     // coverage that guides the campaign.
     let exp = clone3::expected(&case, &c.env);
+    let kernel = kernel_cov::Input::begin();
     let (obs, h, mode) = run_clone3(&case);
+    drop(kernel);
     let place = match mode {
         Mode::InProcess => "executed in libFuzzer's process",
         Mode::Worker => "executed in the worker",
@@ -743,7 +751,9 @@ pub fn wait_sequence_one(data: &[u8]) -> RunLog {
     }
     let mut req = vec![b'w'];
     req.extend(serde_json::to_vec(&prog).expect("program"));
+    let kernel = kernel_cov::Input::begin();
     let (payload, h) = c.call(&req, &|| prog.to_string());
+    drop(kernel);
     let log: RunLog = serde_json::from_str(&payload).expect("log");
     if let Err(e) = tree::check(&prog, &c.cfg, &log) {
         panic!("{}", finding("wait_sequence", "", &e, c));

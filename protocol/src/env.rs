@@ -19,6 +19,15 @@ pub const WAITCONF_EXPECT_FEATURE: &str = "WAITCONF_EXPECT_FEATURE";
 pub const WAITCONF_SELFTEST_WRONG: &str = "WAITCONF_SELFTEST_WRONG";
 /// `1` makes the switchable self-test row hang.
 pub const WAITCONF_SELFTEST_HANG: &str = "WAITCONF_SELFTEST_HANG";
+/// A directory: each case process records the kernel PCs it and its children execute (KCOV,
+/// `/sys/kernel/debug/kcov`) and writes them to `<dir>/<case>.json` (`cases/src/sys/kcov.rs`).
+pub const WAITCONF_KCOV_DIR: &str = "WAITCONF_KCOV_DIR";
+/// A directory: the fuzz targets record the kernel PCs of every input (KCOV) and write the
+/// campaign's unique PCs to `<dir>/<target>.json`.
+pub const WAITCONF_KCOV_FUZZ: &str = "WAITCONF_KCOV_FUZZ";
+/// `0`: record the kernel PCs (`WAITCONF_KCOV_FUZZ`) without feeding them to libFuzzer, for the
+/// campaign without kernel feedback; anything else or unset: feed them as extra counters.
+pub const WAITCONF_KCOV_FEEDBACK: &str = "WAITCONF_KCOV_FEEDBACK";
 /// `1`: the fuzz targets may create namespaces and CLONE_VM children.
 pub const WAIT_FUZZ_RISKY: &str = "WAIT_FUZZ_RISKY";
 /// `seed` or `design`: the tree model's semantics where the seed is silent.

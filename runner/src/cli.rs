@@ -72,6 +72,11 @@ pub enum Cmd {
     /// The cached fuzz corpora: `stats`, `merge DIR...`, `minimise` (libFuzzer's -merge=1 on
     /// the profile's kernel). Exit 0 done, 2 usage, 3 infrastructure.
     Corpus(CorpusArgs),
+    /// Kernel line coverage of the case table: run it on a KCOV profile (keep_vmlinux, e.g.
+    /// wait-pid-6.12-kcov) with every case recording its kernel PCs, then write
+    /// <out>/coverage.json, coverage.txt, coverage.info (lcov) and html/ (genhtml) beside the
+    /// run's reports (docs/coverage.md). Exit 0 written, 2 usage, 3 no coverage.
+    Coverage(RunArgs),
 }
 
 #[derive(Args)]
@@ -221,6 +226,10 @@ pub struct FuzzArgs {
     /// (fork mode, -fork=N); without --jobs, one.
     #[arg(long, value_name = "M")]
     pub vms: Option<u32>,
+    /// On a KCOV profile (wait-pid-6.12-kcov): record the kernel lines reached without
+    /// feeding kernel coverage to libFuzzer (the comparison campaign); fed by default.
+    #[arg(long)]
+    pub no_kernel_feedback: bool,
     #[command(flatten)]
     pub common: Common,
 }

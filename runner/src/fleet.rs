@@ -315,6 +315,7 @@ exit 0
             echo_guest: false,
             workers: 2,
             corpus_from: None,
+            no_kernel_feedback: false,
         };
         let out = d.path().join("out");
         let f = run_fleet(&host_profile(), &paths, &out, &opts, 2).unwrap();
@@ -369,6 +370,7 @@ exit 0
             echo_guest: false,
             workers: 1,
             corpus_from: None,
+            no_kernel_feedback: false,
         };
         assert!(matches!(
             run_fleet(&host_profile(), &paths, d.path(), &opts, 0),

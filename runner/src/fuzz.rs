@@ -70,6 +70,9 @@ pub struct FuzzOpts {
     /// alone afterwards: a VM of `runner fuzz --vms M` ([`crate::fleet`]), whose corpora are
     /// merged into the cache with `-merge=1` when all are done.
     pub corpus_from: Option<PathBuf>,
+    /// On a KCOV profile (keep_vmlinux): record the kernel PCs without feeding them to
+    /// libFuzzer (the comparison campaign).
+    pub no_kernel_feedback: bool,
 }
 
 /// Readable forms made in the guest, at most this many per run (libFuzzer stops at the first
@@ -135,6 +138,8 @@ pub struct FuzzReport {
     pub tainted_before: Option<u64>,
     pub tainted_after: Option<u64>,
     pub vm: Option<VmSummary>,
+    /// On a KCOV profile: the kernel lines the campaign reached (crate::coverage).
+    pub kernel_coverage: Option<crate::coverage::KernelLines>,
     pub infrastructure_errors: Vec<String>,
     pub problems: Vec<String>,
     pub verdict: String,
@@ -228,6 +233,8 @@ pub struct FuzzScript<'a> {
     pub copy_to_ram: bool,
     /// campaign.sh's FUZZ_FORK: libFuzzer's fork mode with this many workers when above 1.
     pub workers: u32,
+    /// A KCOV kernel: record kernel PCs, fed to libFuzzer when true.
+    pub kcov: Option<bool>,
 }
 
 /// The script the guest runs (runner/templates/fuzz.sh): taint before, campaign.sh, readable
@@ -258,8 +265,12 @@ pub fn fuzz_script(s: &FuzzScript) -> String {
             ("WORKERS", s.workers.max(1).to_string()),
             ("READABLE_MAX", READABLE_MAX.to_string()),
             ("READABLE_TIMEOUT", READABLE_TIMEOUT.to_string()),
+            ("KCOV_ENV", protocol::env::WAITCONF_KCOV_FUZZ.into()),
+            ("FEEDBACK_ENV", protocol::env::WAITCONF_KCOV_FEEDBACK.into()),
+            ("FEEDBACK", u8::from(s.kcov == Some(true)).to_string()),
         ],
         &[
+            ("KCOV", s.kcov.is_some()),
             ("COPY_TO_RAM", s.copy_to_ram),
             ("SEMANTICS", semantics.is_some()),
             ("READABLE", s.wcfuzz),
@@ -433,6 +444,12 @@ pub fn run_fuzz(
             rep.infrastructure_errors.push(format!("{e:#}"));
         }
     }
+    if profile.source.as_ref().is_some_and(|s| s.keep_vmlinux) {
+        match crate::coverage::fuzz_lines(profile, paths, &out, &guest.join("kcov")) {
+            Ok(k) => rep.kernel_coverage = Some(k),
+            Err(e) => rep.problems.push(format!("kernel coverage: {e:#}")),
+        }
+    }
     corpus.copy_back(&mut rep, &guest.join("corpus"));
     let keep = paths
         .cache
@@ -493,6 +510,7 @@ fn empty_report(profile: &Profile, opts: &FuzzOpts, risky: bool) -> FuzzReport {
         tainted_before: None,
         tainted_after: None,
         vm: None,
+        kernel_coverage: None,
         infrastructure_errors: vec![],
         problems: vec![],
         verdict: String::new(),
@@ -653,6 +671,11 @@ fn campaign(
         wcfuzz,
         copy_to_ram: !host,
         workers: opts.workers,
+        kcov: profile
+            .source
+            .as_ref()
+            .is_some_and(|s| s.keep_vmlinux)
+            .then_some(!opts.no_kernel_feedback),
     });
     let boot = launcher.boot_secs(opts.boot_timeout);
     let total = opts.vm_timeout.unwrap_or(boot + opts.secs + VM_SLACK);
@@ -919,6 +942,21 @@ impl FuzzReport {
         if let (Some(b), Some(a)) = (self.tainted_before, self.tainted_after) {
             let _ = writeln!(s, "  tainted: {b} -> {a}");
         }
+        if let Some(k) = &self.kernel_coverage {
+            let _ = writeln!(
+                s,
+                "  kernel coverage ({}): {} lines reached, {} unique PCs, {} inputs; {}",
+                if k.feedback {
+                    "fed to libFuzzer"
+                } else {
+                    "recorded only"
+                },
+                k.lines_reached,
+                k.unique_pcs,
+                k.inputs,
+                k.report_dir.display()
+            );
+        }
         for f in &self.console_findings {
             let _ = writeln!(s, "  console {}: {}", f.kind, f.line);
         }
@@ -1011,6 +1049,7 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
             wcfuzz: true,
             copy_to_ram: true,
             workers: 1,
+            kcov: None,
         });
         assert!(s.contains(
             "export CLONE_WAIT_PID_FLAG='0x10000000000' WAIT_FUZZ_RISKY=0 FUZZ_BIN_DIR=\"$B\""
@@ -1035,10 +1074,31 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
             wcfuzz: false,
             copy_to_ram: false,
             workers: 3,
+            kcov: None,
         });
         assert!(h.contains("WAIT_FUZZ_RISKY=1"));
         assert!(!h.contains("/run/waitconf-fuzz") && !h.contains("wcfuzz"));
         assert!(h.contains("FUZZ_FORK=3"), "{h}");
+        assert!(!s.contains("kcov") && !h.contains("kcov"));
+        for (feedback, word) in [(true, "1"), (false, "0")] {
+            let k = fuzz_script(&FuzzScript {
+                guest: Path::new("/g"),
+                campaign: Path::new("/c.sh"),
+                bin_dir: Path::new("/b"),
+                target: "clone3_flags",
+                secs: 5,
+                flag: "0x10000000000",
+                risky: true,
+                wcfuzz: false,
+                copy_to_ram: false,
+                workers: 1,
+                kcov: Some(feedback),
+            });
+            let line =
+                format!("export WAITCONF_KCOV_FUZZ=\"$G/kcov\" WAITCONF_KCOV_FEEDBACK={word}");
+            assert!(k.contains(&line), "{k}");
+            assert!(k.find(&line) < k.find("campaign.sh"));
+        }
     }
 
     #[test]
@@ -1091,6 +1151,7 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
             echo_guest: false,
             workers: 1,
             corpus_from: None,
+            no_kernel_feedback: false,
         }
     }
 

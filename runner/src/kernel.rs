@@ -99,6 +99,10 @@ pub fn source_cache_key(profile: &Profile, vm_images: &Path) -> Result<String> {
             &std::fs::read(vm_images.join(rel)).with_context(|| rel.clone())?,
         );
     }
+    if spec.keep_vmlinux {
+        // Fed only when set, so the keys of the profiles without it stay as they were.
+        feed("keep-vmlinux", KEPT_TREE_VERSION.as_bytes());
+    }
     let digest = h.finalize();
     Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
@@ -130,6 +134,16 @@ fn build_from_source(
         profile.name,
         dir.display()
     );
+    if spec.keep_vmlinux {
+        build_keeping_vmlinux(profile, paths, opts, &dir)?;
+        return Ok(KernelArtifact {
+            image: Some(image),
+            release: read_trimmed(&dir.join("kernel.release")),
+            source,
+            cache_hit: false,
+            seconds: 0.0,
+        });
+    }
     let apt = Apt::new(paths, spec.apt_sources.as_deref(), opts.refresh_apt)?;
     let deb = apt.download(&spec.package, &spec.version, &paths.downloads())?;
     let log_path = paths
@@ -174,6 +188,66 @@ fn build_from_source(
         cache_hit: false,
         seconds: 0.0,
     })
+}
+
+/// Bump when [`build_keeping_vmlinux`] changes what it leaves in the cache.
+pub const KEPT_TREE_VERSION: &str = "1";
+
+/// A `keep_vmlinux` source profile: its kept unpacked and patched tree
+/// (`crate::mutate::profile_tree`) built out of tree (`crate::tree::build`) with the profile's
+/// fragments, then bzImage, vmlinux, config, System.map and kernel.release copied into `dir`
+/// (written as `dir.partial` and renamed, so a killed copy never looks cached).
+fn build_keeping_vmlinux(
+    profile: &Profile,
+    paths: &Paths,
+    opts: &AcquireOpts,
+    dir: &Path,
+) -> Result<()> {
+    let spec = profile.source.as_ref().expect("validated");
+    let src = crate::mutate::profile_tree(profile, paths, opts.refresh_apt)?;
+    let tree = crate::tree::TreeSpec {
+        path: src.canonicalize()?,
+        keep_config: false,
+        config: None,
+    };
+    let fragments: Vec<PathBuf> = spec
+        .config_fragments
+        .iter()
+        .chain(&spec.extra_config_fragments)
+        .map(|rel| paths.vm_images.join(rel))
+        .collect();
+    let b = crate::tree::build(
+        &tree,
+        &paths.cache,
+        &fragments,
+        spec.localversion.as_deref(),
+        opts.jobs,
+    )?;
+    let obj = b.build_dir.join("obj");
+    let work = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    for (from, to) in [
+        (b.image.clone(), "bzImage"),
+        (b.vmlinux.clone(), "vmlinux"),
+        (obj.join(".config"), "config"),
+        (obj.join("System.map"), "System.map"),
+        (b.build_dir.join("fragment.config"), "fragment.config"),
+    ] {
+        std::fs::copy(&from, work.join(to))
+            .with_context(|| format!("copying {} into the cache", from.display()))?;
+    }
+    std::fs::write(work.join("kernel.release"), format!("{}\n", b.release))?;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&work, dir)?;
+    progress!(
+        "kernel {}: {} with vmlinux in {} ({:.0} s)",
+        profile.name,
+        b.release,
+        dir.display(),
+        b.seconds
+    );
+    Ok(())
 }
 
 fn fetch_prebuilt(profile: &Profile, paths: &Paths, opts: &AcquireOpts) -> Result<KernelArtifact> {
@@ -835,5 +909,27 @@ mod tests {
             source_cache_key(&p, tmp.path()).unwrap(),
             "package version"
         );
+        let before = source_cache_key(&p, tmp.path()).unwrap();
+        p.source.as_mut().unwrap().keep_vmlinux = true;
+        assert_ne!(
+            before,
+            source_cache_key(&p, tmp.path()).unwrap(),
+            "keep_vmlinux builds elsewhere, so it keys the build"
+        );
+    }
+
+    #[test]
+    fn the_kcov_profile_keeps_vmlinux_and_the_others_do_not() {
+        let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm-images");
+        let set = ProfileSet::load(&real).unwrap();
+        let kcov = set.get("wait-pid-6.12-kcov").unwrap();
+        let spec = kcov.source.as_ref().unwrap();
+        assert!(spec.keep_vmlinux);
+        assert_eq!(spec.extra_config_fragments, vec!["config/kcov.config"]);
+        let plain = set.get("wait-pid-6.12").unwrap();
+        assert!(!plain.source.as_ref().unwrap().keep_vmlinux);
+        // The same sources: the coverage is of the kernel the table's snapshot is of.
+        let p = plain.source.as_ref().unwrap();
+        assert_eq!((&spec.version, &spec.patches), (&p.version, &p.patches));
     }
 }

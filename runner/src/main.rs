@@ -12,6 +12,7 @@ mod cli;
 mod compare;
 mod console;
 mod corpus;
+mod coverage;
 mod exec;
 mod fleet;
 mod fuzz;
@@ -28,6 +29,7 @@ mod report;
 mod run;
 mod session;
 mod shard;
+mod symbolize;
 mod template;
 mod tree;
 mod vm;
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Cmd::Export(a) => cmd_export(a),
         Cmd::Merge(a) => cmd_merge(a),
         Cmd::Corpus(a) => cmd_corpus(a),
+        Cmd::Coverage(a) => cmd_coverage(a),
     }
 }
 
@@ -380,6 +383,7 @@ fn cmd_corpus(a: cli::CorpusArgs) -> ExitCode {
         echo_guest: false,
         workers: 1,
         corpus_from: None,
+        no_kernel_feedback: false,
     };
     match corpus_command(&a.what, &p, &paths, &opts, of) {
         Ok(line) => {
@@ -444,6 +448,19 @@ fn corpus_command(
     })
 }
 
+fn cmd_coverage(a: RunArgs) -> ExitCode {
+    let opts = a.cases.opts(&a.common);
+    let (paths, p) = match load_profile(&a.common, &a.kernel) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    match coverage::command(&p, &paths, &a.cases.out, opts) {
+        Ok(c) => code(c),
+        Err(coverage::Error::Usage(m)) => usage(m),
+        Err(coverage::Error::Infra(e)) => infra(e),
+    }
+}
+
 fn cmd_exec(a: ExecArgs) -> ExitCode {
     let (paths, p) = match load_profile(&a.common, &a.kernel) {
         Ok(x) => x,
@@ -473,7 +490,11 @@ fn cmd_matrix(a: MatrixArgs) -> ExitCode {
         Err(e) => return usage(e),
     };
     let mut names: Vec<String> = if a.kernels.is_empty() && extra.is_empty() {
-        set.profiles.keys().cloned().collect()
+        set.profiles
+            .values()
+            .filter(|p| p.matrix)
+            .map(|p| p.name.clone())
+            .collect()
     } else {
         a.kernels.clone()
     };
@@ -615,6 +636,7 @@ fn cmd_fuzz(a: FuzzArgs, jobs_given: bool) -> ExitCode {
         echo_guest: !a.quiet,
         workers: if jobs_given { a.common.jobs.max(1) } else { 1 },
         corpus_from: None,
+        no_kernel_feedback: a.no_kernel_feedback,
     };
     if let Some(vms) = a.vms {
         return match fleet::run_fleet(&p, &paths, &a.out, &opts, vms) {

@@ -75,6 +75,11 @@ pub struct SourceSpec {
     /// Private apt source list (relative to `vm-images/`); system sources when absent.
     #[serde(default)]
     pub apt_sources: Option<String>,
+    /// Keep `vmlinux` in the cache next to `bzImage` (symbolising KCOV PCs). Such a profile is
+    /// built through the kept-tree path (`crate::tree`), not the recipe, and the option is part
+    /// of its cache key; profiles without it keep their keys.
+    #[serde(default)]
+    pub keep_vmlinux: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -169,6 +174,14 @@ pub struct Profile {
     pub tree: Option<TreeTable>,
     #[serde(default)]
     pub vm: VmSpec,
+    /// In the set `runner matrix` runs when no --kernels are named (default true; false for a
+    /// profile with a purpose of its own and a long build, like the KCOV one).
+    #[serde(default = "in_matrix_by_default")]
+    pub matrix: bool,
+}
+
+fn in_matrix_by_default() -> bool {
+    true
 }
 
 /// A configuration error: unknown profile, malformed file, bad bit. Maps to exit code 2.
@@ -292,6 +305,7 @@ impl Profile {
             }),
             tree: None,
             vm: VmSpec::default(),
+            matrix: false,
         };
         Ok(p.with_overrides(
             Some(bit.unwrap_or(DEFAULT_IMAGE_BIT)),
@@ -351,6 +365,7 @@ impl Profile {
                 config,
             }),
             vm: VmSpec::default(),
+            matrix: false,
         };
         let named = bit.or(defined);
         Ok(p.with_overrides(
@@ -623,5 +638,14 @@ mod tests {
             set.get("wait-pid-6.12").unwrap().expect.feature,
             Feature::Present
         );
+        // The default matrix: every profile but the KCOV one (long build, its own command).
+        let in_matrix: Vec<&str> = set
+            .profiles
+            .values()
+            .filter(|p| p.matrix)
+            .map(|p| p.name.as_str())
+            .collect();
+        assert!(!in_matrix.contains(&"wait-pid-6.12-kcov"), "{in_matrix:?}");
+        assert!(in_matrix.contains(&"wait-pid-6.12") && in_matrix.contains(&"debian-7.2"));
     }
 }

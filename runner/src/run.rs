@@ -204,6 +204,12 @@ pub fn guest_script(g: &GuestScript) -> String {
         &[
             ("CRASH", g.crash_after.is_some()),
             ("COPY_TO_RAM", g.copy_to_ram),
+            (
+                "KCOV",
+                g.env
+                    .iter()
+                    .any(|(k, _)| k == protocol::env::WAITCONF_KCOV_DIR),
+            ),
         ],
     )
 }

@@ -130,7 +130,19 @@ pub fn not_clean_reason(tree: &Path) -> Option<String> {
     })
 }
 
-/// The fragment lines the final `.config` does not satisfy, each as "wanted X, got Y".
+/// The symbol a fragment line assigns (`CONFIG_X=...` or `# CONFIG_X is not set`).
+fn assigned_symbol(line: &str) -> Option<&str> {
+    if line.starts_with("CONFIG_") {
+        line.split_once('=').map(|(sym, _)| sym)
+    } else {
+        line.strip_prefix("# ")
+            .and_then(|l| l.strip_suffix(" is not set"))
+    }
+}
+
+/// The fragment lines the final `.config` does not satisfy, each as "wanted X, got Y". Of a
+/// symbol assigned more than once (a later fragment overriding an earlier one) only the last
+/// assignment counts, as in kconfig.
 pub fn unsatisfied(fragment: &str, config: &str) -> Vec<String> {
     let lookup = |sym: &str| {
         config.lines().find(|l| {
@@ -138,8 +150,17 @@ pub fn unsatisfied(fragment: &str, config: &str) -> Vec<String> {
                 || *l == format!("# {sym} is not set")
         })
     };
+    let lines: Vec<&str> = fragment.lines().map(str::trim).collect();
+    let last: std::collections::HashMap<&str, usize> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| assigned_symbol(l).map(|s| (s, i)))
+        .collect();
     let mut out = Vec::new();
-    for line in fragment.lines().map(str::trim) {
+    for (i, line) in lines.into_iter().enumerate() {
+        if assigned_symbol(line).is_some_and(|s| last[s] != i) {
+            continue;
+        }
         if let Some((sym, _)) = line.split_once('=').filter(|_| line.starts_with("CONFIG_")) {
             if !config.lines().any(|l| l == line) {
                 out.push(format!(
@@ -553,6 +574,13 @@ mod tests {
         assert_eq!(
             unsatisfied("CONFIG_X=y\n", ""),
             ["wanted 'CONFIG_X=y', got 'unset'"]
+        );
+        // A later fragment overrides an earlier one: only the last assignment is wanted.
+        let over = "# CONFIG_DEBUG_INFO is not set\nCONFIG_DEBUG_INFO=y\n";
+        assert!(unsatisfied(over, "CONFIG_DEBUG_INFO=y\n").is_empty());
+        assert_eq!(
+            unsatisfied(over, "# CONFIG_DEBUG_INFO is not set\n"),
+            ["wanted 'CONFIG_DEBUG_INFO=y', got '# CONFIG_DEBUG_INFO is not set'"]
         );
     }
 

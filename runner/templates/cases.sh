@@ -13,6 +13,10 @@ cd /tmp 2>/dev/null || cd / || exit 1
 # shellcheck disable=SC2170 # @CRASH_AFTER@ is a number once rendered
 ( while [ "$(grep -c '"kind":"case"' "$G/cases.jsonl" 2>/dev/null || echo 0)" -lt @CRASH_AFTER@ ]; do sleep 0.2; done; echo 'runner selftest: crashing the kernel with sysrq c'; echo c > /proc/sysrq-trigger ) &
 # @end CRASH
+# @begin KCOV
+# runner coverage: the case processes record through /sys/kernel/debug/kcov.
+[ -e /sys/kernel/debug/kcov ] || mount -t debugfs debugfs /sys/kernel/debug || echo 'runner coverage: cannot mount debugfs'
+# @end KCOV
 B=@CASE_BIN@
 # @begin COPY_TO_RAM
 # From guest RAM: every case re-executes the binary, and 9p (cache=none) would read the whole

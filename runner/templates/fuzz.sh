@@ -18,6 +18,11 @@ export @FLAG_ENV@=@FLAG@ @RISKY_ENV@=@RISKY@ @BIN_DIR_ENV@="$B"
 # anything else): passed through from the runner's environment.
 export @SEMANTICS_ENV@=@SEMANTICS@
 # @end SEMANTICS
+# @begin KCOV
+# A KCOV kernel: every input's kernel PCs are recorded (and fed to libFuzzer when FEEDBACK is 1).
+[ -e /sys/kernel/debug/kcov ] || mount -t debugfs debugfs /sys/kernel/debug || echo 'runner fuzz: cannot mount debugfs'
+export @KCOV_ENV@="$G/kcov" @FEEDBACK_ENV@=@FEEDBACK@
+# @end KCOV
 # campaign.sh runs libFuzzer's fork mode with FUZZ_FORK workers when above 1.
 FUZZ_FORK=@WORKERS@ bash @CAMPAIGN@ @TARGET@ @SECS@ "$G/corpus" "$G/artifacts"
 echo $? > "$G/campaign.status"

@@ -176,6 +176,7 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
     };
     debug_assert_eq!(probe.bit, bit);
     eprintln!("{}", probe_lines(&probe));
+    kcov_notice();
     let report = Report::open(&probe);
     let probe_json = serde_json::to_string(&probe).expect("probe json");
     let env = Env {
@@ -279,6 +280,21 @@ pub const VERBOSE_ARG: &str = "--verbose";
 
 /// Whether libtest's filter arguments select this name (as libtest-mimic
 /// decides for a run: substring or `--exact`, minus `--skip`).
+/// With `WAITCONF_KCOV_DIR` set: whether the case processes record kernel
+/// coverage, said once.
+fn kcov_notice() {
+    let Some(dir) = std::env::var_os(protocol::env::WAITCONF_KCOV_DIR) else {
+        return;
+    };
+    match crate::sys::kcov::available() {
+        Ok(()) => eprintln!(
+            "kcov: on, each case's kernel PCs go to {}",
+            std::path::Path::new(&dir).display()
+        ),
+        Err(why) => eprintln!("kcov: off: {why}"),
+    }
+}
+
 fn selected(args: &libtest_mimic::Arguments, name: &str) -> bool {
     let hit = |f: &str| {
         if args.exact {
@@ -699,6 +715,7 @@ fn case_process_for(case: &Case, probe: Probe) -> ! {
     }
     let mut ctx = Ctx::new(probe);
     let body = case.body.clone();
+    crate::sys::kcov::begin_case();
     // Announce every kernel wait to the supervisor on a copy of stdout
     // (close-on-exec: an exec'd program does not announce), during the body
     // only: the cleanup below is the harness's.
@@ -732,6 +749,7 @@ fn case_process_for(case: &Case, probe: Probe) -> ! {
             detail = format!("{detail}; {note}");
         }
     }
+    crate::sys::kcov::finish_case(&case.name);
     emit(status, detail)
 }
 

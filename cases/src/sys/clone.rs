@@ -231,6 +231,8 @@ extern "C" fn child_entry(task: usize) -> ! {
     // until this child is reaped. Only this child takes from its own copy; a
     // CLONE_VM child only reads raw programs, which are never taken.
     let task = unsafe { &mut *(task as *mut ChildTask) };
+    // Coverage runs: this task records into a slot of the case's pool.
+    super::kcov::enable_in_child();
     let code = match task.program.as_ref() {
         Some(Program::Exit(c)) => *c,
         Some(Program::AwaitThenExit { fd, code }) => {

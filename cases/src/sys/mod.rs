@@ -7,6 +7,7 @@ pub mod announce;
 pub mod clone;
 pub mod errno;
 pub mod io;
+pub mod kcov;
 pub mod pidfd;
 pub mod pidfd_info;
 pub mod proc;
