@@ -5,6 +5,7 @@ results.json: pass, fail (fail + broken: KTAP has no "broken") and skip must mat
 usage: ktap-check.py RESULTS.KTAP RESULTS.JSON KUNIT_DIR
 KUNIT_DIR holds kunit_parser.py (tools/testing/kunit of a linux-source tree).
 """
+import inspect
 import io
 import json
 import sys
@@ -16,10 +17,16 @@ def main():
     import kunit_parser  # noqa: E402  (the kernel's, from KUNIT_DIR)
     import kunit_printer  # noqa: E402
 
-    # The parser prints kunit.py's progress view while it parses; keep it out of the way.
-    kunit_printer.stdout._output = io.StringIO()
     with open(ktap, encoding="utf-8") as f:
-        test = kunit_parser.parse_run_tests(f.readlines())
+        lines = f.readlines()
+    # The parser prints kunit.py's progress view while it parses; keep it out of the way.
+    # Before 6.14 it always printed to kunit_printer.stdout; later ones take a printer
+    # (kunit_printer.null_printer prints nothing).
+    if "printer" in inspect.signature(kunit_parser.parse_run_tests).parameters:
+        test = kunit_parser.parse_run_tests(lines, kunit_printer.null_printer)
+    else:
+        kunit_printer.stdout._output = io.StringIO()
+        test = kunit_parser.parse_run_tests(lines)
     c = test.counts
     got = {"pass": c.passed, "fail": c.failed + c.crashed, "skip": c.skipped, "errors": c.errors}
     with open(results, encoding="utf-8") as f:
