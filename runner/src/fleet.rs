@@ -302,20 +302,9 @@ exit 0
             cache: d.path().join("cache"),
         };
         let opts = FuzzOpts {
-            target: Target::WaitSequence,
-            secs: 1,
-            build: false,
-            allow_risky_host: false,
             accel: AccelChoice::Tcg,
-            reprobe_accel: false,
-            jobs: 1,
-            refresh_apt: false,
-            vm_timeout: None,
-            boot_timeout: None,
-            echo_guest: false,
             workers: 2,
-            corpus_from: None,
-            no_kernel_feedback: false,
+            ..FuzzOpts::new(Target::WaitSequence, 1)
         };
         let out = d.path().join("out");
         let f = run_fleet(&host_profile(), &paths, &out, &opts, 2).unwrap();
@@ -357,20 +346,9 @@ exit 0
         let d = tempfile::tempdir().unwrap();
         let paths = Paths::discover(None);
         let opts = FuzzOpts {
-            target: Target::WaitSequence,
-            secs: 1,
-            build: false,
-            allow_risky_host: false,
             accel: AccelChoice::Tcg,
-            reprobe_accel: false,
-            jobs: 1,
-            refresh_apt: false,
-            vm_timeout: None,
-            boot_timeout: None,
-            echo_guest: false,
             workers: 1,
-            corpus_from: None,
-            no_kernel_feedback: false,
+            ..FuzzOpts::new(Target::WaitSequence, 1)
         };
         assert!(matches!(
             run_fleet(&host_profile(), &paths, d.path(), &opts, 0),

@@ -75,6 +75,30 @@ pub struct FuzzOpts {
     pub no_kernel_feedback: bool,
 }
 
+impl FuzzOpts {
+    /// A campaign of `target` for `secs` with nothing else asked for: no build, no risky host
+    /// run, the remembered accelerator, one worker, the cache's corpus, kernel feedback where
+    /// the kernel has KCOV.
+    pub fn new(target: Target, secs: u64) -> FuzzOpts {
+        FuzzOpts {
+            target,
+            secs,
+            build: false,
+            allow_risky_host: false,
+            accel: AccelChoice::Auto,
+            reprobe_accel: false,
+            jobs: 1,
+            refresh_apt: false,
+            vm_timeout: None,
+            boot_timeout: None,
+            echo_guest: false,
+            workers: 1,
+            corpus_from: None,
+            no_kernel_feedback: false,
+        }
+    }
+}
+
 /// Readable forms made in the guest, at most this many per run (libFuzzer stops at the first
 /// crash, so a run rarely has more than one artifact).
 const READABLE_MAX: usize = 20;
@@ -1063,7 +1087,7 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
         assert!(s.find("tainted.before") < s.find("campaign.sh"));
         assert!(s.find("campaign.sh") < s.find("tainted.after"));
         assert!(s.trim_end().ends_with(END_MARKER));
-        let h = fuzz_script(&FuzzScript {
+        let host = FuzzScript {
             guest: Path::new("/g"),
             campaign: Path::new("/c.sh"),
             bin_dir: Path::new("/b"),
@@ -1075,24 +1099,17 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
             copy_to_ram: false,
             workers: 3,
             kcov: None,
-        });
+        };
+        let h = fuzz_script(&host);
         assert!(h.contains("WAIT_FUZZ_RISKY=1"));
         assert!(!h.contains("/run/waitconf-fuzz") && !h.contains("wcfuzz"));
         assert!(h.contains("FUZZ_FORK=3"), "{h}");
         assert!(!s.contains("kcov") && !h.contains("kcov"));
         for (feedback, word) in [(true, "1"), (false, "0")] {
             let k = fuzz_script(&FuzzScript {
-                guest: Path::new("/g"),
-                campaign: Path::new("/c.sh"),
-                bin_dir: Path::new("/b"),
-                target: "clone3_flags",
-                secs: 5,
-                flag: "0x10000000000",
-                risky: true,
-                wcfuzz: false,
-                copy_to_ram: false,
                 workers: 1,
                 kcov: Some(feedback),
+                ..host
             });
             let line =
                 format!("export WAITCONF_KCOV_FUZZ=\"$G/kcov\" WAITCONF_KCOV_FEEDBACK={word}");
@@ -1138,20 +1155,8 @@ note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n=
 
     fn opts(target: Target) -> FuzzOpts {
         FuzzOpts {
-            target,
-            secs: 3,
-            build: false,
-            allow_risky_host: false,
             accel: AccelChoice::Tcg,
-            reprobe_accel: false,
-            jobs: 1,
-            refresh_apt: false,
-            vm_timeout: None,
-            boot_timeout: None,
-            echo_guest: false,
-            workers: 1,
-            corpus_from: None,
-            no_kernel_feedback: false,
+            ..FuzzOpts::new(target, 3)
         }
     }
 

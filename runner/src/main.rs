@@ -370,20 +370,12 @@ fn cmd_corpus(a: cli::CorpusArgs) -> ExitCode {
         Err(c) => return c,
     };
     let opts = fuzz::FuzzOpts {
-        target: of.target,
-        secs: 1,
         build: !of.no_build,
-        allow_risky_host: false,
         accel: of.common.accel,
         reprobe_accel: of.common.reprobe_accel,
         jobs: of.common.jobs,
         refresh_apt: of.common.refresh_apt,
-        vm_timeout: None,
-        boot_timeout: None,
-        echo_guest: false,
-        workers: 1,
-        corpus_from: None,
-        no_kernel_feedback: false,
+        ..fuzz::FuzzOpts::new(of.target, 1)
     };
     match corpus_command(&a.what, &p, &paths, &opts, of) {
         Ok(line) => {
