@@ -109,7 +109,8 @@ impl Soak {
             Some((_, rounds)) => rounds.push(round),
             None => self.matrices.push((m, vec![round])),
         }
-        let bad_vm = r.vms.iter().find(|v| v.outcome != "completed");
+        let completed = crate::vm::VmEnd::Completed.as_str();
+        let bad_vm = r.vms.iter().find(|v| v.outcome != completed);
         if let Some(e) = r.infrastructure_errors.first() {
             self.infrastructure.push((round, e.clone()));
         } else if let Some(v) = bad_vm {

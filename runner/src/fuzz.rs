@@ -708,8 +708,8 @@ fn campaign(
     } else {
         Echo::Off
     };
-    // The staged binaries (out/bin) are mounted too: see run::visible.
-    let session = GuestSession::new(launcher, out, vec![guest.clone(), out.join("bin")], echo);
+    // The staged binaries' directory is mounted too: see run::visible.
+    let session = GuestSession::new(launcher, out, vec![guest.clone(), bin_dir.clone()], echo);
     say_launch(launcher, opts.secs, total);
     let run = session.run_script(
         &guest.join("run.sh"),
