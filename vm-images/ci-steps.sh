@@ -26,9 +26,10 @@ step() { echo "== ci-steps: $*"; }
 # Debian packages: QEMU, udev (virtme-ng-init needs udevd for /dev/virtio-ports), kmod
 # (depmod for module-based kernels), busybox-static (virtme-ng's initramfs for module-based
 # kernels: the debian-* profiles, --kernel-image --modules), python3-venv (the virtme-ng venv),
-# the kernel build toolchain, and the Debian archive keyring for the runner's private apt sources.
+# the kernel build toolchain, the Debian archive keyring for the runner's private apt sources,
+# and lcov (genhtml, for `runner coverage`'s HTML report).
 pkgs=(qemu-system-x86 udev kmod busybox-static python3-venv python3-pip debian-archive-keyring
-      build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils zstd patch)
+      build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils zstd patch lcov)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
