@@ -502,6 +502,91 @@ impl Prediction {
     }
 }
 
+/// clone3 by a caller that is no root user and whose user is at its RLIMIT_NPROC
+/// (copy_process: `is_rlimit_overlimit` without CAP_SYS_RESOURCE or CAP_SYS_ADMIN): an
+/// argument block every other rule accepts fails with EAGAIN (a root caller is exempt).
+pub fn clone3_verdict_at_nproc_limit(d: &Clone3Desc, k: &KernelFeatures, c: &Caller) -> Verdict {
+    match clone3_verdict(d, k, c) {
+        Verdict::Created if !c.root => Verdict::Fails(Errno::EAGAIN),
+        v => v,
+    }
+}
+
+/// reboot(2) by a process of a pid namespace other than the initial one
+/// (kernel/pid_namespace.c reboot_pid_ns): the namespace's init is killed, and once the
+/// namespace is empty its parent is told it was killed by SIGHUP for a restart, SIGINT for a
+/// halt or power-off (zap_pid_ns_processes sets the group exit code).
+pub fn pidns_reboot_event(restart: bool) -> Event {
+    Event::Killed(if restart {
+        crate::sys::signal::SIGHUP
+    } else {
+        crate::sys::signal::SIGINT
+    })
+}
+
+/// prctl(2) PR_SET_PDEATHSIG: when the parent (the thread that made the child) exits, the
+/// child gets the signal (forget_original_parent), whatever its flags; killed by SIGKILL, its
+/// new parent's focused wait reports it killed.
+pub fn death_signal_event(sig: i32) -> Event {
+    Event::Killed(sig)
+}
+
+/// An orphan that is already a zombie when it is reparented to a reaper that ignores SIGCHLD
+/// (or has SA_NOCLDWAIT) is released at once (reparent_leader -> do_notify_parent, the
+/// same rule as for the reaper's own children): no wait of the reaper ever reports it, so a
+/// focused wait on it fails with ECHILD.
+pub fn reparented_zombie_released(reaper_ignores_sigchld: bool) -> bool {
+    reaper_ignores_sigchld
+}
+
+/// A process killed by a signal whose default action dumps core (SIGQUIT, SIGSEGV...), with
+/// RLIMIT_CORE unlimited and a core file it can write (a plain core_pattern, a writable
+/// directory): the kernel writes the core and sets the dump bit (0x80) in the exit code, so
+/// its parent's wait reports it dumped (CLD_DUMPED, WCOREDUMP).
+pub fn core_dump_event(sig: i32) -> Event {
+    Event::Dumped(sig)
+}
+
+/// A zombie traced by a process that is not its parent is reported to the tracer first
+/// (wait_consider_task: "a zombie ptracee is only visible to its ptracer"): until the tracer
+/// has collected it, its real parent's wait finds nothing to report (with WNOHANG: nothing
+/// ready). False: the parent never gets it first.
+pub fn traced_zombie_reported_to_parent() -> bool {
+    false
+}
+
+/// A thread-group leader that has exited while other threads of its group still run is not
+/// reported by any wait of its parent (wait_consider_task: delay_group_leader) until the last
+/// thread has exited; then its exit is the group's.
+pub fn leader_reported(live_threads: usize) -> bool {
+    live_threads == 0
+}
+
+/// What `waitid(P_PIDFD, fd)` is given as its fd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PidfdArg {
+    /// a pidfd of the child
+    Pidfd,
+    /// an open fd that is no pidfd (a pipe)
+    NotPidfd,
+    /// a number that is no open fd
+    Closed,
+    /// a negative number (-1: no fd)
+    Negative,
+}
+
+/// waitid(2), P_PIDFD, before any child is looked at (so for a hidden child as for any
+/// other): kernel_waitid_prepare refuses a negative id with EINVAL; pidfd_get_pid ->
+/// pidfd_pid refuse a number that is not an open fd, and an open fd that is not a pidfd,
+/// with EBADF.
+pub fn pidfd_arg_error(arg: PidfdArg) -> Option<Errno> {
+    match arg {
+        PidfdArg::Pidfd => None,
+        PidfdArg::Negative => Some(Errno::EINVAL),
+        PidfdArg::NotPidfd | PidfdArg::Closed => Some(Errno::EBADF),
+    }
+}
+
 /// The seed's rule (eligible_child): a hidden child is considered only by a
 /// focused wait.
 pub fn considers(call: WaitCall, child_hidden: bool) -> bool {

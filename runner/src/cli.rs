@@ -75,8 +75,11 @@ pub enum Cmd {
     /// Kernel line coverage of the case table: run it on a KCOV profile (keep_vmlinux, e.g.
     /// wait-pid-6.12-kcov) with every case recording its kernel PCs, then write
     /// <out>/coverage.json, coverage.txt, coverage.info (lcov) and html/ (genhtml) beside the
-    /// run's reports (docs/coverage.md). Exit 0 written, 2 usage, 3 no coverage.
-    Coverage(RunArgs),
+    /// run's reports (docs/coverage.md). Every missed line of the listed functions must be
+    /// reached by a --campaign or explained in vm-images/coverage/<profile>.toml. Exit 0
+    /// written and every missed line explained, 1 a missed line unexplained or an explanation
+    /// stale, 2 usage, 3 no coverage.
+    Coverage(CoverageArgs),
 }
 
 #[derive(Args)]
@@ -107,6 +110,20 @@ pub struct RunArgs {
     pub shard: Option<crate::shard::Shard>,
     #[command(flatten)]
     pub common: Common,
+}
+
+#[derive(Args)]
+pub struct CoverageArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// A `runner fuzz` report directory of a campaign on the same profile (repeatable): the
+    /// kernel PCs it recorded count as reached, beside the table's.
+    #[arg(long = "campaign", value_name = "DIR")]
+    pub campaigns: Vec<PathBuf>,
+    /// Do not run the table: report from the recordings an earlier `runner coverage --out
+    /// DIR` left in DIR/guest/kcov.
+    #[arg(long)]
+    pub report_only: bool,
 }
 
 #[derive(Args)]

@@ -83,7 +83,7 @@ pub fn source_cache_key(profile: &Profile, vm_images: &Path) -> Result<String> {
         "localversion",
         spec.localversion.as_deref().unwrap_or("").as_bytes(),
     );
-    for rel in &spec.patches {
+    for rel in spec.all_patches() {
         feed(
             "patch",
             &std::fs::read(vm_images.join(rel)).with_context(|| rel.clone())?,
@@ -155,7 +155,7 @@ fn build_from_source(
         .arg(&deb)
         .arg("--out")
         .arg(&dir);
-    for rel in &spec.patches {
+    for rel in spec.all_patches() {
         cmd.arg("--patch").arg(paths.vm_images.join(rel));
     }
     for rel in spec

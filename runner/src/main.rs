@@ -40,8 +40,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::cli::{
-    BenchArgs, CaseArgs, Cli, Cmd, Common, CompareArgs, ExecArgs, FuzzArgs, KernelArgs,
-    KernelCmdArgs, MatrixArgs, ProbeArgs, ProfilesArgs, RunArgs, Watchdogs,
+    BenchArgs, CaseArgs, Cli, Cmd, Common, CompareArgs, CoverageArgs, ExecArgs, FuzzArgs,
+    KernelArgs, KernelCmdArgs, MatrixArgs, ProbeArgs, ProfilesArgs, RunArgs, Watchdogs,
 };
 use crate::gate::{EXIT_FAILURES, EXIT_INFRA, EXIT_OK, EXIT_USAGE};
 use crate::paths::Paths;
@@ -49,8 +49,21 @@ use crate::profile::{Kind, ProfileSet};
 use crate::run::RunError;
 use crate::session::GuestSession;
 
+/// Exit code of a runner stopped by SIGINT, SIGTERM or SIGHUP (128 + SIGINT, as a shell says).
+const EXIT_INTERRUPTED: i32 = 130;
+
 fn main() -> ExitCode {
     progress::start();
+    // VMs run in process groups of their own (a watchdog kills a whole VM): a Ctrl-C or a CI
+    // cancel reaches the runner only, which kills them before it goes.
+    let _ = ctrlc::set_handler(|| {
+        let n = vm::kill_live_vms();
+        eprintln!(
+            "runner: interrupted: killed {n} running VM(s); reports written so far stay in \
+             their directories (exit {EXIT_INTERRUPTED})"
+        );
+        std::process::exit(EXIT_INTERRUPTED);
+    });
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let cli =
         <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
@@ -440,13 +453,18 @@ fn corpus_command(
     })
 }
 
-fn cmd_coverage(a: RunArgs) -> ExitCode {
+fn cmd_coverage(c: CoverageArgs) -> ExitCode {
+    let a = &c.run;
     let opts = a.cases.opts(&a.common);
     let (paths, p) = match load_profile(&a.common, &a.kernel) {
         Ok(x) => x,
         Err(c) => return c,
     };
-    match coverage::command(&p, &paths, &a.cases.out, opts) {
+    let how = coverage::How {
+        campaigns: c.campaigns.clone(),
+        report_only: c.report_only,
+    };
+    match coverage::command(&p, &paths, &a.cases.out, opts, &how) {
         Ok(c) => code(c),
         Err(coverage::Error::Usage(m)) => usage(m),
         Err(coverage::Error::Infra(e)) => infra(e),

@@ -527,7 +527,7 @@ pub fn profile_tree(
             .arg(&deb)
             .arg(&src),
     )?;
-    for rel in &spec.patches {
+    for rel in spec.all_patches() {
         let p = paths.vm_images.join(rel);
         let f = std::fs::File::open(&p).with_context(|| format!("{}", p.display()))?;
         crate::kernel::run_checked(

@@ -64,6 +64,11 @@ pub struct SourceSpec {
     /// Patch files (relative to `vm-images/`), applied with `patch -p1` in order.
     #[serde(default)]
     pub patches: Vec<String>,
+    /// Patches for variants, applied after `patches`: tooling, not the subject (the KCOV
+    /// profile's recording of exit_notify()). `runner coverage` counts only `patches`' added
+    /// lines as the seed's. Part of the cache key when set; other profiles keep their keys.
+    #[serde(default)]
+    pub extra_patches: Vec<String>,
     /// Config fragments merged over `allnoconfig`.
     pub config_fragments: Vec<String>,
     /// Extra fragments for variants (KCOV, KASAN, lockdep); merged after `config_fragments`.
@@ -80,6 +85,13 @@ pub struct SourceSpec {
     /// of its cache key; profiles without it keep their keys.
     #[serde(default)]
     pub keep_vmlinux: bool,
+}
+
+impl SourceSpec {
+    /// `patches`, then `extra_patches`: what is applied to the tree, in order.
+    pub fn all_patches(&self) -> impl Iterator<Item = &String> {
+        self.patches.iter().chain(&self.extra_patches)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -408,7 +420,7 @@ impl Profile {
     pub fn referenced_files(&self) -> Vec<&str> {
         let mut v = Vec::new();
         if let Some(s) = &self.source {
-            v.extend(s.patches.iter().map(String::as_str));
+            v.extend(s.all_patches().map(String::as_str));
             v.extend(s.config_fragments.iter().map(String::as_str));
             v.extend(s.extra_config_fragments.iter().map(String::as_str));
             v.extend(s.apt_sources.as_deref());

@@ -235,7 +235,117 @@ pub fn cases() -> Vec<Case> {
             out.push(c);
         }
     }
+    out.extend(caller_cases());
     out
+}
+
+const INIT_PARENT: &str =
+    "kernel/fork.c copy_process: the init of a pid namespace (SIGNAL_UNKILLABLE) may not \
+                           make siblings: CLONE_PARENT fails with EINVAL (clone(2))";
+const NPROC: &str =
+    "kernel/fork.c copy_process: a caller that is no root user, at its RLIMIT_NPROC, without \
+                     CAP_SYS_RESOURCE or CAP_SYS_ADMIN, fails with EAGAIN (clone(2))";
+
+/// Rows whose caller is set up first, in a job: the init of a new pid namespace, and an
+/// unprivileged user at its process limit. Each asks the model with that caller.
+fn caller_cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for s in Subject::BOTH {
+        let v = s.variant();
+        out.push(
+            Case::new(
+                format!("clone3::caller::clone_parent_from_pidns_init::{v}"),
+                Source::Model(INIT_PARENT),
+                move |ctx| clone_parent_from_pidns_init(ctx, s),
+            )
+            .for_subject(s)
+            .need(Need::Root)
+            .need(Need::Namespace("pid")),
+        );
+        out.push(
+            Case::new(
+                format!("clone3::caller::beyond_rlimit_nproc::{v}"),
+                Source::Model(NPROC),
+                move |ctx| beyond_rlimit_nproc(ctx, s),
+            )
+            .for_subject(s)
+            .need(Need::Root),
+        );
+    }
+    out
+}
+
+/// In the calling process: make `d` with clone3 and compare with `want`; reap what was made.
+fn clone3_in_job(d: &Clone3Desc, want: Verdict) -> Result<(), String> {
+    let req = Clone3Request::new(d.flags, d.exit_signal);
+    let got = clone3(&req, Program::Exit(0));
+    let what = format!(
+        "clone3(flags {:#x}, exit_signal {})",
+        d.flags, d.exit_signal
+    );
+    match (want, got) {
+        (Verdict::Fails(e), Err(g)) if e == g => Ok(()),
+        (Verdict::Created, Ok(child)) => match reap_any(&child) {
+            WaitOutcome::Reported { .. } => Ok(()),
+            other => Err(format!(
+                "{what} created pid {}; its reap gave {other}",
+                child.pid
+            )),
+        },
+        (want, Ok(child)) => {
+            let _ = reap_any(&child);
+            Err(format!(
+                "{what}: model says {want:?}, kernel created pid {}",
+                child.pid
+            ))
+        }
+        (want, Err(g)) => Err(format!("{what}: model says {want:?}, kernel said {g}")),
+    }
+}
+
+/// The init of a new pid namespace asks clone3 for a sibling (CLONE_PARENT) of the subject's
+/// kind; the model, told the caller is a namespace init, says what the kernel answers.
+fn clone_parent_from_pidns_init(ctx: &mut Ctx, s: Subject) -> Check {
+    let d = Clone3Desc::new(CLONE_PARENT | ctx.flags_for(s), SIGCHLD);
+    let features = ctx.features.clone();
+    let init = ctx.spawn_job_with(
+        Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, SIGCHLD),
+        move || {
+            let caller = Caller {
+                root: crate::sys::thread::is_root(),
+                ns_init: rustix::process::getpid().as_raw_nonzero().get() == 1,
+                ns_level: proc::pid_ns_level() as u64,
+            };
+            if !caller.ns_init {
+                return Err("the job in a new pid namespace is not its pid 1".into());
+            }
+            clone3_in_job(&d, clone3_verdict(&d, &features, &caller))
+        },
+    )?;
+    init.finish()
+}
+
+/// A job sets RLIMIT_NPROC to 0 and becomes user 65534 (nobody): clone3 of the subject's kind
+/// fails as the model says for a caller at its process limit.
+fn beyond_rlimit_nproc(ctx: &mut Ctx, s: Subject) -> Check {
+    let d = Clone3Desc::new(ctx.flags_for(s), SIGCHLD);
+    let features = ctx.features.clone();
+    let job = ctx.spawn_job(Subject::Plain, move || {
+        crate::sys::process::limit_processes(0)
+            .map_err(|e| format!("setrlimit(RLIMIT_NPROC, 0): {}", e.described()))?;
+        crate::sys::process::become_user(65534)
+            .map_err(|e| format!("setresuid(65534): {}", e.described()))?;
+        let caller = Caller {
+            root: crate::sys::thread::is_root(),
+            ns_init: false,
+            ns_level: proc::pid_ns_level() as u64,
+        };
+        clone3_in_job(
+            &d,
+            crate::model::clone3_verdict_at_nproc_limit(&d, &features, &caller),
+        )
+    })?;
+    job.finish()
 }
 
 /// Ask the model, make the call, compare; reap what was created.

@@ -33,6 +33,24 @@ const AUTOREAP: &str =
     "POSIX: with SIGCHLD ignored (or SA_NOCLDWAIT) children do not become zombies; nothing in the \
                         seed changes exit notification, so a hidden child is auto-reaped too";
 
+const OUTSIDE_TRACER: &str = "ptrace(2), wait(2): a tracee's exit is reported to its tracer first; once a tracer that \
+                              is not the parent has collected it, the real parent is notified and reaps it \
+                              (wait_task_zombie's EXIT_TRACE path)";
+const TRACER_EXITS: &str =
+    "ptrace(2): when the tracer exits, its tracees are detached (exit_ptrace) and go on as \
+                            their parents' ordinary children";
+const PARENT_TRACER: &str =
+    "ptrace(2): a parent may trace its own child; its focused waits then get the ptrace \
+                             stops and the exit";
+const RUSAGE: &str =
+    "waitid(2) system call: the fifth argument, a struct rusage, is filled for the child \
+                      reported, a WNOWAIT peek included, which leaves it a zombie";
+const COREDUMP: &str =
+    "core(5), wait(2): a child killed by SIGQUIT that dumps core is reported with CLD_DUMPED \
+                        (WCOREDUMP), for a hidden child by its focused reap as for any other";
+const PIDFD_ARG: &str = "kernel/exit.c kernel_waitid_prepare, kernel/pid.c pidfd_get_pid: waitid(P_PIDFD) with a \
+                         negative fd fails with EINVAL, with an open fd that is not a pidfd with EBADF";
+
 pub fn cases() -> Vec<Case> {
     let mut out = Vec::new();
     type RowFn = fn(&mut Ctx, Subject) -> Check;
@@ -44,6 +62,12 @@ pub fn cases() -> Vec<Case> {
         ("open::execve::non_leader_thread_execs", Source::Design(HELPER_EXEC), thread_execs, &[]),
         ("open::ptrace::tracer_generic_wall_wait", Source::Design(TRACER), tracer_generic, &[Need::Root]),
         ("open::ptrace::tracer_focused_wall_wait", Source::Seed("focused waits still see it"), tracer_focused, &[Need::Root]),
+        ("open::ptrace::outside_tracer_collects_exit_first", Source::Man(OUTSIDE_TRACER), outside_tracer_exit, &[Need::Root]),
+        ("open::ptrace::parent_traces_own_child", Source::Man(PARENT_TRACER), parent_tracer_exit, &[Need::Root]),
+        ("open::ptrace::tracer_exits_attached", Source::Man(TRACER_EXITS), tracer_exits_attached, &[Need::Root]),
+        ("open::coredump::focused_reap_reports_dumped", Source::Man(COREDUMP), core_dump, &[]),
+        ("open::wnowait::focused_peek_with_rusage", Source::Man(RUSAGE), focused_peek_rusage, &[]),
+        ("open::pidfd::waitid_not_a_pidfd", Source::Man(PIDFD_ARG), waitid_not_a_pidfd, &[Need::MinKernel(5, 4)]),
         ("open::sigchld::delivered_on_exit", Source::Design(NOTIFY), sigchld_delivered, &[]),
         ("open::sigchld::sig_ign_autoreap", Source::Design(AUTOREAP), sig_ign_autoreap, &[]),
         ("open::sigchld::sa_nocldwait_autoreap", Source::Design(AUTOREAP), nocldwait_autoreap, &[]),
@@ -297,6 +321,230 @@ pub(crate) fn tracer_job_of(
         ptrace::detach(tpid).map_err(|e| format!("PTRACE_DETACH: {}", e.described()))?;
         verdict
     })
+}
+
+/// What a tracer's `call(__WALL)` for its tracee `pid` (of `tracee`'s lineage) gets when the
+/// tracee has `ev` to report, by the model (`model::tree::hidden_from_tracer`).
+pub(crate) fn tracer_sees(tracee: Lineage, call: WaitCall, pid: i32, ev: Event) -> WaitOutcome {
+    if hidden_from_tracer(Semantics::Design, tracee, call) {
+        errno(Errno::ECHILD)
+    } else {
+        reported(pid, ev)
+    }
+}
+
+/// A tracer that is not the parent (a plain sibling job) attaches to the subject child,
+/// collects the attach stop and lets it run. The child exits: while the tracer has not
+/// collected the exit, the real parent's (the case process's) focused WNOHANG wait finds
+/// nothing, as the model says; then the tracer collects the exit with a focused __WALL wait,
+/// and only then is the real parent notified: its generic peek answers as the model says,
+/// and its focused reap gets the exit.
+fn outside_tracer_exit(ctx: &mut Ctx, s: Subject) -> Check {
+    let mut k = ctx.spawn_live(s, 9)?;
+    let tpid = k.pid;
+    let tracee = subject_lineage(s);
+    let (attached_r, attached_w) = crate::sys::clone::pipe();
+    let (collect_r, collect_w) = crate::sys::clone::pipe();
+    let job = ctx.spawn_job(Subject::Plain, move || {
+        ptrace::attach(tpid).map_err(|e| format!("PTRACE_ATTACH: {}", e.described()))?;
+        let t = WaitTarget::pid(tpid);
+        let call = WaitCall::WaitpidPid;
+        let stop = wait(call, t, O(O::WALL));
+        want(
+            "the tracer's waitpid(tracee, __WALL) for the attach stop",
+            stop,
+            tracer_sees(tracee, call, tpid, Event::Stopped(sig::SIGSTOP)),
+        )?;
+        ptrace::cont(tpid).map_err(|e| format!("PTRACE_CONT: {}", e.described()))?;
+        if !crate::sys::io::write_all(&attached_w, b"a") {
+            return Err("cannot tell the parent the tracer is attached".into());
+        }
+        let mut b = [0u8; 1];
+        if !crate::sys::io::read_exact(&collect_r, &mut b) {
+            return Err("the parent did not say when to collect the exit".into());
+        }
+        let exit = wait(call, t, O(O::WALL));
+        want(
+            "the tracer's waitpid(tracee, __WALL) for the tracee's exit",
+            exit,
+            tracer_sees(tracee, call, tpid, Event::Exited(9)),
+        )
+    })?;
+    let mut b = [0u8; 1];
+    if !crate::sys::io::read_exact(&attached_r, &mut b) {
+        // The job ended before attaching: its own verdict says why.
+        job.finish()?;
+        return broken("the tracer job exited without attaching or reporting why");
+    }
+    k.release();
+    // The tracee's pidfd is readable once it is a zombie (exit_notify).
+    k.await_exit()?;
+    let first = if crate::model::traced_zombie_reported_to_parent() {
+        reported(k.pid, Event::Exited(9))
+    } else {
+        WaitOutcome::NothingReady
+    };
+    let before = expect(
+        "the parent's waitid(P_PIDFD, WEXITED|WNOHANG) while the tracer has not collected the exit",
+        ctx.wait(WaitCall::WaitidPidfd, &k, O::WEXITED | O::WNOHANG),
+        first,
+    );
+    if !crate::sys::io::write_all(&collect_w, b"c") {
+        return broken("cannot tell the tracer to collect the exit");
+    }
+    job.finish()?;
+    before?;
+    generic_peek(ctx, &k, generic_sees(s, k.pid, Event::Exited(9)))?;
+    expect_exit(k.reap()?, 9)
+}
+
+/// A tracer (a plain sibling job) attaches to the subject child, collects the attach stop,
+/// lets it run and exits still attached: the kernel detaches the tracee (exit_ptrace), which
+/// goes on as the parent's ordinary child: it exits when released, the parent's generic peek
+/// answers as the model says, and its focused reap gets the exit.
+fn tracer_exits_attached(ctx: &mut Ctx, s: Subject) -> Check {
+    let mut k = ctx.spawn_live(s, 13)?;
+    let tpid = k.pid;
+    let tracee = subject_lineage(s);
+    let job = ctx.spawn_job(Subject::Plain, move || {
+        ptrace::attach(tpid).map_err(|e| format!("PTRACE_ATTACH: {}", e.described()))?;
+        let call = WaitCall::WaitpidPid;
+        let stop = wait(call, WaitTarget::pid(tpid), O(O::WALL));
+        want(
+            "the tracer's waitpid(tracee, __WALL) for the attach stop",
+            stop,
+            tracer_sees(tracee, call, tpid, Event::Stopped(sig::SIGSTOP)),
+        )?;
+        ptrace::cont(tpid).map_err(|e| format!("PTRACE_CONT: {}", e.described()))?;
+        // Exit without PTRACE_DETACH.
+        Ok(())
+    })?;
+    job.finish()?;
+    k.release();
+    k.await_exit()?;
+    generic_peek(ctx, &k, generic_sees(s, k.pid, Event::Exited(13)))?;
+    expect_exit(k.reap()?, 13)
+}
+
+/// The case process traces its own subject child: its focused __WALL wait gets the attach
+/// stop, and after PTRACE_CONT its focused reap gets the exit.
+fn parent_tracer_exit(ctx: &mut Ctx, s: Subject) -> Check {
+    let mut k = ctx.spawn_live(s, 10)?;
+    let tracee = subject_lineage(s);
+    ptrace::attach(k.pid).or_else(|e| broken(format!("PTRACE_ATTACH: {}", e.described())))?;
+    let call = WaitCall::WaitpidPid;
+    expect(
+        "the parent-tracer's waitpid(child, __WALL) for the attach stop",
+        ctx.wait(call, &k, O::WALL),
+        tracer_sees(tracee, call, k.pid, Event::Stopped(sig::SIGSTOP)),
+    )?;
+    ptrace::cont(k.pid).or_else(|e| broken(format!("PTRACE_CONT: {}", e.described())))?;
+    k.release();
+    k.await_exit()?;
+    expect_exit(k.reap()?, 10)
+}
+
+/// The raw `waitid(P_PIDFD, WEXITED|WNOWAIT, &ru)` on the exited subject child reports it
+/// (a focused wait, by the model) with its resource usage filled in, and leaves it a zombie.
+fn focused_peek_rusage(ctx: &mut Ctx, s: Subject) -> Check {
+    let k = ctx.spawn_exited(s, 11)?;
+    let (got, usage) = crate::sys::wait::waitid_pidfd_usage(
+        k.pidfd.as_fd(),
+        O(O::WEXITED | O::WNOWAIT | O::WNOHANG),
+    );
+    let want = if crate::model::considers(WaitCall::WaitidPidfd, s.hidden()) {
+        reported(k.pid, Event::Exited(11))
+    } else {
+        errno(Errno::ECHILD)
+    };
+    expect("waitid(P_PIDFD, WEXITED|WNOWAIT|WNOHANG, &ru)", got, want)?;
+    if usage.maxrss_kib <= 0 {
+        return fail(format!(
+            "waitid(P_PIDFD, WNOWAIT, &ru) reported the child but left ru_maxrss at {}",
+            usage.maxrss_kib
+        ));
+    }
+    still_a_zombie(&k, 11)?;
+    expect_exit(k.reap()?, 11)
+}
+
+/// The subject child execs `/bin/sh -c 'cd DIR && ulimit -c unlimited && kill -QUIT $$'` in
+/// a fresh directory: the shell dumps core there, and the parent's focused reap reports it as
+/// the model says (dumped by SIGQUIT). Skipped when core_pattern pipes to a helper or names a
+/// path of its own (then the helper or that path decides whether a core is written).
+fn core_dump(ctx: &mut Ctx, s: Subject) -> Check {
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
+    let pattern = pattern.trim();
+    if pattern.is_empty() || pattern.starts_with('|') || pattern.contains('/') {
+        return Err(Stop::Skip(format!(
+            "core_pattern is {pattern:?}: only a plain file name in the dumping process's own \
+             directory is predictable"
+        )));
+    }
+    if !std::path::Path::new("/bin/sh").exists() {
+        return Err(Stop::Skip("no /bin/sh".into()));
+    }
+    let dir = std::env::temp_dir().join(format!("wc-core-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).or_else(|e| broken(format!("{}: {e}", dir.display())))?;
+    let script = format!(
+        "cd '{}' && {{ ulimit -c unlimited || exit 99; }} && kill -QUIT $$",
+        dir.display()
+    );
+    let c = |t: &str| std::ffi::CString::new(t).expect("no NUL");
+    let (path, argv) = (c("/bin/sh"), vec![c("sh"), c("-c"), c(&script)]);
+    let k = ctx.spawn(
+        s,
+        Program::Run(Box::new(move || {
+            let _ = crate::sys::process::execv(&path, &argv);
+            127
+        })),
+    )?;
+    k.await_exit()?;
+    let ev = k.reap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let ev = ev?;
+    if ev == Event::Exited(99) {
+        return Err(Stop::Skip(
+            "ulimit -c unlimited failed (a hard RLIMIT_CORE)".into(),
+        ));
+    }
+    let want = crate::model::core_dump_event(sig::SIGQUIT);
+    if ev == want {
+        Ok(())
+    } else {
+        fail(format!(
+            "the child killed by SIGQUIT with RLIMIT_CORE unlimited in a writable directory: its \
+             focused reap gave {ev:?}, want {want:?}"
+        ))
+    }
+}
+
+/// `waitid(P_PIDFD)` given a pipe's fd, then no fd (-1), fails as the model says, and the
+/// subject child is still there for its focused reap.
+fn waitid_not_a_pidfd(ctx: &mut Ctx, s: Subject) -> Check {
+    use crate::model::{pidfd_arg_error, PidfdArg};
+    let k = ctx.spawn_exited(s, 12)?;
+    let (r, w) = crate::sys::clone::pipe();
+    let opts = O::WEXITED | O::WNOHANG;
+    let want = |a| pidfd_arg_error(a).map_or(reported(k.pid, Event::Exited(12)), errno);
+    expect(
+        "waitid(P_PIDFD, a pipe's fd, WEXITED|WNOHANG)",
+        ctx.wait_on(
+            WaitCall::WaitidPidfd,
+            WaitTarget::with_pidfd(k.pid, r.as_fd()),
+            opts,
+        ),
+        want(PidfdArg::NotPidfd),
+    )?;
+    drop((r, w));
+    // No fd: the target passes -1, which is never open.
+    expect(
+        "waitid(P_PIDFD, -1, WEXITED|WNOHANG)",
+        ctx.wait_on(WaitCall::WaitidPidfd, WaitTarget::pid(k.pid), opts),
+        want(PidfdArg::Negative),
+    )?;
+    still_a_zombie(&k, 12)?;
+    expect_exit(k.reap()?, 12)
 }
 
 fn tracer_generic(ctx: &mut Ctx, s: Subject) -> Check {

@@ -71,7 +71,179 @@ pub fn cases() -> Vec<Case> {
             .need(Need::Namespace("pid")),
         );
     }
+    out.push(
+        Case::new(
+            "reparent::pidns_init::reboot_restart_reports_sighup",
+            Source::Man(REBOOT),
+            pidns_reboot,
+        )
+        .need(Need::Root)
+        .need(Need::Namespace("pid")),
+    );
+    for s in Subject::BOTH {
+        let v = s.variant();
+        out.push(
+            Case::new(
+                format!("reparent::subreaper::orphan_gets_death_signal::{v}"),
+                Source::Man(PDEATH),
+                move |ctx| orphan_death_signal(ctx, s),
+            )
+            .for_subject(s),
+        );
+        out.push(
+            Case::new(
+                format!("reparent::subreaper::zombie_orphan_to_ignoring_reaper::{v}"),
+                Source::Man(IGNORING_REAPER),
+                move |ctx| zombie_orphan_to_ignoring_reaper(ctx, s),
+            )
+            .for_subject(s),
+        );
+    }
     out
+}
+
+const REBOOT: &str =
+    "reboot(2): called from a pid namespace other than the initial one, a restart kills the \
+                      namespace's init, and its parent's wait reports it killed by SIGHUP";
+const PDEATH: &str =
+    "prctl(2) PR_SET_PDEATHSIG: a child gets the signal when its parent exits, however it was \
+                      made; its new parent (a subreaper) then reaps it";
+const IGNORING_REAPER: &str = "wait(2): a process that ignores SIGCHLD gets no zombies; an orphan that is already a \
+                               zombie when it is reparented to such a subreaper is released at once";
+
+/// The init of a new pid namespace calls reboot(LINUX_REBOOT_CMD_RESTART); its parent's
+/// focused reap reports what the model says (killed by SIGHUP).
+fn pidns_reboot(ctx: &mut Ctx) -> Check {
+    let init = ctx.spawn_with(
+        Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, sig::SIGCHLD as u64),
+        // Returns only on failure: the errno, offset, as the exit code.
+        Program::Run(Box::new(|| 100 + crate::sys::process::reboot_restart().0)),
+    )?;
+    let ev = init.reap()?;
+    let want = crate::model::pidns_reboot_event(true);
+    if ev == want {
+        Ok(())
+    } else {
+        fail(format!(
+            "the pid-namespace init that called reboot(LINUX_REBOOT_CMD_RESTART): its parent's \
+             focused reap gave {ev:?}, want {want:?} (an exit code above 100 is the errno + 100)"
+        ))
+    }
+}
+
+/// A plain middle process makes the subject child G, which sets PR_SET_PDEATHSIG(SIGKILL)
+/// and blocks; once G says it is armed the middle exits. G is killed by the death signal and
+/// reparented to the case process (a subreaper), whose focused reap reports it as the model
+/// says.
+fn orphan_death_signal(ctx: &mut Ctx, s: Subject) -> Check {
+    let flags = ctx.flags_for(s);
+    let (pid_r, pid_w) = pipe();
+    // G blocks reading this; the write end stays open here, so only a signal ends it.
+    let (hold_r, _hold_w) = pipe();
+    let hold = hold_r.as_raw_fd();
+    let middle = ctx.spawn_job(Subject::Plain, move || {
+        let (armed_r, armed_w) = pipe();
+        let g = util::spawn(
+            flags,
+            Program::Run(Box::new(move || {
+                if crate::sys::process::set_death_signal(sig::SIGKILL).is_err() {
+                    return 2;
+                }
+                if !crate::sys::io::write_all(&armed_w, b"a") {
+                    return 3;
+                }
+                let mut b = [0u8; 1];
+                // SAFETY: hold is the pipe's read end, open in this process.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(hold) };
+                let _ = crate::sys::io::read_exact(fd, &mut b);
+                4
+            })),
+        )?;
+        let mut b = [0u8; 1];
+        if !crate::sys::io::read_exact(&armed_r, &mut b) {
+            return Err("the child exited before arming its death signal".into());
+        }
+        util::send_pid(&pid_w, g.pid);
+        // Exit with G alive: its death signal fires now.
+        std::mem::forget(g);
+        Ok(())
+    })?;
+    middle.finish()?;
+    let gpid = util::recv_pid(&pid_r).or_else(broken)?;
+    let g = Kid::adopt(gpid)?;
+    g.await_exit()?;
+    let ev = g.reap()?;
+    let want = crate::model::death_signal_event(sig::SIGKILL);
+    if ev == want {
+        Ok(())
+    } else {
+        fail(format!(
+            "the orphan with PR_SET_PDEATHSIG(SIGKILL), once its parent exited: the subreaper's \
+             focused reap gave {ev:?}, want {want:?}"
+        ))
+    }
+}
+
+/// A plain job J becomes a subreaper; its child M makes the subject child G, which exits;
+/// J then ignores SIGCHLD and M exits with G a zombie. G, reparented to J, is released at once
+/// (the model): J's focused wait on it fails with ECHILD.
+fn zombie_orphan_to_ignoring_reaper(ctx: &mut Ctx, s: Subject) -> Check {
+    let flags = ctx.flags_for(s);
+    let job = ctx.spawn_job(Subject::Plain, move || {
+        crate::sys::process::become_subreaper()
+            .map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {}", e.described()))?;
+        let (pid_r, pid_w) = pipe();
+        let (go_r, go_w) = pipe();
+        let go = go_r.as_raw_fd();
+        let m = util::spawn(
+            CLONE_PIDFD,
+            Program::Run(Box::new(move || match util::spawn(flags, Program::Exit(5)) {
+                Ok(g) => {
+                    if let Some(fd) = g.pidfd.as_ref() {
+                        let _ = util::await_exit(fd);
+                    }
+                    util::send_pid(&pid_w, g.pid);
+                    // SAFETY: go is the pipe's read end, open in this process.
+                    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(go) };
+                    let mut b = [0u8; 1];
+                    let _ = crate::sys::io::read_exact(fd, &mut b);
+                    // Exit with G unreaped.
+                    std::mem::forget(g);
+                    0
+                }
+                Err(_) => 1,
+            })),
+        )?;
+        let gpid = util::recv_pid(&pid_r)?;
+        let gfd = pidfd::open(gpid, false).map_err(|e| format!("pidfd_open({gpid}): {e}"))?;
+        // Only now (M was made with the default disposition, so G is M's zombie until M
+        // exits): J ignores SIGCHLD.
+        sig::set_child_disposition(sig::ChildDisposition::Ignore)
+            .map_err(|e| format!("sigaction(SIGCHLD, SIG_IGN): {}", e.described()))?;
+        if !crate::sys::io::write_all(&go_w, b"g") {
+            return Err("cannot let the middle process exit".into());
+        }
+        // M is auto-reaped (SIGCHLD ignored); its pidfd is readable once it has exited,
+        // after forget_original_parent has reparented G.
+        util::await_exit(util::fd_of(&m)?)?;
+        std::mem::forget(m);
+        let got = wait(
+            WaitCall::WaitidPidfd,
+            util::target(gpid, &gfd),
+            O(O::WEXITED | O::WNOHANG),
+        );
+        let expected = if crate::model::reparented_zombie_released(true) {
+            errno(crate::sys::Errno::ECHILD)
+        } else {
+            reported(gpid, Event::Exited(5))
+        };
+        want(
+            "the SIGCHLD-ignoring subreaper's waitid(P_PIDFD, WEXITED|WNOHANG) on the reparented zombie",
+            got,
+            expected,
+        )
+    })?;
+    job.finish()
 }
 
 /// The orphan's lineage in these rows: made by a plain middle process

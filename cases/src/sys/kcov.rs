@@ -33,9 +33,13 @@ use rustix::ioctl::{ioctl, opcode, IntegerSetter};
 
 /// The KCOV device.
 pub const DEVICE: &str = "/sys/kernel/debug/kcov";
-/// Buffer words (one PC each, the first word is the count) of the case process's slot.
-const OWN_WORDS: usize = 1 << 20;
-/// Buffer words of every child's slot.
+/// Buffer words (one PC each, the first word is the count) of the case process's slot and of
+/// the first children's: an exec, a pid namespace's teardown or a task's whole exit
+/// (exit_notify() included, on the KCOV profile) fill 1 MiB.
+const BIG_WORDS: usize = 1 << 20;
+/// Slots with [`BIG_WORDS`]: the case process's and its first four children's.
+const BIG_SLOTS: usize = 5;
+/// Buffer words of every later child's slot.
 const CHILD_WORDS: usize = 1 << 17;
 /// The kcov fds are moved to this number and up.
 const HIGH_FD: i32 = 512;
@@ -116,6 +120,13 @@ fn make_slot(words: usize) -> Result<(i32, usize), String> {
         )
     }
     .map_err(|e| format!("mmap kcov: {e}"))?;
+    // Children need the fd (to enable it) but not the mapping (the kernel writes the buffer
+    // through its own address): without MADV_DONTFORK every fork of a recording task copies
+    // the buffers' page table entries and every exit or failed fork zaps them, recorded PCs
+    // both (about 500,000 per fork with 59 MiB of buffers), which filled the buffers.
+    // SAFETY: the mapping just made, whole.
+    unsafe { nix::sys::mman::madvise(area, words * 8, nix::sys::mman::MmapAdvise::MADV_DONTFORK) }
+        .map_err(|e| format!("madvise(MADV_DONTFORK) kcov: {e}"))?;
     Ok((fd.into_raw_fd(), area.as_ptr() as usize))
 }
 
@@ -158,7 +169,11 @@ fn make_pool() -> Result<*mut Pool, String> {
     // SAFETY: this process's own fresh mapping; no child exists yet.
     let p = unsafe { &mut *pool };
     for i in 0..SLOTS {
-        let words = if i == 0 { OWN_WORDS } else { CHILD_WORDS };
+        let words = if i < BIG_SLOTS {
+            BIG_WORDS
+        } else {
+            CHILD_WORDS
+        };
         let (fd, area) = make_slot(words)?;
         p.fds[i] = fd;
         p.areas[i] = area;
@@ -182,6 +197,14 @@ pub fn enable_in_child() {
     if i < SLOTS && !kcov_ioctl::<ENABLE>(p.fds[i], TRACE_PC) {
         p.failed.fetch_add(1, Ordering::SeqCst);
     }
+}
+
+/// The PC count (repeats included) each of the first `claimed` slots holds.
+fn counts(p: &Pool, claimed: usize) -> Vec<u64> {
+    (0..claimed.min(SLOTS))
+        // SAFETY: word 0 of slot i's mapped buffer (see for_each_pc).
+        .map(|i| unsafe { std::ptr::read_volatile(p.areas[i] as *const u64) })
+        .collect()
 }
 
 /// Calls `f` with every PC (repeats included) of the first `claimed` slots;
@@ -276,6 +299,9 @@ pub struct CaseCoverage {
     pub unrecorded: usize,
     /// Tasks whose buffer filled up (PCs after that are lost).
     pub overflowed: usize,
+    /// PCs recorded per task, repeats included (slot order: the case process first).
+    #[serde(default)]
+    pub recorded: Vec<u64>,
     /// Unique PCs, ascending.
     pub pcs: Vec<u64>,
 }
@@ -292,6 +318,7 @@ pub fn finish_case(case: &str) {
     kcov_ioctl::<DISABLE>(p.fds[0], 0);
     let claimed = p.next.load(Ordering::SeqCst) as usize;
     let failed = p.failed.load(Ordering::SeqCst) as usize;
+    let recorded = counts(p, claimed);
     let mut pcs = BTreeSet::new();
     let overflowed = for_each_pc(p, claimed, &mut |pc| {
         pcs.insert(pc);
@@ -301,6 +328,7 @@ pub fn finish_case(case: &str) {
         tasks: claimed.min(SLOTS) - failed.min(claimed.min(SLOTS)),
         unrecorded: claimed.saturating_sub(SLOTS) + failed,
         overflowed,
+        recorded,
         pcs: pcs.into_iter().collect(),
     };
     let Some(dir) = std::env::var_os(protocol::env::WAITCONF_KCOV_DIR) else {

@@ -1,9 +1,11 @@
 //! Process calls the cases make besides clone and wait: process groups,
-//! execv(2), ptrace(2).
+//! execv(2), ptrace(2), the parent-death signal, RLIMIT_NPROC, the user id,
+//! reboot(2) (inside a pid namespace).
 //!
-//! Which library makes each call: setpgid through rustix; execv through nix
-//! (rustix has execve only in its `runtime` feature, unsafe, for libc
-//! implementations); ptrace through nix (rustix has none).
+//! Which library makes each call: setpgid, the death signal, setrlimit, the
+//! user id and reboot through rustix; execv through nix (rustix has execve
+//! only in its `runtime` feature, unsafe, for libc implementations); ptrace
+//! through nix (rustix has none).
 
 use std::ffi::{CStr, CString};
 
@@ -22,6 +24,42 @@ fn nix_pid(pid: i32) -> nix::unistd::Pid {
 /// offered.
 pub fn setpgid(pid: i32, pgid: i32) -> Result<(), Errno> {
     rustix::process::setpgid(Some(rustix_pid(pid)?), Some(rustix_pid(pgid)?)).map_err(Errno::from)
+}
+
+/// prctl(PR_SET_PDEATHSIG, sig): this process gets `sig` when its parent exits.
+pub fn set_death_signal(sig: i32) -> Result<(), Errno> {
+    let s = rustix::process::Signal::from_named_raw(sig).ok_or(Errno::EINVAL)?;
+    rustix::process::set_parent_process_death_signal(Some(s)).map_err(Errno::from)
+}
+
+/// prctl(PR_SET_CHILD_SUBREAPER, 1): orphans below the caller come to it.
+pub fn become_subreaper() -> Result<(), Errno> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).map_err(Errno::from)
+}
+
+/// setrlimit(RLIMIT_NPROC, {n, n}).
+pub fn limit_processes(n: u64) -> Result<(), Errno> {
+    let l = rustix::process::Rlimit {
+        current: Some(n),
+        maximum: Some(n),
+    };
+    rustix::process::setrlimit(rustix::process::Resource::Nproc, l).map_err(Errno::from)
+}
+
+/// setresuid(uid, uid, uid) for the calling thread (the raw system call: the cases call it
+/// in a single-threaded child).
+pub fn become_user(uid: u32) -> Result<(), Errno> {
+    let u = rustix::process::Uid::from_raw(uid);
+    rustix::thread::set_thread_res_uid(u, u, u).map_err(Errno::from)
+}
+
+/// reboot(LINUX_REBOOT_CMD_RESTART). Outside the initial pid namespace it "reboots" the
+/// namespace (kernel/pid_namespace.c reboot_pid_ns): returns only on failure.
+pub fn reboot_restart() -> Errno {
+    match rustix::system::reboot(rustix::system::RebootCommand::Restart) {
+        Err(e) => e.into(),
+        Ok(()) => Errno::EINVAL,
+    }
 }
 
 /// execv(path, argv): returns only on failure, with the errno.

@@ -13,6 +13,9 @@ use rustix::process::Signal as Named;
 use super::errno::Errno;
 
 pub const SIGTRAP: i32 = Named::TRAP.as_raw();
+pub const SIGHUP: i32 = Named::HUP.as_raw();
+pub const SIGINT: i32 = Named::INT.as_raw();
+pub const SIGQUIT: i32 = Named::QUIT.as_raw();
 pub const SIGKILL: i32 = Named::KILL.as_raw();
 pub const SIGUSR1: i32 = Named::USR1.as_raw();
 pub const SIGSEGV: i32 = Named::SEGV.as_raw();

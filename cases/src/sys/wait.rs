@@ -430,6 +430,56 @@ fn waitid(idtype: libc::idtype_t, id: libc::id_t, opts: WaitOpts) -> WaitOutcome
     let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: si is a valid out-pointer; glibc passes a NULL rusage.
     let r = unsafe { libc::waitid(idtype, id, &mut si, opts.0 as i32) };
+    siginfo_outcome(r, &si)
+}
+
+/// The resource usage the kernel reports with a wait (the fields a row checks).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// `ru_maxrss`, KiB: above zero for any process that ran.
+    pub maxrss_kib: i64,
+}
+
+/// `waitid(P_PIDFD, fd, &si, opts, &ru)`: the raw system call, whose fifth argument (a
+/// `struct rusage`, which glibc's waitid always passes as NULL) the kernel fills for the
+/// child reported.
+pub fn waitid_pidfd_usage(pidfd: BorrowedFd<'_>, opts: WaitOpts) -> (WaitOutcome, Usage) {
+    // SAFETY: all-zero siginfo and rusage are valid values of these plain C structs.
+    let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let _inside = super::announce::enter(
+        || {
+            format!(
+                "waitid(P_PIDFD, {}, &si, {}, &ru)",
+                pidfd.as_raw_fd(),
+                opts.describe()
+            )
+        },
+        None,
+    );
+    // SAFETY: si and ru are valid out-pointers for the call; the other arguments are integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_waitid,
+            P_PIDFD,
+            pidfd.as_raw_fd(),
+            &mut si as *mut libc::siginfo_t,
+            opts.0 as libc::c_int,
+            &mut ru as *mut libc::rusage,
+        )
+    };
+    let outcome = siginfo_outcome(if r < 0 { -1 } else { 0 }, &si);
+    (
+        outcome,
+        Usage {
+            maxrss_kib: ru.ru_maxrss,
+        },
+    )
+}
+
+/// Decode waitid's result: `r` (0 or -1 with errno) and the siginfo it filled.
+fn siginfo_outcome(r: i32, si: &libc::siginfo_t) -> WaitOutcome {
     if r < 0 {
         return WaitOutcome::Failed(Errno::last());
     }
