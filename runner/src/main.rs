@@ -49,21 +49,8 @@ use crate::profile::{Kind, ProfileSet};
 use crate::run::RunError;
 use crate::session::GuestSession;
 
-/// Exit code of a runner stopped by SIGINT, SIGTERM or SIGHUP (128 + SIGINT, as a shell says).
-const EXIT_INTERRUPTED: i32 = 130;
-
 fn main() -> ExitCode {
     progress::start();
-    // VMs run in process groups of their own (a watchdog kills a whole VM): a Ctrl-C or a CI
-    // cancel reaches the runner only, which kills them before it goes.
-    let _ = ctrlc::set_handler(|| {
-        let n = vm::kill_live_vms();
-        eprintln!(
-            "runner: interrupted: killed {n} running VM(s); reports written so far stay in \
-             their directories (exit {EXIT_INTERRUPTED})"
-        );
-        std::process::exit(EXIT_INTERRUPTED);
-    });
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let cli =
         <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

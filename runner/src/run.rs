@@ -131,7 +131,27 @@ pub fn list_cases(bin: &Path, profile: &Profile, opts: &RunOpts, all: bool) -> R
         c.env(k, v);
     }
     c.env_remove(protocol::env::WAITCONF_REPORT);
-    Ok(parse_list(&kernel::capture(&mut c)?))
+    // `matrix --parallel` stages each profile's copy of the binary while other threads fork
+    // VMs: a child forked between another thread's open-for-write of a copy and its exec holds
+    // that fd for an instant, and exec fails with ETXTBSY (seen: debian-7.2 beside two other
+    // profiles). The fd goes with that child's own exec, so a few tries get past it.
+    let mut tries = 0;
+    loop {
+        match kernel::capture(&mut c) {
+            Err(e) if tries < 20 && text_file_busy(&e) => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => return Ok(parse_list(&r?)),
+        }
+    }
+}
+
+fn text_file_busy(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error()))
+    })
 }
 
 pub fn parse_list(text: &str) -> Vec<String> {

@@ -210,7 +210,6 @@ pub fn run_vm_echo(
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
-    let _live = LiveGroup::new(child.id() as i32);
     let (tx, rx) = channel::<Line>();
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
@@ -335,48 +334,6 @@ impl Watch {
     }
 }
 
-/// The process groups of the VMs running now (vng, QEMU and their helpers: each VM is started
-/// in its own group, so a terminal's Ctrl-C reaches the runner, not them).
-static LIVE_GROUPS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
-
-/// A VM's group, listed in [`LIVE_GROUPS`] while its guard lives.
-struct LiveGroup(i32);
-
-impl LiveGroup {
-    fn new(pgid: i32) -> LiveGroup {
-        LIVE_GROUPS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(pgid);
-        LiveGroup(pgid)
-    }
-}
-
-impl Drop for LiveGroup {
-    fn drop(&mut self) {
-        LIVE_GROUPS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|g| *g != self.0);
-    }
-}
-
-/// SIGKILL every running VM's process group; returns how many. For the runner's SIGINT,
-/// SIGTERM and SIGHUP handler (main.rs), so that an interrupted runner leaves no QEMU behind.
-pub fn kill_live_vms() -> usize {
-    let groups = LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner());
-    kill_groups(&groups);
-    groups.len()
-}
-
-fn kill_groups(groups: &[i32]) {
-    for g in groups {
-        if let Some(pid) = rustix::process::Pid::from_raw(*g) {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-    }
-}
-
 fn kill_group(child: &std::process::Child) {
     // The VM was started in its own process group (vng, QEMU and helpers); kill all of it.
     let pid = rustix::process::Pid::from_child(child);
@@ -491,49 +448,6 @@ mod tests {
 
     // The watchdog tests wait for a deadline of one second on purpose: that is the behaviour
     // under test, not synchronisation.
-    #[test]
-    fn an_interrupt_kills_every_live_vm_group() {
-        use std::os::unix::process::CommandExt;
-        let mut child = Command::new("sh")
-            .args(["-c", "sleep 1000 & echo $!; wait"])
-            .stdout(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let sleeper: i32 = line.trim().parse().unwrap();
-        // The grandchild (QEMU's place), held by a pidfd: readable once it has exited.
-        let fd = rustix::process::pidfd_open(
-            rustix::process::Pid::from_raw(sleeper).unwrap(),
-            rustix::process::PidfdFlags::empty(),
-        )
-        .unwrap();
-        let live = LiveGroup::new(child.id() as i32);
-        // What kill_live_vms does, on this test's group only (other tests' VMs run beside it).
-        assert!(LIVE_GROUPS.lock().unwrap().contains(&(child.id() as i32)));
-        kill_groups(&[child.id() as i32]);
-        let st = child.wait().unwrap();
-        assert!(!st.success(), "the group leader was killed");
-        let mut pfd = [rustix::event::PollFd::new(
-            &fd,
-            rustix::event::PollFlags::IN,
-        )];
-        let ten_s = rustix::event::Timespec {
-            tv_sec: 10,
-            tv_nsec: 0,
-        };
-        assert_eq!(
-            rustix::event::poll(&mut pfd, Some(&ten_s)).unwrap(),
-            1,
-            "the group's other process exited too"
-        );
-        drop(live);
-        assert!(!LIVE_GROUPS.lock().unwrap().contains(&(child.id() as i32)));
-    }
-
     #[test]
     fn boot_watchdog_kills_the_process_group() {
         let (r, _) = run("sleep 600 & sleep 600", 1, 30);
