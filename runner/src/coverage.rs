@@ -354,11 +354,7 @@ pub fn close_loop(
     let mut unexplained = Vec::new();
     for f in functions.iter_mut() {
         f.explained = f.detail.iter().filter(|l| l.explained.is_some()).count();
-        f.unexplained = f
-            .detail
-            .iter()
-            .filter(|l| l.rows.is_empty() && l.explained.is_none())
-            .count();
+        let before = unexplained.len();
         for l in f
             .detail
             .iter()
@@ -366,6 +362,7 @@ pub fn close_loop(
         {
             unexplained.push(format!("{} {}:{}", f.name, short(&l.file), l.line));
         }
+        f.unexplained = unexplained.len() - before;
     }
     (unexplained, stale)
 }
@@ -517,8 +514,8 @@ pub fn missed_text(
             let text = source.line(&l.file, l.line);
             let seed = if l.seed { " [seed]" } else { "" };
             s.push_str(&format!("  {}:{}{seed}  {text}\n", short(&l.file), l.line));
-            let why = match (&l.explained, l.rows.first()) {
-                (_, Some(_)) => {
+            let why = match (&l.explained, l.rows.is_empty()) {
+                (_, false) => {
                     let names: Vec<&str> = l
                         .rows
                         .iter()
@@ -527,8 +524,8 @@ pub fn missed_text(
                         .collect();
                     format!("reached by {}", names.join(", "))
                 }
-                (Some(e), None) => format!("not reachable: {e}"),
-                (None, None) => "UNEXPLAINED: no row or campaign reaches it".to_owned(),
+                (Some(e), true) => format!("not reachable: {e}"),
+                (None, true) => "UNEXPLAINED: no row or campaign reaches it".to_owned(),
             };
             s.push_str(&format!("      -> {why}\n"));
         }

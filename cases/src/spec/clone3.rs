@@ -313,7 +313,7 @@ fn clone_parent_from_pidns_init(ctx: &mut Ctx, s: Subject) -> Check {
         move || {
             let caller = Caller {
                 root: crate::sys::thread::is_root(),
-                ns_init: rustix::process::getpid().as_raw_nonzero().get() == 1,
+                ns_init: std::process::id() == 1,
                 ns_level: proc::pid_ns_level() as u64,
             };
             if !caller.ns_init {

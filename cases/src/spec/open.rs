@@ -155,11 +155,7 @@ pub(crate) fn tracer_expects(
     call: WaitCall,
     pid: i32,
 ) -> WaitOutcome {
-    if hidden_from_tracer(sem, tracee, call) {
-        errno(Errno::ECHILD)
-    } else {
-        reported(pid, Event::Stopped(sig::SIGSTOP))
-    }
+    tracer_sees_under(sem, tracee, call, pid, Event::Stopped(sig::SIGSTOP))
 }
 
 fn grandchild_generic_wait(ctx: &mut Ctx, s: Subject) -> Check {
@@ -326,11 +322,35 @@ pub(crate) fn tracer_job_of(
 /// What a tracer's `call(__WALL)` for its tracee `pid` (of `tracee`'s lineage) gets when the
 /// tracee has `ev` to report, by the model (`model::tree::hidden_from_tracer`).
 pub(crate) fn tracer_sees(tracee: Lineage, call: WaitCall, pid: i32, ev: Event) -> WaitOutcome {
-    if hidden_from_tracer(Semantics::Design, tracee, call) {
+    tracer_sees_under(Semantics::Design, tracee, call, pid, ev)
+}
+
+/// The same under either semantics.
+fn tracer_sees_under(
+    sem: Semantics,
+    tracee: Lineage,
+    call: WaitCall,
+    pid: i32,
+    ev: Event,
+) -> WaitOutcome {
+    if hidden_from_tracer(sem, tracee, call) {
         errno(Errno::ECHILD)
     } else {
         reported(pid, ev)
     }
+}
+
+/// In a tracer job: PTRACE_ATTACH to `tpid`, collect the attach stop with a focused __WALL
+/// wait (checked against the model), PTRACE_CONT. The tracee runs on, traced.
+fn attach_and_resume(tpid: i32, tracee: Lineage) -> Result<(), String> {
+    ptrace::attach(tpid).map_err(|e| format!("PTRACE_ATTACH: {}", e.described()))?;
+    let call = WaitCall::WaitpidPid;
+    want(
+        "the tracer's waitpid(tracee, __WALL) for the attach stop",
+        wait(call, WaitTarget::pid(tpid), O(O::WALL)),
+        tracer_sees(tracee, call, tpid, Event::Stopped(sig::SIGSTOP)),
+    )?;
+    ptrace::cont(tpid).map_err(|e| format!("PTRACE_CONT: {}", e.described()))
 }
 
 /// A tracer that is not the parent (a plain sibling job) attaches to the subject child,
@@ -346,16 +366,7 @@ fn outside_tracer_exit(ctx: &mut Ctx, s: Subject) -> Check {
     let (attached_r, attached_w) = crate::sys::clone::pipe();
     let (collect_r, collect_w) = crate::sys::clone::pipe();
     let job = ctx.spawn_job(Subject::Plain, move || {
-        ptrace::attach(tpid).map_err(|e| format!("PTRACE_ATTACH: {}", e.described()))?;
-        let t = WaitTarget::pid(tpid);
-        let call = WaitCall::WaitpidPid;
-        let stop = wait(call, t, O(O::WALL));
-        want(
-            "the tracer's waitpid(tracee, __WALL) for the attach stop",
-            stop,
-            tracer_sees(tracee, call, tpid, Event::Stopped(sig::SIGSTOP)),
-        )?;
-        ptrace::cont(tpid).map_err(|e| format!("PTRACE_CONT: {}", e.described()))?;
+        attach_and_resume(tpid, tracee)?;
         if !crate::sys::io::write_all(&attached_w, b"a") {
             return Err("cannot tell the parent the tracer is attached".into());
         }
@@ -363,10 +374,10 @@ fn outside_tracer_exit(ctx: &mut Ctx, s: Subject) -> Check {
         if !crate::sys::io::read_exact(&collect_r, &mut b) {
             return Err("the parent did not say when to collect the exit".into());
         }
-        let exit = wait(call, t, O(O::WALL));
+        let call = WaitCall::WaitpidPid;
         want(
             "the tracer's waitpid(tracee, __WALL) for the tracee's exit",
-            exit,
+            wait(call, WaitTarget::pid(tpid), O(O::WALL)),
             tracer_sees(tracee, call, tpid, Event::Exited(9)),
         )
     })?;
@@ -407,15 +418,7 @@ fn tracer_exits_attached(ctx: &mut Ctx, s: Subject) -> Check {
     let tpid = k.pid;
     let tracee = subject_lineage(s);
     let job = ctx.spawn_job(Subject::Plain, move || {
-        ptrace::attach(tpid).map_err(|e| format!("PTRACE_ATTACH: {}", e.described()))?;
-        let call = WaitCall::WaitpidPid;
-        let stop = wait(call, WaitTarget::pid(tpid), O(O::WALL));
-        want(
-            "the tracer's waitpid(tracee, __WALL) for the attach stop",
-            stop,
-            tracer_sees(tracee, call, tpid, Event::Stopped(sig::SIGSTOP)),
-        )?;
-        ptrace::cont(tpid).map_err(|e| format!("PTRACE_CONT: {}", e.described()))?;
+        attach_and_resume(tpid, tracee)?;
         // Exit without PTRACE_DETACH.
         Ok(())
     })?;

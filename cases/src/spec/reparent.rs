@@ -140,7 +140,6 @@ fn orphan_death_signal(ctx: &mut Ctx, s: Subject) -> Check {
     let (pid_r, pid_w) = pipe();
     // G blocks reading this; the write end stays open here, so only a signal ends it.
     let (hold_r, _hold_w) = pipe();
-    let hold = hold_r.as_raw_fd();
     let middle = ctx.spawn_job(Subject::Plain, move || {
         let (armed_r, armed_w) = pipe();
         let g = util::spawn(
@@ -153,9 +152,7 @@ fn orphan_death_signal(ctx: &mut Ctx, s: Subject) -> Check {
                     return 3;
                 }
                 let mut b = [0u8; 1];
-                // SAFETY: hold is the pipe's read end, open in this process.
-                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(hold) };
-                let _ = crate::sys::io::read_exact(fd, &mut b);
+                let _ = crate::sys::io::read_exact(&hold_r, &mut b);
                 4
             })),
         )?;
@@ -194,7 +191,6 @@ fn zombie_orphan_to_ignoring_reaper(ctx: &mut Ctx, s: Subject) -> Check {
             .map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {}", e.described()))?;
         let (pid_r, pid_w) = pipe();
         let (go_r, go_w) = pipe();
-        let go = go_r.as_raw_fd();
         let m = util::spawn(
             CLONE_PIDFD,
             Program::Run(Box::new(move || match util::spawn(flags, Program::Exit(5)) {
@@ -203,10 +199,8 @@ fn zombie_orphan_to_ignoring_reaper(ctx: &mut Ctx, s: Subject) -> Check {
                         let _ = util::await_exit(fd);
                     }
                     util::send_pid(&pid_w, g.pid);
-                    // SAFETY: go is the pipe's read end, open in this process.
-                    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(go) };
                     let mut b = [0u8; 1];
-                    let _ = crate::sys::io::read_exact(fd, &mut b);
+                    let _ = crate::sys::io::read_exact(&go_r, &mut b);
                     // Exit with G unreaped.
                     std::mem::forget(g);
                     0
