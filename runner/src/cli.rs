@@ -132,7 +132,7 @@ pub struct ExecArgs {
     pub kernel: KernelArgs,
     /// Log directory (console.log, guest-output.log, exec.sh, exit.status); default
     /// <target>/exec/<profile>.
-    #[arg(long)]
+    #[arg(long, value_parser = vm_dir)]
     pub out: Option<PathBuf>,
     /// Extra guest environment, KEY=VALUE (repeatable; over the runner's own).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_kv)]
@@ -194,7 +194,7 @@ pub struct KernelCmdArgs {
 pub struct ProbeArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
-    #[arg(long)]
+    #[arg(long, value_parser = vm_dir)]
     pub out: PathBuf,
     #[command(flatten)]
     pub common: Common,
@@ -223,7 +223,7 @@ pub struct FuzzArgs {
     #[arg(long = "time", value_name = "SECS", default_value_t = 60)]
     pub time: u64,
     /// Report directory (fuzz.json, artifacts/, readable/, console.log, guest-output.log).
-    #[arg(long)]
+    #[arg(long, value_parser = vm_dir)]
     pub out: PathBuf,
     /// Host profile only: allow flag words that create namespaces or CLONE_VM children
     /// (WAIT_FUZZ_RISKY=1). Without it the host runs with WAIT_FUZZ_RISKY=0.
@@ -266,7 +266,7 @@ pub struct CorpusOf {
     #[arg(long, value_enum)]
     pub target: fuzz::Target,
     /// Work directory (copies of the corpora, libFuzzer's log, console.log).
-    #[arg(long)]
+    #[arg(long, value_parser = vm_dir)]
     pub out: PathBuf,
     /// Do not run `cargo fuzz build -s none` first.
     #[arg(long)]
@@ -493,7 +493,7 @@ pub struct Watchdogs {
 #[derive(Args, Clone)]
 pub struct CaseArgs {
     /// Report directory.
-    #[arg(long)]
+    #[arg(long, value_parser = vm_dir)]
     pub out: PathBuf,
     /// Case name filter (substring), passed to the case binary.
     #[arg(long)]
@@ -603,4 +603,17 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+/// A directory the runner shares with a VM (`--out`): virtme-ng's `--rwdir` takes
+/// `[GUEST=]HOST` and refuses a ':' anywhere ("invalid --rwdir parameter"), so such a path is a
+/// usage error here, before any kernel is built or VM booted.
+fn vm_dir(s: &str) -> Result<PathBuf, String> {
+    if let Some(c) = s.chars().find(|c| matches!(c, ':' | '=')) {
+        return Err(format!(
+            "{s:?} holds a {c:?}: virtme-ng cannot share a directory whose path has ':' or '=' \
+             with the VM; choose another path"
+        ));
+    }
+    Ok(PathBuf::from(s))
 }

@@ -51,6 +51,9 @@ use crate::session::GuestSession;
 
 fn main() -> ExitCode {
     progress::start();
+    if let Err(e) = vm::kill_vms_on_interrupt() {
+        return infra(e);
+    }
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let cli =
         <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

@@ -39,3 +39,21 @@ fn bad_bit_is_a_usage_error() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("exactly one bit"));
 }
+
+#[test]
+fn out_dir_with_a_colon_is_a_usage_error() {
+    // virtme-ng's --rwdir refuses such a path; the runner says so before building or booting.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["run", "--kernel", "wait-pid-6.12", "--out"])
+        .arg(dir.path().join("a:b"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot share a directory whose path has ':'"),
+        "{err}"
+    );
+    assert!(!dir.path().join("a:b").exists());
+}

@@ -13,7 +13,7 @@ use crate::model::{
 use crate::sys::clone::{clone3, flags::*, Clone3Request, Program, CLONE_ARGS_SIZE_VER2};
 use crate::sys::signal as sig;
 use crate::sys::wait::{wait, WaitCall, WaitOpts, WaitOutcome, WaitTarget};
-use crate::sys::{pidfd, proc};
+use crate::sys::{pidfd, proc, Errno};
 
 const SIGCHLD: u64 = sig::SIGCHLD as u64;
 
@@ -246,6 +246,12 @@ const NPROC: &str =
     "kernel/fork.c copy_process: a caller that is no root user, at its RLIMIT_NPROC, without \
                      CAP_SYS_RESOURCE or CAP_SYS_ADMIN, fails with EAGAIN (clone(2))";
 
+const IO_LATE: &str =
+    "kernel/fork.c copy_process: a child that shares its caller's I/O context (CLONE_IO, \
+                       the caller has one after ioprio_set) and then fails late, at the put_user of \
+                       its pidfd, drops the context again (bad_fork_cleanup_io) and fails with \
+                       EFAULT (clone(2))";
+
 /// Rows whose caller is set up first, in a job: the init of a new pid namespace, and an
 /// unprivileged user at its process limit. Each asks the model with that caller.
 fn caller_cases() -> Vec<Case> {
@@ -271,8 +277,34 @@ fn caller_cases() -> Vec<Case> {
             .for_subject(s)
             .need(Need::Root),
         );
+        out.push(
+            Case::new(
+                format!("clone3::caller::shared_io_context_fails_late::{v}"),
+                Source::Model(IO_LATE),
+                move |ctx| shared_io_context_fails_late(ctx, s),
+            )
+            .for_subject(s),
+        );
     }
     out
+}
+
+/// The case process gives itself an I/O context (ioprio_set, best effort), then asks clone3
+/// for a child of the subject's kind sharing it (CLONE_IO) with an unwritable pidfd pointer:
+/// the model says what the kernel answers (the failure comes after copy_io).
+fn shared_io_context_fails_late(ctx: &mut Ctx, s: Subject) -> Check {
+    match crate::sys::process::set_io_priority_best_effort(4) {
+        Ok(()) => {}
+        Err(Errno::ENOSYS) => {
+            return Err(Stop::Skip(
+                "ioprio_set: ENOSYS (a kernel without CONFIG_BLOCK has no I/O contexts)".into(),
+            ))
+        }
+        Err(e) => return broken(format!("ioprio_set(IOPRIO_CLASS_BE, 4): {}", e.described())),
+    }
+    let mut d = Clone3Desc::new(CLONE_IO | ctx.flags_for(s), SIGCHLD);
+    d.pidfd = PidfdDesc::Bad;
+    run(ctx, &d)
 }
 
 /// In the calling process: make `d` with clone3 and compare with `want`; reap what was made.

@@ -42,6 +42,10 @@ const TRACER_EXITS: &str =
 const PARENT_TRACER: &str =
     "ptrace(2): a parent may trace its own child; its focused waits then get the ptrace \
                              stops and the exit";
+const TRACED_LEADER: &str = "ptrace(2), wait(2): a traced thread-group leader that has exited while another thread \
+                             of its group runs is reported to no wait, its tracer's included, until the last \
+                             thread has exited (kernel/exit.c wait_consider_task: delay_group_leader); then the \
+                             group's exit is reported";
 const RUSAGE: &str =
     "waitid(2) system call: the fifth argument, a struct rusage, is filled for the child \
                       reported, a WNOWAIT peek included, which leaves it a zombie";
@@ -64,6 +68,7 @@ pub fn cases() -> Vec<Case> {
         ("open::ptrace::tracer_focused_wall_wait", Source::Seed("focused waits still see it"), tracer_focused, &[Need::Root]),
         ("open::ptrace::outside_tracer_collects_exit_first", Source::Man(OUTSIDE_TRACER), outside_tracer_exit, &[Need::Root]),
         ("open::ptrace::parent_traces_own_child", Source::Man(PARENT_TRACER), parent_tracer_exit, &[Need::Root]),
+        ("open::ptrace::traced_leader_exits_before_thread", Source::Man(TRACED_LEADER), traced_leader_first, &[Need::Root]),
         ("open::ptrace::tracer_exits_attached", Source::Man(TRACER_EXITS), tracer_exits_attached, &[Need::Root]),
         ("open::coredump::focused_reap_reports_dumped", Source::Man(COREDUMP), core_dump, &[]),
         ("open::wnowait::focused_peek_with_rusage", Source::Man(RUSAGE), focused_peek_rusage, &[]),
@@ -445,6 +450,68 @@ fn parent_tracer_exit(ctx: &mut Ctx, s: Subject) -> Check {
     k.release();
     k.await_exit()?;
     expect_exit(k.reap()?, 10)
+}
+
+/// The case process PTRACE_SEIZEs its own subject child, whose leader thread then exits
+/// (exit(2)) while a second thread blocks on a pipe. Once the tracer's SIGCHLD for that exit
+/// is pending the leader is a zombie: the parent-tracer's focused WNOHANG
+/// wait answers as the model says for a leader with a live thread (nothing ready: the
+/// wait looks at it through both the children and the ptraced lists, with ptrace set, and
+/// passes it over). Released, the second thread calls exit_group(15), and the focused reap
+/// gets the group's exit.
+fn traced_leader_first(ctx: &mut Ctx, s: Subject) -> Check {
+    use crate::sys::clone::{exit_now, pipe};
+    let (go_r, go_w) = pipe();
+    let (rel_r, rel_w) = pipe();
+    let k = ctx.spawn(
+        s,
+        Program::Run(Box::new(move || {
+            std::thread::spawn(move || {
+                let mut b = [0u8; 1];
+                let _ = crate::sys::io::read_exact(&rel_r, &mut b);
+                exit_now(15, false)
+            });
+            let mut b = [0u8; 1];
+            let _ = crate::sys::io::read_exact(&go_r, &mut b);
+            exit_now(0, true)
+        })),
+    )?;
+    // A traced task's exit is reported to its tracer at once, leader or not (exit_notify:
+    // do_notify_parent with SIGCHLD once exit_state is EXIT_ZOMBIE): the SIGCHLD from the
+    // child is the sign that its leader is a zombie. The case process makes no other child.
+    sig::block(sig::SIGCHLD).or_else(|e| broken(format!("sigprocmask: {}", e.described())))?;
+    ptrace::seize(k.pid).or_else(|e| broken(format!("PTRACE_SEIZE: {}", e.described())))?;
+    if !crate::sys::io::write_all(&go_w, b"g") {
+        return broken("cannot tell the child's leader thread to exit");
+    }
+    match sig::await_pending(sig::SIGCHLD) {
+        Ok(p) if p.pid == k.pid => {}
+        other => {
+            return broken(format!(
+                "awaiting the SIGCHLD of the leader's exit: {other:?}"
+            ))
+        }
+    }
+    let call = WaitCall::WaitidPidfd;
+    let live = if !crate::model::considers(call, s.hidden()) {
+        errno(Errno::ECHILD)
+    } else if crate::model::leader_reported(1) {
+        reported(k.pid, Event::Exited(0))
+    } else {
+        WaitOutcome::NothingReady
+    };
+    expect(
+        "the parent-tracer's waitid(P_PIDFD, WEXITED|WNOHANG) once the leader has exited and \
+         a thread of its group runs",
+        ctx.wait(call, &k, O::WEXITED | O::WNOHANG),
+        live,
+    )?;
+    if !crate::sys::io::write_all(&rel_w, b"r") {
+        return broken("cannot release the child's second thread");
+    }
+    k.await_exit()?;
+    // The last thread's exit_group sets SIGNAL_GROUP_EXIT: the group's status is its code.
+    expect_exit(k.reap()?, 15)
 }
 
 /// The raw `waitid(P_PIDFD, WEXITED|WNOWAIT, &ru)` on the exited subject child reports it

@@ -1,6 +1,6 @@
 //! Process calls the cases make besides clone and wait: process groups,
 //! execv(2), ptrace(2), the parent-death signal, RLIMIT_NPROC, the user id,
-//! reboot(2) (inside a pid namespace).
+//! reboot(2) (inside a pid namespace), ioprio_set(2).
 //!
 //! Which library makes each call: setpgid, the death signal, setrlimit, the
 //! user id and reboot through rustix; execv through nix (rustix has execve
@@ -62,6 +62,24 @@ pub fn reboot_restart() -> Errno {
     }
 }
 
+/// ioprio_set(IOPRIO_WHO_PROCESS, 0, IOPRIO_PRIO_VALUE(IOPRIO_CLASS_BE, level)): gives the
+/// calling process a best-effort I/O priority, and so an I/O context of its own
+/// (block/ioprio.c set_task_ioprio allocates it). libc: neither rustix nor nix has ioprio.
+/// ENOSYS without CONFIG_BLOCK.
+pub fn set_io_priority_best_effort(level: u8) -> Result<(), Errno> {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_BE: libc::c_long = 2;
+    const IOPRIO_CLASS_SHIFT: u32 = 13;
+    let value = (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | libc::c_long::from(level & 7);
+    // SAFETY: ioprio_set takes three integers and touches no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
 /// execv(path, argv): returns only on failure, with the errno.
 pub fn execv(path: &CStr, argv: &[CString]) -> Errno {
     match nix::unistd::execv(path, argv) {
@@ -70,7 +88,7 @@ pub fn execv(path: &CStr, argv: &[CString]) -> Errno {
     }
 }
 
-/// ptrace: attach, continue, detach. The tracee is named by pid (ptrace
+/// ptrace: attach, seize, continue, detach. The tracee is named by pid (ptrace
 /// has no pidfd form).
 pub mod ptrace {
     use super::{nix_pid, Errno};
@@ -78,6 +96,13 @@ pub mod ptrace {
     /// PTRACE_ATTACH: the tracee gets a SIGSTOP the tracer then collects.
     pub fn attach(pid: i32) -> Result<(), Errno> {
         nix::sys::ptrace::attach(nix_pid(pid)).map_err(Errno::from)
+    }
+
+    /// PTRACE_SEIZE without options: the tracee is traced but not stopped (no SIGSTOP, so no
+    /// group stop of its other threads), and threads it makes later are not traced.
+    pub fn seize(pid: i32) -> Result<(), Errno> {
+        nix::sys::ptrace::seize(nix_pid(pid), nix::sys::ptrace::Options::empty())
+            .map_err(Errno::from)
     }
 
     /// PTRACE_CONT without a signal.

@@ -116,6 +116,29 @@ pub fn take_pending(sig: i32) -> Result<Option<Pending>, Errno> {
     Ok(Some(Pending { signo: got, pid }))
 }
 
+/// Wait until `sig` (blocked in the calling thread) is pending, and take it (sigwaitinfo):
+/// the first one there, from whichever sender.
+pub fn await_pending(sig: i32) -> Result<Pending, Errno> {
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(named(sig)?);
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid value of this plain C type.
+        let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // libc: neither rustix (outside `runtime`) nor nix has sigwaitinfo with the siginfo.
+        // SAFETY: set and si are valid for the duration of the call.
+        let got = unsafe { libc::sigwaitinfo(set.as_ref(), &mut si) };
+        if got < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                e => return Err(e),
+            }
+        }
+        // SAFETY: as in take_pending.
+        let pid = unsafe { si.si_pid() };
+        return Ok(Pending { signo: got, pid });
+    }
+}
+
 /// pause(2) until the process ends (another thread exits the group or
 /// execs): for a thread that must only wait.
 pub fn pause_forever() -> ! {

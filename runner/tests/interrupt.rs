@@ -1,0 +1,124 @@
+//! A SIGTERM (or Ctrl-C's SIGINT) to the runner while a VM runs: the VM's process group is
+//! killed, not left running, and the runner says so and exits 128 + the signal. The VM is a fake
+//! `vng` in a fake virtme-ng venv that starts a long-lived "QEMU" child and waits; a FIFO tells
+//! the test that child's pid (no sleeps).
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn script(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn interrupted_by(sig: rustix::process::Signal, want_code: i32, name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("qemu-pid");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // `runner` looks for the vng of its venv under the cache, and for QEMU on PATH.
+    script(
+        &d.join("cache/venv-virtme-ng-1.42/bin/vng"),
+        &format!(
+            "#!/bin/sh\nsleep 1000 &\necho $! > '{}'\nwait\n",
+            fifo.display()
+        ),
+    );
+    script(&d.join("bin/qemu-system-x86_64"), "#!/bin/sh\nexit 0\n");
+    script(
+        &d.join("cases"),
+        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --list ] && { echo 'g::one::hidden: test'; exit 0; }; done\nexit 0\n",
+    );
+    std::fs::write(d.join("bzImage"), [0u8; 4096]).unwrap();
+    // Not KVM: the accelerator probe is remembered in the cache as TCG.
+    let path = format!(
+        "{}:{}",
+        d.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut runner = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args([
+            "run",
+            "--no-build",
+            "--clone-wait-pid-flag",
+            "0x10000000000",
+        ])
+        .arg("--kernel-image")
+        .arg(d.join("bzImage"))
+        .arg("--cases-bin")
+        .arg(d.join("cases"))
+        .arg("--out")
+        .arg(d.join("out"))
+        .env("WAITCONF_CACHE", d.join("cache"))
+        .env("PATH", path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Opening the FIFO for reading blocks until the fake vng opens it to write the pid.
+    let mut pid = String::new();
+    std::fs::File::open(&fifo)
+        .unwrap()
+        .read_to_string(&mut pid)
+        .unwrap();
+    let qemu = rustix::process::Pid::from_raw(pid.trim().parse().unwrap()).unwrap();
+    let qemu_fd = rustix::process::pidfd_open(qemu, rustix::process::PidfdFlags::empty()).unwrap();
+    // Should an assertion fail, the fake QEMU is not left behind.
+    let _reap = KillOnDrop(qemu);
+    rustix::process::kill_process(rustix::process::Pid::from_child(&runner), sig).unwrap();
+    let status = runner.wait().unwrap();
+    let mut err = String::new();
+    runner
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(want_code), "{err}");
+    assert!(
+        err.contains(&format!("runner: {name}: killed 1 running VM(s)")),
+        "{err}"
+    );
+    // The fake QEMU was SIGKILLed with its group: its pidfd polls readable (it has exited).
+    let fd = qemu_fd.as_fd();
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let ten = rustix::event::Timespec {
+        tv_sec: Duration::from_secs(10).as_secs() as i64,
+        tv_nsec: 0,
+    };
+    let ready = rustix::event::poll(&mut fds, Some(&ten)).unwrap();
+    assert_eq!(
+        ready, 1,
+        "the VM's QEMU child {pid} is still running: {err}"
+    );
+}
+
+struct KillOnDrop(rustix::process::Pid);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = rustix::process::kill_process(self.0, rustix::process::Signal::KILL);
+    }
+}
+
+#[test]
+fn sigterm_kills_the_running_vm() {
+    interrupted_by(rustix::process::Signal::TERM, 143, "SIGTERM");
+}
+
+#[test]
+fn sigint_kills_the_running_vm() {
+    interrupted_by(rustix::process::Signal::INT, 130, "SIGINT");
+}
