@@ -191,6 +191,9 @@ pub struct CallerTask {
     /// the caller was created with CLONE_AUTOREAP (signal->autoreap): it may
     /// not use CLONE_PARENT
     pub autoreap: bool,
+    /// the caller's root directory is not the root of its mount namespace (chroot(2)):
+    /// it may not make a user namespace
+    pub chrooted: bool,
 }
 
 /// Whether a child that clone3 created with these flags is reaped by the
@@ -392,6 +395,12 @@ pub fn clone3_verdict_from(
                 return Fails(Errno::EPERM);
             }
         }
+    }
+    // copy_creds -> create_user_ns (kernel/user_namespace.c), before the namespaces are
+    // copied: a chrooted caller could escape its root through the new namespace's
+    // privileges, so it gets EPERM.
+    if f & CLONE_NEWUSER != 0 && t.chrooted {
+        return Fails(Errno::EPERM);
     }
     let needs_admin = CLONE_NEWNS
         | CLONE_NEWUTS
@@ -1043,12 +1052,40 @@ mod tests {
     }
 
     #[test]
+    fn a_chrooted_caller_makes_no_user_namespace() {
+        let chrooted = CallerTask {
+            chrooted: true,
+            ..Default::default()
+        };
+        let from = |flags: u64, t: &CallerTask| {
+            clone3_verdict_from(&Clone3Desc::new(flags, 17), &k72(), &ROOT, t)
+        };
+        assert_eq!(
+            from(CLONE_NEWUSER | CLONE_PIDFD, &chrooted),
+            Verdict::Fails(Errno::EPERM)
+        );
+        assert_eq!(
+            from(CLONE_NEWUSER | CLONE_PIDFD, &CallerTask::default()),
+            Verdict::Created
+        );
+        assert_eq!(from(CLONE_PIDFD, &chrooted), Verdict::Created);
+        // The flag checks come first: CLONE_NEWUSER|CLONE_FS stays EINVAL.
+        assert_eq!(
+            from(CLONE_NEWUSER | CLONE_FS, &chrooted),
+            Verdict::Fails(Errno::EINVAL)
+        );
+    }
+
+    #[test]
     fn parent_from_an_autoreap_caller() {
         let from = |t: CallerTask| {
             clone3_verdict_from(&Clone3Desc::new(CLONE_PARENT, 0), &k72(), &USER, &t)
         };
         assert_eq!(
-            from(CallerTask { autoreap: true }),
+            from(CallerTask {
+                autoreap: true,
+                ..Default::default()
+            }),
             Verdict::Fails(Errno::EINVAL)
         );
         assert_eq!(from(CallerTask::default()), Verdict::Created);
@@ -1057,7 +1094,10 @@ mod tests {
             &Clone3Desc::new(CLONE_PIDFD, 17),
             &k72(),
             &USER,
-            &CallerTask { autoreap: true },
+            &CallerTask {
+                autoreap: true,
+                ..Default::default()
+            },
         );
         assert_eq!(plain, Verdict::Created);
     }

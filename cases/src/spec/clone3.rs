@@ -8,7 +8,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::harness::*;
 use crate::model::{
-    clone3_verdict, Caller, CgroupDesc, Clone3Desc, PidfdDesc, SetTidDesc, StackDesc, Verdict,
+    clone3_verdict, clone3_verdict_from, Caller, CallerTask, CgroupDesc, Clone3Desc, PidfdDesc,
+    SetTidDesc, StackDesc, Verdict,
 };
 use crate::sys::clone::{clone3, flags::*, Clone3Request, Program, CLONE_ARGS_SIZE_VER2};
 use crate::sys::signal as sig;
@@ -252,6 +253,11 @@ const IO_LATE: &str =
                        its pidfd, drops the context again (bad_fork_cleanup_io) and fails with \
                        EFAULT (clone(2))";
 
+const CHROOTED: &str =
+    "kernel/user_namespace.c create_user_ns (from copy_process -> copy_creds): a caller whose \
+                        root directory is not its mount namespace's root (chroot(2)) may not make a \
+                        user namespace: CLONE_NEWUSER fails with EPERM (user_namespaces(7))";
+
 /// Rows whose caller is set up first, in a job: the init of a new pid namespace, and an
 /// unprivileged user at its process limit. Each asks the model with that caller.
 fn caller_cases() -> Vec<Case> {
@@ -285,8 +291,47 @@ fn caller_cases() -> Vec<Case> {
             )
             .for_subject(s),
         );
+        out.push(
+            Case::new(
+                format!("clone3::caller::new_user_ns_when_chrooted::{v}"),
+                Source::Model(CHROOTED),
+                move |ctx| new_user_ns_when_chrooted(ctx, s),
+            )
+            .for_subject(s)
+            .need(Need::Root)
+            .need(Need::Namespace("user")),
+        );
     }
     out
+}
+
+/// A job chroots into an empty directory, then asks clone3 for a child of the subject's kind
+/// in a new user namespace: the model, told the caller is chrooted, says what the kernel
+/// answers.
+fn new_user_ns_when_chrooted(ctx: &mut Ctx, s: Subject) -> Check {
+    let d = Clone3Desc::new(CLONE_NEWUSER | ctx.flags_for(s), SIGCHLD);
+    let features = ctx.features.clone();
+    let dir = std::env::temp_dir().join(format!("wc-chroot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).or_else(|e| broken(format!("{}: {e}", dir.display())))?;
+    // Read before the chroot: /proc is not there afterwards.
+    let caller = Caller {
+        root: crate::sys::thread::is_root(),
+        ns_init: false,
+        ns_level: proc::pid_ns_level() as u64,
+    };
+    let root = dir.clone();
+    let job = ctx.spawn_job(Subject::Plain, move || {
+        crate::sys::process::chroot(&root)
+            .map_err(|e| format!("chroot({}): {}", root.display(), e.described()))?;
+        let task = CallerTask {
+            chrooted: true,
+            ..Default::default()
+        };
+        clone3_in_job(&d, clone3_verdict_from(&d, &features, &caller, &task))
+    });
+    let r = job.and_then(|j| j.finish());
+    let _ = std::fs::remove_dir(&dir);
+    r
 }
 
 /// The case process gives itself an I/O context (ioprio_set, best effort), then asks clone3
@@ -336,9 +381,12 @@ fn clone3_in_job(d: &Clone3Desc, want: Verdict) -> Result<(), String> {
 }
 
 /// The init of a new pid namespace asks clone3 for a sibling (CLONE_PARENT) of the subject's
-/// kind; the model, told the caller is a namespace init, says what the kernel answers.
+/// kind; the model, told the caller is a namespace init, says what the kernel answers. The
+/// exit signal is 0: clone3_args_valid refuses CLONE_PARENT with any other before
+/// copy_process, whose SIGNAL_UNKILLABLE test this row is about, is reached (a row with
+/// SIGCHLD passed without reaching it; kernel coverage showed the line missed).
 fn clone_parent_from_pidns_init(ctx: &mut Ctx, s: Subject) -> Check {
-    let d = Clone3Desc::new(CLONE_PARENT | ctx.flags_for(s), SIGCHLD);
+    let d = Clone3Desc::new(CLONE_PARENT | ctx.flags_for(s), 0);
     let features = ctx.features.clone();
     let init = ctx.spawn_job_with(
         Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, SIGCHLD),

@@ -1360,6 +1360,7 @@ fn validate(ctx: &mut Ctx, flags: u64, exit_signal: u64, who: Who) -> Check {
     };
     let task = CallerTask {
         autoreap: who == Who::AutoreapCaller,
+        chrooted: false,
     };
     let desc = Clone3Desc::new(flags, exit_signal);
     let verdict = clone3_verdict_from(&desc, &ctx.features, &caller, &task);
@@ -1509,6 +1510,7 @@ mod tests {
             };
             let task = CallerTask {
                 autoreap: who == Who::AutoreapCaller,
+                chrooted: false,
             };
             for f in [
                 CLONE_AUTOREAP,

@@ -1,6 +1,6 @@
 //! Process calls the cases make besides clone and wait: process groups,
 //! execv(2), ptrace(2), the parent-death signal, RLIMIT_NPROC, the user id,
-//! reboot(2) (inside a pid namespace), ioprio_set(2).
+//! reboot(2) (inside a pid namespace), ioprio_set(2), chroot(2).
 //!
 //! Which library makes each call: setpgid, the death signal, setrlimit, the
 //! user id and reboot through rustix; execv through nix (rustix has execve
@@ -78,6 +78,11 @@ pub fn set_io_priority_best_effort(level: u8) -> Result<(), Errno> {
     } else {
         Err(Errno::last())
     }
+}
+
+/// chroot(2): the calling process's root directory becomes `dir`.
+pub fn chroot(dir: &std::path::Path) -> Result<(), Errno> {
+    rustix::process::chroot(dir).map_err(Errno::from)
 }
 
 /// execv(path, argv): returns only on failure, with the errno.
