@@ -673,13 +673,21 @@ pub struct Watch<'a> {
 /// Runs a long command with its stdout and stderr going to `log`, echoing and counting lines
 /// and printing a heartbeat as `watch` says; the number of object lines, or on failure the
 /// last lines printed and the exit status as the error.
+///
+/// The command runs in a process group of its own, killed with it if the runner is interrupted
+/// ([`crate::interrupt`]).
 pub fn run_watched(mut cmd: Command, log: &Path, watch: &Watch) -> Result<usize> {
+    use std::os::unix::process::CommandExt;
     let mut file = std::fs::File::create(log)?;
+    // Its own group is not the terminal's foreground group: no stdin (a read would stop it).
     let mut child = cmd
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {cmd:?}"))?;
+    let _group = crate::interrupt::Group::register(&child, "build");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let mut readers = Vec::new();
     for r in [

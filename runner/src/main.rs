@@ -17,6 +17,7 @@ mod exec;
 mod fleet;
 mod fuzz;
 mod gate;
+mod interrupt;
 mod kcidb;
 mod kernel;
 mod ktap;
@@ -51,7 +52,7 @@ use crate::session::GuestSession;
 
 fn main() -> ExitCode {
     progress::start();
-    if let Err(e) = vm::kill_vms_on_interrupt() {
+    if let Err(e) = interrupt::install() {
         return infra(e);
     }
     let matches = <Cli as clap::CommandFactory>::command().get_matches();

@@ -9,7 +9,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, RecvTimeoutError};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -18,69 +17,6 @@ use crate::accel::Accel;
 
 pub const START_MARKER: &str = "WAITCONF-GUEST-START";
 pub const END_MARKER: &str = "WAITCONF-GUEST-END";
-
-/// The process groups of the VMs running now (vng, QEMU, virtiofsd...): each is in a group of
-/// its own, so neither a terminal's Ctrl-C nor a CI system's SIGTERM to the runner reaches it.
-static LIVE_VMS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
-
-/// One VM's entry in [`LIVE_VMS`], removed when the VM has been waited for.
-struct LiveVm(i32);
-
-impl LiveVm {
-    fn register(pid: i32) -> LiveVm {
-        LIVE_VMS.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
-        LiveVm(pid)
-    }
-}
-
-impl Drop for LiveVm {
-    fn drop(&mut self) {
-        LIVE_VMS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|p| *p != self.0);
-    }
-}
-
-/// From now on SIGINT, SIGTERM and SIGHUP end the runner after killing every VM it is
-/// running (their whole process groups): the runner prints which signal and how many VMs,
-/// and exits 128 + the signal's number, as a shell reports a process killed by it. A
-/// watcher thread takes the signals (signal-hook), so nothing runs in a signal handler.
-pub fn kill_vms_on_interrupt() -> Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .context("installing the SIGINT/SIGTERM/SIGHUP watcher")?;
-    std::thread::Builder::new()
-        .name("interrupt".into())
-        .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                let groups = kill_live_vms();
-                let name = match sig {
-                    SIGINT => "SIGINT",
-                    SIGTERM => "SIGTERM",
-                    _ => "SIGHUP",
-                };
-                eprintln!(
-                    "runner: {name}: killed {groups} running VM(s); exiting {}",
-                    128 + sig
-                );
-                std::process::exit(128 + sig);
-            }
-        })
-        .context("starting the signal watcher thread")?;
-    Ok(())
-}
-
-/// SIGKILL every registered VM's process group; how many there were.
-fn kill_live_vms() -> usize {
-    let groups = LIVE_VMS.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for g in &groups {
-        if let Some(pid) = rustix::process::Pid::from_raw(*g) {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-    }
-    groups.len()
-}
 
 /// virtme-ng invocation shared by every VM the runner starts.
 #[derive(Debug, Clone)]
@@ -274,7 +210,7 @@ pub fn run_vm_echo(
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
-    let _live = LiveVm::register(child.id() as i32);
+    let _live = crate::interrupt::Group::register(&child, "VM");
     let (tx, rx) = channel::<Line>();
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");

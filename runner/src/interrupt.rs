@@ -1,0 +1,122 @@
+//! What an interrupt does: SIGINT, SIGTERM and SIGHUP end the runner after killing the process
+//! groups of the long-running children it started in groups of their own (VMs: vng, QEMU and
+//! their helpers; kernel builds: make and its compilers). Those groups are their own so that
+//! a watchdog can kill each whole; which is also why neither a terminal's Ctrl-C nor a CI
+//! system's SIGTERM to the runner reaches them. A build left running would go on writing into
+//! a cache directory whose lock died with the runner.
+//!
+//! A watcher thread takes the signals (signal-hook), so nothing runs in a signal handler.
+
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+
+/// The registered groups: (process group id, what it is).
+static LIVE: Mutex<Vec<(i32, &'static str)>> = Mutex::new(Vec::new());
+
+/// A child started with `process_group(0)`, registered until dropped (after it was waited for).
+pub struct Group(i32);
+
+impl Group {
+    pub fn register(child: &std::process::Child, what: &'static str) -> Group {
+        let pid = child.id() as i32;
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((pid, what));
+        Group(pid)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(p, _)| *p != self.0);
+    }
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP SIGKILL every registered group; the runner says which
+/// signal and what it killed, and exits 128 + the signal's number, as a shell reports a
+/// process killed by it (130 for SIGINT, 143 for SIGTERM).
+pub fn install() -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("installing the SIGINT/SIGTERM/SIGHUP watcher")?;
+    std::thread::Builder::new()
+        .name("interrupt".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let name = match sig {
+                    SIGINT => "SIGINT",
+                    SIGTERM => "SIGTERM",
+                    _ => "SIGHUP",
+                };
+                eprintln!(
+                    "runner: {name}: killed {}; exiting {}",
+                    describe(&kill_all()),
+                    128 + sig
+                );
+                std::process::exit(128 + sig);
+            }
+        })
+        .context("starting the signal watcher thread")?;
+    Ok(())
+}
+
+/// SIGKILL every registered group; what was there.
+fn kill_all() -> Vec<(i32, &'static str)> {
+    let groups = LIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for (g, _) in &groups {
+        if let Some(pid) = rustix::process::Pid::from_raw(*g) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+    groups
+}
+
+/// "1 running VM(s)", "1 running VM(s) and 1 running build(s)", "nothing running".
+fn describe(groups: &[(i32, &'static str)]) -> String {
+    let mut kinds: Vec<(&str, usize)> = Vec::new();
+    for (_, what) in groups {
+        match kinds.iter_mut().find(|(k, _)| k == what) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((what, 1)),
+        }
+    }
+    if kinds.is_empty() {
+        return "nothing running".into();
+    }
+    kinds
+        .iter()
+        .map(|(k, n)| format!("{n} running {k}(s)"))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_was_killed_is_told_by_kind() {
+        assert_eq!(describe(&[]), "nothing running");
+        assert_eq!(describe(&[(5, "VM")]), "1 running VM(s)");
+        assert_eq!(
+            describe(&[(5, "VM"), (6, "build"), (7, "VM")]),
+            "2 running VM(s) and 1 running build(s)"
+        );
+    }
+
+    #[test]
+    fn a_group_is_registered_until_dropped() {
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let g = Group::register(&child, "VM");
+        let has = || LIVE.lock().unwrap().iter().any(|(p, _)| *p == pid);
+        assert!(has());
+        drop(g);
+        assert!(!has());
+        let mut child = child;
+        child.wait().unwrap();
+    }
+}
