@@ -35,7 +35,7 @@ impl Drop for Group {
     }
 }
 
-/// From now on SIGINT, SIGTERM and SIGHUP SIGKILL every registered group; the runner says which
+/// From now on SIGINT, SIGTERM and SIGHUP end every registered group ([`kill_all`]); the runner says which
 /// signal and what it killed, and exits 128 + the signal's number, as a shell reports a
 /// process killed by it (130 for SIGINT, 143 for SIGTERM).
 pub fn install() -> Result<()> {
@@ -63,12 +63,19 @@ pub fn install() -> Result<()> {
     Ok(())
 }
 
-/// SIGKILL every registered group; what was there.
+/// Signal every registered group; what was there. A build gets SIGTERM, on which make deletes
+/// the targets it was writing (a SIGKILLed compiler leaves a truncated object newer than its
+/// source, which the next incremental build would take as up to date); a VM gets SIGKILL.
 fn kill_all() -> Vec<(i32, &'static str)> {
     let groups = LIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for (g, _) in &groups {
+    for (g, what) in &groups {
+        let sig = if *what == "build" {
+            rustix::process::Signal::TERM
+        } else {
+            rustix::process::Signal::KILL
+        };
         if let Some(pid) = rustix::process::Pid::from_raw(*g) {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            let _ = rustix::process::kill_process_group(pid, sig);
         }
     }
     groups
