@@ -594,17 +594,6 @@ impl CaseArgs {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cli_definition_is_consistent() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
-    }
-}
-
 /// A directory the runner shares with a VM (`--out`): virtme-ng's `--rwdir` takes
 /// `[GUEST=]HOST` and refuses a ':' anywhere ("invalid --rwdir parameter"), so such a path is a
 /// usage error here, before any kernel is built or VM booted.
@@ -616,4 +605,15 @@ fn vm_dir(s: &str) -> Result<PathBuf, String> {
         ));
     }
     Ok(PathBuf::from(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }
