@@ -18,7 +18,32 @@ static LIVE: Mutex<Vec<(i32, &'static str)>> = Mutex::new(Vec::new());
 pub struct Group(i32);
 
 impl Group {
-    pub fn register(child: &std::process::Child, what: &'static str) -> Group {
+    /// Start `cmd` in a process group of its own, stdin closed (it is not the terminal's
+    /// foreground group, where a read would stop it), stdout and stderr piped, and register it
+    /// as `what` ("VM", "build") until the returned [`Group`] is dropped.
+    pub fn spawn(
+        cmd: &mut std::process::Command,
+        what: &'static str,
+    ) -> Result<(std::process::Child, Group)> {
+        use std::os::unix::process::CommandExt;
+        use std::process::Stdio;
+        // Spawned and registered under the lock: an interrupt that arrives once the child runs
+        // (it may already have told someone it started) finds it registered.
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+        let pid = child.id() as i32;
+        live.push((pid, what));
+        Ok((child, Group(pid)))
+    }
+
+    #[cfg(test)]
+    fn register(child: &std::process::Child, what: &'static str) -> Group {
         let pid = child.id() as i32;
         LIVE.lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -677,17 +677,8 @@ pub struct Watch<'a> {
 /// The command runs in a process group of its own, killed with it if the runner is interrupted
 /// ([`crate::interrupt`]).
 pub fn run_watched(mut cmd: Command, log: &Path, watch: &Watch) -> Result<usize> {
-    use std::os::unix::process::CommandExt;
     let mut file = std::fs::File::create(log)?;
-    // Its own group is not the terminal's foreground group: no stdin (a read would stop it).
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("cannot start {cmd:?}"))?;
-    let _group = crate::interrupt::Group::register(&child, "build");
+    let (mut child, _group) = crate::interrupt::Group::spawn(&mut cmd, "build")?;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let mut readers = Vec::new();
     for r in [

@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -192,7 +192,6 @@ pub fn run_vm_echo(
     stdout_log: &Path,
     echo: Echo,
 ) -> Result<VmRun> {
-    use std::os::unix::process::CommandExt;
     let mut w = Watch {
         console_file: append(console_log)?,
         stdout_file: append(stdout_log)?,
@@ -203,14 +202,7 @@ pub fn run_vm_echo(
         echo,
     };
     writeln!(w.console_file, "# {cmd:?}")?;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
-    let _live = crate::interrupt::Group::register(&child, "VM");
+    let (mut child, _live) = crate::interrupt::Group::spawn(&mut cmd, "VM")?;
     let (tx, rx) = channel::<Line>();
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
