@@ -5,14 +5,44 @@
 //! system's SIGTERM to the runner reaches them. A build left running would go on writing into
 //! a cache directory whose lock died with the runner.
 //!
-//! A watcher thread takes the signals (signal-hook), so nothing runs in a signal handler.
+//! A watcher thread takes the signals (signal-hook), so nothing runs in a signal handler. Once
+//! it has killed the groups, no new one starts ([`Group::spawn`] refuses), so the command in
+//! progress ends the way it ends when its VM dies or its build fails: it writes its reports
+//! (the cases not run as such), restores a mutant it applied, and returns; `main` then exits
+//! 128 + the signal. Should it not return within [`GRACE`] (a command that started something
+//! unregistered, say cargo), or should a second signal come, the watcher exits itself.
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 /// The registered groups: (process group id, what it is).
 static LIVE: Mutex<Vec<(i32, &'static str)>> = Mutex::new(Vec::new());
+
+/// The signal that interrupted the runner, 0 while none has.
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
+/// How long the command in progress has to write its reports after an interrupt.
+const GRACE: Duration = Duration::from_secs(15);
+
+/// The signal that interrupted the runner, if one did: `main` exits 128 + it.
+pub fn received() -> Option<i32> {
+    match INTERRUPTED.load(Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    match sig {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        _ => "SIGHUP",
+    }
+}
 
 /// A child started with `process_group(0)`, registered until dropped (after it was waited for).
 pub struct Group(i32);
@@ -30,6 +60,9 @@ impl Group {
         // Spawned and registered under the lock: an interrupt that arrives once the child runs
         // (it may already have told someone it started) finds it registered.
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sig) = received() {
+            anyhow::bail!("interrupted by {}: not starting a {what}", signal_name(sig));
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -60,8 +93,9 @@ impl Drop for Group {
     }
 }
 
-/// From now on SIGINT, SIGTERM and SIGHUP end every registered group ([`kill_all`]); the runner says which
-/// signal and what it killed, and exits 128 + the signal's number, as a shell reports a
+/// From now on SIGINT, SIGTERM and SIGHUP end every registered group ([`kill_all`]) and stop
+/// new ones from starting; the runner says which signal and what it killed, lets the command
+/// in progress write its reports, and exits 128 + the signal's number, as a shell reports a
 /// process killed by it (130 for SIGINT, 143 for SIGTERM).
 pub fn install() -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -70,19 +104,35 @@ pub fn install() -> Result<()> {
     std::thread::Builder::new()
         .name("interrupt".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                let name = match sig {
-                    SIGINT => "SIGINT",
-                    SIGTERM => "SIGTERM",
-                    _ => "SIGHUP",
-                };
-                eprintln!(
-                    "runner: {name}: killed {}; exiting {}",
-                    describe(&kill_all()),
-                    128 + sig
-                );
-                std::process::exit(128 + sig);
-            }
+            let Some(sig) = signals.forever().next() else {
+                return;
+            };
+            let killed = {
+                // Under the lock: a spawn either registered before, and is killed, or sees the
+                // flag after, and refuses.
+                let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+                INTERRUPTED.store(sig, Ordering::SeqCst);
+                kill_all(&live)
+            };
+            eprintln!(
+                "runner: {}: killed {}; writing what was done, then exiting {}",
+                signal_name(sig),
+                describe(&killed),
+                128 + sig
+            );
+            // A second signal, or the grace period over: exit now.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                if let Some(again) = signals.forever().next() {
+                    let _ = tx.send(again);
+                }
+            });
+            let why = match rx.recv_timeout(GRACE) {
+                Ok(again) => format!("a second {}", signal_name(again)),
+                Err(_) => format!("the command did not end within {} s", GRACE.as_secs()),
+            };
+            eprintln!("runner: {why}; exiting {}", 128 + sig);
+            std::process::exit(128 + sig);
         })
         .context("starting the signal watcher thread")?;
     Ok(())
@@ -91,8 +141,8 @@ pub fn install() -> Result<()> {
 /// Signal every registered group; what was there. A build gets SIGTERM, on which make deletes
 /// the targets it was writing (a SIGKILLed compiler leaves a truncated object newer than its
 /// source, which the next incremental build would take as up to date); a VM gets SIGKILL.
-fn kill_all() -> Vec<(i32, &'static str)> {
-    let groups = LIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+fn kill_all(live: &[(i32, &'static str)]) -> Vec<(i32, &'static str)> {
+    let groups = live.to_vec();
     for (g, what) in &groups {
         let sig = if *what == "build" {
             rustix::process::Signal::TERM

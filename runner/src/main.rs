@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     let fuzz_jobs_given = matches
         .subcommand_matches("fuzz")
         .is_some_and(|m| m.value_source("jobs") == Some(clap::parser::ValueSource::CommandLine));
-    match cli.cmd {
+    let exit = match cli.cmd {
         Cmd::Profiles(a) => cmd_profiles(a),
         Cmd::Kernel(a) => cmd_kernel(a),
         Cmd::Run(a) => cmd_run(a),
@@ -77,6 +77,13 @@ fn main() -> ExitCode {
         Cmd::Merge(a) => cmd_merge(a),
         Cmd::Corpus(a) => cmd_corpus(a),
         Cmd::Coverage(a) => cmd_coverage(a),
+    };
+    match interrupt::received() {
+        Some(sig) => {
+            eprintln!("runner: interrupted; exiting {}", 128 + sig);
+            code(128 + sig)
+        }
+        None => exit,
     }
 }
 

@@ -313,7 +313,17 @@ pub fn run_cases(launcher: Launcher, out: &Path, plan: &CasePlan) -> Result<VmLo
         } else {
             1
         };
-        let run = start_vm(&session, &dir, plan, &env, index, threads, &done)?;
+        // A VM that cannot be started (vng missing, an interrupt refusing new VMs) ends the
+        // loop like a launch failure: the cases already reported are kept.
+        let run = match start_vm(&session, &dir, plan, &env, index, threads, &done) {
+            Ok(run) => run,
+            Err(e) => {
+                let left = plan.listed.iter().filter(|n| !done.contains(*n)).count();
+                r.infra
+                    .push(format!("VM {index}: {e:#}; {left} case(s) not run"));
+                break;
+            }
+        };
         let facts = absorb_vm(
             &mut r, &session, &dir, &run, plan, index, threads, &mut done,
         );

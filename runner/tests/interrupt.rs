@@ -1,5 +1,6 @@
 //! A SIGTERM (or Ctrl-C's SIGINT) to the runner while a VM runs: the VM's process group is
-//! killed, not left running, and the runner says so and exits 128 + the signal. The VM is a fake
+//! killed, not left running, no further VM starts, the reports are written, and the runner says
+//! so and exits 128 + the signal. The VM is a fake
 //! `vng` in a fake virtme-ng venv that starts a long-lived "QEMU" child and waits; a FIFO tells
 //! the test that child's pid (no sleeps).
 
@@ -39,7 +40,8 @@ fn interrupted_by(sig: rustix::process::Signal, want_code: i32, name: &str) {
         "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --list ] && { echo 'g::one::hidden: test'; exit 0; }; done\nexit 0\n",
     );
     std::fs::write(d.join("bzImage"), [0u8; 4096]).unwrap();
-    // Not KVM: the accelerator probe is remembered in the cache as TCG.
+    // The cache is new: the first vng the runner starts is its KVM probe (a VM too). That is
+    // the one killed; the run's own VM, next, must then be refused.
     let path = format!(
         "{}:{}",
         d.join("bin").display(),
@@ -88,6 +90,9 @@ fn interrupted_by(sig: rustix::process::Signal, want_code: i32, name: &str) {
         err.contains(&format!("runner: {name}: killed 1 running VM(s)")),
         "{err}"
     );
+    // What was done is written: the reports, with the case not run.
+    assert!(d.join("out/results.json").is_file(), "{err}");
+    assert!(err.contains("not starting a VM"), "{err}");
     // The fake QEMU was SIGKILLed with its group: its pidfd polls readable (it has exited).
     let fd = qemu_fd.as_fd();
     let mut fds = [rustix::event::PollFd::new(
