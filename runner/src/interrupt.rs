@@ -18,8 +18,35 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+/// What a registered group is; it says how the group is ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// vng, QEMU and their helpers: SIGKILL.
+    Vm,
+    /// make and its compilers: SIGTERM, on which make deletes the targets it was writing (a
+    /// SIGKILLed compiler leaves a truncated object newer than its source, which the next
+    /// incremental build would take as up to date).
+    Build,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Vm => "VM",
+            Kind::Build => "build",
+        }
+    }
+
+    fn signal(self) -> rustix::process::Signal {
+        match self {
+            Kind::Vm => rustix::process::Signal::KILL,
+            Kind::Build => rustix::process::Signal::TERM,
+        }
+    }
+}
+
 /// The registered groups: (process group id, what it is).
-static LIVE: Mutex<Vec<(i32, &'static str)>> = Mutex::new(Vec::new());
+static LIVE: Mutex<Vec<(i32, Kind)>> = Mutex::new(Vec::new());
 
 /// The signal that interrupted the runner, 0 while none has.
 static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
@@ -50,10 +77,10 @@ pub struct Group(i32);
 impl Group {
     /// Start `cmd` in a process group of its own, stdin closed (it is not the terminal's
     /// foreground group, where a read would stop it), stdout and stderr piped, and register it
-    /// as `what` ("VM", "build") until the returned [`Group`] is dropped.
+    /// as `what` until the returned [`Group`] is dropped.
     pub fn spawn(
         cmd: &mut std::process::Command,
-        what: &'static str,
+        what: Kind,
     ) -> Result<(std::process::Child, Group)> {
         use std::os::unix::process::CommandExt;
         use std::process::Stdio;
@@ -61,7 +88,11 @@ impl Group {
         // (it may already have told someone it started) finds it registered.
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(sig) = received() {
-            anyhow::bail!("interrupted by {}: not starting a {what}", signal_name(sig));
+            anyhow::bail!(
+                "interrupted by {}: not starting a {}",
+                signal_name(sig),
+                what.name()
+            );
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -73,15 +104,6 @@ impl Group {
         let pid = child.id() as i32;
         live.push((pid, what));
         Ok((child, Group(pid)))
-    }
-
-    #[cfg(test)]
-    fn register(child: &std::process::Child, what: &'static str) -> Group {
-        let pid = child.id() as i32;
-        LIVE.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((pid, what));
-        Group(pid)
     }
 }
 
@@ -138,31 +160,23 @@ pub fn install() -> Result<()> {
     Ok(())
 }
 
-/// Signal every registered group; what was there. A build gets SIGTERM, on which make deletes
-/// the targets it was writing (a SIGKILLed compiler leaves a truncated object newer than its
-/// source, which the next incremental build would take as up to date); a VM gets SIGKILL.
-fn kill_all(live: &[(i32, &'static str)]) -> Vec<(i32, &'static str)> {
-    let groups = live.to_vec();
-    for (g, what) in &groups {
-        let sig = if *what == "build" {
-            rustix::process::Signal::TERM
-        } else {
-            rustix::process::Signal::KILL
-        };
+/// End every registered group as its kind says ([`Kind::signal`]); what was there.
+fn kill_all(live: &[(i32, Kind)]) -> Vec<(i32, Kind)> {
+    for (g, what) in live {
         if let Some(pid) = rustix::process::Pid::from_raw(*g) {
-            let _ = rustix::process::kill_process_group(pid, sig);
+            let _ = rustix::process::kill_process_group(pid, what.signal());
         }
     }
-    groups
+    live.to_vec()
 }
 
 /// "1 running VM(s)", "1 running VM(s) and 1 running build(s)", "nothing running".
-fn describe(groups: &[(i32, &'static str)]) -> String {
-    let mut kinds: Vec<(&str, usize)> = Vec::new();
+fn describe(groups: &[(i32, Kind)]) -> String {
+    let mut kinds: Vec<(Kind, usize)> = Vec::new();
     for (_, what) in groups {
         match kinds.iter_mut().find(|(k, _)| k == what) {
             Some((_, n)) => *n += 1,
-            None => kinds.push((what, 1)),
+            None => kinds.push((*what, 1)),
         }
     }
     if kinds.is_empty() {
@@ -170,7 +184,7 @@ fn describe(groups: &[(i32, &'static str)]) -> String {
     }
     kinds
         .iter()
-        .map(|(k, n)| format!("{n} running {k}(s)"))
+        .map(|(k, n)| format!("{n} running {}(s)", k.name()))
         .collect::<Vec<_>>()
         .join(" and ")
 }
@@ -182,23 +196,22 @@ mod tests {
     #[test]
     fn what_was_killed_is_told_by_kind() {
         assert_eq!(describe(&[]), "nothing running");
-        assert_eq!(describe(&[(5, "VM")]), "1 running VM(s)");
+        assert_eq!(describe(&[(5, Kind::Vm)]), "1 running VM(s)");
         assert_eq!(
-            describe(&[(5, "VM"), (6, "build"), (7, "VM")]),
+            describe(&[(5, Kind::Vm), (6, Kind::Build), (7, Kind::Vm)]),
             "2 running VM(s) and 1 running build(s)"
         );
     }
 
     #[test]
     fn a_group_is_registered_until_dropped() {
-        let child = std::process::Command::new("true").spawn().unwrap();
+        let (mut child, g) =
+            Group::spawn(&mut std::process::Command::new("true"), Kind::Vm).unwrap();
         let pid = child.id() as i32;
-        let g = Group::register(&child, "VM");
         let has = || LIVE.lock().unwrap().iter().any(|(p, _)| *p == pid);
         assert!(has());
+        child.wait().unwrap();
         drop(g);
         assert!(!has());
-        let mut child = child;
-        child.wait().unwrap();
     }
 }

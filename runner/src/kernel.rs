@@ -678,7 +678,8 @@ pub struct Watch<'a> {
 /// ([`crate::interrupt`]).
 pub fn run_watched(mut cmd: Command, log: &Path, watch: &Watch) -> Result<usize> {
     let mut file = std::fs::File::create(log)?;
-    let (mut child, _group) = crate::interrupt::Group::spawn(&mut cmd, "build")?;
+    let (mut child, _group) =
+        crate::interrupt::Group::spawn(&mut cmd, crate::interrupt::Kind::Build)?;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let mut readers = Vec::new();
     for r in [

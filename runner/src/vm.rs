@@ -202,7 +202,7 @@ pub fn run_vm_echo(
         echo,
     };
     writeln!(w.console_file, "# {cmd:?}")?;
-    let (mut child, _live) = crate::interrupt::Group::spawn(&mut cmd, "VM")?;
+    let (mut child, _live) = crate::interrupt::Group::spawn(&mut cmd, crate::interrupt::Kind::Vm)?;
     let (tx, rx) = channel::<Line>();
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");

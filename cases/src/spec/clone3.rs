@@ -314,11 +314,7 @@ fn new_user_ns_when_chrooted(ctx: &mut Ctx, s: Subject) -> Check {
     let dir = std::env::temp_dir().join(format!("wc-chroot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).or_else(|e| broken(format!("{}: {e}", dir.display())))?;
     // Read before the chroot: /proc is not there afterwards.
-    let caller = Caller {
-        root: crate::sys::thread::is_root(),
-        ns_init: false,
-        ns_level: proc::pid_ns_level() as u64,
-    };
+    let caller = caller_now(false);
     let root = dir.clone();
     let job = ctx.spawn_job(Subject::Plain, move || {
         crate::sys::process::chroot(&root)
@@ -391,11 +387,7 @@ fn clone_parent_from_pidns_init(ctx: &mut Ctx, s: Subject) -> Check {
     let init = ctx.spawn_job_with(
         Clone3Request::new(CLONE_PIDFD | CLONE_NEWPID, SIGCHLD),
         move || {
-            let caller = Caller {
-                root: crate::sys::thread::is_root(),
-                ns_init: std::process::id() == 1,
-                ns_level: proc::pid_ns_level() as u64,
-            };
+            let caller = caller_now(std::process::id() == 1);
             if !caller.ns_init {
                 return Err("the job in a new pid namespace is not its pid 1".into());
             }
@@ -415,11 +407,7 @@ fn beyond_rlimit_nproc(ctx: &mut Ctx, s: Subject) -> Check {
             .map_err(|e| format!("setrlimit(RLIMIT_NPROC, 0): {}", e.described()))?;
         crate::sys::process::become_user(65534)
             .map_err(|e| format!("setresuid(65534): {}", e.described()))?;
-        let caller = Caller {
-            root: crate::sys::thread::is_root(),
-            ns_init: false,
-            ns_level: proc::pid_ns_level() as u64,
-        };
+        let caller = caller_now(false);
         clone3_in_job(
             &d,
             crate::model::clone3_verdict_at_nproc_limit(&d, &features, &caller),
@@ -428,13 +416,19 @@ fn beyond_rlimit_nproc(ctx: &mut Ctx, s: Subject) -> Check {
     job.finish()
 }
 
+/// The calling process as the model's clone3 rules see it, read now (root or not, its pid
+/// namespace's depth); `ns_init` says whether it is that namespace's init.
+fn caller_now(ns_init: bool) -> Caller {
+    Caller {
+        root: crate::sys::thread::is_root(),
+        ns_init,
+        ns_level: proc::pid_ns_level() as u64,
+    }
+}
+
 /// Ask the model, make the call, compare; reap what was created.
 fn run(ctx: &mut Ctx, d: &Clone3Desc) -> Check {
-    let caller = Caller {
-        root: crate::sys::thread::is_root(),
-        ns_init: ctx.pid == 1,
-        ns_level: proc::pid_ns_level() as u64,
-    };
+    let caller = caller_now(ctx.pid == 1);
     let want = clone3_verdict(d, &ctx.features, &caller);
     if let Verdict::Unknown(why) = want {
         return Err(Stop::Skip(format!("model: {why}")));

@@ -94,48 +94,49 @@ pub struct Pending {
 /// Take `sig` from the calling thread's pending signals if it is there
 /// (sigtimedwait with a zero timeout): `Ok(None)` when it is not.
 pub fn take_pending(sig: i32) -> Result<Option<Pending>, Errno> {
-    let mut set = nix::sys::signal::SigSet::empty();
-    set.add(named(sig)?);
-    // SAFETY: an all-zero siginfo_t is a valid value of this plain C type.
-    let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // libc: neither rustix (outside `runtime`) nor nix has sigtimedwait.
-    // SAFETY: set, si and ts are valid for the duration of the call.
-    let got = unsafe { libc::sigtimedwait(set.as_ref(), &mut si, &ts) };
-    if got < 0 {
-        let e = Errno::last();
-        return if e == Errno::EAGAIN { Ok(None) } else { Err(e) };
-    }
-    // SAFETY: sigtimedwait filled the siginfo of the signal it returned;
-    // every signal's siginfo has si_pid at this offset (kill and SIGCHLD
-    // layouts share it).
-    let pid = unsafe { si.si_pid() };
-    Ok(Some(Pending { signo: got, pid }))
+    timed_wait(
+        sig,
+        Some(libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        }),
+    )
 }
 
-/// Wait until `sig` (blocked in the calling thread) is pending, and take it (sigwaitinfo):
-/// the first one there, from whichever sender.
+/// Wait until `sig` (blocked in the calling thread) is pending, and take it (sigtimedwait
+/// without a timeout): the first one there, from whichever sender.
 pub fn await_pending(sig: i32) -> Result<Pending, Errno> {
+    // Without a timeout sigtimedwait does not give up (EAGAIN).
+    timed_wait(sig, None)?.ok_or(Errno::EAGAIN)
+}
+
+/// sigtimedwait(2) for `sig` with `timeout` (None: none), again after EINTR; `Ok(None)` when
+/// the timeout passed (EAGAIN).
+fn timed_wait(sig: i32, timeout: Option<libc::timespec>) -> Result<Option<Pending>, Errno> {
     let mut set = nix::sys::signal::SigSet::empty();
     set.add(named(sig)?);
+    let ts = timeout
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     loop {
         // SAFETY: an all-zero siginfo_t is a valid value of this plain C type.
         let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // libc: neither rustix (outside `runtime`) nor nix has sigwaitinfo with the siginfo.
-        // SAFETY: set and si are valid for the duration of the call.
-        let got = unsafe { libc::sigwaitinfo(set.as_ref(), &mut si) };
+        // libc: neither rustix (outside `runtime`) nor nix has sigtimedwait.
+        // SAFETY: set and si are valid for the duration of the call; ts is null or points
+        // at `timeout`, which outlives it.
+        let got = unsafe { libc::sigtimedwait(set.as_ref(), &mut si, ts) };
         if got < 0 {
             match Errno::last() {
                 Errno::EINTR => continue,
+                Errno::EAGAIN => return Ok(None),
                 e => return Err(e),
             }
         }
-        // SAFETY: as in take_pending.
+        // SAFETY: sigtimedwait filled the siginfo of the signal it returned;
+        // every signal's siginfo has si_pid at this offset (kill and SIGCHLD
+        // layouts share it).
         let pid = unsafe { si.si_pid() };
-        return Ok(Pending { signo: got, pid });
+        return Ok(Some(Pending { signo: got, pid }));
     }
 }
 
