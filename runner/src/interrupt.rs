@@ -129,19 +129,20 @@ pub fn install() -> Result<()> {
             let Some(sig) = signals.forever().next() else {
                 return;
             };
-            let killed = {
+            {
                 // Under the lock: a spawn either registered before, and is killed, or sees the
-                // flag after, and refuses.
+                // flag after, and refuses. The flag is set once the message is out, so that
+                // `main`, which exits as soon as it sees the flag, cannot exit before it.
                 let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+                let killed = kill_all(&live);
+                eprintln!(
+                    "runner: {}: killed {}; writing what was done, then exiting {}",
+                    signal_name(sig),
+                    describe(&killed),
+                    128 + sig
+                );
                 INTERRUPTED.store(sig, Ordering::SeqCst);
-                kill_all(&live)
-            };
-            eprintln!(
-                "runner: {}: killed {}; writing what was done, then exiting {}",
-                signal_name(sig),
-                describe(&killed),
-                128 + sig
-            );
+            }
             // A second signal, or the grace period over: exit now.
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
