@@ -518,7 +518,7 @@ pub struct CaseArgs {
     /// VMs to use at most when a VM wedges or crashes and cases are left.
     #[arg(long, default_value_t = 4)]
     pub max_vms: usize,
-    /// --test-threads for the case binary in the first VM (default: the VM's CPU count). VMs
+    /// --test-threads for the case binary in the first VM (default: twice the VM's CPUs). VMs
     /// started after a wedge or crash always run one case at a time.
     #[arg(long)]
     pub test_threads: Option<u32>,

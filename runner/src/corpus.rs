@@ -98,7 +98,7 @@ pub fn libfuzzer_in_kernel(
             inputs.fuzz_bin.display()
         );
     }
-    let bin = run::stage_cases_binary(&inputs.fuzz_bin, work)?;
+    let bin = run::stage_binary(&inputs.fuzz_bin, work)?;
     let prepared = match profile.kind {
         Kind::Host => None,
         _ => Some(run::prepare(profile, paths, &fuzz::prepare_opts(opts))?),

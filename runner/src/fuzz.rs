@@ -758,10 +758,10 @@ fn stage(inputs: Inputs, out: &Path) -> Result<(PathBuf, bool)> {
             inputs.fuzz_bin.display()
         );
     }
-    let bin = run::stage_cases_binary(&inputs.fuzz_bin, out)?;
+    let bin = run::stage_binary(&inputs.fuzz_bin, out)?;
     let bin_dir = bin.parent().expect("staged in <out>/bin").to_owned();
     let wcfuzz = match &inputs.wcfuzz {
-        Some(w) => Some(run::stage_cases_binary(w, out)?),
+        Some(w) => Some(run::stage_binary(w, out)?),
         None => {
             let _ = std::fs::remove_file(bin_dir.join("wcfuzz"));
             None

@@ -417,7 +417,37 @@ impl Kid {
     pub fn reap(self) -> Result<Event, Stop> {
         self.reap_with(0)
     }
+
+    /// Reap the child once it exits, unless `deadlock` proves it never can:
+    /// asked each [`DEADLOCK_CHECK`] the child goes on living, it returns
+    /// the row's words for a state from which the kernel cannot get out, a
+    /// SIGKILL included (an uninterruptible sleep on a condition that can no
+    /// longer come true).
+    /// Then the row fails at once instead of at the case timeout, and the
+    /// child is recorded as stuck (the leak check does not wait for it). The
+    /// verdict never depends on the interval: a live child is waited for
+    /// until it exits or the case times out.
+    pub fn reap_unless_deadlocked(
+        self,
+        deadlock: impl Fn(i32) -> Option<String>,
+    ) -> Result<Event, Stop> {
+        loop {
+            match pidfd::poll_exit(self.pidfd.as_fd(), Some(DEADLOCK_CHECK)) {
+                Ok(true) => return self.reap(),
+                Ok(false) => {
+                    if let Some(why) = deadlock(self.pid) {
+                        crate::harness::executor::mark_stuck(self.pid);
+                        return fail(why);
+                    }
+                }
+                Err(e) => return broken(format!("poll(pidfd): {e}")),
+            }
+        }
+    }
 }
+
+/// How often [`Kid::reap_unless_deadlocked`] looks for the deadlock.
+pub const DEADLOCK_CHECK: Duration = Duration::from_millis(20);
 
 /// Compare a wait outcome with the expectation; `what` names the call.
 pub fn expect(what: &str, got: WaitOutcome, want: WaitOutcome) -> Check {

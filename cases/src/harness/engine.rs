@@ -31,10 +31,14 @@ use protocol::{CaseRecord, EnvRecord, Record};
 pub struct CaseOutput {
     pub status: Status,
     pub detail: String,
+    /// Processes the case process left stuck in the kernel (see
+    /// [`executor::mark_stuck`]): they come to the test process when the
+    /// case process exits, and its own reaps do not wait for them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stuck: Vec<i32>,
 }
 
 pub const RUN_CASE_ARG: &str = "--wc-run-case";
-pub const PROBE_ARG: &str = "--wc-probe";
 /// Run the feature probe alone and print its env record (one JSON line, as the report's first
 /// line): what `runner probe` runs in the guest.
 pub const PROBE_RECORD_ARG: &str = "--probe";
@@ -74,7 +78,6 @@ pub fn main(table: fn() -> Vec<Case>) -> ! {
     let argv: Vec<String> = std::env::args().collect();
     match argv.get(1).map(String::as_str) {
         Some(RUN_CASE_ARG) => case_process(table, argv.get(2).map(String::as_str).unwrap_or("")),
-        Some(PROBE_ARG) => probe_process(),
         Some(PROBE_RECORD_ARG) => probe_record_process(),
         // A tiny program for execve rows: exit with the given code.
         Some(EXIT_ARG) => {
@@ -82,13 +85,6 @@ pub fn main(table: fn() -> Vec<Case>) -> ! {
         }
         _ => test_process(table),
     }
-}
-
-fn probe_process() -> ! {
-    let bit = config::configured_bit().unwrap_or(config::DEFAULT_BIT);
-    let p = config::probe(bit);
-    println!("{}", serde_json::to_string(&p).expect("probe json"));
-    std::process::exit(0)
 }
 
 /// `--probe`: the probe's env record on stdout. Exit 0 whatever it found, [`EXIT_CONFIG`] for
@@ -128,21 +124,46 @@ fn env_record(probe: &Probe) -> EnvRecord {
 }
 
 /// Run the probe in a child process of its own (it must be the only child
-/// of whoever makes the generic peek).
+/// of whoever makes the generic peek): a fork of this process, which is still
+/// single-threaded here (an exec of the case binary costs about 130 ms in a
+/// TCG guest). The child prints the probe as JSON on a pipe.
 fn run_probe() -> Result<Probe, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let out = Command::new(exe)
-        .arg(PROBE_ARG)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("probe: {e}"))?;
-    serde_json::from_slice(&out.stdout).map_err(|e| {
-        format!(
-            "probe printed no result ({e}); status {}; stderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    use crate::sys::clone::{clone3, flags::CLONE_PIDFD, Clone3Request, Program};
+    let bit = config::configured_bit().unwrap_or(config::DEFAULT_BIT);
+    let (r, w) = crate::sys::clone::pipe();
+    let w_raw = std::os::fd::AsRawFd::as_raw_fd(&w);
+    let mut child = clone3(
+        &Clone3Request::new(CLONE_PIDFD, libc::SIGCHLD as u64),
+        Program::Run(Box::new(move || {
+            let line = serde_json::to_string(&config::probe(bit)).expect("probe json");
+            // SAFETY: the child's copy of the write end; the OwnedFd in the
+            // parent's frame is never dropped here (the child exits from this
+            // closure).
+            let w = unsafe { std::os::fd::BorrowedFd::borrow_raw(w_raw) };
+            if crate::sys::io::write_all(w, line.as_bytes()) {
+                0
+            } else {
+                1
+            }
+        })),
+    )
+    .map_err(|e| format!("clone3 (probe): {e}"))?;
+    // Only the probe holds the write end now: its exit is EOF.
+    drop(w);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match crate::sys::io::read(&r, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e == crate::sys::Errno::EINTR => continue,
+            Err(e) => return Err(format!("reading the probe's result: {e}")),
+        }
+    }
+    let fd = child.pidfd.take().ok_or("clone3 (probe) gave no pidfd")?;
+    let status = executor::Proc::from_pidfd(child.pid, fd).reap();
+    serde_json::from_slice(&out)
+        .map_err(|e| format!("probe printed no result ({e}); it ended with {status}"))
 }
 
 fn test_process(table: fn() -> Vec<Case>) -> ! {
@@ -187,6 +208,7 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
     let tally = Tally::default();
     let cases = table();
     let spawner = Arc::new(Spawner::new(&cases, &probe, probe_json));
+    report.in_background();
     let trials = cases
         .into_iter()
         .map(|case| {
@@ -196,6 +218,7 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
         .collect();
     let json = matches!(args.format, Some(libtest_mimic::FormatSetting::Json));
     let conclusion = libtest_mimic::run(&args, trials);
+    report.finish();
     if !tally.is_empty() {
         // After libtest's own summary; on stderr when stdout is a JSON stream.
         let table = format!("\nby provenance:\n{}", tally.table());
@@ -254,9 +277,13 @@ fn trial(
             Some(reason) => CaseOutput {
                 status: Status::Skip,
                 detail: reason,
+                stuck: Vec::new(),
             },
             None => supervise(&spawner, &name, case.timeout.mul_f64(timeout_mul())),
         };
+        for &pid in &out.stuck {
+            executor::mark_stuck(pid);
+        }
         if out.status == Status::Fail {
             // The reader of a failure sees what the row expected.
             if let Some(want) = case.expects_text() {
@@ -445,9 +472,19 @@ fn cgroup2_writable() -> bool {
         && rustix::fs::access("/sys/fs/cgroup/cgroup.procs", rustix::fs::Access::WRITE_OK).is_ok()
 }
 
-/// The JSON-lines report named by WAITCONF_REPORT, written line by line.
+/// The JSON-lines report named by WAITCONF_REPORT. The env record is written at once; the case
+/// records go through [`Report::in_background`]'s writer thread once the fork server runs.
 #[derive(Clone)]
-struct Report(Option<Arc<Mutex<File>>>);
+struct Report(Option<Arc<Mutex<Sink>>>);
+
+/// Where the report's lines go: the file itself, or the writer thread's queue.
+enum Sink {
+    File(File),
+    Queue {
+        tx: Option<std::sync::mpsc::Sender<String>>,
+        writer: Option<std::thread::JoinHandle<()>>,
+    },
+}
 
 impl Report {
     fn open(probe: &Probe) -> Report {
@@ -465,16 +502,69 @@ impl Report {
                 std::process::exit(EXIT_CONFIG);
             }
         };
-        let r = Report(Some(Arc::new(Mutex::new(f))));
+        let r = Report(Some(Arc::new(Mutex::new(Sink::File(f)))));
         r.line(&Record::Env(env_record(probe)).to_line());
         r
     }
 
+    /// From now on, lines go to a writer thread that writes what has queued up in one write(2)
+    /// (in a VM the report is on 9p, where each write is a round trip to the host: about 0.6 ms
+    /// under TCG, paid by the trial thread that finished a case while it could start the next).
+    /// A line reaches the file at most one write after its case ended; [`Report::finish`] waits
+    /// for the last. The test process must stay single-threaded until the fork server has
+    /// started: call this after.
+    fn in_background(&self) {
+        let Some(sink) = &self.0 else { return };
+        let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+        let Sink::File(f) = &*sink else { return };
+        let Ok(mut f) = f.try_clone() else { return };
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let writer = std::thread::Builder::new()
+            .name("report".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = first;
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push_str(&more);
+                    }
+                    let _ = f.write_all(batch.as_bytes());
+                }
+            });
+        if let Ok(writer) = writer {
+            *sink = Sink::Queue {
+                tx: Some(tx),
+                writer: Some(writer),
+            };
+        }
+    }
+
+    /// One record, in one write(2) (`writeln!` on a File is two: the text and the newline).
     fn line(&self, s: &str) {
-        if let Some(f) = &self.0 {
-            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = writeln!(f, "{s}");
-            let _ = f.flush();
+        let Some(sink) = &self.0 else { return };
+        let mut rec = String::with_capacity(s.len() + 1);
+        rec.push_str(s);
+        rec.push('\n');
+        let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *sink {
+            Sink::File(f) => {
+                let _ = f.write_all(rec.as_bytes());
+            }
+            Sink::Queue { tx: Some(tx), .. } => {
+                let _ = tx.send(rec);
+            }
+            Sink::Queue { tx: None, .. } => {}
+        }
+    }
+
+    /// Wait until every queued line is in the file.
+    fn finish(&self) {
+        let Some(sink) = &self.0 else { return };
+        let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+        if let Sink::Queue { tx, writer } = &mut *sink {
+            drop(tx.take());
+            if let Some(w) = writer.take() {
+                let _ = w.join();
+            }
         }
     }
 
@@ -566,6 +656,7 @@ fn supervise(spawner: &Spawner, name: &str, timeout: Duration) -> CaseOutput {
         Err(detail) => CaseOutput {
             status: Status::Broken,
             detail,
+            stuck: Vec::new(),
         },
     }
 }
@@ -594,7 +685,11 @@ fn judge(mut s: Supervised, timeout: Duration) -> CaseOutput {
         } else {
             Status::Fail
         };
-        return CaseOutput { status, detail };
+        return CaseOutput {
+            status,
+            detail,
+            stuck: Vec::new(),
+        };
     }
     let status = s.proc.reap();
     let out = String::from_utf8_lossy(&seen.out);
@@ -611,6 +706,7 @@ fn judge(mut s: Supervised, timeout: Duration) -> CaseOutput {
                 "case process reported no result ({status}); stderr: {}",
                 err.trim().lines().take(6).collect::<Vec<_>>().join(" | ")
             ),
+            stuck: Vec::new(),
         },
     }
 }
@@ -699,7 +795,13 @@ fn case_process(table: fn() -> Vec<Case>, name: &str) -> ! {
 
 /// Print the case process's one result line and exit.
 fn emit(status: Status, detail: String) -> ! {
-    let line = serde_json::to_string(&CaseOutput { status, detail }).expect("json");
+    let stuck = executor::stuck_pids();
+    let line = serde_json::to_string(&CaseOutput {
+        status,
+        detail,
+        stuck,
+    })
+    .expect("json");
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();

@@ -148,14 +148,69 @@ pub fn kill_tree(root: &Proc) -> Vec<String> {
     reap(below)
 }
 
+/// How long a SIGKILLed process gets to die before it counts as stuck in the
+/// kernel, for all the processes of one [`reap`] together.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long the parent of a zombie that is not ours yet gets to finish
+/// exiting.
+const PARENT_GRACE: Duration = Duration::from_millis(500);
+
+/// Processes known to be stuck in the kernel: they outlived [`KILL_GRACE`]
+/// after a SIGKILL, or a row proved that they can never exit
+/// ([`mark_stuck`]). Later reaps in this process report them without waiting
+/// for them again. Each is held as (pid, start time), so a pid reused after
+/// the stuck task finally went away is not mistaken for it.
+static STUCK: std::sync::Mutex<Vec<(i32, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Record that `pid` is stuck in the kernel (see [`STUCK`]).
+pub fn mark_stuck(pid: i32) {
+    let Some(start) = proc::start_time(pid) else {
+        return;
+    };
+    let mut s = STUCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !s.contains(&(pid, start)) {
+        s.push((pid, start));
+    }
+}
+
+/// Whether `pid` is (still the same) process known to be stuck.
+pub fn is_stuck(pid: i32) -> bool {
+    let Some(start) = proc::start_time(pid) else {
+        return false;
+    };
+    STUCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&(pid, start))
+}
+
+/// The pids known to be stuck that still exist (what a case process hands
+/// to the test process with its result).
+pub fn stuck_pids() -> Vec<i32> {
+    let s = STUCK.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    s.into_iter()
+        .filter(|&(pid, start)| proc::start_time(pid) == Some(start))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
 /// Reap the given processes (children of the caller by now, or soon: a
 /// subreaper inherits them when their parents die) with focused waits; give
-/// each a bounded time to die. Returns what is left, described.
+/// them [`KILL_GRACE`] together to die (none to a process already known to
+/// be stuck). Returns what is left, described; what outlived the grace is
+/// recorded as stuck.
 pub fn reap(procs: Vec<Proc>) -> Vec<String> {
     let mut left = Vec::new();
     let me = std::process::id() as i32;
+    let deadline = Instant::now() + KILL_GRACE;
     for p in procs {
-        if !p.await_exit(Some(Duration::from_secs(2))) {
+        let grace = if is_stuck(p.pid) {
+            Duration::ZERO
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
+        if !p.await_exit(Some(grace)) {
+            mark_stuck(p.pid);
             left.push(proc::stuck_report(p.pid));
             continue;
         }
@@ -171,9 +226,10 @@ pub fn reap(procs: Vec<Proc>) -> Vec<String> {
                     if pp == me {
                         continue;
                     }
-                    let parent_gone = Proc::open(pp)
-                        .map(|pf| pf.await_exit(Some(Duration::from_millis(500))))
-                        .unwrap_or(true);
+                    let parent_gone = !is_stuck(pp)
+                        && Proc::open(pp)
+                            .map(|pf| pf.await_exit(Some(PARENT_GRACE)))
+                            .unwrap_or(true);
                     if !parent_gone {
                         left.push(format!(
                             "pid {} is held by its parent {}",
@@ -493,5 +549,34 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_process_that_outlives_the_grace_is_known_stuck_until_it_is_gone() {
+        // reap() does not kill: a live child stands in for one that a SIGKILL cannot end.
+        let (r, w) = crate::sys::clone::pipe();
+        let p = child_awaiting(&r, 0);
+        let pid = p.pid();
+        assert!(!is_stuck(pid));
+        let left = reap(vec![Proc::open(pid).unwrap()]);
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left[0].starts_with(&format!("pid {pid} ")), "{left:?}");
+        assert!(is_stuck(pid));
+        assert!(stuck_pids().contains(&pid));
+        // Known stuck: reported again (without a second grace), still alive.
+        assert_eq!(reap(vec![Proc::open(pid).unwrap()]).len(), 1);
+        assert!(!p.has_exited());
+        // Gone: no longer known (a reused pid would have another start time).
+        rustix::io::write(&w, b"x").unwrap();
+        assert!(p.await_exit(Some(Duration::from_secs(10))));
+        assert!(matches!(
+            p.reap(),
+            WaitOutcome::Reported {
+                event: Event::Exited(0),
+                ..
+            }
+        ));
+        assert!(!is_stuck(pid));
+        assert!(!stuck_pids().contains(&pid));
     }
 }

@@ -387,8 +387,31 @@ fn ns_teardown(ctx: &mut Ctx, s: Subject, zombie: bool) -> Check {
             Ok(())
         },
     )?;
-    // Blocks until the namespace is gone; a kernel that cannot tear it down
-    // leaves init stuck in exit and the harness reports the timeout with
-    // where it is stuck.
-    init.finish()
+    // Blocks until the namespace is gone. A kernel that cannot tear it down
+    // leaves init stuck in exit: the row fails as soon as that is certain
+    // (else the harness reports the timeout with where init is stuck).
+    init.finish_with(|k| k.reap_unless_deadlocked(teardown_deadlock))
+}
+
+/// The exiting init `init` can never finish, a SIGKILL included: it sleeps
+/// uninterruptibly (state I or D: no signal wakes it) in zap_pid_ns_processes
+/// (wchan; its reaping loop sleeps in do_wait, so this is the loop after it,
+/// which waits for the namespace's pids to be freed) while a child of its own
+/// is a zombie. Only init could reap that child, and it is past its reaping
+/// loop; the zombie's pid is never freed.
+fn teardown_deadlock(init: i32) -> Option<String> {
+    if !matches!(proc::state(init), Some('I' | 'D'))
+        || proc::wchan(init)?.as_str() != "zap_pid_ns_processes"
+    {
+        return None;
+    }
+    let zombie = proc::children(init)
+        .into_iter()
+        .find(|&c| proc::state(c) == Some('Z'))?;
+    Some(format!(
+        "the namespace is never torn down: its exiting init (pid {init}) sleeps in \
+         zap_pid_ns_processes, waiting for the namespace's pids to be freed, while its own child \
+         pid {zombie} is a zombie that its reaping loop (kernel_wait4(-1, __WALL)) did not reap; \
+         the parent's focused waitid(P_PIDFD) on init would block forever"
+    ))
 }

@@ -46,16 +46,37 @@ pub fn descendants(pid: i32) -> Vec<i32> {
 
 /// The one-letter state from /proc/<pid>/stat (R, S, D, Z, T, t, X...).
 pub fn state(pid: i32) -> Option<char> {
+    stat_field(pid, 3)?.chars().next()
+}
+
+/// Field `n` of /proc/<pid>/stat, counted as proc(5) does (1 is the pid, 3
+/// the state), for the fields after the command name.
+fn stat_field(pid: i32, n: usize) -> Option<String> {
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &s[s.rfind(')')? + 1..];
-    rest.trim_start().chars().next()
+    rest.split_whitespace()
+        .nth(n.checked_sub(3)?)
+        .map(str::to_string)
 }
 
 /// Parent pid from /proc/<pid>/stat.
 pub fn ppid(pid: i32) -> Option<i32> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+    stat_field(pid, 4)?.parse().ok()
+}
+
+/// When the process started (/proc/<pid>/stat field 22, clock ticks since
+/// boot): with the pid, it names one process across pid reuse.
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat_field(pid, 22)?.parse().ok()
+}
+
+/// Where the task sleeps in the kernel (/proc/<pid>/wchan: a function name
+/// with CONFIG_KALLSYMS); `None` when it runs, has no such file, or the
+/// kernel gives no name.
+pub fn wchan(pid: i32) -> Option<String> {
+    let w = fs::read_to_string(format!("/proc/{pid}/wchan")).ok()?;
+    let w = w.trim();
+    (!w.is_empty() && w != "0" && !w.starts_with(|c: char| c.is_ascii_digit())).then(|| w.into())
 }
 
 /// `comm`, wchan and kernel stack of a stuck task, as far as readable.
@@ -111,4 +132,23 @@ pub fn pid_ns_level() -> usize {
                 .map(|l| l.split_whitespace().count().saturating_sub(2))
         })
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_of_this_process() {
+        let me = std::process::id() as i32;
+        // The main thread (what /proc/<pid>/stat shows) runs or waits for the test threads.
+        assert!(matches!(state(me), Some('R' | 'S')), "{:?}", state(me));
+        assert_eq!(ppid(me), Some(std::os::unix::process::parent_id() as i32));
+        let t = start_time(me).expect("start time");
+        assert_eq!(start_time(me), Some(t));
+        // pid 1 started first.
+        assert!(start_time(1).expect("init's start time") <= t);
+        assert_eq!(state(-1), None);
+        assert_eq!(start_time(-1), None);
+    }
 }
