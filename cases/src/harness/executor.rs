@@ -391,8 +391,16 @@ fn read_into(fd: &OwnedFd, buf: &mut Vec<u8>) -> bool {
     }
 }
 
-/// Wait up to `timeout` for the process behind `fd` to exit, reading
-/// whatever its pipes offer meanwhile. Returns whether it exited.
+/// How often a watch drains the pipes while the process runs. Meanwhile its
+/// lines (the case's announced waits, two per wait call) wait in the pipe,
+/// whose capacity [`crate::sys::io::widen_pipe`] raises: waking the
+/// supervisor for every line would cost a switch between the two processes
+/// per line, which under TCG flushes the whole TLB. A process that fills the
+/// pipe between two drains blocks until the next one.
+pub const DRAIN_TICK: Duration = Duration::from_millis(50);
+
+/// Wait up to `timeout` for the process behind `fd` to exit, draining its
+/// pipes every [`DRAIN_TICK`] meanwhile. Returns whether it exited.
 fn watch_pipes(
     fd: BorrowedFd<'_>,
     timeout: Duration,
@@ -409,52 +417,50 @@ fn watch_pipes(
         if now >= deadline {
             return pidfd::has_exited(fd);
         }
-        let left = deadline - now;
+        let wait = (deadline - now).min(DRAIN_TICK);
         let ts = Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: left.subsec_nanos() as i64,
+            tv_sec: wait.as_secs() as i64,
+            tv_nsec: wait.subsec_nanos() as i64,
         };
-        let (exited, out_ready, err_ready) = {
-            let mut fds = vec![PollFd::new(&fd, PollFlags::IN)];
-            if out_open {
-                fds.push(PollFd::new(out, PollFlags::IN));
-            }
-            if err_open {
-                fds.push(PollFd::new(err, PollFlags::IN));
-            }
-            match poll(&mut fds, Some(&ts)) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(_) => return pidfd::poll_exit(fd, Some(left)).unwrap_or(false),
-            }
-            let ready = |i: usize| fds.get(i).is_some_and(|f| !f.revents().is_empty());
-            let ei = if out_open { 2 } else { 1 };
-            (ready(0), out_open && ready(1), err_open && ready(ei))
-        };
-        if exited {
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match poll(&mut fds, Some(&ts)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return pidfd::poll_exit(fd, Some(deadline - now)).unwrap_or(false),
+        }
+        if !fds[0].revents().is_empty() {
             return true;
         }
-        if out_ready && !read_into(out, out_buf) {
-            out_open = false;
+        if out_open {
+            out_open = drain_into(out, out_buf);
         }
-        if err_ready && !read_into(err, err_buf) {
-            err_open = false;
+        if err_open {
+            err_open = drain_into(err, err_buf);
+        }
+    }
+}
+
+/// Read what `fd` holds now into `buf`, without waiting; false once the pipe
+/// is done (EOF or an error).
+fn drain_into(fd: &OwnedFd, buf: &mut Vec<u8>) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    loop {
+        let ready = {
+            let mut fds = [PollFd::new(fd, PollFlags::IN)];
+            matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
+        };
+        if !ready {
+            return true;
+        }
+        if !read_into(fd, buf) {
+            return false;
         }
     }
 }
 
 /// What is in a pipe right now, without waiting.
 pub fn drain(fd: &OwnedFd) -> Vec<u8> {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let mut buf = Vec::new();
-    loop {
-        let ready = {
-            let mut fds = [PollFd::new(fd, PollFlags::IN)];
-            matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
-        };
-        if !ready || !read_into(fd, &mut buf) {
-            break;
-        }
-    }
+    drain_into(fd, &mut buf);
     buf
 }
 

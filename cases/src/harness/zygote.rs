@@ -118,6 +118,9 @@ impl Zygote {
     pub fn spawn(&self, name: &str) -> Result<Supervised, String> {
         let (out_r, out_w) = clone::pipe();
         let (err_r, err_w) = clone::pipe();
+        // The watch drains them only every DRAIN_TICK while the case runs.
+        crate::sys::io::widen_pipe(&out_r);
+        crate::sys::io::widen_pipe(&err_r);
         let reply = {
             let guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
             let sock = guard.as_ref().ok_or("the fork server was stopped")?;

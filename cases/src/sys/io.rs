@@ -69,6 +69,16 @@ pub fn readable_within(fd: impl AsFd, ms: i32) -> bool {
     }
 }
 
+/// The capacity [`widen_pipe`] asks for: the default /proc/sys/fs/pipe-max-size.
+pub const WIDE_PIPE: usize = 1 << 20;
+
+/// Raise the pipe's capacity to [`WIDE_PIPE`] (F_SETPIPE_SZ) where the kernel
+/// allows it, else leave it; returns the capacity it has.
+pub fn widen_pipe(fd: impl AsFd) -> Option<usize> {
+    let _ = rustix::pipe::fcntl_setpipe_size(fd.as_fd(), WIDE_PIPE);
+    rustix::pipe::fcntl_getpipe_size(fd).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +95,21 @@ mod tests {
         drop(w);
         assert_eq!(read(&r, &mut b), Ok(0));
         assert!(!read_exact(&r, &mut b));
+    }
+
+    #[test]
+    fn a_widened_pipe_holds_a_megabyte() {
+        let (r, w) = super::super::clone::pipe();
+        let cap = widen_pipe(&w).expect("F_GETPIPE_SZ");
+        assert!(cap >= 65536, "{cap}");
+        // Root is not held to /proc/sys/fs/pipe-max-size nor to the per-user quota.
+        if rustix::process::geteuid().is_root() {
+            assert_eq!(cap, WIDE_PIPE);
+            // A megabyte goes in with nobody reading.
+            assert!(write_all(&w, &vec![7u8; WIDE_PIPE]));
+            let mut b = vec![0u8; WIDE_PIPE];
+            assert!(read_exact(&r, &mut b));
+            assert!(b.iter().all(|&x| x == 7));
+        }
     }
 }
