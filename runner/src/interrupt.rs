@@ -62,6 +62,11 @@ pub fn received() -> Option<i32> {
     }
 }
 
+/// The name of the signal that interrupted the runner, if one did.
+pub fn received_name() -> Option<&'static str> {
+    received().map(signal_name)
+}
+
 fn signal_name(sig: i32) -> &'static str {
     use signal_hook::consts::{SIGINT, SIGTERM};
     match sig {

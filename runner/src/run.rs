@@ -492,6 +492,7 @@ fn absorb_vm(
         end: run.end,
         panicked,
         launch_failure: vm::launch_failure(run),
+        interrupted: crate::interrupt::received_name(),
         vng_status: run.vng_status,
         exit_status: h.exit_status,
         env_seen: report.env.is_some(),

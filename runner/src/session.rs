@@ -204,6 +204,8 @@ pub struct VmFacts {
     pub panicked: bool,
     /// [`vm::launch_failure`]'s words.
     pub launch_failure: Option<String>,
+    /// The signal that interrupted the runner, when one did: the runner killed the VM.
+    pub interrupted: Option<&'static str>,
     pub vng_status: Option<i32>,
     /// The case binary's exit status (its status file).
     pub exit_status: Option<i32>,
@@ -247,6 +249,15 @@ pub enum AfterBlame {
 /// How a VM's end maps to the case loop's next step, with the infrastructure errors to record.
 pub fn next_step(f: &VmFacts) -> (Vec<String>, Step) {
     let mut infra = Vec::new();
+    if let Some(sig) = f.interrupted.filter(|_| f.end != VmEnd::Completed) {
+        // The runner killed it (docs/runner.md, interrupts): not the kernel's doing, and no
+        // VM starts after it.
+        infra.push(format!(
+            "VM {}: killed by the runner on {sig}; {} case(s) not run",
+            f.index, f.left
+        ));
+        return (infra, Step::Stop);
+    }
     if let Some(why) = f.launch_failure.as_ref().filter(|_| !f.panicked) {
         // No case ran, and a deterministic failure would only repeat in a fresh VM.
         infra.push(format!("VM {}: {why}; {} case(s) not run", f.index, f.left));
@@ -327,6 +338,7 @@ mod tests {
             end,
             panicked: false,
             launch_failure: None,
+            interrupted: None,
             vng_status: Some(0),
             exit_status: Some(0),
             env_seen: true,
@@ -357,6 +369,38 @@ mod tests {
             ..facts(VmEnd::Completed)
         };
         assert_eq!(next_step(&nothing).0.len(), 1);
+    }
+
+    #[test]
+    fn a_vm_killed_on_an_interrupt_stops_the_loop_whatever_else_it_looks_like() {
+        for end in [VmEnd::Exited, VmEnd::Watchdog, VmEnd::BootTimeout] {
+            let f = VmFacts {
+                interrupted: Some("SIGTERM"),
+                // The VM never printed its boot marker: without the interrupt it would read as
+                // a launch failure.
+                launch_failure: Some(
+                    "virtme-ng failed to start the VM (vng killed by a signal)".into(),
+                ),
+                vng_status: None,
+                threads: 4,
+                left: 3,
+                ..facts(end)
+            };
+            assert_eq!(
+                next_step(&f),
+                (
+                    vec!["VM 0: killed by the runner on SIGTERM; 3 case(s) not run".into()],
+                    Step::Stop
+                ),
+                "{end:?}"
+            );
+        }
+        // A VM that completed before the signal is judged as a completed VM.
+        let done = VmFacts {
+            interrupted: Some("SIGINT"),
+            ..facts(VmEnd::Completed)
+        };
+        assert_eq!(next_step(&done), (vec![], Step::Finish));
     }
 
     #[test]

@@ -127,3 +127,112 @@ fn sigterm_kills_the_running_vm() {
 fn sigint_kills_the_running_vm() {
     interrupted_by(rustix::process::Signal::INT, 130, "SIGINT");
 }
+
+/// The run's own VM reports one of its two cases, then is interrupted: results.json keeps the
+/// reported case as it came back and counts the other as not run. The fake vng fails the KVM
+/// probe at once (the runner then uses TCG), and in the run's VM (the one given a run.sh)
+/// writes the first case's record where the guest would, then tells the test and waits.
+#[test]
+fn an_interrupted_run_keeps_the_cases_already_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("reported");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let env = r#"{"kind":"env","kernel_release":"6.12.0-fake","clone_wait_pid_flag":"0x10000000000","feature":"present","feature_reason":"fake"}"#;
+    let case =
+        r#"{"kind":"case","name":"g::one::hidden","status":"pass","detail":"","duration_ms":1}"#;
+    script(
+        &d.join("cache/venv-virtme-ng-1.42/bin/vng"),
+        &format!(
+            r#"#!/bin/sh
+run=
+for a in "$@"; do case "$a" in *run.sh*) run=$a;; esac; done
+[ -n "$run" ] || exit 1
+g=${{run#sh \'}}; g=$(dirname "$g")
+echo '{env}' >> "$g/cases.jsonl"
+echo '{case}' >> "$g/cases.jsonl"
+sleep 1000 &
+echo $! > '{fifo}'
+wait
+"#,
+            fifo = fifo.display()
+        ),
+    );
+    script(&d.join("bin/qemu-system-x86_64"), "#!/bin/sh\nexit 0\n");
+    script(
+        &d.join("cases"),
+        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --list ] && { echo 'g::one::hidden: test'; echo 'g::two::plain: test'; exit 0; }; done\nexit 0\n",
+    );
+    std::fs::write(d.join("bzImage"), [0u8; 4096]).unwrap();
+    let path = format!(
+        "{}:{}",
+        d.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut runner = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args([
+            "run",
+            "--no-build",
+            "--clone-wait-pid-flag",
+            "0x10000000000",
+        ])
+        .arg("--kernel-image")
+        .arg(d.join("bzImage"))
+        .arg("--cases-bin")
+        .arg(d.join("cases"))
+        .arg("--out")
+        .arg(d.join("out"))
+        .env("WAITCONF_CACHE", d.join("cache"))
+        .env("PATH", path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pid = String::new();
+    std::fs::File::open(&fifo)
+        .unwrap()
+        .read_to_string(&mut pid)
+        .unwrap();
+    let _reap = KillOnDrop(rustix::process::Pid::from_raw(pid.trim().parse().unwrap()).unwrap());
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&runner),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = runner.wait().unwrap();
+    let mut err = String::new();
+    runner
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "{err}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out/results.json")).unwrap())
+            .unwrap();
+    let cases = results["cases"].as_array().unwrap();
+    let one = cases
+        .iter()
+        .find(|c| c["name"] == "g::one::hidden")
+        .unwrap_or_else(|| panic!("the reported case is gone: {results}"));
+    assert_eq!(one["status"], "pass", "{results}");
+    assert!(
+        !cases
+            .iter()
+            .any(|c| c["name"] == "g::two::plain" && c["status"] == "pass"),
+        "{results}"
+    );
+    // The VM the runner killed is named as such (not as a VM that failed to start, though it
+    // printed no boot), and none starts after it.
+    let errors = results["infrastructure_errors"].to_string();
+    assert!(
+        errors.contains("VM 0: killed by the runner on SIGTERM; 1 case(s) not run"),
+        "{errors}"
+    );
+    assert!(!errors.contains("VM 1"), "{errors}");
+}
