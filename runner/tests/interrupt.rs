@@ -17,37 +17,31 @@ fn script(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-fn interrupted_by(sig: rustix::process::Signal, want_code: i32, name: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let fifo = d.join("qemu-pid");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
-    // `runner` looks for the vng of its venv under the cache, and for QEMU on PATH.
-    script(
-        &d.join("cache/venv-virtme-ng-1.42/bin/vng"),
-        &format!(
-            "#!/bin/sh\nsleep 1000 &\necho $! > '{}'\nwait\n",
-            fifo.display()
-        ),
-    );
+fn mkfifo(path: &Path) {
+    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
+}
+
+/// Writes what the fake run needs beside the vng script (a QEMU on PATH, a case binary that
+/// lists `cases`, a kernel image) and starts `runner run` on it under the cache in `d`.
+fn start_runner(d: &Path, cases: &[&str]) -> std::process::Child {
     script(&d.join("bin/qemu-system-x86_64"), "#!/bin/sh\nexit 0\n");
+    let list: String = cases
+        .iter()
+        .map(|c| format!("echo '{c}: test'; "))
+        .collect();
     script(
         &d.join("cases"),
-        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --list ] && { echo 'g::one::hidden: test'; exit 0; }; done\nexit 0\n",
+        &format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --list ] && {{ {list}exit 0; }}; done\nexit 0\n"
+        ),
     );
     std::fs::write(d.join("bzImage"), [0u8; 4096]).unwrap();
-    // The cache is new: the first vng the runner starts is its KVM probe (a VM too). That is
-    // the one killed; the run's own VM, next, must then be refused.
     let path = format!(
         "{}:{}",
         d.join("bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut runner = Command::new(env!("CARGO_BIN_EXE_runner"))
+    Command::new(env!("CARGO_BIN_EXE_runner"))
         .args([
             "run",
             "--no-build",
@@ -65,17 +59,24 @@ fn interrupted_by(sig: rustix::process::Signal, want_code: i32, name: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    // Opening the FIFO for reading blocks until the fake vng opens it to write the pid.
-    let mut pid = String::new();
-    std::fs::File::open(&fifo)
         .unwrap()
-        .read_to_string(&mut pid)
+}
+
+/// What the fake vng wrote into the FIFO (opening it blocks until the writer opens it).
+fn read_fifo(path: &Path) -> String {
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .unwrap()
+        .read_to_string(&mut text)
         .unwrap();
-    let qemu = rustix::process::Pid::from_raw(pid.trim().parse().unwrap()).unwrap();
-    let qemu_fd = rustix::process::pidfd_open(qemu, rustix::process::PidfdFlags::empty()).unwrap();
-    // Should an assertion fail, the fake QEMU is not left behind.
-    let _reap = KillOnDrop(qemu);
+    text
+}
+
+/// Sends `sig` to the runner and returns its exit code and stderr.
+fn interrupt(
+    mut runner: std::process::Child,
+    sig: rustix::process::Signal,
+) -> (Option<i32>, String) {
     rustix::process::kill_process(rustix::process::Pid::from_child(&runner), sig).unwrap();
     let status = runner.wait().unwrap();
     let mut err = String::new();
@@ -85,7 +86,32 @@ fn interrupted_by(sig: rustix::process::Signal, want_code: i32, name: &str) {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
-    assert_eq!(status.code(), Some(want_code), "{err}");
+    (status.code(), err)
+}
+
+fn interrupted_by(sig: rustix::process::Signal, want_code: i32, name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("qemu-pid");
+    mkfifo(&fifo);
+    // `runner` looks for the vng of its venv under the cache, and for QEMU on PATH.
+    script(
+        &d.join("cache/venv-virtme-ng-1.42/bin/vng"),
+        &format!(
+            "#!/bin/sh\nsleep 1000 &\necho $! > '{}'\nwait\n",
+            fifo.display()
+        ),
+    );
+    // The cache is new: the first vng the runner starts is its KVM probe (a VM too). That is
+    // the one killed; the run's own VM, next, must then be refused.
+    let runner = start_runner(d, &["g::one::hidden"]);
+    let pid = read_fifo(&fifo);
+    let qemu = rustix::process::Pid::from_raw(pid.trim().parse().unwrap()).unwrap();
+    let qemu_fd = rustix::process::pidfd_open(qemu, rustix::process::PidfdFlags::empty()).unwrap();
+    // Should an assertion fail, the fake QEMU is not left behind.
+    let _reap = KillOnDrop(qemu);
+    let (code, err) = interrupt(runner, sig);
+    assert_eq!(code, Some(want_code), "{err}");
     assert!(
         err.contains(&format!("runner: {name}: killed 1 running VM(s)")),
         "{err}"
@@ -137,11 +163,7 @@ fn an_interrupted_run_keeps_the_cases_already_reported() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let fifo = d.join("reported");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&fifo);
     let env = r#"{"kind":"env","kernel_release":"6.12.0-fake","clone_wait_pid_flag":"0x10000000000","feature":"present","feature_reason":"fake"}"#;
     let case =
         r#"{"kind":"case","name":"g::one::hidden","status":"pass","detail":"","duration_ms":1}"#;
@@ -162,56 +184,11 @@ wait
             fifo = fifo.display()
         ),
     );
-    script(&d.join("bin/qemu-system-x86_64"), "#!/bin/sh\nexit 0\n");
-    script(
-        &d.join("cases"),
-        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --list ] && { echo 'g::one::hidden: test'; echo 'g::two::plain: test'; exit 0; }; done\nexit 0\n",
-    );
-    std::fs::write(d.join("bzImage"), [0u8; 4096]).unwrap();
-    let path = format!(
-        "{}:{}",
-        d.join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut runner = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args([
-            "run",
-            "--no-build",
-            "--clone-wait-pid-flag",
-            "0x10000000000",
-        ])
-        .arg("--kernel-image")
-        .arg(d.join("bzImage"))
-        .arg("--cases-bin")
-        .arg(d.join("cases"))
-        .arg("--out")
-        .arg(d.join("out"))
-        .env("WAITCONF_CACHE", d.join("cache"))
-        .env("PATH", path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pid = String::new();
-    std::fs::File::open(&fifo)
-        .unwrap()
-        .read_to_string(&mut pid)
-        .unwrap();
+    let runner = start_runner(d, &["g::one::hidden", "g::two::plain"]);
+    let pid = read_fifo(&fifo);
     let _reap = KillOnDrop(rustix::process::Pid::from_raw(pid.trim().parse().unwrap()).unwrap());
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&runner),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    let status = runner.wait().unwrap();
-    let mut err = String::new();
-    runner
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert_eq!(status.code(), Some(143), "{err}");
+    let (code, err) = interrupt(runner, rustix::process::Signal::TERM);
+    assert_eq!(code, Some(143), "{err}");
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("out/results.json")).unwrap())
             .unwrap();

@@ -151,15 +151,8 @@ fn run_probe() -> Result<Probe, String> {
     // Only the probe holds the write end now: its exit is EOF.
     drop(w);
     let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match crate::sys::io::read(&r, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e == crate::sys::Errno::EINTR => continue,
-            Err(e) => return Err(format!("reading the probe's result: {e}")),
-        }
-    }
+    std::io::Read::read_to_end(&mut File::from(r), &mut out)
+        .map_err(|e| format!("reading the probe's result: {e}"))?;
     let fd = child.pidfd.take().ok_or("clone3 (probe) gave no pidfd")?;
     let status = executor::Proc::from_pidfd(child.pid, fd).reap();
     serde_json::from_slice(&out)
