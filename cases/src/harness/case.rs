@@ -535,19 +535,13 @@ impl Job {
 pub fn read_ready(fd: &OwnedFd) -> String {
     let mut msg = Vec::new();
     let mut buf = [0u8; 4096];
-    while fd_ready(fd) {
+    while crate::sys::io::readable_within(fd, 0) {
         match rustix::io::read(fd, &mut buf) {
             Ok(n) if n > 0 => msg.extend_from_slice(&buf[..n]),
             _ => break,
         }
     }
     String::from_utf8_lossy(&msg).into_owned()
-}
-
-fn fd_ready(fd: &OwnedFd) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(fd, PollFlags::IN)];
-    matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
 }
 
 #[cfg(test)]

@@ -442,19 +442,12 @@ fn watch_pipes(
 /// Read what `fd` holds now into `buf`, without waiting; false once the pipe
 /// is done (EOF or an error).
 fn drain_into(fd: &OwnedFd, buf: &mut Vec<u8>) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    loop {
-        let ready = {
-            let mut fds = [PollFd::new(fd, PollFlags::IN)];
-            matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
-        };
-        if !ready {
-            return true;
-        }
+    while crate::sys::io::readable_within(fd, 0) {
         if !read_into(fd, buf) {
             return false;
         }
     }
+    true
 }
 
 /// What is in a pipe right now, without waiting.
