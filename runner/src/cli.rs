@@ -539,9 +539,21 @@ pub struct CaseArgs {
 }
 
 pub fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))?;
+    // The guest script sets it as a shell assignment before the case binary.
+    let name_ok = k
+        .chars()
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && k.chars().all(|c| c == '_' || c.is_ascii_alphanumeric());
+    if !name_ok {
+        return Err(format!(
+            "{k:?}: an environment variable name is letters, digits and _, not starting with a digit"
+        ));
+    }
+    Ok((k.to_owned(), v.to_owned()))
 }
 
 impl CaseArgs {
@@ -610,6 +622,17 @@ fn vm_dir(s: &str) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_environment_entry_is_a_shell_name_then_a_value() {
+        assert_eq!(parse_kv("A_1=x=y"), Ok(("A_1".into(), "x=y".into())));
+        assert_eq!(parse_kv("_X="), Ok(("_X".into(), String::new())));
+        for bad in ["A-B=1", "1A=1", "=1", "A B=1", "$(reboot)=1"] {
+            let e = parse_kv(bad).unwrap_err();
+            assert!(e.contains("environment variable name"), "{bad}: {e}");
+        }
+        assert!(parse_kv("NOEQUALS").unwrap_err().contains("KEY=VALUE"));
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -226,8 +226,6 @@ pub struct GuestScript<'a> {
     pub env: &'a [(String, String)],
     /// Crash the kernel once this many cases have reported.
     pub crash_after: Option<usize>,
-    /// Copy the binary into guest RAM first (VMs; not on the host).
-    pub copy_to_ram: bool,
 }
 
 /// The shell script the guest runs (runner/templates/cases.sh). Stderr joins stdout so the
@@ -249,7 +247,6 @@ pub fn guest_script(g: &GuestScript) -> String {
         ],
         &[
             ("CRASH", g.crash_after.is_some()),
-            ("COPY_TO_RAM", g.copy_to_ram),
             (
                 "KCOV",
                 g.env
@@ -411,7 +408,6 @@ fn start_vm(
         args: &args,
         env,
         crash_after,
-        copy_to_ram: session.launcher.is_vm(),
     });
     session.note(&format!("# ===== VM {index}: {remaining} case(s) ====="))?;
     match session.launcher {
@@ -1014,7 +1010,6 @@ mod tests {
             args: &args,
             env: &env,
             crash_after: None,
-            copy_to_ram: true,
         });
         assert!(s.contains("CLONE_WAIT_PID_FLAG='0x10000000000'"));
         assert!(s.contains("'it'\\''s'"));
@@ -1030,11 +1025,15 @@ mod tests {
                 args: &[],
                 env: &[],
                 crash_after: None,
-                copy_to_ram: false,
             }
         });
         assert!(c.contains("-lt 3") && c.contains("/proc/sysrq-trigger"));
-        assert!(!c.contains("/run/waitconf"), "no copy on the host");
+        // The binary runs where it was staged: no copy, and no exec of a tool before it.
+        let before = &s[..s.find("\"$B\" 'it'").unwrap()];
+        assert!(
+            !before.contains("cp ") && !before.contains("env "),
+            "{before}"
+        );
     }
 
     #[test]
@@ -1140,6 +1139,8 @@ exit 0"#,
         assert_eq!(l.vms.len(), 1);
         assert!(l.infra.is_empty(), "{:?}", l.infra);
         assert!(l.tainted_before.is_some());
+        assert!(l.tainted_after.is_some());
+        assert!(l.guest_release.is_some());
     }
 
     #[test]

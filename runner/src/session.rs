@@ -52,10 +52,6 @@ impl Launcher<'_> {
             Launcher::Host => "none (host)",
         }
     }
-
-    pub fn is_vm(&self) -> bool {
-        matches!(self, Launcher::Vng(_))
-    }
 }
 
 /// One session: where its logs go, what the guest may write, how its output is echoed.

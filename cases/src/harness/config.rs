@@ -63,8 +63,16 @@ impl Probe {
 }
 
 /// CLONE_NEW* flags whose namespace type this kernel lacks: no
-/// `/proc/self/ns/<type>` entry.
+/// `/proc/self/ns/<type>` entry. A property of the kernel, so it is looked
+/// up once per process (and inherited by the forked case processes): every
+/// case asks, and eight procfs lookups per case were a tenth of a VM run's
+/// test process under TCG.
 pub fn missing_namespaces() -> u64 {
+    static MISSING: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MISSING.get_or_init(lookup_missing_namespaces)
+}
+
+fn lookup_missing_namespaces() -> u64 {
     [
         (CLONE_NEWNS, "mnt"),
         (CLONE_NEWUTS, "uts"),

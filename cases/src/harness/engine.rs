@@ -200,6 +200,9 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
     };
     let tally = Tally::default();
     let cases = table();
+    // Looked up once here, before the fork server starts, so that no case
+    // process repeats it (every case's expectation asks).
+    let _ = super::config::missing_namespaces();
     let spawner = Arc::new(Spawner::new(&cases, &probe, probe_json));
     report.in_background();
     let trials = cases
@@ -819,7 +822,13 @@ fn emit(status: Status, detail: String) -> ! {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
-    std::process::exit(0)
+    // The line is out and nothing else is owed (the body's children are reaped, the leak check
+    // ran): exit_group(2) at once. std::process::exit would also run the Rust runtime's cleanup
+    // and libc's atexit handlers, which belong to the test process a forked case process is a
+    // copy of; with their munmap they were 2% of a VM run under TCG (perf, docs/measurements.md,
+    // fifth session).
+    drop(out);
+    crate::sys::clone::exit_now(0, false)
 }
 
 /// The case process (exec'd or forked): a child subreaper that dies with
