@@ -100,7 +100,7 @@ pub fn cases_binary(paths: &Paths, opts: &RunOpts) -> Result<PathBuf> {
 /// reads it over 9p makes new processes crash in ld.so), and the reports keep the binary that
 /// ran. Its debug information is left out (`objcopy --strip-debug`; symbols stay, for
 /// backtraces): the release profile's line tables make the binary about 18 MB against 2.5 MB,
-/// and the guest copies it from 9p into RAM before the run (1.3 s against 0.2 s under TCG).
+/// and the guest execs it from 9p, paging in what it runs.
 /// Without a working objcopy, a plain copy.
 pub fn stage_cases_binary(bin: &Path, out: &Path) -> Result<PathBuf> {
     stage(bin, out, true)
