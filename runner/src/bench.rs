@@ -181,7 +181,7 @@ pub const MAX_BARE_SPREAD: f64 = 0.15;
 fn judge_ratio(bare: &[f64], full: &[f64]) -> Result<(), String> {
     let (mb, mf) = (median(bare), median(full));
     let sp = spread(bare);
-    if !(sp <= MAX_BARE_SPREAD) {
+    if sp.is_nan() || sp > MAX_BARE_SPREAD {
         return Err(format!(
             "not judged: the bare boots' interquartile range is {:.0}% of their median (at most \
              {:.0}% to judge the ratio): the machine was too loaded, measure again on a quiet one",
