@@ -132,12 +132,41 @@ pub fn launch_failure(run: &VmRun) -> Option<String> {
             .collect();
         lines[lines.len().saturating_sub(n)..].join(" | ")
     };
-    if run.console.contains("Linux version") {
+    if run.console.contains("cannot find script I/O ports") {
+        // Seen under a loaded host: a miscalibrated TSC, virtio-serial late, virtme-ng-init's
+        // console fallback; the script ran, but its markers went to the console.
         Some(format!(
-            "the kernel stopped while booting, before the guest script started (vng {status}); \
-             last console lines: {}",
+            "the guest script ran on the console instead of virtio-serial (virtme-ng-init: cannot \
+             find script I/O ports), so the runner never saw it start (vng {status}); last \
+             console lines: {}",
             tail(3)
         ))
+    } else if run.console.contains("Linux version") {
+        let kernel_ended = !crate::console::scan(&run.console, 0).is_empty()
+            || [
+                "reboot:",
+                "Power down",
+                "System halted",
+                "Restarting system",
+            ]
+            .iter()
+            .any(|w| run.console.contains(w));
+        Some(if kernel_ended {
+            format!(
+                "the kernel stopped while booting, before the guest script started (vng {status}); \
+                 last console lines: {}",
+                tail(3)
+            )
+        } else {
+            // Seen here: QEMU segfaulting under TCG during PCI enumeration (the host's kernel
+            // log names it); the kernel said nothing of its own end.
+            format!(
+                "the VM stopped while the kernel was booting, with no panic, oops or power-off on \
+                 its console: QEMU itself may have died (see the host's kernel log) (vng \
+                 {status}); last console lines: {}",
+                tail(3)
+            )
+        })
     } else {
         Some(format!(
             "virtme-ng failed to start the VM (vng {status}): {}",
@@ -424,6 +453,31 @@ mod tests {
             why.contains("while booting") && why.contains("System halted"),
             "{why}"
         );
+        // Cut off mid-boot with no word of the kernel's own end: QEMU's death, not the kernel's.
+        let (r, _) = run(
+            "echo 'Linux version 6.12' >&2; echo 'pci 0000:00:07.0: BAR 0 [io  0xc140-0xc17f]' >&2; exit 255",
+            30,
+            30,
+        );
+        let why = launch_failure(&r).unwrap();
+        assert!(
+            why.contains("QEMU itself may have died") && why.contains("exit 255"),
+            "{why}"
+        );
+        let (r, _) = run(
+            "echo 'Linux version 6.12' >&2; echo 'Kernel panic - not syncing: VFS' >&2; exit 0",
+            30,
+            30,
+        );
+        let why = launch_failure(&r).unwrap();
+        assert!(why.starts_with("the kernel stopped while booting"), "{why}");
+        let (r, _) = run(
+            "echo 'Linux version 6.12' >&2; echo 'virtme-ng-init: virtme-init: cannot find script I/O ports; make sure virtio-serial is available' >&2; echo 'virtme-ng-init: script exited with code 0' >&2; exit 0",
+            30,
+            30,
+        );
+        let why = launch_failure(&r).unwrap();
+        assert!(why.contains("instead of virtio-serial"), "{why}");
         let (r, _) = run(&format!("echo {START_MARKER}; exit 1"), 30, 30);
         assert_eq!(launch_failure(&r), None, "the guest started");
     }
