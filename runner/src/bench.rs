@@ -146,17 +146,12 @@ impl Soak {
 pub const GOAL_RATIO: f64 = 1.5;
 
 fn median(v: &[f64]) -> f64 {
-    quantile(v, 2)
-}
-
-/// The element at `len / div` of the sorted values (the median for 2; NaN for none).
-fn quantile(v: &[f64], div: usize) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
-    v[(v.len() / div).min(v.len() - 1)]
+    v[v.len() / 2]
 }
 
 /// How far the bare boots strayed: their interquartile range over their median. A machine
