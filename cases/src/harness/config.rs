@@ -72,20 +72,36 @@ pub fn missing_namespaces() -> u64 {
     *MISSING.get_or_init(lookup_missing_namespaces)
 }
 
+/// Each CLONE_NEW* flag and its `/proc/self/ns/` entry.
+const NAMESPACES: [(u64, &str); 8] = [
+    (CLONE_NEWNS, "mnt"),
+    (CLONE_NEWUTS, "uts"),
+    (CLONE_NEWIPC, "ipc"),
+    (CLONE_NEWUSER, "user"),
+    (CLONE_NEWPID, "pid"),
+    (CLONE_NEWNET, "net"),
+    (CLONE_NEWCGROUP, "cgroup"),
+    (CLONE_NEWTIME, "time"),
+];
+
 fn lookup_missing_namespaces() -> u64 {
-    [
-        (CLONE_NEWNS, "mnt"),
-        (CLONE_NEWUTS, "uts"),
-        (CLONE_NEWIPC, "ipc"),
-        (CLONE_NEWUSER, "user"),
-        (CLONE_NEWPID, "pid"),
-        (CLONE_NEWNET, "net"),
-        (CLONE_NEWCGROUP, "cgroup"),
-        (CLONE_NEWTIME, "time"),
-    ]
-    .iter()
-    .filter(|(_, name)| !std::path::Path::new(&format!("/proc/self/ns/{name}")).exists())
-    .fold(0, |acc, (flag, _)| acc | flag)
+    NAMESPACES
+        .iter()
+        .filter(|(_, name)| !ns_entry_exists(name))
+        .fold(0, |acc, (flag, _)| acc | flag)
+}
+
+fn ns_entry_exists(name: &str) -> bool {
+    std::path::Path::new(&format!("/proc/self/ns/{name}")).exists()
+}
+
+/// Whether this kernel lacks the namespace type whose `/proc/self/ns/` entry is `name`: from
+/// [`missing_namespaces`] for the eight clone3 knows, else looked up.
+pub fn namespace_missing(name: &str) -> bool {
+    match NAMESPACES.iter().find(|(_, n)| *n == name) {
+        Some((flag, _)) => missing_namespaces() & flag != 0,
+        None => !ns_entry_exists(name),
+    }
 }
 
 fn kernel_version_of(rel: &str) -> (u32, u32) {
@@ -379,6 +395,16 @@ fn try_combo(bit: u64, c: Combo) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespace_need_agrees_with_proc_self_ns() {
+        for (flag, name) in NAMESPACES {
+            let absent = !std::path::Path::new(&format!("/proc/self/ns/{name}")).exists();
+            assert_eq!(namespace_missing(name), absent, "{name}");
+            assert_eq!(missing_namespaces() & flag != 0, absent, "{name}");
+        }
+        assert!(namespace_missing("no-such-namespace-type"));
+    }
     #[test]
     fn seed_bit_parses() {
         // The grammar's own tests are in protocol::bit.

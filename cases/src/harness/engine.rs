@@ -469,9 +469,9 @@ impl Env {
                     .then(|| format!("needs Linux {a}.{b}+, have {}", self.probe.kernel_release)),
                 Need::Cgroup2 => (!self.cgroup2)
                     .then(|| "needs a writable cgroup2 hierarchy at /sys/fs/cgroup".to_string()),
-                Need::Namespace(ns) => (!std::path::Path::new(&format!("/proc/self/ns/{ns}"))
-                    .exists())
-                .then(|| format!("needs {ns} namespaces (no /proc/self/ns/{ns} on this kernel)")),
+                Need::Namespace(ns) => config::namespace_missing(ns).then(|| {
+                    format!("needs {ns} namespaces (no /proc/self/ns/{ns} on this kernel)")
+                }),
             };
             if why.is_some() {
                 return why;
