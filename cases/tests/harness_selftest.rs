@@ -335,3 +335,59 @@ fn probe_mode_prints_the_env_record() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(bad.stdout.is_empty());
 }
+
+/// `WAITCONF_BODIES=empty` (runner bench's measure of the harness): every case process is made
+/// and checked as in a run, but no body runs. The deliberately wrong row, which fails whenever
+/// its body runs, and the hanging rows, which time out, come out skipped with the reason, at
+/// once; in a table section no case passes; rows whose needs are unmet keep their own reason.
+#[test]
+fn without_bodies_every_spawned_case_is_skipped_and_none_runs() {
+    for (spawn, filter) in [
+        ("fork", "selftest"),
+        ("exec", "selftest"),
+        ("fork", "clone3::args"),
+    ] {
+        let dir = std::env::temp_dir().join(format!(
+            "wc-nobody-{spawn}-{}-{}",
+            filter.replace(':', "_"),
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let report = dir.join("r.jsonl");
+        let _ = std::fs::remove_file(&report);
+        let start = std::time::Instant::now();
+        let out = bin()
+            .arg(filter)
+            .env("WAITCONF_SELFTEST_WRONG", "1")
+            .env("WAITCONF_SELFTEST_HANG", "1")
+            .env("WAITCONF_REPORT", &report)
+            .env(protocol::env::WAITCONF_SPAWN, spawn)
+            .env(protocol::env::WAITCONF_BODIES, "empty")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{spawn} {filter}: {stderr}");
+        assert!(stderr.contains("WAITCONF_BODIES=empty"), "{stderr}");
+        let recs = records(&report);
+        let cases: Vec<&serde_json::Value> = recs.iter().filter(|r| r["kind"] == "case").collect();
+        assert!(cases.len() >= 3, "{spawn} {filter}: {cases:?}");
+        let no_body = cases
+            .iter()
+            .filter(|r| r["detail"] == cases::harness::engine::NO_BODY)
+            .count();
+        assert!(no_body >= 3, "{spawn} {filter}: {cases:?}");
+        for r in &cases {
+            assert_eq!(r["status"], "skip", "{spawn} {filter}: {r}");
+            // Not made at all: a need the test process found unmet, with its reason.
+            assert!(
+                !r["detail"].as_str().unwrap().is_empty(),
+                "{spawn} {filter}: {r}"
+            );
+        }
+        // The hanging rows' 1 s timeouts never started.
+        if filter == "selftest" {
+            assert_eq!(cases.len(), 3);
+            assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        }
+    }
+}

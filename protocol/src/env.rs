@@ -13,6 +13,11 @@ pub const WAITCONF_SPAWN: &str = "WAITCONF_SPAWN";
 /// A multiplier (a number >= 1, default 1) for every case's timeout, as LTP's LTP_TIMEOUT_MUL:
 /// for slow machines (a loaded TCG guest re-executing a test binary over 9p).
 pub const WAITCONF_TIMEOUT_MUL: &str = "WAITCONF_TIMEOUT_MUL";
+/// `empty`: every case process is made and watched as in a run (the fork server, its isolation,
+/// the announce channel, the leak check, the result line) but runs no body, and reports its case
+/// skipped: the harness's own cost per case, measured by `runner bench` in one VM of its own.
+/// Unset (or anything else): the bodies run.
+pub const WAITCONF_BODIES: &str = "WAITCONF_BODIES";
 /// `present` or `absent`: what `probe::feature::as_expected` holds the probe to.
 pub const WAITCONF_EXPECT_FEATURE: &str = "WAITCONF_EXPECT_FEATURE";
 /// `1` turns the switchable self-test rows' wrong expectation on.

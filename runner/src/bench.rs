@@ -38,7 +38,7 @@ pub fn bench(p: &Profile, paths: &Paths, out: &Path, opts: &RunOpts, rounds: usi
         opts,
         wd: &session::watchdogs(180, total),
     };
-    let (mut bare, mut full) = (Vec::new(), Vec::new());
+    let (mut bare, mut full, mut guest) = (Vec::new(), Vec::new(), Vec::new());
     let mut soak = Soak::default();
     let mut cases_per_round = 0;
     for round in 0..rounds {
@@ -82,18 +82,81 @@ pub fn bench(p: &Profile, paths: &Paths, out: &Path, opts: &RunOpts, rounds: usi
         progress!("round {round}: bare vng -- true {bare_s:.2} s; boot-to-verdict {full_s:.2} s ({n} cases)");
         bare.push(bare_s);
         full.push(full_s);
+        guest.extend(guest_cases_seconds(&dir));
         cases_per_round = n;
     }
+    let floor = harness_floor(launcher, &out, &plan);
     let code = summarise(
         p,
         launcher.accel_name(),
         rounds,
-        (bare, full),
         cases_per_round,
         &out,
         &soak,
+        &Times {
+            bare,
+            full,
+            rounds_cases: guest,
+            floor,
+        },
     );
     Ok(code)
+}
+
+/// The case binary's own time for its cases inside the guest, from libtest's summary in the
+/// guest's output (`finished in 3.44s`; the first VM's when the run needed more): the guest's
+/// clock, which a loaded host disturbs less than the boot it is compared with.
+fn guest_cases_seconds(dir: &Path) -> Option<f64> {
+    let log = std::fs::read_to_string(dir.join("guest-output.log")).ok()?;
+    libtest_seconds(&log)
+}
+
+/// The seconds of the first `finished in N.NNs` in libtest output.
+fn libtest_seconds(text: &str) -> Option<f64> {
+    let rest = &text[text.find("; finished in ")? + "; finished in ".len()..];
+    rest[..rest.find('s')?].parse().ok()
+}
+
+/// What the bench measured: the bare boots and boot-to-verdict (host seconds), and the harness's
+/// own share of the case time: the rounds' cases in the guest, and the same cases once more in a
+/// VM of their own with every body left out.
+pub struct Times {
+    pub bare: Vec<f64>,
+    pub full: Vec<f64>,
+    /// Each round's case time in the guest ([`guest_cases_seconds`]).
+    pub rounds_cases: Vec<f64>,
+    /// The floor run's case time in the guest, or why it is not known.
+    pub floor: Result<f64, String>,
+}
+
+/// One more VM after the rounds, with `WAITCONF_BODIES=empty`: every case process is made,
+/// isolated, watched, checked for leftovers and reaped as in the rounds, but runs no body. Its
+/// case time is what the harness costs before any row does anything, the part no row can save.
+fn harness_floor(launcher: session::Launcher, out: &Path, plan: &CasePlan) -> Result<f64, String> {
+    let dir = out.join("floor");
+    GuestSession::prepare_dir(&dir).map_err(|e| format!("{e:#}"))?;
+    let mut opts = plan.opts.clone();
+    opts.case_env
+        .push((protocol::env::WAITCONF_BODIES.into(), "empty".into()));
+    opts.max_vms = 1;
+    let floor_plan = CasePlan {
+        opts: &opts,
+        ..*plan
+    };
+    progress!(
+        "harness floor: the same cases once more, every body left out ({}=empty)",
+        protocol::env::WAITCONF_BODIES
+    );
+    let l = run::run_cases(launcher, &dir, &floor_plan).map_err(|e| format!("{e:#}"))?;
+    if let Some(e) = l.infra.first() {
+        return Err(format!("the floor's VM: {e}"));
+    }
+    guest_cases_seconds(&dir).ok_or_else(|| {
+        format!(
+            "no libtest summary in {}",
+            dir.join("guest-output.log").display()
+        )
+    })
 }
 
 /// What the rounds say about reproducibility: the distinct result matrices (the snapshot's
@@ -195,17 +258,21 @@ fn summarise(
     p: &Profile,
     accel: &str,
     rounds: usize,
-    (bare, full): (Vec<f64>, Vec<f64>),
     cases: usize,
     out: &Path,
     soak: &Soak,
+    times: &Times,
 ) -> i32 {
-    let (mb, mf) = (median(&bare), median(&full));
+    let (bare, full) = (&times.bare, &times.full);
+    let (mb, mf) = (median(bare), median(full));
+    let cases_s = median(&times.rounds_cases);
+    // What the goal leaves after the boot, for the cases and everything around them.
+    let budget = (GOAL_RATIO - 1.0) * mb;
     // What each case costs beyond the boot: the spawn (a fork from the case binary's fork
     // server, or an exec with `--case-env WAITCONF_SPAWN=exec`), the case itself and its
     // supervision.
     let per_case_ms = 1000.0 * (mf - mb) / cases.max(1) as f64;
-    let judged = judge_ratio(&bare, &full);
+    let judged = judge_ratio(bare, full);
     let summary = serde_json::json!({
         "profile": p.name,
         "accelerator": accel,
@@ -216,7 +283,7 @@ fn summarise(
         "median_boot_to_verdict": mf,
         "ratio": mf / mb,
         "goal_ratio": GOAL_RATIO,
-        "bare_spread": spread(&bare),
+        "bare_spread": spread(bare),
         "max_bare_spread": MAX_BARE_SPREAD,
         "within_goal": judged.is_ok(),
         "goal_verdict": judged.as_ref().err().cloned().unwrap_or_else(|| "within the goal".into()),
@@ -225,6 +292,11 @@ fn summarise(
         "distinct_matrices": soak.matrices.len(),
         "rounds_per_matrix": soak.matrices.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
         "matrix_differences": soak.differences(),
+        "guest_cases_seconds": times.rounds_cases,
+        "median_guest_cases": cases_s,
+        "floor_cases_seconds": times.floor.as_ref().ok(),
+        "floor_error": times.floor.as_ref().err(),
+        "after_boot_budget_seconds": budget,
         "infrastructure_failures": soak
             .infrastructure
             .iter()
@@ -249,8 +321,9 @@ fn summarise(
             .map_or("within the goal", String::as_str),
         bare.iter().copied().fold(f64::NAN, f64::min),
         bare.iter().copied().fold(f64::NAN, f64::max),
-        100.0 * spread(&bare)
+        100.0 * spread(bare)
     );
+    println!("{}", floor_line(times, cases, budget));
     println!(
         "soak: {rounds} fresh VM(s), {} distinct result matrix(es), {} with an infrastructure failure",
         soak.matrices.len(),
@@ -269,6 +342,25 @@ fn summarise(
     } else {
         EXIT_OK
     }
+}
+
+/// The summary's line on where the case time goes: the rounds' cases in the guest, the
+/// harness floor, and what the goal leaves after the boot.
+fn floor_line(f: &Times, cases: usize, budget: f64) -> String {
+    let c = median(&f.rounds_cases);
+    let rounds = if c.is_nan() {
+        "no round's case time known".to_string()
+    } else {
+        format!("cases {c:.2} s in the guest (median)")
+    };
+    let floor = match &f.floor {
+        Ok(s) => format!(
+            "{s:.2} s of it with every body left out ({:.1} ms per case: the harness's own floor)",
+            1000.0 * s / cases.max(1) as f64
+        ),
+        Err(e) => format!("harness floor not measured: {e}"),
+    };
+    format!("time: {rounds}, {floor}; the goal leaves {budget:.2} s after the boot for the cases and all around them")
 }
 
 #[cfg(test)]
@@ -373,6 +465,40 @@ mod tests {
             "no round measured"
         );
         assert_eq!(spread(&[4.0]), 0.0);
+    }
+
+    #[test]
+    fn the_case_time_is_libtests_own_and_the_floor_is_said_either_way() {
+        let out = "....\ntest result: FAILED. 681 passed; 8 failed; 549 ignored; 0 measured; 0 \
+                   filtered out; finished in 3.44s\n\nby provenance:\n";
+        assert_eq!(libtest_seconds(out), Some(3.44));
+        assert_eq!(libtest_seconds("test result: ok. 1 passed"), None);
+        assert_eq!(libtest_seconds("; finished in soon"), None);
+        let f = Times {
+            bare: vec![],
+            full: vec![],
+            rounds_cases: vec![3.5, 3.1, 4.0],
+            floor: Ok(1.8),
+        };
+        let l = floor_line(&f, 1200, 2.25);
+        assert!(l.contains("cases 3.50 s in the guest"), "{l}");
+        assert!(
+            l.contains("1.80 s of it with every body left out (1.5 ms per case"),
+            "{l}"
+        );
+        assert!(l.contains("the goal leaves 2.25 s after the boot"), "{l}");
+        let g = Times {
+            bare: vec![],
+            full: vec![],
+            rounds_cases: vec![],
+            floor: Err("the floor's VM: exit 3".into()),
+        };
+        let l = floor_line(&g, 1200, 2.25);
+        assert!(l.contains("no round's case time known"), "{l}");
+        assert!(
+            l.contains("harness floor not measured: the floor's VM: exit 3"),
+            "{l}"
+        );
     }
 
     #[test]

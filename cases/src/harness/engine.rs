@@ -68,6 +68,27 @@ pub fn timeout_mul() -> f64 {
     }
 }
 
+/// The detail of every case of a run without bodies ([`bodies_empty`]).
+pub const NO_BODY: &str = "body not run (WAITCONF_BODIES=empty: the harness's own cost per case)";
+
+/// Whether the case processes run no body ([`protocol::env::WAITCONF_BODIES`] is `empty`):
+/// read once, in the test process before the fork server starts, so that a forked case process
+/// finds it decided.
+pub fn bodies_empty() -> bool {
+    static EMPTY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *EMPTY.get_or_init(|| match std::env::var(protocol::env::WAITCONF_BODIES) {
+        Err(_) => false,
+        Ok(v) if v == "empty" => true,
+        Ok(v) => {
+            eprintln!(
+                "wait-conformance: {}={v:?} is not `empty`: the bodies run",
+                protocol::env::WAITCONF_BODIES
+            );
+            false
+        }
+    })
+}
+
 /// Exit code for bad configuration (an unusable CLONE_WAIT_PID_FLAG).
 pub const EXIT_CONFIG: i32 = 2;
 /// Exit code when the harness itself broke (could not probe, leaked).
@@ -203,6 +224,14 @@ fn test_process(table: fn() -> Vec<Case>) -> ! {
     // Looked up once here, before the fork server starts, so that no case
     // process repeats it (every case's expectation asks).
     let _ = super::config::missing_namespaces();
+    if bodies_empty() {
+        eprintln!(
+            "wait-conformance: {}=empty: every case process is made, watched and checked for \
+             leftovers, but runs no body; every case that runs is reported skipped (a measure of \
+             the harness, not a verdict)",
+            protocol::env::WAITCONF_BODIES
+        );
+    }
     let spawner = Arc::new(Spawner::new(&cases, &probe, probe_json));
     report.in_background();
     let trials = cases
@@ -846,7 +875,11 @@ fn case_process_for(case: &Case, probe: Probe) -> ! {
     // only: the cleanup below is the harness's.
     let announce = rustix::io::fcntl_dupfd_cloexec(std::io::stdout(), 100).ok();
     crate::sys::announce::announce_to(announce.as_ref().map(std::os::fd::AsRawFd::as_raw_fd));
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| body(&mut ctx)));
+    let result = if bodies_empty() {
+        Ok(Err(Stop::Skip(NO_BODY.into())))
+    } else {
+        std::panic::catch_unwind(AssertUnwindSafe(|| body(&mut ctx)))
+    };
     crate::sys::announce::announce_to(None);
     drop(announce);
     let (mut status, mut detail) = match result {
