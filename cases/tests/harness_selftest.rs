@@ -391,3 +391,65 @@ fn without_bodies_every_spawned_case_is_skipped_and_none_runs() {
         }
     }
 }
+
+/// The fork servers while a run is on: one per CPU up to `MAX_SERVERS`, each a child of the
+/// test process holding stdio and its own socket only (not the test process's other fds, nor
+/// the test process's ends of the other servers' sockets, which would keep those open).
+#[test]
+fn the_fork_servers_hold_stdio_and_their_own_socket_only() {
+    let want = cases::harness::zygote::pool_size();
+    let mut child = bin()
+        .args(["selftest::hang::plain", "--exact"])
+        .env("WAITCONF_SELFTEST_HANG", "1")
+        .env(protocol::env::WAITCONF_SPAWN, "fork")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = child.id() as i32;
+    let fds = |pid: i32| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| {
+                        let target = std::fs::read_link(e.path()).unwrap_or_default();
+                        format!("{}={}", e.file_name().to_string_lossy(), target.display())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    // The servers start before the first case; the hanging case keeps the run on for its
+    // timeout (1 s and more), during which they are polled for. A server seen between its fork
+    // and its first steps still holds the test process's fds: polled again until every server
+    // has settled (or the deadline says it never does).
+    let settled =
+        |f: &[String]| f.len() == 4 && f.iter().filter(|x| x.contains("socket:")).count() == 1;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let servers = loop {
+        let servers: Vec<(i32, Vec<String>)> = cases::sys::proc::children(t)
+            .into_iter()
+            .map(|p| (p, fds(p)))
+            .filter(|(_, f)| f.iter().any(|x| x.contains("socket:")))
+            .collect();
+        let done = servers.len() >= want && servers.iter().all(|(_, f)| settled(f));
+        if done || std::time::Instant::now() > deadline {
+            break servers;
+        }
+        std::thread::yield_now();
+    };
+    let _ = child.wait();
+    assert_eq!(servers.len(), want, "{servers:?}");
+    for (pid, f) in &servers {
+        let sockets = f.iter().filter(|x| x.contains("socket:")).count();
+        assert_eq!(sockets, 1, "server {pid}: {f:?}");
+        assert_eq!(
+            f.len(),
+            4,
+            "server {pid} holds stdio and its socket only: {f:?}"
+        );
+        assert!(f[0].starts_with("0=/dev/null"), "server {pid}: {f:?}");
+    }
+}

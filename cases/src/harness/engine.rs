@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::case::{Case, Ctx, Need, Provenance, Stop};
 use super::config::{self, Probe};
 use super::executor::{self, Proc, Supervised};
-use super::zygote::Zygote;
+use super::zygote::{self, Pool};
 use crate::sys::proc;
 
 pub use protocol::Status;
@@ -628,7 +628,7 @@ enum Spawner {
     /// A re-exec of the case binary per case, the probe in its environment.
     Exec { probe_json: String },
     /// Forked by the fork server.
-    Fork(Zygote),
+    Fork(Pool),
 }
 
 impl Spawner {
@@ -642,7 +642,7 @@ impl Spawner {
                 "wait-conformance: {SPAWN_ENV}={other:?} is neither fork nor exec: using fork"
             ),
         }
-        match Zygote::start(cases.to_vec(), probe.clone(), case_process_for) {
+        match Pool::start(zygote::pool_size(), cases, probe, case_process_for) {
             Ok(z) => Spawner::Fork(z),
             Err(e) => {
                 eprintln!("wait-conformance: no fork server ({e}): each case is an exec of the case binary");

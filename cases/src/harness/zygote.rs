@@ -84,7 +84,6 @@ impl Zygote {
         )
         .map_err(|e| format!("socketpair: {e}"))?;
         let parent = std::process::id();
-        let ours_raw = ours.as_raw_fd();
         // Nothing buffered may be copied into Z (and from there into every
         // case process).
         use std::io::Write;
@@ -93,10 +92,13 @@ impl Zygote {
         let z = clone3(
             &req,
             Program::Run(Box::new(move || {
-                // T's end of the socket: T's death (or its drop) is then EOF here.
-                // SAFETY: Z's private copy of T's end, owned by nothing in Z
-                // (the OwnedFd stays in T's frames, which Z never returns to).
-                unsafe { rustix::io::close(ours_raw) };
+                // Every fd T holds, T's end of this socket first (T's death, or
+                // its drop, is then EOF here) and T's ends of the other servers'
+                // sockets (which would otherwise keep those open after T lets
+                // go): Z keeps stdio and its own end only.
+                // SAFETY: Z's private copies, owned by nothing in Z (the OwnedFds
+                // stay in T's frames, which Z never returns to).
+                close_from_except(3, Some(theirs.as_raw_fd()));
                 serve(theirs, cases, probe, parent, run)
             })),
         );
@@ -180,6 +182,77 @@ impl Zygote {
         }
     }
 }
+
+/// Several fork servers, taken in turn: one server makes one case process at
+/// a time (a request, a fork, a reply), and with every trial thread queued on
+/// it a TCG guest's CPUs stood idle a quarter of the time (perf, with every
+/// body left out: docs/measurements.md, sixth session). Each server is forked
+/// from the still single-threaded test process, holds only its own socket,
+/// and is stopped in the reverse order.
+pub struct Pool {
+    servers: Vec<Zygote>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Pool {
+    /// Start `n` servers (at least one). A server after the first that cannot
+    /// start is left out with a note; the first one's failure is the error.
+    pub fn start(n: usize, cases: &[Case], probe: &Probe, run: RunCase) -> Result<Pool, String> {
+        let mut servers = vec![Zygote::start(cases.to_vec(), probe.clone(), run)?];
+        for i in 1..n.max(1) {
+            match Zygote::start(cases.to_vec(), probe.clone(), run) {
+                Ok(z) => servers.push(z),
+                Err(e) => {
+                    eprintln!(
+                        "wait-conformance: fork server {i} did not start ({e}): going on with {i}"
+                    );
+                    break;
+                }
+            }
+        }
+        Ok(Pool {
+            servers,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// How many servers run.
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Whether no server runs (never, once started).
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+
+    /// [`Zygote::spawn`] on the next server in turn.
+    pub fn spawn(&self, name: &str) -> Result<Supervised, String> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.servers.len();
+        self.servers[i].spawn(name)
+    }
+
+    /// Stop every server, the last started first (an earlier one's socket is
+    /// then held by T alone). Returns how each ended that did not exit cleanly.
+    pub fn stop(self) -> Vec<String> {
+        self.servers
+            .into_iter()
+            .rev()
+            .filter_map(Zygote::stop)
+            .collect()
+    }
+}
+
+/// How many fork servers a run starts: one per CPU the test process may use, at most
+/// [`MAX_SERVERS`].
+pub fn pool_size() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_SERVERS)
+}
+
+/// The most fork servers a run starts.
+pub const MAX_SERVERS: usize = 4;
 
 /// Z's loop: one request, one case process, one reply; until EOF.
 fn serve(sock: OwnedFd, cases: Vec<Case>, probe: Probe, parent: u32, run: RunCase) -> i32 {
@@ -274,12 +347,29 @@ fn fork_case(
 /// Close every fd from `low` up (what exec does with close-on-exec fds; the
 /// case process keeps only stdio).
 fn close_from(low: u32) {
-    // SAFETY: close_range(2) takes three integers; neither rustix nor nix
-    // wraps it. Called in a fresh case process in which nothing owns an fd
-    // above stdio (the OwnedFds copied from the zygote's frames are never
-    // dropped here).
-    let r = unsafe { libc::syscall(libc::SYS_close_range, low, u32::MAX, 0u32) };
-    if r != 0 {
+    close_from_except(low, None)
+}
+
+/// Close every fd from `low` up but `keep`.
+fn close_from_except(low: u32, keep: Option<i32>) {
+    let close_range = |first: u32, last: u32| -> bool {
+        if first > last {
+            return true;
+        }
+        // SAFETY: close_range(2) takes three integers; neither rustix nor nix
+        // wraps it. Called in a fresh process (a case process, or a fork server
+        // right after its fork) in which nothing owns an fd in the range (the
+        // OwnedFds copied from the parent's frames are never dropped here).
+        unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) == 0 }
+    };
+    let done = match keep {
+        Some(k) if k >= low as i32 => {
+            let k = k as u32;
+            (k == low || close_range(low, k - 1)) && (k == u32::MAX || close_range(k + 1, u32::MAX))
+        }
+        _ => close_range(low, u32::MAX),
+    };
+    if !done {
         // Before 5.9: walk /proc/self/fd.
         let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
             .map(|d| {
@@ -288,7 +378,10 @@ fn close_from(low: u32) {
                     .collect()
             })
             .unwrap_or_default();
-        for fd in fds.into_iter().filter(|&fd| fd >= low as i32) {
+        for fd in fds
+            .into_iter()
+            .filter(|&fd| fd >= low as i32 && Some(fd) != keep)
+        {
             // SAFETY: as above; an fd already closed (the directory's own)
             // gives EBADF, which is ignored.
             unsafe { libc::close(fd) };
