@@ -18,6 +18,9 @@ pub const WAITCONF_TIMEOUT_MUL: &str = "WAITCONF_TIMEOUT_MUL";
 /// skipped: the harness's own cost per case, measured by `runner bench` in one VM of its own.
 /// Unset (or anything else): the bodies run.
 pub const WAITCONF_BODIES: &str = "WAITCONF_BODIES";
+/// The detail of every case a run with `WAITCONF_BODIES=empty` made (and ran no body in).
+pub const NO_BODY_DETAIL: &str =
+    "body not run (WAITCONF_BODIES=empty: the harness's own cost per case)";
 /// `present` or `absent`: what `probe::feature::as_expected` holds the probe to.
 pub const WAITCONF_EXPECT_FEATURE: &str = "WAITCONF_EXPECT_FEATURE";
 /// `1` turns the switchable self-test rows' wrong expectation on.

@@ -125,14 +125,19 @@ pub struct Times {
     pub full: Vec<f64>,
     /// Each round's case time in the guest ([`guest_cases_seconds`]).
     pub rounds_cases: Vec<f64>,
-    /// The floor run's case time in the guest, or why it is not known.
-    pub floor: Result<f64, String>,
+    /// The floor run's case time in the guest and the number of case processes it made, or why
+    /// it is not known.
+    pub floor: Result<(f64, usize), String>,
 }
 
 /// One more VM after the rounds, with `WAITCONF_BODIES=empty`: every case process is made,
 /// isolated, watched, checked for leftovers and reaped as in the rounds, but runs no body. Its
 /// case time is what the harness costs before any row does anything, the part no row can save.
-fn harness_floor(launcher: session::Launcher, out: &Path, plan: &CasePlan) -> Result<f64, String> {
+fn harness_floor(
+    launcher: session::Launcher,
+    out: &Path,
+    plan: &CasePlan,
+) -> Result<(f64, usize), String> {
     let dir = out.join("floor");
     GuestSession::prepare_dir(&dir).map_err(|e| format!("{e:#}"))?;
     let mut opts = plan.opts.clone();
@@ -151,12 +156,18 @@ fn harness_floor(launcher: session::Launcher, out: &Path, plan: &CasePlan) -> Re
     if let Some(e) = l.infra.first() {
         return Err(format!("the floor's VM: {e}"));
     }
-    guest_cases_seconds(&dir).ok_or_else(|| {
+    let made = l
+        .cases
+        .iter()
+        .filter(|c| c.record.detail == protocol::env::NO_BODY_DETAIL)
+        .count();
+    let seconds = guest_cases_seconds(&dir).ok_or_else(|| {
         format!(
             "no libtest summary in {}",
             dir.join("guest-output.log").display()
         )
-    })
+    })?;
+    Ok((seconds, made))
 }
 
 /// What the rounds say about reproducibility: the distinct result matrices (the snapshot's
@@ -294,7 +305,8 @@ fn summarise(
         "matrix_differences": soak.differences(),
         "guest_cases_seconds": times.rounds_cases,
         "median_guest_cases": cases_s,
-        "floor_cases_seconds": times.floor.as_ref().ok(),
+        "floor_cases_seconds": times.floor.as_ref().ok().map(|f| f.0),
+        "floor_case_processes": times.floor.as_ref().ok().map(|f| f.1),
         "floor_error": times.floor.as_ref().err(),
         "after_boot_budget_seconds": budget,
         "infrastructure_failures": soak
@@ -323,7 +335,7 @@ fn summarise(
         bare.iter().copied().fold(f64::NAN, f64::max),
         100.0 * spread(bare)
     );
-    println!("{}", floor_line(times, cases, budget));
+    println!("{}", floor_line(times, budget));
     println!(
         "soak: {rounds} fresh VM(s), {} distinct result matrix(es), {} with an infrastructure failure",
         soak.matrices.len(),
@@ -346,7 +358,7 @@ fn summarise(
 
 /// The summary's line on where the case time goes: the rounds' cases in the guest, the
 /// harness floor, and what the goal leaves after the boot.
-fn floor_line(f: &Times, cases: usize, budget: f64) -> String {
+fn floor_line(f: &Times, budget: f64) -> String {
     let c = median(&f.rounds_cases);
     let rounds = if c.is_nan() {
         "no round's case time known".to_string()
@@ -354,9 +366,10 @@ fn floor_line(f: &Times, cases: usize, budget: f64) -> String {
         format!("cases {c:.2} s in the guest (median)")
     };
     let floor = match &f.floor {
-        Ok(s) => format!(
-            "{s:.2} s of it with every body left out ({:.1} ms per case: the harness's own floor)",
-            1000.0 * s / cases.max(1) as f64
+        Ok((s, made)) => format!(
+            "{s:.2} s of it with every body left out ({made} case processes, {:.1} ms each: the \
+             harness's own floor)",
+            1000.0 * s / (*made).max(1) as f64
         ),
         Err(e) => format!("harness floor not measured: {e}"),
     };
@@ -478,12 +491,12 @@ mod tests {
             bare: vec![],
             full: vec![],
             rounds_cases: vec![3.5, 3.1, 4.0],
-            floor: Ok(1.8),
+            floor: Ok((1.8, 600)),
         };
-        let l = floor_line(&f, 1200, 2.25);
+        let l = floor_line(&f, 2.25);
         assert!(l.contains("cases 3.50 s in the guest"), "{l}");
         assert!(
-            l.contains("1.80 s of it with every body left out (1.5 ms per case"),
+            l.contains("1.80 s of it with every body left out (600 case processes, 3.0 ms each"),
             "{l}"
         );
         assert!(l.contains("the goal leaves 2.25 s after the boot"), "{l}");
@@ -493,7 +506,7 @@ mod tests {
             rounds_cases: vec![],
             floor: Err("the floor's VM: exit 3".into()),
         };
-        let l = floor_line(&g, 1200, 2.25);
+        let l = floor_line(&g, 2.25);
         assert!(l.contains("no round's case time known"), "{l}");
         assert!(
             l.contains("harness floor not measured: the floor's VM: exit 3"),

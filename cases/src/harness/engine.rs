@@ -69,7 +69,7 @@ pub fn timeout_mul() -> f64 {
 }
 
 /// The detail of every case of a run without bodies ([`bodies_empty`]).
-pub const NO_BODY: &str = "body not run (WAITCONF_BODIES=empty: the harness's own cost per case)";
+pub const NO_BODY: &str = protocol::env::NO_BODY_DETAIL;
 
 /// Whether the case processes run no body ([`protocol::env::WAITCONF_BODIES`] is `empty`):
 /// read once, in the test process before the fork server starts, so that a forked case process
