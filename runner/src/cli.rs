@@ -172,8 +172,8 @@ pub struct MatrixArgs {
     /// For --kernel-image and --kernel-tree: whether the feature must be there (as for `run`).
     #[arg(long, value_enum, value_name = "present|absent")]
     pub expect_feature: Option<profile::Feature>,
-    /// Profiles run at once, each in its own VM (default: the host's CPUs, at most 4; kernels
-    /// are fetched or built one at a time before any VM starts).
+    /// Profiles run at once, each in its own VM (default: one more than the host's CPUs, at
+    /// most 4; kernels are fetched or built one at a time before any VM starts).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: Option<u32>,
     #[command(flatten)]
