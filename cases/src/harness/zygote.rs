@@ -184,9 +184,10 @@ impl Zygote {
 }
 
 /// Several fork servers, taken in turn: one server makes one case process at
-/// a time (a request, a fork, a reply), and with every trial thread queued on
-/// it a TCG guest's CPUs stood idle a quarter of the time (perf, with every
-/// body left out: docs/measurements.md, sixth session). Each server is forked
+/// a time (a request, a fork, a reply), and every trial thread queued on it
+/// (perf shows them contending for its mutex). With one server per CPU the
+/// harness alone (every body left out) took 0.78 of the time in a TCG guest
+/// (paired rounds: docs/measurements.md, sixth session). Each server is forked
 /// from the still single-threaded test process, holds only its own socket,
 /// and is stopped in the reverse order.
 pub struct Pool {
@@ -214,16 +215,6 @@ impl Pool {
             servers,
             next: std::sync::atomic::AtomicUsize::new(0),
         })
-    }
-
-    /// How many servers run.
-    pub fn len(&self) -> usize {
-        self.servers.len()
-    }
-
-    /// Whether no server runs (never, once started).
-    pub fn is_empty(&self) -> bool {
-        self.servers.is_empty()
     }
 
     /// [`Zygote::spawn`] on the next server in turn.
@@ -363,9 +354,9 @@ fn close_from_except(low: u32, keep: Option<i32>) {
         unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) == 0 }
     };
     let done = match keep {
+        // k >= low >= 0, so k - 1 and k + 1 stay in range.
         Some(k) if k >= low as i32 => {
-            let k = k as u32;
-            (k == low || close_range(low, k - 1)) && (k == u32::MAX || close_range(k + 1, u32::MAX))
+            close_range(low, k as u32 - 1) && close_range(k as u32 + 1, u32::MAX)
         }
         _ => close_range(low, u32::MAX),
     };
