@@ -335,7 +335,7 @@ fn summarise(
         bare.iter().copied().fold(f64::NAN, f64::max),
         100.0 * spread(bare)
     );
-    println!("{}", floor_line(times, budget));
+    println!("{}", floor_line(&times.floor, cases_s, budget));
     println!(
         "soak: {rounds} fresh VM(s), {} distinct result matrix(es), {} with an infrastructure failure",
         soak.matrices.len(),
@@ -356,16 +356,15 @@ fn summarise(
     }
 }
 
-/// The summary's line on where the case time goes: the rounds' cases in the guest, the
-/// harness floor, and what the goal leaves after the boot.
-fn floor_line(f: &Times, budget: f64) -> String {
-    let c = median(&f.rounds_cases);
+/// The summary's line on where the case time goes: the rounds' cases in the guest (median `c`),
+/// the harness floor, and what the goal leaves after the boot.
+fn floor_line(floor: &Result<(f64, usize), String>, c: f64, budget: f64) -> String {
     let rounds = if c.is_nan() {
         "no round's case time known".to_string()
     } else {
         format!("cases {c:.2} s in the guest (median)")
     };
-    let floor = match &f.floor {
+    let floor = match floor {
         Ok((s, made)) => format!(
             "{s:.2} s of it with every body left out ({made} case processes, {:.1} ms each: the \
              harness's own floor)",
@@ -487,26 +486,14 @@ mod tests {
         assert_eq!(libtest_seconds(out), Some(3.44));
         assert_eq!(libtest_seconds("test result: ok. 1 passed"), None);
         assert_eq!(libtest_seconds("; finished in soon"), None);
-        let f = Times {
-            bare: vec![],
-            full: vec![],
-            rounds_cases: vec![3.5, 3.1, 4.0],
-            floor: Ok((1.8, 600)),
-        };
-        let l = floor_line(&f, 2.25);
+        let l = floor_line(&Ok((1.8, 600)), median(&[3.5, 3.1, 4.0]), 2.25);
         assert!(l.contains("cases 3.50 s in the guest"), "{l}");
         assert!(
             l.contains("1.80 s of it with every body left out (600 case processes, 3.0 ms each"),
             "{l}"
         );
         assert!(l.contains("the goal leaves 2.25 s after the boot"), "{l}");
-        let g = Times {
-            bare: vec![],
-            full: vec![],
-            rounds_cases: vec![],
-            floor: Err("the floor's VM: exit 3".into()),
-        };
-        let l = floor_line(&g, 2.25);
+        let l = floor_line(&Err("the floor's VM: exit 3".into()), median(&[]), 2.25);
         assert!(l.contains("no round's case time known"), "{l}");
         assert!(
             l.contains("harness floor not measured: the floor's VM: exit 3"),
