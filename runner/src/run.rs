@@ -220,12 +220,9 @@ pub fn case_args(
     // per case is a write to the guest's console each, 0.2 s of a 2.6 s run under TCG (paired
     // runs in one VM, docs/measurements.md, seventh session); every case's line is in the
     // reports (results.tap, results.json) from the report file instead.
-    a.push(TERSE_ARG.into());
+    a.push("--quiet".into());
     a
 }
-
-/// The case binary's (libtest's) terse output flag.
-pub const TERSE_ARG: &str = "--quiet";
 
 pub struct GuestScript<'a> {
     pub dir: &'a Path,
